@@ -1,0 +1,128 @@
+using EfEnvelope.KeyManagement;
+using Microsoft.Extensions.Logging;
+
+namespace EfEnvelope;
+
+/// <summary>How a record's data key is protected.</summary>
+public enum KeyWrappingMode
+{
+    /// <summary>
+    /// Data keys are wrapped locally under a key-encryption key that the provider generated and that is cached;
+    /// one provider call serves many records. The default.
+    /// </summary>
+    CachedKeyEncryptionKey = 0,
+
+    /// <summary>
+    /// Every record's data key is wrapped by the provider itself: one provider call per record written and per
+    /// record read with a cold cache. For policies that require the textbook envelope; much slower with a remote KMS.
+    /// </summary>
+    Direct = 1,
+}
+
+/// <summary>Chooses the master key for one record, for per-tenant or per-subject keys (crypto-shredding).</summary>
+/// <param name="entity">The entity instance being saved.</param>
+/// <returns>A key id the provider has configured, or null for the provider's primary key.</returns>
+public delegate string? MasterKeySelector(object entity);
+
+/// <summary>Configures envelope encryption: the master-key provider, the wrapping mode and the key cache.</summary>
+/// <remarks>
+/// Two option sets that are equal (same provider instance or equal provider configuration, same settings) share one
+/// key cache and one set of interceptors, so create providers once (a singleton) rather than per context.
+/// </remarks>
+public sealed class EnvelopeEncryptionOptionsBuilder
+{
+    private readonly EnvelopeEncryptionSettings _settings = new();
+
+    internal EnvelopeEncryptionSettings Settings => _settings;
+
+    /// <summary>Uses the given master-key provider; other assemblies plug in through this method.</summary>
+    /// <remarks>Pass the same instance to every context (register it as a singleton) so that they share a cache.</remarks>
+    public EnvelopeEncryptionOptionsBuilder UseProvider(IMasterKeyProvider provider)
+    {
+        ArgumentNullException.ThrowIfNull(provider);
+        _settings.Provider = provider;
+        return this;
+    }
+
+    /// <summary>Uses an in-memory master key: for tests and local development only, never production.</summary>
+    /// <param name="provider">The provider; create it once and reuse it, since its keys live only in that instance.</param>
+    public EnvelopeEncryptionOptionsBuilder UseInsecureInMemoryMasterKey(InsecureInMemoryMasterKeyProvider provider) =>
+        UseProvider(provider);
+
+    /// <summary>Chooses how data keys are wrapped.</summary>
+    /// <remarks>The default is <see cref="KeyWrappingMode.CachedKeyEncryptionKey"/>.</remarks>
+    public EnvelopeEncryptionOptionsBuilder UseKeyWrappingMode(KeyWrappingMode mode)
+    {
+        if (!Enum.IsDefined(mode))
+        {
+            throw new ArgumentOutOfRangeException(nameof(mode), mode, "Unknown key wrapping mode.");
+        }
+
+        _settings.Mode = mode;
+        return this;
+    }
+
+    /// <summary>Names the application in every provider call's context (the KMS encryption context, audit logs).</summary>
+    /// <remarks>The default is <c>efenvelope</c>. Changing it makes existing rows unreadable: it is bound to every wrapped key.</remarks>
+    public EnvelopeEncryptionOptionsBuilder UseApplicationName(string applicationName)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(applicationName);
+        _settings.ApplicationName = applicationName;
+        return this;
+    }
+
+    /// <summary>Configures the key cache bounds.</summary>
+    public EnvelopeEncryptionOptionsBuilder ConfigureKeyCache(Action<KeyCacheOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        configure(_settings.Cache);
+        return this;
+    }
+
+    /// <summary>Chooses the master key per record (per tenant or data subject) for new data keys.</summary>
+    /// <remarks>The selector must be a stable delegate (a static method or a cached instance): it is part of the configuration's identity.</remarks>
+    public EnvelopeEncryptionOptionsBuilder UseMasterKeySelector(MasterKeySelector selector)
+    {
+        ArgumentNullException.ThrowIfNull(selector);
+        _settings.KeySelector = selector;
+        return this;
+    }
+
+    /// <summary>Bounds how long one provider call may take before it is cancelled.</summary>
+    /// <remarks>The default is 30 seconds. The caller's <see cref="CancellationToken"/> is honoured as well.</remarks>
+    public EnvelopeEncryptionOptionsBuilder UseProviderTimeout(TimeSpan timeout)
+    {
+        if (timeout <= TimeSpan.Zero && timeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentOutOfRangeException(nameof(timeout), timeout, "The provider timeout must be positive or infinite.");
+        }
+
+        _settings.ProviderTimeout = timeout;
+        return this;
+    }
+
+    /// <summary>Sends provider-call events to this logger factory.</summary>
+    /// <remarks>The default is the logger factory configured on the DbContext options, if any.</remarks>
+    public EnvelopeEncryptionOptionsBuilder UseLoggerFactory(ILoggerFactory loggerFactory)
+    {
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _settings.LoggerFactory = loggerFactory;
+        return this;
+    }
+
+    /// <summary>Replaces the clock used for cache expiry (tests).</summary>
+    public EnvelopeEncryptionOptionsBuilder UseTimeProvider(TimeProvider timeProvider)
+    {
+        ArgumentNullException.ThrowIfNull(timeProvider);
+        _settings.TimeProvider = timeProvider;
+        return this;
+    }
+
+    /// <summary>Replaces the source of keys, nonces and record ids (known-answer tests only: never in production).</summary>
+    public EnvelopeEncryptionOptionsBuilder UseRandomSource(IRandomSource randomSource)
+    {
+        ArgumentNullException.ThrowIfNull(randomSource);
+        _settings.Random = randomSource;
+        return this;
+    }
+}

@@ -1,0 +1,43 @@
+using EfEnvelope.KeyManagement;
+using Microsoft.Extensions.Logging;
+
+namespace EfEnvelope;
+
+/// <summary>The configuration gathered by the builder; equal settings share one runtime (cache, interceptors).</summary>
+internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryptionSettings>
+{
+    public IMasterKeyProvider? Provider { get; set; }
+    public KeyWrappingMode Mode { get; set; }
+    public string ApplicationName { get; set; } = "efenvelope";
+    public KeyCacheOptions Cache { get; set; } = new();
+    public MasterKeySelector? KeySelector { get; set; }
+    public TimeSpan ProviderTimeout { get; set; } = TimeSpan.FromSeconds(30);
+    public ILoggerFactory? LoggerFactory { get; set; }
+    public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
+    public IRandomSource Random { get; set; } = SystemRandomSource.Instance;
+
+    public EnvelopeEncryptionSettings Clone()
+    {
+        var copy = (EnvelopeEncryptionSettings)MemberwiseClone();
+        copy.Cache = Cache.Clone();
+        return copy;
+    }
+
+    // Providers compare by Equals, so a provider describing itself by configuration (key ids, region)
+    // can make two separately built option sets share a cache; by default this is reference equality.
+    public bool Equals(EnvelopeEncryptionSettings? other) =>
+        other is not null
+        && Equals(Provider, other.Provider)
+        && Mode == other.Mode
+        && ApplicationName == other.ApplicationName
+        && Cache.SameAs(other.Cache)
+        && Equals(KeySelector, other.KeySelector)
+        && ProviderTimeout == other.ProviderTimeout
+        && ReferenceEquals(LoggerFactory, other.LoggerFactory)
+        && ReferenceEquals(TimeProvider, other.TimeProvider)
+        && ReferenceEquals(Random, other.Random);
+
+    public override bool Equals(object? obj) => Equals(obj as EnvelopeEncryptionSettings);
+
+    public override int GetHashCode() => HashCode.Combine(Provider, Mode, ApplicationName, ProviderTimeout);
+}

@@ -1,0 +1,44 @@
+namespace EfEnvelope.KeyManagement;
+
+/// <summary>Bounds of the cache of unwrapped key-encryption keys.</summary>
+/// <remarks>Options validate in their setters, so a bad value fails where it is configured.</remarks>
+public sealed class KeyCacheOptions
+{
+    private int _maxEntries = 1000;
+    private TimeSpan _timeToLive = TimeSpan.FromMinutes(5);
+    private long _maxEncryptionUses = 1_000_000;
+
+    /// <summary>The most unwrapped keys held at once.</summary>
+    /// <remarks>The default is 1000. Past it the least recently used keys are evicted and zeroed.</remarks>
+    public int MaxEntries
+    {
+        get => _maxEntries;
+        set => _maxEntries = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxEntries), value, "Must be positive.");
+    }
+
+    /// <summary>How long an unwrapped key stays usable after the provider returned it.</summary>
+    /// <remarks>
+    /// The default is 5 minutes. This is the bound on how late a revoked master key takes effect: after it, the
+    /// provider is asked again and refuses.
+    /// </remarks>
+    public TimeSpan TimeToLive
+    {
+        get => _timeToLive;
+        set => _timeToLive = value > TimeSpan.Zero ? value : throw new ArgumentOutOfRangeException(nameof(TimeToLive), value, "Must be positive.");
+    }
+
+    /// <summary>How many data keys one key-encryption key wraps before a new one is generated.</summary>
+    /// <remarks>The default is 1,000,000 (far below the AES-GCM random-nonce limit of 2^32 messages per key).</remarks>
+    public long MaxEncryptionUses
+    {
+        get => _maxEncryptionUses;
+        set => _maxEncryptionUses = value is > 0 and <= 1L << 32
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(MaxEncryptionUses), value, "Must be between 1 and 2^32.");
+    }
+
+    internal KeyCacheOptions Clone() => (KeyCacheOptions)MemberwiseClone();
+
+    internal bool SameAs(KeyCacheOptions other) =>
+        _maxEntries == other._maxEntries && _timeToLive == other._timeToLive && _maxEncryptionUses == other._maxEncryptionUses;
+}
