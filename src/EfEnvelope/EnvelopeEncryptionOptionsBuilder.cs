@@ -31,7 +31,9 @@ public delegate string? MasterKeySelector(object entity);
 /// </remarks>
 public sealed class EnvelopeEncryptionOptionsBuilder
 {
-    private readonly EnvelopeEncryptionSettings _settings = new();
+    private readonly EnvelopeEncryptionSettings _settings;
+
+    internal EnvelopeEncryptionOptionsBuilder(EnvelopeEncryptionSettings? settings = null) => _settings = settings ?? new EnvelopeEncryptionSettings();
 
     internal EnvelopeEncryptionSettings Settings => _settings;
 

@@ -1,0 +1,35 @@
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+// Declared in EF's namespace so that no extra using is needed in OnModelCreating.
+namespace Microsoft.EntityFrameworkCore;
+
+/// <summary>Fluent configuration of encrypted properties.</summary>
+public static class EncryptedPropertyBuilderExtensions
+{
+    /// <summary>Stores the property encrypted, as <see cref="EfEnvelope.EncryptedAttribute"/> does.</summary>
+    /// <remarks>The same rules apply: a supported type, not a key, foreign key or index, not in a complex type.</remarks>
+    public static PropertyBuilder<TProperty> IsEncrypted<TProperty>(this PropertyBuilder<TProperty> propertyBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        return propertyBuilder;
+    }
+
+    /// <summary>Stores the property encrypted, as <see cref="EfEnvelope.EncryptedAttribute"/> does.</summary>
+    public static PropertyBuilder IsEncrypted(this PropertyBuilder propertyBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        return propertyBuilder;
+    }
+
+    /// <summary>Stores the complex-type property encrypted; always refused at model build, since complex types cannot hold the ciphertext.</summary>
+    /// <remarks>EF Core cannot add the shadow properties encryption needs to a complex type (efcore#35613); use an owned type instead.</remarks>
+    public static ComplexTypePropertyBuilder<TProperty> IsEncrypted<TProperty>(this ComplexTypePropertyBuilder<TProperty> propertyBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        return propertyBuilder;
+    }
+}

@@ -1,0 +1,89 @@
+using EfEnvelope.Internal;
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Metadata.Conventions.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace EfEnvelope.Infrastructure;
+
+/// <summary>The DbContext options extension that installs envelope encryption; added by <c>UseEnvelopeEncryption</c>.</summary>
+/// <remarks>
+/// Immutable. Two extensions with equal settings tell EF to reuse one internal service provider, which is what makes
+/// every context of one configuration share a key cache and one set of interceptors.
+/// </remarks>
+public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtension
+{
+    private ExtensionInfo? _info;
+
+    internal EnvelopeEncryptionOptionsExtension(EnvelopeEncryptionSettings settings) => Settings = settings;
+
+    internal EnvelopeEncryptionSettings Settings { get; }
+
+    /// <inheritdoc />
+    public DbContextOptionsExtensionInfo Info => _info ??= new ExtensionInfo(this);
+
+    /// <inheritdoc />
+    public void ApplyServices(IServiceCollection services)
+    {
+        var settings = Settings;
+        new EntityFrameworkServicesBuilder(services)
+            .TryAdd<IConventionSetPlugin, EncryptionConventionSetPlugin>()
+            .TryAdd<ISingletonInterceptor, DecryptingMaterializationInterceptor>()
+            .TryAdd<IInterceptor, EncryptingSaveChangesInterceptor>()
+            .TryAdd<IInterceptor, EncryptedQueryGuard>();
+        services.AddSingleton(provider => new EnvelopeRuntime(settings, LoggerFactoryFor(settings, provider)));
+
+        // Replace, not TryAdd: the database provider's services may already have registered EF's own detector.
+        services.Replace(ServiceDescriptor.Scoped<IChangeDetector, EncryptionChangeDetector>());
+    }
+
+    /// <inheritdoc />
+    public void Validate(IDbContextOptions options)
+    {
+        if (Settings.Provider is null)
+        {
+            throw new InvalidOperationException(
+                "UseEnvelopeEncryption needs a master-key provider: call UseProvider (or UseAwsKms, UsePkcs11, UseInsecureInMemoryMasterKey) in its configuration.");
+        }
+    }
+
+    private static ILoggerFactory LoggerFactoryFor(EnvelopeEncryptionSettings settings, IServiceProvider services)
+    {
+        if (settings.LoggerFactory is not null)
+        {
+            return settings.LoggerFactory;
+        }
+
+        var core = services.GetService<IDbContextOptions>()?.FindExtension<CoreOptionsExtension>();
+        return core?.LoggerFactory
+            ?? core?.ApplicationServiceProvider?.GetService<ILoggerFactory>()
+            ?? NullLoggerFactory.Instance;
+    }
+
+    private sealed class ExtensionInfo(EnvelopeEncryptionOptionsExtension extension) : DbContextOptionsExtensionInfo(extension)
+    {
+        private new EnvelopeEncryptionOptionsExtension Extension => (EnvelopeEncryptionOptionsExtension)base.Extension;
+
+        public override bool IsDatabaseProvider => false;
+
+        public override string LogFragment => $"using envelope encryption ({Extension.Settings.Provider?.Name}, {Extension.Settings.Mode}) ";
+
+        public override int GetServiceProviderHashCode() => Extension.Settings.GetHashCode();
+
+        public override bool ShouldUseSameServiceProvider(DbContextOptionsExtensionInfo other) =>
+            other is ExtensionInfo otherInfo && Extension.Settings.Equals(otherInfo.Extension.Settings);
+
+        public override void PopulateDebugInfo(IDictionary<string, string> debugInfo)
+        {
+            debugInfo["EfEnvelope:Provider"] = Extension.Settings.Provider?.Name ?? "(none)";
+            debugInfo["EfEnvelope:Mode"] = Extension.Settings.Mode.ToString();
+            debugInfo["EfEnvelope:Settings"] = Extension.Settings.GetHashCode().ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+}

@@ -1,0 +1,95 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+
+namespace EfEnvelope.Internal;
+
+/// <summary>Decrypts every materialized entity with encrypted properties (tracking, no-tracking, owned, JSON, FromSql).</summary>
+/// <remarks>Synchronous, like EF materialization: keys come from the cache, and a miss blocks on the provider.</remarks>
+internal sealed class DecryptingMaterializationInterceptor(EnvelopeRuntime runtime) : IMaterializationInterceptor
+{
+    public object InitializedInstance(MaterializationInterceptionData materializationData, object entity)
+    {
+        var encrypted = runtime.Find(materializationData.EntityType);
+        if (encrypted is null)
+        {
+            return entity;
+        }
+
+        var blobs = new byte[]?[encrypted.Properties.Length];
+        for (var i = 0; i < blobs.Length; i++)
+        {
+            blobs[i] = materializationData.GetPropertyValue<byte[]?>(encrypted.Properties[i].Ciphertext);
+        }
+
+        var wrappedKey = materializationData.GetPropertyValue<byte[]?>(encrypted.KeyProperty);
+        var snapshot = runtime.Decrypt(encrypted, entity, wrappedKey, blobs);
+
+        // Only tracked records need a snapshot: it is how edits to their plaintext are found at SaveChanges.
+        if (materializationData.QueryTrackingBehavior is QueryTrackingBehavior.TrackAll
+            && materializationData.Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
+        {
+            detector.Remember(entity, snapshot);
+        }
+
+        return entity;
+    }
+}
+
+/// <summary>Encrypts before SaveChanges builds commands, and keeps the change-tracking snapshots in step with the outcome.</summary>
+internal sealed class EncryptingSaveChangesInterceptor(EnvelopeRuntime runtime) : SaveChangesInterceptor
+{
+    private readonly SaveEncryption _encryption = new(runtime);
+
+    public override InterceptionResult<int> SavingChanges(DbContextEventData eventData, InterceptionResult<int> result)
+    {
+        if (eventData.Context is { } context)
+        {
+            _encryption.Run(context);
+        }
+
+        return result;
+    }
+
+    public override async ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+    {
+        if (eventData.Context is { } context)
+        {
+            await _encryption.RunAsync(context, cancellationToken).ConfigureAwait(false);
+        }
+
+        return result;
+    }
+
+    public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
+    {
+        Detector(eventData.Context)?.CommitPending();
+        return result;
+    }
+
+    public override ValueTask<int> SavedChangesAsync(SaveChangesCompletedEventData eventData, int result, CancellationToken cancellationToken = default)
+    {
+        Detector(eventData.Context)?.CommitPending();
+        return ValueTask.FromResult(result);
+    }
+
+    public override void SaveChangesFailed(DbContextErrorEventData eventData) => Detector(eventData.Context)?.DiscardPending();
+
+    public override Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Detector(eventData.Context)?.DiscardPending();
+        return Task.CompletedTask;
+    }
+
+    public override void SaveChangesCanceled(DbContextEventData eventData) => Detector(eventData.Context)?.DiscardPending();
+
+    public override Task SaveChangesCanceledAsync(DbContextEventData eventData, CancellationToken cancellationToken = default)
+    {
+        Detector(eventData.Context)?.DiscardPending();
+        return Task.CompletedTask;
+    }
+
+    private static EncryptionChangeDetector? Detector(DbContext? context) =>
+        context?.GetService<IChangeDetector>() as EncryptionChangeDetector;
+}

@@ -1,0 +1,150 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Security.Cryptography;
+using EfEnvelope.Crypto;
+using EfEnvelope.Diagnostics;
+using EfEnvelope.KeyManagement;
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.Extensions.Logging;
+
+namespace EfEnvelope.Internal;
+
+/// <summary>
+/// Everything one encryption configuration shares across its DbContexts: provider, key cache and the per-entity
+/// metadata. A singleton of EF's internal service provider, which EF builds once per distinct configuration.
+/// </summary>
+internal sealed class EnvelopeRuntime : IDisposable
+{
+    private readonly ConcurrentDictionary<IEntityType, EncryptedEntity?> _entities = new();
+
+    public EnvelopeRuntime(EnvelopeEncryptionSettings settings, ILoggerFactory loggerFactory)
+    {
+        Settings = settings;
+        Provider = settings.Provider!;
+        Gateway = new ProviderGateway(Provider, settings.ProviderTimeout, loggerFactory.CreateLogger("EfEnvelope.KeyManagement"));
+        Cache = new KeyCache(Gateway, settings.Cache, settings.TimeProvider, settings.ApplicationName);
+    }
+
+    public EnvelopeEncryptionSettings Settings { get; }
+
+    public IMasterKeyProvider Provider { get; }
+
+    public ProviderGateway Gateway { get; }
+
+    public KeyCache Cache { get; }
+
+    public IRandomSource Random => Settings.Random;
+
+    /// <summary>The encryption metadata of an entity type, or null when it has no encrypted property.</summary>
+    public EncryptedEntity? Find(IEntityType entityType) =>
+        _entities.TryGetValue(entityType, out var found) ? found : _entities.GetOrAdd(entityType, Build);
+
+    /// <summary>Decrypts a stored record into the entity's plaintext properties (synchronous: EF materialization is).</summary>
+    /// <returns>The snapshot of what was decrypted, for change tracking.</returns>
+    public RecordSnapshot Decrypt(EncryptedEntity encrypted, object entity, byte[]? wrappedKey, byte[]?[] blobs)
+    {
+        var properties = encrypted.Properties;
+        var values = new object?[properties.Length];
+        if (wrappedKey is null)
+        {
+            for (var i = 0; i < properties.Length; i++)
+            {
+                if (blobs[i] is not null)
+                {
+                    throw new EnvelopeDecryptionException("The record has ciphertext but no wrapped data key.", encrypted.Name, properties[i].Name);
+                }
+            }
+
+            return new RecordSnapshot(null, values);
+        }
+
+        if (!WrappedKeyBlob.TryParse(wrappedKey, out var blob, out var error))
+        {
+            throw new EnvelopeDecryptionException(error!, encrypted.Name);
+        }
+
+        var key = Cache.Get(encrypted.Name, blob, encrypted.LastKey);
+        try
+        {
+            DecryptFields(encrypted, entity, blob, key, blobs);
+        }
+        finally
+        {
+            key.Release();
+        }
+
+        encrypted.LastKey = key;
+        for (var i = 0; i < properties.Length; i++)
+        {
+            values[i] = properties[i].Capture(entity);
+        }
+
+        EnvelopeTelemetry.RecordsDecryptedCounter.Add(1, new KeyValuePair<string, object?>("entity", encrypted.Name));
+        return new RecordSnapshot(wrappedKey, values);
+    }
+
+    /// <summary>Opens a record's data key: under its KEK (mode 1), or the cached key itself (direct mode).</summary>
+    public static AesGcm OpenDataKey(EncryptedEntity encrypted, in WrappedKeyBlob blob, CachedKey key) =>
+        blob.Mode == EnvelopeFormat.ModeCachedKek ? encrypted.OpenDataKey(blob, key) : key.RentCipher();
+
+    public static void CloseDataKey(in WrappedKeyBlob blob, CachedKey key, AesGcm cipher)
+    {
+        if (blob.Mode == EnvelopeFormat.ModeCachedKek)
+        {
+            cipher.Dispose();
+        }
+        else
+        {
+            key.ReturnCipher(cipher);
+        }
+    }
+
+    public void Dispose() => Cache.Dispose();
+
+    private static void DecryptFields(EncryptedEntity encrypted, object entity, in WrappedKeyBlob blob, CachedKey key, byte[]?[] blobs)
+    {
+        var cipher = OpenDataKey(encrypted, blob, key);
+        try
+        {
+            var recordId = blob.RecordId;
+            for (var i = 0; i < encrypted.Properties.Length; i++)
+            {
+                encrypted.Properties[i].Decrypt(entity, blobs[i], cipher, recordId, key.KeyId);
+            }
+        }
+        finally
+        {
+            CloseDataKey(blob, key, cipher);
+        }
+    }
+
+    private static EncryptedEntity? Build(IEntityType entityType)
+    {
+        var names = new List<string>();
+        for (var type = entityType; type is not null; type = type.BaseType)
+        {
+            if (type.FindAnnotation(EncryptionAnnotations.EncryptedProperties)?.Value is string[] declared)
+            {
+                names.InsertRange(0, declared);
+            }
+        }
+
+        if (names.Count == 0)
+        {
+            return null;
+        }
+
+        var name = entityType.GetRootType().Name;
+        var binding = EnvelopeFormat.BindingName(name);
+        var properties = names.Select(propertyName =>
+        {
+            var clrProperty = entityType.ClrType.GetProperty(propertyName, BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)
+                ?? throw new InvalidOperationException($"Encrypted property '{entityType.DisplayName()}.{propertyName}' was not found on CLR type '{entityType.ClrType.Name}'.");
+            var ciphertext = entityType.FindProperty(EncryptionAnnotations.CiphertextPropertyName(propertyName))!;
+            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding);
+        }).ToList();
+        return new EncryptedEntity(entityType, properties, binding);
+    }
+}

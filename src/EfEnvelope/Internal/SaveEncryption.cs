@@ -1,0 +1,322 @@
+using EfEnvelope.Crypto;
+using EfEnvelope.Diagnostics;
+using EfEnvelope.KeyManagement;
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+
+namespace EfEnvelope.Internal;
+
+/// <summary>Encrypts what a SaveChanges is about to write, before EF builds any command.</summary>
+/// <remarks>
+/// Four phases, so that a failure anywhere leaves the context exactly as it was and nothing reaches the database:
+/// find the records to encrypt; get their keys (the only phase that may call the provider, and the only async one);
+/// encrypt into new arrays (in parallel for large saves: records are independent); and only then assign the
+/// ciphertext to EF's shadow properties.
+/// </remarks>
+internal sealed class SaveEncryption(EnvelopeRuntime runtime)
+{
+    private const int ParallelThreshold = 256;
+
+    public void Run(DbContext context)
+    {
+        var work = Collect(context);
+        if (work.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            ProviderGateway.RunSynchronously(async () =>
+            {
+                await AcquireKeysAsync(work, CancellationToken.None).ConfigureAwait(false);
+                return true;
+            });
+            Encrypt(work);
+        }
+        finally
+        {
+            ReleaseKeys(work);
+        }
+
+        Assign(context, work);
+    }
+
+    public async Task RunAsync(DbContext context, CancellationToken cancellationToken)
+    {
+        var work = Collect(context);
+        if (work.Count == 0)
+        {
+            return;
+        }
+
+        try
+        {
+            await AcquireKeysAsync(work, cancellationToken).ConfigureAwait(false);
+            Encrypt(work);
+        }
+        finally
+        {
+            ReleaseKeys(work);
+        }
+
+        Assign(context, work);
+    }
+
+    private List<RecordWork> Collect(DbContext context)
+    {
+        // Added records reachable only through a navigation are tracked by change detection: find them first.
+        if (context.ChangeTracker.AutoDetectChangesEnabled)
+        {
+            context.ChangeTracker.DetectChanges();
+        }
+
+        var detector = Detector(context);
+        var work = new List<RecordWork>();
+        foreach (var entry in context.GetService<IStateManager>().Entries)
+        {
+            var state = entry.EntityState;
+            if (state is not (EntityState.Added or EntityState.Modified or EntityState.Unchanged))
+            {
+                continue;
+            }
+
+            var encrypted = runtime.Find(entry.EntityType);
+            if (encrypted is null)
+            {
+                continue;
+            }
+
+            var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
+            var snapshot = state == EntityState.Added ? null : detector.Find(entry.Entity, wrappedKey);
+            if (snapshot is null || wrappedKey is null)
+            {
+                // New, or not read in this context (Attach/Update of a detached instance): the stored data key is
+                // unknown, so every encrypted property gets encrypted under a fresh one.
+                work.Add(new RecordWork(entry, encrypted, changed: null));
+                continue;
+            }
+
+            bool[]? changed = null;
+            for (var i = 0; i < encrypted.Properties.Length; i++)
+            {
+                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]))
+                {
+                    changed ??= new bool[encrypted.Properties.Length];
+                    changed[i] = true;
+                }
+            }
+
+            if (changed is not null)
+            {
+                work.Add(new RecordWork(entry, encrypted, changed) { StoredKey = wrappedKey, Snapshot = snapshot });
+            }
+        }
+
+        return work;
+    }
+
+    private async Task AcquireKeysAsync(List<RecordWork> work, CancellationToken cancellationToken)
+    {
+        var direct = runtime.Settings.Mode == KeyWrappingMode.Direct;
+        var selector = runtime.Settings.KeySelector;
+
+        // New records: one KEK per (entity, master key) covers them all in the default mode.
+        var groups = new Dictionary<(string Entity, string KeyId), List<RecordWork>>();
+        foreach (var item in work)
+        {
+            if (item.IsNew)
+            {
+                var keyId = selector?.Invoke(item.Entry.Entity) ?? runtime.Provider.PrimaryKeyId;
+                if (!groups.TryGetValue((item.Encrypted.Name, keyId), out var members))
+                {
+                    groups[(item.Encrypted.Name, keyId)] = members = [];
+                }
+
+                members.Add(item);
+            }
+            else
+            {
+                if (!WrappedKeyBlob.TryParse(item.StoredKey!, out var blob, out var error))
+                {
+                    throw new EnvelopeDecryptionException(error!, item.Encrypted.Name);
+                }
+
+                item.StoredBlob = blob;
+                item.Key = await runtime.Cache.GetAsync(item.Encrypted.Name, blob, item.Encrypted.LastKey, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        foreach (var ((entity, keyId), members) in groups)
+        {
+            if (!runtime.Provider.IsKeyConfigured(keyId))
+            {
+                throw new MasterKeyException($"The master-key selector chose key '{keyId}' for entity '{entity}', which provider '{runtime.Provider.Name}' is not configured to use.", runtime.Provider.Name, keyId, entity);
+            }
+
+            if (direct)
+            {
+                foreach (var item in members)
+                {
+                    var recordId = new byte[EnvelopeFormat.RecordIdSize];
+                    runtime.Random.Fill(recordId);
+                    item.RecordId = recordId;
+                    item.DirectKey = await runtime.Gateway.GenerateDataKeyAsync(keyId, runtime.Cache.ContextFor(entity, recordId, direct: true), cancellationToken).ConfigureAwait(false);
+                }
+
+                continue;
+            }
+
+            var allotments = await runtime.Cache.ReserveWriteKeysAsync(entity, keyId, members.Count, cancellationToken).ConfigureAwait(false);
+            var next = 0;
+            foreach (var (key, records) in allotments)
+            {
+                // Each record holds its own lease so that releasing them one by one balances the reservation.
+                for (var i = 0; i < records; i++)
+                {
+                    if (i > 0)
+                    {
+                        key.TryAcquire();
+                    }
+
+                    members[next++].Key = key;
+                }
+            }
+        }
+    }
+
+    private void Encrypt(List<RecordWork> work)
+    {
+        if (work.Count >= ParallelThreshold && Environment.ProcessorCount > 1)
+        {
+            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(0, work.Count), range =>
+            {
+                for (var i = range.Item1; i < range.Item2; i++)
+                {
+                    EncryptOne(work[i]);
+                }
+            });
+        }
+        else
+        {
+            foreach (var item in work)
+            {
+                EncryptOne(item);
+            }
+        }
+    }
+
+    private void EncryptOne(RecordWork item)
+    {
+        var encrypted = item.Encrypted;
+        var entity = item.Entry.Entity;
+        item.Fields = new byte[]?[encrypted.Properties.Length];
+        if (item.IsNew)
+        {
+            item.NewWrappedKey = item.DirectKey is not null
+                ? encrypted.EncryptNewDirect(entity, item.DirectKey, item.RecordId!, runtime.Provider.Name, runtime.Random, item.Fields)
+                : encrypted.EncryptNew(entity, item.Key!, runtime.Random, item.Fields);
+        }
+        else
+        {
+            var blob = item.StoredBlob;
+            var cipher = EnvelopeRuntime.OpenDataKey(encrypted, blob, item.Key!);
+            try
+            {
+                encrypted.EncryptChanged(entity, cipher, blob.RecordId, runtime.Random, item.Fields, item.Changed!);
+            }
+            finally
+            {
+                EnvelopeRuntime.CloseDataKey(blob, item.Key!, cipher);
+            }
+        }
+
+        var values = new object?[encrypted.Properties.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = item.IsNew || item.Changed![i] ? encrypted.Properties[i].Capture(entity) : item.Snapshot!.Values[i];
+        }
+
+        item.Captured = values;
+    }
+
+    private static void ReleaseKeys(List<RecordWork> work)
+    {
+        foreach (var item in work)
+        {
+            item.Key?.Release();
+            item.Key = null;
+            item.DirectKey?.Dispose();
+            item.DirectKey = null;
+        }
+    }
+
+    private static void Assign(DbContext context, List<RecordWork> work)
+    {
+        var detector = Detector(context);
+        detector.Assigning = true;
+        try
+        {
+            foreach (var item in work)
+            {
+                var entry = item.Entry;
+                var encrypted = item.Encrypted;
+                if (item.NewWrappedKey is not null)
+                {
+                    entry[encrypted.KeyProperty] = item.NewWrappedKey;
+                }
+
+                for (var i = 0; i < encrypted.Properties.Length; i++)
+                {
+                    if (item.IsNew || item.Changed![i])
+                    {
+                        entry[encrypted.Properties[i].Ciphertext] = item.Fields![i];
+                    }
+                }
+
+                detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey ?? item.StoredKey, item.Captured!));
+                EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, new KeyValuePair<string, object?>("entity", encrypted.Name));
+            }
+        }
+        finally
+        {
+            detector.Assigning = false;
+        }
+    }
+
+    private static EncryptionChangeDetector Detector(DbContext context) =>
+        context.GetService<IChangeDetector>() as EncryptionChangeDetector
+        ?? throw new InvalidOperationException("EfEnvelope's change detector is not installed: another extension replaced IChangeDetector.");
+
+    private sealed class RecordWork(InternalEntityEntry entry, EncryptedEntity encrypted, bool[]? changed)
+    {
+        public InternalEntityEntry Entry { get; } = entry;
+
+        public EncryptedEntity Encrypted { get; } = encrypted;
+
+        /// <summary>Null for a record that gets a fresh data key; else which properties to re-encrypt.</summary>
+        public bool[]? Changed { get; } = changed;
+
+        public bool IsNew => Changed is null;
+
+        public byte[]? StoredKey { get; init; }
+
+        public RecordSnapshot? Snapshot { get; init; }
+
+        public WrappedKeyBlob StoredBlob { get; set; }
+
+        public CachedKey? Key { get; set; }
+
+        public GeneratedDataKey? DirectKey { get; set; }
+
+        public byte[]? RecordId { get; set; }
+
+        public byte[]? NewWrappedKey { get; set; }
+
+        public byte[]?[]? Fields { get; set; }
+
+        public object?[]? Captured { get; set; }
+    }
+}

@@ -1,0 +1,314 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using EfEnvelope.Crypto;
+using EfEnvelope.Diagnostics;
+using Microsoft.Extensions.Caching.Memory;
+
+namespace EfEnvelope.KeyManagement;
+
+/// <summary>The bounded cache of unwrapped keys shared by every context of one configuration.</summary>
+/// <remarks>
+/// <para>
+/// Two kinds of entries: the current key-encryption key per (entity, master key) for writing, and unwrapped keys
+/// found in stored blobs for reading, keyed by the bytes that identify them (provider, key id, wrapped key) and the
+/// entity they are bound to. Both expire after <see cref="KeyCacheOptions.TimeToLive"/>; the read side holds at most
+/// <see cref="KeyCacheOptions.MaxEntries"/> keys. Evicted keys are zeroed once no reader holds them.
+/// </para>
+/// <para>
+/// Concurrent misses on the same key share one provider call, so a burst of parallel reads after expiry costs one
+/// call, not one per thread.
+/// </para>
+/// </remarks>
+internal sealed class KeyCache : IDisposable
+{
+    private readonly ProviderGateway _gateway;
+    private readonly KeyCacheOptions _options;
+    private readonly TimeProvider _time;
+    private readonly string _application;
+    private readonly MemoryCache _readKeys;
+    private readonly ConcurrentDictionary<(string Entity, string KeyId), CachedKey> _writeKeys = new();
+    private readonly ConcurrentDictionary<TailKey, Lazy<Task<CachedKey>>> _pendingReads = new();
+    private readonly SemaphoreSlim _writeKeyLock = new(1, 1);
+    private long _hits;
+    private long _misses;
+
+    public KeyCache(ProviderGateway gateway, KeyCacheOptions options, TimeProvider time, string application)
+    {
+        _gateway = gateway;
+        _options = options;
+        _time = time;
+        _application = application;
+        _readKeys = new MemoryCache(new MemoryCacheOptions { SizeLimit = options.MaxEntries, CompactionPercentage = 0.1 });
+    }
+
+    public long Hits => Interlocked.Read(ref _hits);
+
+    public long Misses => Interlocked.Read(ref _misses);
+
+    public int Count => _readKeys.Count;
+
+    public string Application => _application;
+
+    public KeyContext ContextFor(string entity, ReadOnlySpan<byte> recordId, bool direct) =>
+        KeyContext.For(_application, entity, direct ? Convert.ToHexStringLower(recordId) : null);
+
+    /// <summary>Finds a cached key for a stored blob and leases it; false on a miss.</summary>
+    public bool TryGet(string entity, ReadOnlySpan<byte> tail, CachedKey? hint, out CachedKey key)
+    {
+        if (hint is not null && Usable(hint) && hint.Tail.AsSpan().SequenceEqual(tail) && hint.Entity == entity && hint.TryAcquire())
+        {
+            Hit();
+            key = hint;
+            return true;
+        }
+
+        var cacheKey = new TailKey(entity, tail.ToArray());
+        if (_readKeys.TryGetValue(cacheKey, out CachedKey? found) && found is not null)
+        {
+            if (Usable(found) && found.TryAcquire())
+            {
+                Hit();
+                key = found;
+                return true;
+            }
+
+            _readKeys.Remove(cacheKey);
+        }
+
+        key = null!;
+        return false;
+    }
+
+    /// <summary>Returns the leased key for a stored blob, asking the provider on a miss.</summary>
+    public async Task<CachedKey> GetAsync(string entity, WrappedKeyBlob blob, CachedKey? hint, CancellationToken cancellationToken)
+    {
+        if (TryGet(entity, blob.Tail, hint, out var key))
+        {
+            return key;
+        }
+
+        while (true)
+        {
+            key = await UnwrapSharedAsync(entity, blob, cancellationToken).ConfigureAwait(false);
+            if (key.TryAcquire())
+            {
+                return key;
+            }
+        }
+    }
+
+    /// <summary>The synchronous form of <see cref="GetAsync"/>, for EF's synchronous paths; a miss blocks on the provider.</summary>
+    public CachedKey Get(string entity, WrappedKeyBlob blob, CachedKey? hint) =>
+        TryGet(entity, blob.Tail, hint, out var key)
+            ? key
+            : ProviderGateway.RunSynchronously(() => GetAsync(entity, blob, null, CancellationToken.None));
+
+    /// <summary>Leases write keys covering <paramref name="records"/> new data keys under one master key.</summary>
+    /// <returns>Keys and how many records each may wrap; usually one key.</returns>
+    public async Task<List<(CachedKey Key, int Records)>> ReserveWriteKeysAsync(string entity, string keyId, int records, CancellationToken cancellationToken)
+    {
+        var allotments = new List<(CachedKey, int)>(1);
+        try
+        {
+            while (records > 0)
+            {
+                var key = await CurrentWriteKeyAsync(entity, keyId, cancellationToken).ConfigureAwait(false);
+                var taken = TakeUses(key, records);
+                if (taken > 0)
+                {
+                    allotments.Add((key, taken));
+                    records -= taken;
+                }
+                else
+                {
+                    key.Release();
+                }
+            }
+        }
+        catch
+        {
+            foreach (var (key, _) in allotments)
+            {
+                key.Release();
+            }
+
+            throw;
+        }
+
+        return allotments;
+    }
+
+    /// <summary>Drops every key (they are zeroed as soon as no reader holds them).</summary>
+    public void Clear()
+    {
+        _readKeys.Compact(1.0);
+        foreach (var key in _writeKeys.Keys)
+        {
+            if (_writeKeys.TryRemove(key, out var removed))
+            {
+                removed.Evict();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        Clear();
+        _readKeys.Dispose();
+        _writeKeyLock.Dispose();
+    }
+
+    private static int TakeUses(CachedKey key, int wanted)
+    {
+        // Reserve what is left of the key's budget, up to what is wanted, without ever going below zero for others.
+        var remaining = key.RemainingUses;
+        var take = (int)Math.Min(remaining, wanted);
+        while (take > 0 && !key.TryReserveUses(take))
+        {
+            key.TryReserveUses(-take);
+            remaining = key.RemainingUses;
+            take = (int)Math.Min(remaining, wanted);
+        }
+
+        return take;
+    }
+
+    private async Task<CachedKey> CurrentWriteKeyAsync(string entity, string keyId, CancellationToken cancellationToken)
+    {
+        var slot = (entity, keyId);
+        if (_writeKeys.TryGetValue(slot, out var current) && Usable(current) && current.RemainingUses > 0 && current.TryAcquire())
+        {
+            Hit();
+            return current;
+        }
+
+        // One generation at a time: the first caller asks the provider, the others find its key when they get in.
+        await _writeKeyLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_writeKeys.TryGetValue(slot, out current) && Usable(current) && current.RemainingUses > 0 && current.TryAcquire())
+            {
+                Hit();
+                return current;
+            }
+
+            Miss();
+            using var generated = await _gateway.GenerateDataKeyAsync(keyId, KeyContext.For(_application, entity), cancellationToken).ConfigureAwait(false);
+            var tail = EnvelopeFormat.BuildTail(_gateway.Provider.Name, generated.KeyId, generated.WrappedKey);
+            var fresh = new CachedKey(entity, generated.KeyId, tail, generated.Plaintext, _time.GetUtcNow() + _options.TimeToLive, _options.MaxEncryptionUses);
+            fresh.TryAcquire();
+            if (_writeKeys.TryGetValue(slot, out var replaced))
+            {
+                replaced.Evict();
+            }
+
+            _writeKeys[slot] = fresh;
+
+            // Reads of rows just written find the key without asking the provider again.
+            AddReadKey(new TailKey(entity, tail), fresh);
+            return fresh;
+        }
+        finally
+        {
+            _writeKeyLock.Release();
+        }
+    }
+
+    private Task<CachedKey> UnwrapSharedAsync(string entity, WrappedKeyBlob blob, CancellationToken cancellationToken)
+    {
+        var cacheKey = new TailKey(entity, blob.Tail.ToArray());
+        var pending = _pendingReads.GetOrAdd(cacheKey, k => new Lazy<Task<CachedKey>>(() => UnwrapAsync(k, blob, cancellationToken)));
+        return pending.Value;
+    }
+
+    private async Task<CachedKey> UnwrapAsync(TailKey cacheKey, WrappedKeyBlob blob, CancellationToken cancellationToken)
+    {
+        try
+        {
+            Miss();
+            var keyId = blob.KeyId;
+            var providerName = blob.ProviderName;
+            if (providerName != _gateway.Provider.Name)
+            {
+                throw new MasterKeyException(
+                    $"The stored data was wrapped by provider '{providerName}', but this configuration uses '{_gateway.Provider.Name}'.",
+                    _gateway.Provider.Name, keyId, cacheKey.Entity);
+            }
+
+            var context = ContextFor(cacheKey.Entity, blob.RecordId, blob.Mode == EnvelopeFormat.ModeDirect);
+            var plaintext = await _gateway.DecryptDataKeyAsync(keyId, blob.ProviderWrapped, context, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (plaintext.Length != EnvelopeFormat.KeySize)
+                {
+                    throw new EnvelopeDecryptionException($"The provider returned a {plaintext.Length}-byte key where 32 were expected.", cacheKey.Entity, null, keyId);
+                }
+
+                var key = new CachedKey(cacheKey.Entity, keyId, cacheKey.Tail, plaintext, _time.GetUtcNow() + _options.TimeToLive, maxUses: 0);
+                AddReadKey(cacheKey, key);
+                return key;
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(plaintext);
+            }
+        }
+        catch (EnvelopeDecryptionException ex)
+        {
+            throw ex.WithLocation(cacheKey.Entity, null, null);
+        }
+        finally
+        {
+            _pendingReads.TryRemove(cacheKey, out _);
+        }
+    }
+
+    private void AddReadKey(TailKey cacheKey, CachedKey key)
+    {
+        using var entry = _readKeys.CreateEntry(cacheKey);
+        entry.Value = key;
+        entry.Size = 1;
+        entry.AbsoluteExpirationRelativeToNow = _options.TimeToLive;
+        entry.RegisterPostEvictionCallback(static (_, value, _, _) => ((CachedKey)value!).Evict());
+    }
+
+    private bool Usable(CachedKey key) => !key.IsDisposed && _time.GetUtcNow() < key.ExpiresAt;
+
+    private void Hit()
+    {
+        Interlocked.Increment(ref _hits);
+        EnvelopeTelemetry.CacheHitCounter.Add(1);
+    }
+
+    private void Miss()
+    {
+        Interlocked.Increment(ref _misses);
+        EnvelopeTelemetry.CacheMissCounter.Add(1);
+    }
+
+    /// <summary>Cache key: entity and identifying bytes, compared by content.</summary>
+    private sealed class TailKey : IEquatable<TailKey>
+    {
+        private readonly int _hash;
+
+        public TailKey(string entity, byte[] tail)
+        {
+            Entity = entity;
+            Tail = tail;
+            var hash = new HashCode();
+            hash.Add(entity);
+            hash.AddBytes(tail);
+            _hash = hash.ToHashCode();
+        }
+
+        public string Entity { get; }
+
+        public byte[] Tail { get; }
+
+        public bool Equals(TailKey? other) => other is not null && _hash == other._hash && Entity == other.Entity && Tail.AsSpan().SequenceEqual(other.Tail);
+
+        public override bool Equals(object? obj) => Equals(obj as TailKey);
+
+        public override int GetHashCode() => _hash;
+    }
+}

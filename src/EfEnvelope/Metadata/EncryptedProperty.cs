@@ -1,0 +1,204 @@
+using System.Buffers;
+using System.Linq.Expressions;
+using System.Reflection;
+using System.Security.Cryptography;
+using System.Text;
+using EfEnvelope.Crypto;
+using Microsoft.EntityFrameworkCore.Metadata;
+
+namespace EfEnvelope.Metadata;
+
+/// <summary>One encrypted CLR property: how to read, write, snapshot, encrypt and decrypt it without reflection per value.</summary>
+internal abstract class EncryptedProperty
+{
+    protected EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding)
+    {
+        EntityName = entityName;
+        Name = clrProperty.Name;
+        Ciphertext = ciphertext;
+        AadSuffix = [.. entityBinding, .. EnvelopeFormat.BindingName(clrProperty.Name)];
+    }
+
+    public string EntityName { get; }
+
+    public string Name { get; }
+
+    /// <summary>The shadow property holding the ciphertext.</summary>
+    public IProperty Ciphertext { get; }
+
+    /// <summary>Binding names of entity and property: the constant end of every field's associated data.</summary>
+    protected byte[] AadSuffix { get; }
+
+    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding) =>
+        (EncryptedProperty)Activator.CreateInstance(
+            typeof(EncryptedProperty<>).MakeGenericType(clrProperty.PropertyType),
+            entityName, clrProperty, ciphertext, entityBinding)!;
+
+    /// <summary>Encrypts the entity's current value; null for a null value.</summary>
+    public abstract byte[]? Encrypt(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonce);
+
+    /// <summary>Decrypts <paramref name="blob"/> into the entity's CLR property.</summary>
+    public abstract void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId);
+
+    /// <summary>The current value, copied so that later in-place edits (of a byte array) are still seen as changes.</summary>
+    public abstract object? Capture(object entity);
+
+    /// <summary>Whether the current value differs from a <see cref="Capture"/> result.</summary>
+    public abstract bool Differs(object entity, object? captured);
+
+    /// <summary>Builds the associated data of a field: version, record id, entity and property binding names.</summary>
+    protected int WriteAssociatedData(Span<byte> destination, ReadOnlySpan<byte> recordId)
+    {
+        destination[0] = EnvelopeFormat.Version;
+        recordId.CopyTo(destination[1..]);
+        AadSuffix.CopyTo(destination[(1 + EnvelopeFormat.RecordIdSize)..]);
+        return 1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length;
+    }
+}
+
+internal sealed class EncryptedProperty<T> : EncryptedProperty
+{
+    private const int StackLimit = 512;
+    private static readonly bool IsByteArray = typeof(T) == typeof(byte[]);
+
+    private readonly Func<object, T> _get;
+    private readonly Action<object, T> _set;
+    private readonly ValueCodec<T> _codec;
+
+    public EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding)
+        : base(entityName, clrProperty, ciphertext, entityBinding)
+    {
+        _codec = (ValueCodec<T>)ValueCodecs.For(typeof(T));
+        _get = CompileGetter(clrProperty);
+        _set = CompileSetter(clrProperty);
+    }
+
+    public override byte[]? Encrypt(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonce)
+    {
+        var value = _get(entity);
+        if (value is null)
+        {
+            return null;
+        }
+
+        var length = _codec.GetByteCount(value);
+        var blob = new byte[EnvelopeFormat.FieldOverhead + length];
+        blob[0] = EnvelopeFormat.Version;
+        nonce.CopyTo(blob.AsSpan(1, EnvelopeFormat.NonceSize));
+
+        // The plaintext encoding is written into the blob's ciphertext area and encrypted in place:
+        // AES-GCM allows the same buffer for input and output, and this saves a copy and a buffer per value.
+        var body = blob.AsSpan(1 + EnvelopeFormat.NonceSize, length);
+        _codec.Write(value, body);
+
+        Span<byte> aad = stackalloc byte[1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length];
+        WriteAssociatedData(aad, recordId);
+        dataKey.Encrypt(blob.AsSpan(1, EnvelopeFormat.NonceSize), body, body, blob.AsSpan(blob.Length - EnvelopeFormat.TagSize), aad);
+        return blob;
+    }
+
+    public override void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId)
+    {
+        if (blob is null)
+        {
+            _set(entity, default!);
+            return;
+        }
+
+        if (blob.Length < EnvelopeFormat.FieldOverhead || blob[0] != EnvelopeFormat.Version)
+        {
+            throw new EnvelopeDecryptionException(
+                blob.Length < EnvelopeFormat.FieldOverhead ? "The stored ciphertext is truncated." : $"The stored ciphertext has unknown format version {blob[0]}.",
+                EntityName, Name, keyId);
+        }
+
+        var length = blob.Length - EnvelopeFormat.FieldOverhead;
+        byte[]? rented = null;
+        var plaintext = length <= StackLimit
+            ? stackalloc byte[StackLimit]
+            : (rented = ArrayPool<byte>.Shared.Rent(length));
+        plaintext = plaintext[..length];
+        try
+        {
+            Span<byte> aad = stackalloc byte[1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length];
+            WriteAssociatedData(aad, recordId);
+            dataKey.Decrypt(
+                blob.AsSpan(1, EnvelopeFormat.NonceSize),
+                blob.AsSpan(1 + EnvelopeFormat.NonceSize, length),
+                blob.AsSpan(blob.Length - EnvelopeFormat.TagSize),
+                plaintext,
+                aad);
+            _set(entity, _codec.Read(plaintext));
+        }
+        catch (AuthenticationTagMismatchException ex)
+        {
+            throw new EnvelopeDecryptionException(
+                "The stored ciphertext failed authentication: it was tampered with, or copied from another column, row or table.",
+                EntityName, Name, keyId, ex);
+        }
+        catch (EnvelopeDecryptionException ex)
+        {
+            throw ex.WithLocation(EntityName, Name, keyId);
+        }
+        catch (Exception ex) when (ex is ArgumentException or DecoderFallbackException)
+        {
+            throw new EnvelopeDecryptionException("The decrypted value could not be decoded as the property's type.", EntityName, Name, keyId, ex);
+        }
+        finally
+        {
+            // Decrypted bytes are plaintext: do not leave them in a pooled array or on the stack.
+            CryptographicOperations.ZeroMemory(plaintext);
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
+
+    public override object? Capture(object entity)
+    {
+        var value = _get(entity);
+        return IsByteArray && value is byte[] bytes ? bytes.ToArray() : value;
+    }
+
+    public override bool Differs(object entity, object? captured)
+    {
+        var value = _get(entity);
+        if (IsByteArray)
+        {
+            return value is byte[] current
+                ? captured is not byte[] before || !current.AsSpan().SequenceEqual(before)
+                : captured is not null;
+        }
+
+        return !EqualityComparer<T>.Default.Equals(value, captured is null ? default! : (T)captured);
+    }
+
+    private static Func<object, T> CompileGetter(PropertyInfo property)
+    {
+        var instance = Expression.Parameter(typeof(object), "entity");
+        var body = Expression.Property(Expression.Convert(instance, property.DeclaringType!), property);
+        return Expression.Lambda<Func<object, T>>(body, instance).Compile();
+    }
+
+    private static Action<object, T> CompileSetter(PropertyInfo property)
+    {
+        var instance = Expression.Parameter(typeof(object), "entity");
+        var value = Expression.Parameter(typeof(T), "value");
+        var target = Expression.Convert(instance, property.DeclaringType!);
+        Expression assign;
+        if (property.GetSetMethod(nonPublic: true) is not null)
+        {
+            assign = Expression.Assign(Expression.Property(target, property), value);
+        }
+        else
+        {
+            // Get-only auto-property: write its compiler-generated backing field.
+            var field = property.DeclaringType!.GetField($"<{property.Name}>k__BackingField", BindingFlags.Instance | BindingFlags.NonPublic)
+                ?? throw new InvalidOperationException($"Encrypted property '{property.DeclaringType.Name}.{property.Name}' has no setter and no backing field to write decrypted values to.");
+            assign = Expression.Assign(Expression.Field(target, field), value);
+        }
+
+        return Expression.Lambda<Action<object, T>>(assign, instance, value).Compile();
+    }
+}

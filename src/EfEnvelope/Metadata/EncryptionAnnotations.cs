@@ -1,0 +1,17 @@
+namespace EfEnvelope.Metadata;
+
+/// <summary>Model annotation names and the names of the shadow properties EfEnvelope adds.</summary>
+internal static class EncryptionAnnotations
+{
+    /// <summary>On a property: configured with <c>IsEncrypted()</c>.</summary>
+    public const string Encrypted = "EfEnvelope:Encrypted";
+
+    /// <summary>On an entity type: the encrypted CLR property names (string[]), after finalization.</summary>
+    public const string EncryptedProperties = "EfEnvelope:EncryptedProperties";
+
+    /// <summary>The shadow property (and column) holding a record's wrapped data key.</summary>
+    public const string KeyPropertyName = "EfEnvelopeKey";
+
+    /// <summary>The shadow property holding the ciphertext of <paramref name="propertyName"/>; its column keeps the original name.</summary>
+    public static string CiphertextPropertyName(string propertyName) => propertyName + "_Ciphertext";
+}

@@ -1,0 +1,150 @@
+using System.Reflection;
+using EfEnvelope.Crypto;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using Microsoft.EntityFrameworkCore.Metadata.Conventions;
+using Microsoft.EntityFrameworkCore.Metadata.Conventions.Infrastructure;
+
+namespace EfEnvelope.Metadata;
+
+/// <summary>Adds <see cref="EncryptionConvention"/> to every model built with envelope encryption.</summary>
+internal sealed class EncryptionConventionSetPlugin : IConventionSetPlugin
+{
+    public ConventionSet ModifyConventions(ConventionSet conventionSet)
+    {
+        // First among the finalizing conventions, so that EF's own (column naming for shared tables, validation)
+        // see the shadow properties this one adds.
+        conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention());
+        return conventionSet;
+    }
+}
+
+/// <summary>
+/// Replaces each encrypted property by a binary shadow property holding its ciphertext (same column name), and
+/// adds the wrapped-key shadow property to each entity hierarchy that has one.
+/// </summary>
+/// <remarks>
+/// A value converter cannot encrypt (it sees one value, never the record's data key), so the CLR property is
+/// removed from the model and the interceptors move values between it and the shadow properties.
+/// </remarks>
+internal sealed class EncryptionConvention : IModelFinalizingConvention
+{
+    public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
+    {
+        var model = modelBuilder.Metadata;
+        foreach (var entityType in model.GetEntityTypes().ToList())
+        {
+            RefuseInComplexTypes(entityType, entityType.GetComplexProperties());
+
+            var encrypted = entityType.GetDeclaredProperties().Where(IsMarkedEncrypted).ToList();
+            if (encrypted.Count == 0)
+            {
+                continue;
+            }
+
+            var names = new List<string>(encrypted.Count);
+            foreach (var property in encrypted)
+            {
+                Validate(entityType, property);
+                ReplaceWithCiphertext(entityType, property);
+                names.Add(property.Name);
+            }
+
+            entityType.SetAnnotation(EncryptionAnnotations.EncryptedProperties, names.ToArray());
+            AddKeyProperty(entityType.GetRootType());
+        }
+    }
+
+    private static bool IsMarkedEncrypted(IReadOnlyPropertyBase property) =>
+        property.FindAnnotation(EncryptionAnnotations.Encrypted)?.Value is true
+        || property.PropertyInfo?.GetCustomAttribute<EncryptedAttribute>(inherit: true) is not null;
+
+    private static void RefuseInComplexTypes(IConventionEntityType entityType, IEnumerable<IConventionComplexProperty> complexProperties)
+    {
+        foreach (var complexProperty in complexProperties)
+        {
+            var marked = complexProperty.ComplexType.GetProperties().FirstOrDefault(IsMarkedEncrypted);
+            if (marked is not null)
+            {
+                throw new InvalidOperationException(
+                    $"Property '{complexProperty.ComplexType.DisplayName()}.{marked.Name}' of entity type '{entityType.DisplayName()}' is marked encrypted but belongs to a complex type. "
+                    + "EF Core cannot add the shadow properties that hold ciphertext to complex types, so it would be stored in plaintext. Map the type as an owned type instead.");
+            }
+
+            RefuseInComplexTypes(entityType, complexProperty.ComplexType.GetComplexProperties());
+        }
+    }
+
+    private static void Validate(IConventionEntityType entityType, IConventionProperty property)
+    {
+        var where = $"Encrypted property '{entityType.DisplayName()}.{property.Name}'";
+        if (property.IsShadowProperty() || property.PropertyInfo is null)
+        {
+            throw new InvalidOperationException($"{where} must be a CLR property with a getter: shadow properties and fields cannot be encrypted.");
+        }
+
+        if (property.IsPrimaryKey() || property.IsKey())
+        {
+            throw new InvalidOperationException($"{where} is part of a key. Keys cannot be encrypted: the database must compare them, and ciphertext is random.");
+        }
+
+        if (property.IsForeignKey())
+        {
+            throw new InvalidOperationException($"{where} is part of a foreign key. Foreign keys cannot be encrypted: the database must compare them, and ciphertext is random.");
+        }
+
+        if (property.GetContainingIndexes().Any())
+        {
+            throw new InvalidOperationException($"{where} is part of an index. Indexes on ciphertext are useless (it is random): remove the index.");
+        }
+
+        if (!ValueCodecs.IsSupported(property.ClrType))
+        {
+            throw new InvalidOperationException($"{where} has type '{property.ClrType.Name}', which cannot be encrypted. Supported: string, byte[], bool, integral and floating-point numbers, decimal, Guid, DateTime, DateTimeOffset, DateOnly, TimeOnly, TimeSpan, enums and their nullable forms.");
+        }
+
+        if (property.ValueGenerated != ValueGenerated.Never || property.GetDefaultValueSql() is not null || property.GetComputedColumnSql() is not null)
+        {
+            throw new InvalidOperationException($"{where} is generated by the database, which cannot encrypt. Remove the value generation or the encryption.");
+        }
+    }
+
+    private static void ReplaceWithCiphertext(IConventionEntityType entityType, IConventionProperty property)
+    {
+        var name = property.Name;
+        var columnName = entityType.IsMappedToJson() ? null : property.GetColumnName();
+        var jsonName = entityType.IsMappedToJson() ? property.GetJsonPropertyName() ?? name : null;
+        var nullable = property.IsNullable;
+        var tableName = entityType.GetTableName();
+
+        entityType.RemoveProperty(property);
+        entityType.AddIgnored(name);
+
+        var shadow = entityType.Builder.Property(typeof(byte[]), EncryptionAnnotations.CiphertextPropertyName(name))
+            ?? throw new InvalidOperationException($"Could not add the ciphertext property for '{entityType.DisplayName()}.{name}': a member named '{EncryptionAnnotations.CiphertextPropertyName(name)}' exists.");
+        shadow.IsRequired(!nullable);
+        if (columnName is not null && tableName is not null)
+        {
+            shadow.HasColumnName(columnName);
+        }
+
+        if (jsonName is not null)
+        {
+            shadow.Metadata.SetJsonPropertyName(jsonName);
+        }
+    }
+
+    private static void AddKeyProperty(IConventionEntityType rootType)
+    {
+        if (rootType.FindProperty(EncryptionAnnotations.KeyPropertyName) is not null)
+        {
+            return;
+        }
+
+        // Nullable: a record whose encrypted properties are all null never needs a data key, and rows written
+        // before encryption was added have none.
+        _ = rootType.Builder.Property(typeof(byte[]), EncryptionAnnotations.KeyPropertyName)
+            ?? throw new InvalidOperationException($"Could not add the wrapped-key property '{EncryptionAnnotations.KeyPropertyName}' to '{rootType.DisplayName()}': a member with that name exists.");
+    }
+}
