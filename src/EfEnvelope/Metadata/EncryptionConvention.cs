@@ -5,6 +5,7 @@ using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using Microsoft.EntityFrameworkCore.Metadata.Conventions;
 using Microsoft.EntityFrameworkCore.Metadata.Conventions.Infrastructure;
+using Microsoft.EntityFrameworkCore.Metadata.Internal;
 
 namespace EfEnvelope.Metadata;
 
@@ -16,6 +17,7 @@ internal sealed class EncryptionConventionSetPlugin : IConventionSetPlugin
         // First among the finalizing conventions, so that EF's own (column naming for shared tables, validation)
         // see the shadow properties this one adds.
         conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention());
+        conventionSet.ModelFinalizingConventions.Add(new OwnedCiphertextColumnConvention());
         return conventionSet;
     }
 }
@@ -113,7 +115,11 @@ internal sealed class EncryptionConvention : IModelFinalizingConvention
     private static void ReplaceWithCiphertext(IConventionEntityType entityType, IConventionProperty property)
     {
         var name = property.Name;
-        var columnName = entityType.IsMappedToJson() ? null : property.GetColumnName();
+        // Owned types sharing their owner's table get their column prefix from EF later in finalization;
+        // OwnedCiphertextColumnConvention gives those columns their original names once the prefix is known.
+        var columnName = entityType.IsMappedToJson() || (entityType.IsOwned() && property.FindAnnotation(RelationalAnnotationNames.ColumnName) is null)
+            ? null
+            : property.GetColumnName();
         var jsonName = entityType.IsMappedToJson() ? property.GetJsonPropertyName() ?? name : null;
         var nullable = property.IsNullable;
         var tableName = entityType.GetTableName();
@@ -146,5 +152,36 @@ internal sealed class EncryptionConvention : IModelFinalizingConvention
         // before encryption was added have none.
         _ = rootType.Builder.Property(typeof(byte[]), EncryptionAnnotations.KeyPropertyName)
             ?? throw new InvalidOperationException($"Could not add the wrapped-key property '{EncryptionAnnotations.KeyPropertyName}' to '{rootType.DisplayName()}': a member with that name exists.");
+    }
+}
+
+/// <summary>
+/// Names the ciphertext column of an owned type's encrypted property as EF would have named the plaintext column
+/// (<c>HomeAddress_Street</c>, not <c>HomeAddress_Street_Ciphertext</c>), once EF has applied the owner prefix.
+/// </summary>
+internal sealed class OwnedCiphertextColumnConvention : IModelFinalizingConvention
+{
+    public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
+    {
+        foreach (var entityType in modelBuilder.Metadata.GetEntityTypes())
+        {
+            if (!entityType.IsOwned() || entityType.IsMappedToJson() || entityType.FindAnnotation(EncryptionAnnotations.EncryptedProperties)?.Value is not string[] names)
+            {
+                continue;
+            }
+
+            foreach (var name in names)
+            {
+                var shadow = entityType.FindProperty(EncryptionAnnotations.CiphertextPropertyName(name));
+                var suffix = EncryptionAnnotations.CiphertextPropertyName(name)[name.Length..];
+                if (shadow is not null
+                    && StoreObjectIdentifier.Create(entityType, StoreObjectType.Table) is { } table
+                    && shadow.GetColumnName(table) is { } column
+                    && column.EndsWith(suffix, StringComparison.Ordinal))
+                {
+                    shadow.Builder.HasColumnName(column[..^suffix.Length]);
+                }
+            }
+        }
     }
 }
