@@ -15,12 +15,14 @@ namespace EfEnvelope.Crypto;
 /// 19      P     provider name, ASCII
 /// ..      2     K = length of the master key id, big-endian
 /// ..      K     master key id, UTF-8
+/// ..      2     E = length of the entity binding name, big-endian
+/// ..      E     entity binding name, UTF-8 (the context the provider bound the wrapped key to)
 /// ..      2     W = length of the provider-wrapped key, big-endian
 /// ..      W     provider-wrapped key: the KEK (mode 1) or the data key (mode 2), opaque
 /// mode 1 only:
 /// ..      12    nonce
 /// ..      32    data key encrypted with AES-256-GCM under the KEK
-/// ..      16    tag; associated data = every byte before the nonce, then the binding name (below)
+/// ..      16    tag; associated data = every byte before the nonce, then the expected entity's binding name (below)
 /// </code>
 /// <para>Field blob (one per encrypted property value; NULL stays NULL):</para>
 /// <code>
@@ -70,12 +72,18 @@ internal static class EnvelopeFormat
 
     /// <summary>
     /// Builds the part of a wrapped-key blob that is the same for every record under one provider-wrapped key:
-    /// provider name, key id and provider-wrapped key, each with its length.
+    /// provider name, key id, entity and provider-wrapped key, each with its length.
     /// </summary>
-    public static byte[] BuildTail(string providerName, string keyId, ReadOnlySpan<byte> providerWrapped)
+    /// <remarks>
+    /// The entity is stored so that a reader can unwrap the key from the blob alone (the provider's context names it)
+    /// before it knows which entity the row will become; the binding to the expected entity is still checked when
+    /// the data key is opened.
+    /// </remarks>
+    public static byte[] BuildTail(string providerName, string keyId, string entity, ReadOnlySpan<byte> providerWrapped)
     {
         var provider = Encoding.ASCII.GetBytes(providerName);
         var key = Encoding.UTF8.GetBytes(keyId);
+        var entityBinding = BindingName(entity);
         if (provider.Length is 0 or > 255 || providerName.Any(c => c > 127))
         {
             throw new ArgumentException($"Provider name '{providerName}' must be 1 to 255 ASCII characters.", nameof(providerName));
@@ -91,7 +99,7 @@ internal static class EnvelopeFormat
             throw new MasterKeyException($"Provider '{providerName}' returned a wrapped key of {providerWrapped.Length} bytes; 1 to {MaxProviderWrappedBytes} are supported.", providerName, keyId);
         }
 
-        var tail = new byte[1 + provider.Length + 2 + key.Length + 2 + providerWrapped.Length];
+        var tail = new byte[1 + provider.Length + 2 + key.Length + entityBinding.Length + 2 + providerWrapped.Length];
         var span = tail.AsSpan();
         span[0] = (byte)provider.Length;
         provider.CopyTo(span[1..]);
@@ -99,6 +107,8 @@ internal static class EnvelopeFormat
         BinaryPrimitives.WriteUInt16BigEndian(span, (ushort)key.Length);
         key.CopyTo(span[2..]);
         span = span[(2 + key.Length)..];
+        entityBinding.CopyTo(span);
+        span = span[entityBinding.Length..];
         BinaryPrimitives.WriteUInt16BigEndian(span, (ushort)providerWrapped.Length);
         providerWrapped.CopyTo(span[2..]);
         return tail;
@@ -108,8 +118,10 @@ internal static class EnvelopeFormat
 /// <summary>The parsed view of a wrapped-key blob: offsets into the stored bytes, no copies.</summary>
 internal readonly struct WrappedKeyBlob
 {
-    private WrappedKeyBlob(byte[] blob, byte mode, int tailLength, int keyIdOffset, int keyIdLength, int providerNameLength, int wrappedOffset, int wrappedLength)
+    private WrappedKeyBlob(byte[] blob, byte mode, int tailLength, int keyIdOffset, int keyIdLength, int providerNameLength, int entityOffset, int entityLength, int wrappedOffset, int wrappedLength)
     {
+        EntityOffset = entityOffset;
+        EntityLength = entityLength;
         Blob = blob;
         Mode = mode;
         TailLength = tailLength;
@@ -132,6 +144,10 @@ internal readonly struct WrappedKeyBlob
 
     private int ProviderNameLength { get; }
 
+    private int EntityOffset { get; }
+
+    private int EntityLength { get; }
+
     private int ProviderWrappedOffset { get; }
 
     private int ProviderWrappedLength { get; }
@@ -151,6 +167,9 @@ internal readonly struct WrappedKeyBlob
     public string KeyId => Encoding.UTF8.GetString(Blob, KeyIdOffset, KeyIdLength);
 
     public string ProviderName => Encoding.ASCII.GetString(Blob, EnvelopeFormat.TailOffset + 1, ProviderNameLength);
+
+    /// <summary>The entity the wrapped key was bound to when written.</summary>
+    public string Entity => Encoding.UTF8.GetString(Blob, EntityOffset, EntityLength);
 
     /// <summary>Parses a blob, checking every length against the bytes actually present (a forged length cannot make it allocate).</summary>
     public static bool TryParse(byte[] blob, out WrappedKeyBlob parsed, out string? error)
@@ -194,6 +213,15 @@ internal readonly struct WrappedKeyBlob
             return false;
         }
 
+        int entityLength = BinaryPrimitives.ReadUInt16BigEndian(span[position..]);
+        var entityOffset = position + 2;
+        position = entityOffset + entityLength;
+        if (entityLength == 0 || span.Length < position + 2)
+        {
+            error = "The wrapped key is truncated.";
+            return false;
+        }
+
         int wrappedLength = BinaryPrimitives.ReadUInt16BigEndian(span[position..]);
         var wrappedOffset = position + 2;
         position = wrappedOffset + wrappedLength;
@@ -204,7 +232,7 @@ internal readonly struct WrappedKeyBlob
             return false;
         }
 
-        parsed = new WrappedKeyBlob(blob, mode, position - EnvelopeFormat.TailOffset, keyIdOffset, keyIdLength, providerLength, wrappedOffset, wrappedLength);
+        parsed = new WrappedKeyBlob(blob, mode, position - EnvelopeFormat.TailOffset, keyIdOffset, keyIdLength, providerLength, entityOffset, entityLength, wrappedOffset, wrappedLength);
         error = null;
         return true;
     }

@@ -36,7 +36,8 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
             .TryAdd<IConventionSetPlugin, EncryptionConventionSetPlugin>()
             .TryAdd<ISingletonInterceptor, DecryptingMaterializationInterceptor>()
             .TryAdd<IInterceptor, EncryptingSaveChangesInterceptor>()
-            .TryAdd<IInterceptor, EncryptedQueryGuard>();
+            .TryAdd<IInterceptor, EncryptedQueryGuard>()
+            .TryAdd<IInterceptor, KeyPrefetchInterceptor>();
         services.AddSingleton(provider => new EnvelopeRuntime(settings, LoggerFactoryFor(settings, provider)));
 
         // Replace, not TryAdd: the database provider's services may already have registered EF's own detector.

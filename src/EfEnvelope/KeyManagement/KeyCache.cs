@@ -194,7 +194,7 @@ internal sealed class KeyCache : IDisposable
 
             Miss();
             using var generated = await _gateway.GenerateDataKeyAsync(keyId, KeyContext.For(_application, entity), cancellationToken).ConfigureAwait(false);
-            var tail = EnvelopeFormat.BuildTail(_gateway.Provider.Name, generated.KeyId, generated.WrappedKey);
+            var tail = EnvelopeFormat.BuildTail(_gateway.Provider.Name, generated.KeyId, entity, generated.WrappedKey);
             var fresh = new CachedKey(entity, generated.KeyId, tail, generated.Plaintext, _time.GetUtcNow() + _options.TimeToLive, _options.MaxEncryptionUses);
             fresh.TryAcquire();
             if (_writeKeys.TryGetValue(slot, out var replaced))
@@ -233,6 +233,13 @@ internal sealed class KeyCache : IDisposable
                 throw new MasterKeyException(
                     $"The stored data was wrapped by provider '{providerName}', but this configuration uses '{_gateway.Provider.Name}'.",
                     _gateway.Provider.Name, keyId, cacheKey.Entity);
+            }
+
+            if (blob.Entity != cacheKey.Entity)
+            {
+                throw new EnvelopeDecryptionException(
+                    $"The record's wrapped data key was written for entity '{blob.Entity}': it was copied from another table.",
+                    cacheKey.Entity, null, keyId);
             }
 
             var context = ContextFor(cacheKey.Entity, blob.RecordId, blob.Mode == EnvelopeFormat.ModeDirect);

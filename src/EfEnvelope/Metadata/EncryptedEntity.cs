@@ -94,7 +94,7 @@ internal sealed class EncryptedEntity
     /// <summary>Creates a record's wrapped-key blob (mode 2, direct) around a provider-wrapped data key.</summary>
     public byte[] EncryptNewDirect(object entity, GeneratedDataKey dataKey, ReadOnlySpan<byte> recordId, string providerName, IRandomSource random, byte[]?[] fields)
     {
-        var tail = EnvelopeFormat.BuildTail(providerName, dataKey.KeyId, dataKey.WrappedKey);
+        var tail = EnvelopeFormat.BuildTail(providerName, dataKey.KeyId, Name, dataKey.WrappedKey);
         var blob = new byte[EnvelopeFormat.TailOffset + tail.Length];
         blob[0] = EnvelopeFormat.Version;
         blob[1] = EnvelopeFormat.ModeDirect;
