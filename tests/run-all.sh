@@ -76,6 +76,9 @@ cleanup() {
 on_exit() {
     local status=$?
     set +e
+    # Output may go to a pipe whose reader died with the same Ctrl-C (run-all.sh | tee log):
+    # a write must then fail quietly, not kill the shell before it has stopped PostgreSQL.
+    trap '' PIPE
     trap - EXIT INT TERM
     cleanup
     if ! $summary_printed; then
@@ -86,8 +89,8 @@ on_exit() {
     exit "$status"
 }
 trap on_exit EXIT
-trap 'echo "Interrupted" >&2; exit 130' INT
-trap 'exit 143' TERM
+trap 'trap "" PIPE; echo "Interrupted" >&2; exit 130' INT
+trap 'trap "" PIPE; exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------
 # Packages
