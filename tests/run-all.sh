@@ -73,6 +73,7 @@ cleanup() {
     fi
 }
 
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 on_exit() {
     local status=$?
     set +e
@@ -212,7 +213,7 @@ start_softhsm() {
         problem "tests/scripts/softhsm.sh is missing"
         return 0
     fi
-    # shellcheck source=scripts/softhsm.sh
+    # shellcheck source=tests/scripts/softhsm.sh
     source tests/scripts/softhsm.sh
     softhsm_started=true
     softhsm_setup "$run_dir/softhsm"
@@ -237,7 +238,7 @@ run_project() {
     report=$name.xml
     started=$(date +%s)
     log "Testing $name"
-    if ! grep -qF "$(tr / '\\' <<<"$project")" EfEnvelope.sln; then
+    if ! grep -qF "${project//\//\\}" EfEnvelope.sln; then
         problem "$name is not in EfEnvelope.sln, so the build did not build it (dotnet sln EfEnvelope.sln add $project)"
         return 0
     fi
@@ -282,7 +283,8 @@ main() {
     install_missing_packages
 
     log "Building EfEnvelope.sln (Release)"
-    if ! dotnet build EfEnvelope.sln -c Release -nologo -v:q; then
+    # No MSBuild nodes or compiler server left running after the script: it stops what it starts.
+    if ! dotnet build EfEnvelope.sln -c Release -nologo -v:q -nodeReuse:false -p:UseSharedCompilation=false; then
         problem "the build failed"
         return 0
     fi
