@@ -60,7 +60,7 @@ stop_postgres() {
 cleanup() {
     stop_postgres
     if $softhsm_started; then
-        softhsm_teardown
+        softhsm_teardown "$run_dir/softhsm"
         softhsm_started=false
     fi
     if [[ -n $run_dir ]]; then

@@ -1,39 +1,51 @@
 # shellcheck shell=bash
-# Sourced, not run. A private SoftHSM2 token for the PKCS#11 tests, so that no test touches
-# the machine's own token directory (/var/lib/softhsm/tokens) and every run starts empty.
-#
-#   softhsm_setup <dir>   creates <dir>/tokens, a config pointing at it, one initialised token,
-#                         and exports SOFTHSM2_CONF and the EFENVELOPE_PKCS11_* variables.
-#   softhsm_teardown      deletes that token directory and config and unsets the variables.
+# SoftHSM2 token for the PKCS#11 tests. Source this file, then:
+#   softhsm_setup <dir>     installs softhsm2 if missing, writes a private SOFTHSM2_CONF and token directory under
+#                           <dir>, initialises one token and exports the variables the tests read:
+#                           SOFTHSM2_CONF, EFENVELOPE_PKCS11_MODULE, EFENVELOPE_PKCS11_TOKEN,
+#                           EFENVELOPE_PKCS11_PIN, EFENVELOPE_PKCS11_SO_PIN
+#   softhsm_teardown <dir>  removes <dir> (the token and its keys) and unsets the variables.
+# The PINs are random per run and live only in the environment of this shell and its children.
 
 softhsm_setup() {
-    local dir=$1
-    mkdir -p "$dir/tokens"
-    chmod 700 "$dir" "$dir/tokens"
-    cat > "$dir/softhsm2.conf" <<CONF
+    local dir="${1:?softhsm_setup needs a directory}"
+    local module=/usr/lib/softhsm/libsofthsm2.so
+
+    if [[ ! -f "$module" ]] || ! command -v softhsm2-util >/dev/null 2>&1; then
+        echo "softhsm_setup: installing softhsm2 and opensc" >&2
+        if ! apt-get install -y softhsm2 opensc >/dev/null 2>&1; then
+            apt-get update >/dev/null && apt-get install -y softhsm2 opensc >/dev/null || {
+                echo "softhsm_setup: could not install softhsm2" >&2
+                return 1
+            }
+        fi
+    fi
+
+    mkdir -p "$dir/tokens" || return 1
+    chmod 700 "$dir"
+    cat >"$dir/softhsm2.conf" <<CONF
 directories.tokendir = $dir/tokens
 objectstore.backend = file
 log.level = ERROR
 slots.removable = false
 CONF
+
     export SOFTHSM2_CONF="$dir/softhsm2.conf"
-    export EFENVELOPE_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
-    export EFENVELOPE_PKCS11_TOKEN=efenvelope-test
-    # Fresh PINs each run, so no test can lean on a value baked into the code.
-    # Eight digits: SoftHSM wants 4 to 255 characters.
-    EFENVELOPE_PKCS11_PIN=$((10000000 + $(od -An -N4 -tu4 /dev/urandom) % 90000000))
-    EFENVELOPE_PKCS11_SO_PIN=$((10000000 + $(od -An -N4 -tu4 /dev/urandom) % 90000000))
+    export EFENVELOPE_PKCS11_MODULE="$module"
+    export EFENVELOPE_PKCS11_TOKEN="efenvelope-tests"
+    EFENVELOPE_PKCS11_PIN="$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+    EFENVELOPE_PKCS11_SO_PIN="$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
     export EFENVELOPE_PKCS11_PIN EFENVELOPE_PKCS11_SO_PIN
+
     softhsm2-util --init-token --free --label "$EFENVELOPE_PKCS11_TOKEN" \
-        --pin "$EFENVELOPE_PKCS11_PIN" --so-pin "$EFENVELOPE_PKCS11_SO_PIN" >/dev/null
-    SOFTHSM_TEST_DIR=$dir
+        --pin "$EFENVELOPE_PKCS11_PIN" --so-pin "$EFENVELOPE_PKCS11_SO_PIN" >/dev/null || {
+        echo "softhsm_setup: could not initialise the token" >&2
+        return 1
+    }
 }
 
 softhsm_teardown() {
-    if [[ -n ${SOFTHSM_TEST_DIR:-} ]]; then
-        rm -rf "$SOFTHSM_TEST_DIR/tokens" "$SOFTHSM_TEST_DIR/softhsm2.conf"
-        rmdir "$SOFTHSM_TEST_DIR" 2>/dev/null || true
-    fi
-    unset SOFTHSM_TEST_DIR SOFTHSM2_CONF EFENVELOPE_PKCS11_MODULE EFENVELOPE_PKCS11_TOKEN \
-        EFENVELOPE_PKCS11_PIN EFENVELOPE_PKCS11_SO_PIN
+    local dir="${1:?softhsm_teardown needs a directory}"
+    rm -rf -- "$dir"
+    unset SOFTHSM2_CONF EFENVELOPE_PKCS11_MODULE EFENVELOPE_PKCS11_TOKEN EFENVELOPE_PKCS11_PIN EFENVELOPE_PKCS11_SO_PIN
 }
