@@ -31,6 +31,7 @@ internal sealed class KeyCache : IDisposable
     private readonly SemaphoreSlim _writeKeyLock = new(1, 1);
     private long _hits;
     private long _misses;
+    private long _synchronousMisses;
 
     public KeyCache(ProviderGateway gateway, KeyCacheOptions options, TimeProvider time, string application)
     {
@@ -44,6 +45,9 @@ internal sealed class KeyCache : IDisposable
     public long Hits => Interlocked.Read(ref _hits);
 
     public long Misses => Interlocked.Read(ref _misses);
+
+    /// <summary>Misses served on a synchronous EF path, each of which blocked a thread on the provider.</summary>
+    public long SynchronousMisses => Interlocked.Read(ref _synchronousMisses);
 
     public int Count => _readKeys.Count;
 
@@ -98,10 +102,23 @@ internal sealed class KeyCache : IDisposable
     }
 
     /// <summary>The synchronous form of <see cref="GetAsync"/>, for EF's synchronous paths; a miss blocks on the provider.</summary>
-    public CachedKey Get(string entity, WrappedKeyBlob blob, CachedKey? hint) =>
-        TryGet(entity, blob.Tail, hint, out var key)
-            ? key
-            : ProviderGateway.RunSynchronously(() => GetAsync(entity, blob, null, CancellationToken.None));
+    public CachedKey Get(string entity, WrappedKeyBlob blob, CachedKey? hint)
+    {
+        if (TryGet(entity, blob.Tail, hint, out var key))
+        {
+            return key;
+        }
+
+        Interlocked.Increment(ref _synchronousMisses);
+        return ProviderGateway.RunSynchronously(() => GetAsync(entity, blob, null, CancellationToken.None));
+    }
+
+    /// <summary>Makes sure a current write key exists for (entity, master key), generating one if needed.</summary>
+    public async Task WarmWriteKeyAsync(string entity, string keyId, CancellationToken cancellationToken)
+    {
+        var key = await CurrentWriteKeyAsync(entity, keyId, cancellationToken).ConfigureAwait(false);
+        key.Release();
+    }
 
     /// <summary>Leases write keys covering <paramref name="records"/> new data keys under one master key.</summary>
     /// <returns>Keys and how many records each may wrap; usually one key.</returns>

@@ -1,0 +1,53 @@
+using EfEnvelope.KeyManagement;
+using EfEnvelope.Specification.Tests.EntityFramework;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Tests;
+
+/// <summary>A deterministic "random" source for known-answer tests: byte i of the stream is (seed + i) mod 256.</summary>
+internal sealed class CountingRandomSource(byte seed) : IRandomSource
+{
+    private byte _next = seed;
+
+    public void Fill(Span<byte> buffer)
+    {
+        for (var i = 0; i < buffer.Length; i++)
+        {
+            buffer[i] = _next++;
+        }
+    }
+}
+
+/// <summary>An in-memory SQLite database kept open for the life of the test, with contexts over one provider.</summary>
+internal sealed class InMemoryClinic : IDisposable
+{
+    private readonly SqliteConnection _connection = new("Data Source=:memory:");
+
+    public InMemoryClinic(IMasterKeyProvider? provider = null, Action<EnvelopeEncryptionOptionsBuilder>? configure = null)
+    {
+        Provider = provider ?? new InsecureInMemoryMasterKeyProvider("primary");
+        Configure = configure ?? (e => e.UseProvider(Provider));
+        _connection.Open();
+        using var db = CreateContext();
+        db.Database.EnsureCreated();
+    }
+
+    public IMasterKeyProvider Provider { get; }
+
+    public Action<EnvelopeEncryptionOptionsBuilder> Configure { get; }
+
+    public SqliteConnection Connection => _connection;
+
+    public ClinicContext CreateContext(Action<EnvelopeEncryptionOptionsBuilder>? configure = null) =>
+        new(new DbContextOptionsBuilder<ClinicContext>().UseSqlite(_connection).UseEnvelopeEncryption(configure ?? Configure).Options);
+
+    public byte[] ReadRaw(string sql)
+    {
+        using var command = _connection.CreateCommand();
+        command.CommandText = sql;
+        return (byte[])command.ExecuteScalar()!;
+    }
+
+    public void Dispose() => _connection.Dispose();
+}
