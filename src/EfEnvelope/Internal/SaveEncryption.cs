@@ -178,7 +178,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 {
                     if (i > 0)
                     {
-                        key.TryAcquire();
+                        key.AddLease();
                     }
 
                     members[next++].Key = key;

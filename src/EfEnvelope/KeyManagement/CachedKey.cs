@@ -44,13 +44,13 @@ internal sealed class CachedKey
     /// <summary>Test hook: whether the key bytes are all zero.</summary>
     internal bool IsZeroed => _key.AsSpan().IndexOfAnyExcept((byte)0) < 0;
 
-    /// <summary>Takes a lease; false once the key has been disposed (the caller treats it as a miss).</summary>
+    /// <summary>Takes a lease; false once the key has been evicted (the caller treats it as a miss).</summary>
     public bool TryAcquire()
     {
         while (true)
         {
             var leases = Volatile.Read(ref _leases);
-            if (leases < 0)
+            if (leases < 0 || Volatile.Read(ref _evicted) == 1)
             {
                 return false;
             }
@@ -61,6 +61,9 @@ internal sealed class CachedKey
             }
         }
     }
+
+    /// <summary>Takes one more lease for a caller that already holds one (so the key cannot be disposed meanwhile).</summary>
+    public void AddLease() => Interlocked.Increment(ref _leases);
 
     public void Release()
     {
