@@ -1,0 +1,146 @@
+using EfEnvelope.KeyManagement;
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Tests.Metadata;
+
+/// <summary>Encryption that cannot work is refused when the model is built, naming the property.</summary>
+public sealed class ModelValidationTests
+{
+    private static readonly InsecureInMemoryMasterKeyProvider Provider = new();
+
+    public class EncryptedKey
+    {
+        [Encrypted]
+        public string Id { get; set; } = "";
+    }
+
+    public class Parent
+    {
+        public int Id { get; set; }
+
+        public Money Price { get; set; } = new();
+    }
+
+    public class Money
+    {
+        [Encrypted]
+        public decimal Amount { get; set; }
+
+        public string Currency { get; set; } = "";
+    }
+
+    public class Tagged
+    {
+        public int Id { get; set; }
+
+        public Label Label { get; set; } = new();
+    }
+
+    public class Label
+    {
+        public string Text { get; set; } = "";
+    }
+
+    public class Child
+    {
+        public int Id { get; set; }
+
+        public int ParentId { get; set; }
+
+        public string Code { get; set; } = "";
+
+        public string Color { get; set; } = "";
+    }
+
+    public class Unsupported
+    {
+        public int Id { get; set; }
+
+        [Encrypted]
+        public Uri? Homepage { get; set; }
+    }
+
+    private sealed class ModelContext(Action<ModelBuilder> configure) : DbContext
+    {
+        protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder) =>
+            optionsBuilder.UseSqlite("Data Source=:memory:").UseEnvelopeEncryption(e => e.UseProvider(Provider))
+                .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, NoModelCache>();
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder) => configure(modelBuilder);
+    }
+
+    private sealed class NoModelCache : Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory
+    {
+        public object Create(DbContext context, bool designTime) => new object();
+    }
+
+    private static string BuildError(Action<ModelBuilder> configure)
+    {
+        using var context = new ModelContext(configure);
+        return Assert.Throws<InvalidOperationException>(() => context.Model).Message;
+    }
+
+    [Fact]
+    public void Encrypting_a_primary_key_is_refused() =>
+        Assert.Contains("'EncryptedKey.Id' is part of a key", BuildError(m => m.Entity<EncryptedKey>()), StringComparison.Ordinal);
+
+    [Fact]
+    public void Encrypting_a_foreign_key_is_refused() =>
+        Assert.Contains("'Child.ParentId' is part of a foreign key", BuildError(m =>
+        {
+            m.Entity<Parent>().Ignore(p => p.Price);
+            m.Entity<Child>().HasOne<Parent>().WithMany().HasForeignKey(c => c.ParentId);
+            m.Entity<Child>().Property(c => c.ParentId).IsEncrypted();
+        }), StringComparison.Ordinal);
+
+    [Fact]
+    public void Encrypting_an_alternate_key_is_refused() =>
+        Assert.Contains("'Child.Code' is part of a key", BuildError(m =>
+        {
+            m.Entity<Child>().HasAlternateKey(c => c.Code);
+            m.Entity<Child>().Property(c => c.Code).IsEncrypted();
+        }), StringComparison.Ordinal);
+
+    [Fact]
+    public void Encrypting_an_indexed_property_is_refused() =>
+        Assert.Contains("'Child.Color' is part of an index", BuildError(m =>
+        {
+            m.Entity<Child>().HasIndex(c => c.Color);
+            m.Entity<Child>().Property(c => c.Color).IsEncrypted();
+        }), StringComparison.Ordinal);
+
+    [Fact]
+    public void Encrypting_a_complex_type_property_is_refused_instead_of_storing_plaintext()
+    {
+        var error = BuildError(m => m.Entity<Parent>().ComplexProperty(p => p.Price));
+
+        Assert.Contains("Money.Amount", error, StringComparison.Ordinal);
+        Assert.Contains("complex type", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Encrypting_a_complex_type_property_fluently_is_refused()
+    {
+        var error = BuildError(m => m.Entity<Tagged>().ComplexProperty(t => t.Label, label => label.Property(l => l.Text).IsEncrypted()));
+
+        Assert.Contains("Label.Text", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Encrypting_an_unsupported_type_is_refused() =>
+        Assert.Contains("'Unsupported.Homepage' has type 'Uri'", BuildError(m => m.Entity<Unsupported>().Property(u => u.Homepage).HasConversion<string>()), StringComparison.Ordinal);
+
+    [Fact]
+    public void Registering_without_a_provider_is_refused_with_the_fix()
+    {
+        var options = new DbContextOptionsBuilder().UseSqlite("Data Source=:memory:").UseEnvelopeEncryption(_ => { }).Options;
+
+        var error = Assert.Throws<InvalidOperationException>(() =>
+        {
+            using var context = new DbContext(options);
+            return context.Model;
+        });
+
+        Assert.Contains("UseProvider", error.Message, StringComparison.Ordinal);
+    }
+}
