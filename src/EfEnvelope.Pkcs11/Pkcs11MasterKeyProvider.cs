@@ -76,6 +76,9 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
 
     internal ISessionObserver? SessionObserver { get; set; }
 
+    /// <summary>How many times the provider logged in (once, plus once per recovery).</summary>
+    internal int ConnectionsOpened { get; private set; }
+
     /// <summary>Returns the process-wide provider for this configuration, creating it on first use.</summary>
     /// <remarks>
     /// Equal options (module, token, key labels, PIN, session count) give the same instance, so separately built
@@ -270,6 +273,7 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
             try
             {
                 _connection = Pkcs11Connection.Open(_module, _configuration);
+                ConnectionsOpened++;
             }
             catch (MasterKeyException ex) when (ex.InnerException is Pkcs11Exception { Method: "C_Login" } login && IsPinRefusal(login.RV))
             {
