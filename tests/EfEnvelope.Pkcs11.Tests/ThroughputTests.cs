@@ -48,5 +48,25 @@ public sealed class ThroughputTests
         TestContext.Current.TestOutputHelper?.WriteLine(
             $"SoftHSM, one caller: wrap {Operations / wrap.TotalSeconds:F0}/s ({wrap.TotalMicroseconds / Operations:F0} µs), "
             + $"unwrap {Operations / unwrap.TotalSeconds:F0}/s ({unwrap.TotalMicroseconds / Operations:F0} µs)");
+
+        const int callers = 4;
+        clock.Restart();
+        var roundTrips = await Task.WhenAll(Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
+        {
+            var ok = 0;
+            for (var i = 0; i < Operations / callers; i++)
+            {
+                using var key = await provider.GenerateDataKeyAsync(label, context, ct);
+                var unwrapped = await provider.DecryptDataKeyAsync(label, key.WrappedKey, context, ct);
+                ok += key.Plaintext.AsSpan().SequenceEqual(unwrapped) ? 1 : 0;
+            }
+
+            return ok;
+        }, ct)));
+        var parallel = clock.Elapsed;
+
+        Assert.Equal(Operations, roundTrips.Sum());
+        TestContext.Current.TestOutputHelper?.WriteLine(
+            $"SoftHSM, {callers} callers on {Environment.ProcessorCount} cores: {2 * Operations / parallel.TotalSeconds:F0} wrap+unwrap operations/s");
     }
 }
