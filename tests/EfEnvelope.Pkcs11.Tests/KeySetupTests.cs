@@ -1,5 +1,4 @@
 using Net.Pkcs11Interop.Common;
-using Xunit;
 
 namespace EfEnvelope.Pkcs11.Tests;
 

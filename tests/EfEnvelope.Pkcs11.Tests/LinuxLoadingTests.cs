@@ -1,7 +1,6 @@
 using System.Runtime.InteropServices;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Pkcs11.Internal;
-using Xunit;
 
 namespace EfEnvelope.Pkcs11.Tests;
 

@@ -1,5 +1,5 @@
-using Xunit;
-
+using EfEnvelope.Infrastructure;
+using Microsoft.EntityFrameworkCore;
 namespace EfEnvelope.Pkcs11.Tests;
 
 /// <summary>Options fail where they are set or built; none of this reaches a token.</summary>
@@ -114,23 +114,36 @@ public sealed class OptionsTests
     [Fact]
     public void UsePkcs11_validates_the_options_where_they_are_configured()
     {
-        var builder = new EnvelopeEncryptionOptionsBuilder();
-
-        var error = Assert.Throws<InvalidOperationException>(() => builder.UsePkcs11(o =>
+        var error = Assert.Throws<InvalidOperationException>(() => new DbContextOptionsBuilder().UseEnvelopeEncryption(e => e.UsePkcs11(o =>
         {
             o.LibraryPath = "/usr/lib/softhsm/libsofthsm2.so";
             o.TokenLabel = "clinic";
             o.Pin = Pin;
-        }));
+        })));
 
         Assert.Contains("Pkcs11Options.KeyLabel", error.Message, StringComparison.Ordinal);
-        Assert.Same(builder, builder.UsePkcs11(o =>
-        {
-            o.LibraryPath = "/usr/lib/softhsm/libsofthsm2.so";
-            o.TokenLabel = "clinic";
-            o.KeyLabel = "patients-kek";
-            o.Pin = Pin;
-        }));
+    }
+
+    [Fact]
+    public void Separately_built_context_options_with_equal_PKCS11_options_share_one_service_provider()
+    {
+        static DbContextOptions Build(string keyLabel) => new DbContextOptionsBuilder()
+            .UseEnvelopeEncryption(e => e.UsePkcs11(o =>
+            {
+                o.LibraryPath = "/usr/lib/softhsm/libsofthsm2.so";
+                o.TokenLabel = "options-sharing";
+                o.KeyLabel = keyLabel;
+                o.Pin = Pin;
+            }))
+            .Options;
+
+        var first = Build("patients-kek").FindExtension<EnvelopeEncryptionOptionsExtension>()!.Info;
+        var second = Build("patients-kek").FindExtension<EnvelopeEncryptionOptionsExtension>()!.Info;
+        var other = Build("invoices-kek").FindExtension<EnvelopeEncryptionOptionsExtension>()!.Info;
+
+        Assert.True(first.ShouldUseSameServiceProvider(second));
+        Assert.Equal(first.GetServiceProviderHashCode(), second.GetServiceProviderHashCode());
+        Assert.False(first.ShouldUseSameServiceProvider(other));
     }
 
     private static Pkcs11Options Complete() => new()

@@ -1,6 +1,5 @@
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.Providers;
-using Xunit;
 
 namespace EfEnvelope.Pkcs11.Tests;
 

@@ -1,5 +1,4 @@
 using EfEnvelope.KeyManagement;
-using Xunit;
 
 namespace EfEnvelope.Pkcs11.Tests;
 

@@ -1,7 +1,6 @@
 using EfEnvelope.Pkcs11.Internal;
 using Net.Pkcs11Interop.Common;
 using Net.Pkcs11Interop.HighLevelAPI;
-using Xunit;
 
 namespace EfEnvelope.Pkcs11.Tests;
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using EfEnvelope.KeyManagement;
-using Xunit;
 
 namespace EfEnvelope.Pkcs11.Tests;
 
