@@ -59,6 +59,22 @@ public sealed class RecoveryTests
         }
     }
 
+    [Fact]
+    public async Task Token_deleted_under_the_running_provider_is_reported_by_its_label()
+    {
+        var (token, provider, label) = await ProviderOnOwnTokenAsync("deleted");
+        using var _ = provider;
+        using var before = await provider.GenerateDataKeyAsync(label, Context, Ct);
+
+        // What an administrator would do from another process; the running module sees the token's objects vanish.
+        SoftHsm.DeleteToken(token);
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.DecryptDataKeyAsync(label, before.WrappedKey, Context, Ct));
+        Assert.Contains("Pkcs11Options.TokenLabel", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"'{token}'", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(SoftHsm.Pin, error.ToString(), StringComparison.Ordinal);
+    }
+
     private static async Task<(string Token, Pkcs11MasterKeyProvider Provider, string Label)> ProviderOnOwnTokenAsync(string purpose)
     {
         var token = SoftHsm.CreateToken(purpose);

@@ -77,7 +77,7 @@ internal static class SoftHsm
         // One free slot at a time: SoftHSM adds the next free slot only once this one is initialised.
         lock (TokenCreation)
         {
-            var free = module.Library.GetSlotList(SlotsType.WithTokenPresent).First(s => !s.GetTokenInfo().TokenFlags.TokenInitialized);
+            var free = module.Library.GetSlotList(SlotsType.WithTokenPresent).First(s => TokenInfo(s) is { TokenFlags.TokenInitialized: false });
             free.InitToken(SoPin, label);
             using var session = free.OpenSession(SessionType.ReadWrite);
             session.Login(CKU.CKU_SO, SoPin);
@@ -133,6 +133,31 @@ internal static class SoftHsm
             return 0;
         }, tokenLabel);
 
+    /// <summary>Deletes the token with softhsm2-util, from outside this process.</summary>
+    public static void DeleteToken(string tokenLabel)
+    {
+        using var process = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("softhsm2-util", ["--delete-token", "--token", tokenLabel])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        process.WaitForExit();
+        Assert.Equal(0, process.ExitCode);
+    }
+
     private static ISlot Slot(Pkcs11Module module, string tokenLabel) =>
-        module.Library.GetSlotList(SlotsType.WithTokenPresent).Single(s => s.GetTokenInfo().Label == tokenLabel);
+        module.Library.GetSlotList(SlotsType.WithTokenPresent).Single(s => TokenInfo(s)?.Label == tokenLabel);
+
+    // The slot of a token deleted while the module runs answers CKR_GENERAL_ERROR from then on.
+    private static ITokenInfo? TokenInfo(ISlot slot)
+    {
+        try
+        {
+            return slot.GetTokenInfo();
+        }
+        catch (Pkcs11Exception)
+        {
+            return null;
+        }
+    }
 }

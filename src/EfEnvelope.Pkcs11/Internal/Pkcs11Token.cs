@@ -14,10 +14,23 @@ internal static class Pkcs11Token
     public static ISlot FindSlot(Pkcs11Module module, Pkcs11Configuration configuration)
     {
         var labels = new List<string>();
+        var unreadable = new List<string>();
         ISlot? found = null;
         foreach (var slot in Call(() => module.Library.GetSlotList(SlotsType.WithTokenPresent), configuration, "list the slots"))
         {
-            var info = Call(slot.GetTokenInfo, configuration, "read the token information");
+            ITokenInfo info;
+            try
+            {
+                info = slot.GetTokenInfo();
+            }
+            catch (Pkcs11Exception ex)
+            {
+                // A token deleted or broken under a running module can leave its slot answering errors; the token
+                // we want may still be in another slot, so one bad slot must not hide it.
+                unreadable.Add($"slot {slot.SlotId} ({ex.RV})");
+                continue;
+            }
+
             if (!info.TokenFlags.TokenInitialized)
             {
                 continue;
@@ -39,7 +52,8 @@ internal static class Pkcs11Token
 
         return found ?? throw new MasterKeyException(
             $"No token labelled '{configuration.TokenLabel}' ({nameof(Pkcs11Options)}.{nameof(Pkcs11Options.TokenLabel)}) is present in module '{configuration.LibraryPath}'. "
-            + (labels.Count == 0 ? "The module reports no initialised token." : $"Tokens present: {string.Join(", ", labels.Select(l => $"'{l}'"))}."),
+            + (labels.Count == 0 ? "The module reports no initialised token." : $"Tokens present: {string.Join(", ", labels.Select(l => $"'{l}'"))}.")
+            + (unreadable.Count == 0 ? "" : $" Unreadable: {string.Join(", ", unreadable)}."),
             ProviderName);
     }
 
