@@ -67,6 +67,33 @@ public sealed class KeySetupTests
     }
 
     [Fact]
+    public async Task Key_created_with_pkcs11_tool_as_the_guide_shows_serves_the_provider()
+    {
+        var label = SoftHsm.UniqueLabel("pkcs11-tool");
+        var start = new System.Diagnostics.ProcessStartInfo("pkcs11-tool",
+            ["--module", SoftHsm.ModulePath, "--token-label", SoftHsm.TokenLabel, "--login", "--pin", SoftHsm.Pin,
+             "--keygen", "--key-type", "AES:32", "--label", label, "--usage-decrypt", "--sensitive", "--private"])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        using (var tool = System.Diagnostics.Process.Start(start)!)
+        {
+            await tool.WaitForExitAsync(Ct);
+            Assert.Equal(0, tool.ExitCode);
+        }
+
+        using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
+        var context = KeyManagement.KeyContext.For("app", "Entity");
+        using var key = await provider.GenerateDataKeyAsync(label, context, Ct);
+
+        Assert.Equal(key.Plaintext, await provider.DecryptDataKeyAsync(label, key.WrappedKey, context, Ct));
+        var flags = SoftHsm.WithSession((session, module) =>
+            session.GetAttributeValue(SoftHsm.FindKey(session, module, label), [CKA.CKA_TOKEN, CKA.CKA_SENSITIVE, CKA.CKA_EXTRACTABLE]).Select(a => a.GetValueAsBool()).ToArray());
+        Assert.Equal([true, true, false], flags);
+    }
+
+    [Fact]
     public async Task Provider_never_creates_a_missing_key()
     {
         var label = SoftHsm.UniqueLabel("setup-absent");
