@@ -120,7 +120,7 @@ internal static class Pkcs11Token
             label,
             entity);
 
-    private static MasterKeyException LoginFailed(Pkcs11Exception ex, Pkcs11Configuration configuration)
+    internal static MasterKeyException LoginFailed(Pkcs11Exception ex, Pkcs11Configuration configuration)
     {
         var option = $"{nameof(Pkcs11Options)}.{nameof(Pkcs11Options.Pin)}";
         return ex.RV switch
@@ -145,6 +145,10 @@ internal static class Pkcs11Token
         {
             CKR.CKR_TOKEN_NOT_PRESENT or CKR.CKR_DEVICE_REMOVED or CKR.CKR_TOKEN_NOT_RECOGNIZED => new MasterKeyException(
                 $"Token '{configuration.TokenLabel}' ({nameof(Pkcs11Options)}.{nameof(Pkcs11Options.TokenLabel)}) is not present ({ex.RV}) and could not {action}: reconnect the token or HSM.",
+                ProviderName, keyId, entity, ex),
+            CKR.CKR_SESSION_COUNT => new MasterKeyException(
+                $"Token '{configuration.TokenLabel}' refused another session (CKR_SESSION_COUNT) and could not {action}: lower {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.MaxSessions)} "
+                + $"(currently {configuration.MaxSessions}, plus one session that holds the login) or raise the token's session limit.",
                 ProviderName, keyId, entity, ex),
             _ => new MasterKeyException(
                 $"Token '{configuration.TokenLabel}' could not {action}: {ex.Method} returned {ex.RV}.",
