@@ -146,6 +146,8 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
             }
         }
 
+        // The permit semaphore is left undisposed: operations still in flight release their permits after this,
+        // and it holds no wait handle (AvailableWaitHandle is never used), so there is nothing to free.
         lock (_connectGate)
         {
             _connection?.Close();
