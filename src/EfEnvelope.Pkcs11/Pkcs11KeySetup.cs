@@ -1,0 +1,98 @@
+using EfEnvelope.Pkcs11.Internal;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+
+namespace EfEnvelope.Pkcs11;
+
+/// <summary>Creates master keys on a token, for set-up scripts and tests; the provider itself never creates keys.</summary>
+public static class Pkcs11KeySetup
+{
+    /// <summary>Creates a non-extractable AES-256 key labelled <paramref name="label"/> on the token, unless one exists.</summary>
+    /// <param name="options">The module, token and PIN; <see cref="Pkcs11Options.KeyLabel"/> is not needed.</param>
+    /// <param name="label">The <c>CKA_LABEL</c> of the key.</param>
+    /// <param name="cancellationToken">Cancels the call before it reaches the token.</param>
+    /// <returns>True when the key was created, false when an AES key with that label was already there.</returns>
+    /// <remarks>
+    /// The key is a token object (<c>CKA_TOKEN</c>), private, sensitive and never extractable, allowed to encrypt and
+    /// decrypt only: the token will use it but never reveal it. An existing key is left as it is.
+    /// </remarks>
+    public static Task<bool> EnsureKeyAsync(Pkcs11Options options, string label, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentException.ThrowIfNullOrWhiteSpace(label);
+        cancellationToken.ThrowIfCancellationRequested();
+        var configuration = options.Build(requireKeys: false);
+        var module = Pkcs11Module.Load(configuration.LibraryPath);
+        var slot = Pkcs11Token.FindSlot(module, configuration);
+
+        ISession session;
+        try
+        {
+            session = slot.OpenSession(SessionType.ReadWrite);
+        }
+        catch (Pkcs11Exception ex)
+        {
+            throw Pkcs11Token.Unavailable(ex, configuration, "open a read-write session");
+        }
+
+        using (session)
+        {
+            Pkcs11Token.Login(session, configuration);
+            try
+            {
+                var existing = Pkcs11Token.FindKeys(module, session, label);
+                if (existing.Count > 1)
+                {
+                    throw Pkcs11Token.AmbiguousKey(label, configuration, null);
+                }
+
+                if (existing.Count == 1)
+                {
+                    return Task.FromResult(false);
+                }
+
+                Generate(module, session, label);
+                return Task.FromResult(true);
+            }
+            catch (Pkcs11Exception ex)
+            {
+                throw Pkcs11Token.Unavailable(ex, configuration, $"create master key '{label}'", label);
+            }
+        }
+    }
+
+    private static void Generate(Pkcs11Module module, ISession session, string label)
+    {
+        var attributes = module.Factories.ObjectAttributeFactory;
+        var template = new List<IObjectAttribute>
+        {
+            attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+            attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
+            attributes.Create(CKA.CKA_VALUE_LEN, 32UL),
+            attributes.Create(CKA.CKA_LABEL, label),
+            attributes.Create(CKA.CKA_TOKEN, true),
+            attributes.Create(CKA.CKA_PRIVATE, true),
+            attributes.Create(CKA.CKA_SENSITIVE, true),
+            attributes.Create(CKA.CKA_EXTRACTABLE, false),
+            attributes.Create(CKA.CKA_ENCRYPT, true),
+            attributes.Create(CKA.CKA_DECRYPT, true),
+            attributes.Create(CKA.CKA_WRAP, false),
+            attributes.Create(CKA.CKA_UNWRAP, false),
+            attributes.Create(CKA.CKA_SIGN, false),
+            attributes.Create(CKA.CKA_VERIFY, false),
+            attributes.Create(CKA.CKA_DERIVE, false),
+        };
+        try
+        {
+            using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
+            session.GenerateKey(mechanism, template);
+        }
+        finally
+        {
+            foreach (var attribute in template)
+            {
+                attribute.Dispose();
+            }
+        }
+    }
+}

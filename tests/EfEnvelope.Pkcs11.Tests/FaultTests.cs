@@ -1,0 +1,178 @@
+using EfEnvelope.KeyManagement;
+using Net.Pkcs11Interop.Common;
+using Net.Pkcs11Interop.HighLevelAPI;
+
+namespace EfEnvelope.Pkcs11.Tests;
+
+/// <summary>Each way the configuration or the token can be wrong gives a library error that names what to fix.</summary>
+public sealed class FaultTests
+{
+    private static readonly KeyContext Context = KeyContext.For("pkcs11-tests", "Clinic.Patient");
+
+    public FaultTests() => SoftHsm.Require();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Theory]
+    [InlineData("/nonexistent/libvendor-pkcs11.so")]
+    [InlineData("/etc/hostname")]
+    public async Task Wrong_module_path_names_the_LibraryPath_option(string path)
+    {
+        var options = SoftHsm.Options("any-key");
+        options.LibraryPath = path;
+        using var provider = new Pkcs11MasterKeyProvider(options);
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+
+        Assert.Contains("Pkcs11Options.LibraryPath", error.Message, StringComparison.Ordinal);
+        Assert.Contains(path, error.Message, StringComparison.Ordinal);
+        AssertNoPin(error);
+    }
+
+    [Fact]
+    public async Task Missing_token_names_the_TokenLabel_option_and_the_tokens_present()
+    {
+        using var provider = new Pkcs11MasterKeyProvider(SoftHsm.OptionsOn("no-such-token", "any-key"));
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+
+        Assert.Contains("Pkcs11Options.TokenLabel", error.Message, StringComparison.Ordinal);
+        Assert.Contains("'no-such-token'", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"'{SoftHsm.TokenLabel}'", error.Message, StringComparison.Ordinal);
+        AssertNoPin(error);
+    }
+
+    [Fact]
+    public async Task Wrong_PIN_names_the_Pin_option_without_showing_any_PIN_and_is_not_tried_again()
+    {
+        // A token of its own: login is per process, so on a token this process is logged in to any PIN "works".
+        var token = SoftHsm.CreateToken("wrong-pin");
+        var wrongPin = "wrong-" + Guid.NewGuid().ToString("N");
+        var options = SoftHsm.OptionsOn(token, "any-key");
+        options.Pin = wrongPin;
+        using var provider = new Pkcs11MasterKeyProvider(options);
+
+        var first = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+        var second = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+
+        Assert.Contains("Pkcs11Options.Pin", first.Message, StringComparison.Ordinal);
+        Assert.Contains("CKR_PIN_INCORRECT", first.Message, StringComparison.Ordinal);
+        Assert.Equal(first.Message, second.Message);
+        Assert.Equal(CKR.CKR_PIN_INCORRECT, Assert.IsType<Pkcs11Exception>(first.InnerException).RV);
+        foreach (var error in new[] { first, second })
+        {
+            AssertNoPin(error);
+            Assert.DoesNotContain(wrongPin, error.ToString(), StringComparison.Ordinal);
+        }
+
+        Assert.DoesNotContain(wrongPin, options.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(wrongPin, provider.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Missing_key_names_the_KeyLabel_option_and_the_label()
+    {
+        var label = SoftHsm.UniqueLabel("missing");
+        using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+
+        Assert.IsNotType<MasterKeyAccessRevokedException>(error);
+        Assert.Contains("Pkcs11Options.KeyLabel", error.Message, StringComparison.Ordinal);
+        Assert.Contains($"'{label}'", error.Message, StringComparison.Ordinal);
+        Assert.Equal(label, error.KeyId);
+        AssertNoPin(error);
+    }
+
+    [Fact]
+    public async Task Key_created_without_encrypt_and_decrypt_is_refused_with_the_revoked_access_error_naming_the_attributes()
+    {
+        var label = SoftHsm.UniqueLabel("no-usage");
+        SoftHsm.WithSession((session, module) =>
+        {
+            var attributes = module.Factories.ObjectAttributeFactory;
+            using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
+            return session.GenerateKey(mechanism,
+            [
+                attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+                attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
+                attributes.Create(CKA.CKA_VALUE_LEN, 32UL),
+                attributes.Create(CKA.CKA_LABEL, label),
+                attributes.Create(CKA.CKA_TOKEN, true),
+                attributes.Create(CKA.CKA_SENSITIVE, true),
+                attributes.Create(CKA.CKA_EXTRACTABLE, false),
+                attributes.Create(CKA.CKA_ENCRYPT, false),
+                attributes.Create(CKA.CKA_DECRYPT, false),
+            ]);
+        });
+        using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
+
+        var onWrap = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+        var onUnwrap = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(label, new byte[60], Context, Ct));
+
+        foreach (var error in new[] { onWrap, onUnwrap })
+        {
+            Assert.Contains("CKA_ENCRYPT", error.Message, StringComparison.Ordinal);
+            Assert.Contains("CKA_DECRYPT", error.Message, StringComparison.Ordinal);
+            Assert.Contains($"'{label}'", error.Message, StringComparison.Ordinal);
+            Assert.Equal(CKR.CKR_KEY_FUNCTION_NOT_PERMITTED, Assert.IsType<Pkcs11Exception>(error.InnerException).RV);
+            AssertNoPin(error);
+        }
+    }
+
+    [Fact]
+    public async Task Tampered_tag_is_a_tamper_error_although_SoftHSM_reports_it_as_a_general_error()
+    {
+        var label = await SoftHsm.CreateKeyAsync("tamper");
+        using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
+        using var key = await provider.GenerateDataKeyAsync(label, Context, Ct);
+        var tampered = key.WrappedKey.ToArray();
+        tampered[^1] ^= 0x80;
+
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(label, tampered, Context, Ct));
+
+        Assert.Equal(label, error.KeyId);
+        Assert.Equal("Clinic.Patient", error.Entity);
+        Assert.Equal(CKR.CKR_GENERAL_ERROR, Assert.IsType<Pkcs11Exception>(error.InnerException).RV);
+        AssertNoPin(error);
+        // The session that saw the failure goes back to the pool in a usable state.
+        Assert.Equal(key.Plaintext, await provider.DecryptDataKeyAsync(label, key.WrappedKey, Context, Ct));
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(59)]
+    [InlineData(61)]
+    public async Task Wrapped_key_of_the_wrong_length_is_a_tamper_error(int length)
+    {
+        var label = await SoftHsm.CreateKeyAsync("length");
+        using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
+
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(label, new byte[length], Context, Ct));
+
+        Assert.Contains("wrong length", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Disposed_provider_refuses_further_use()
+    {
+        var label = await SoftHsm.CreateKeyAsync("disposed");
+        var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
+        using (await provider.GenerateDataKeyAsync(label, Context, Ct))
+        {
+        }
+
+        provider.Dispose();
+
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+    }
+
+    private static void AssertNoPin(Exception error)
+    {
+        for (var e = error; e is not null; e = e.InnerException)
+        {
+            Assert.DoesNotContain(SoftHsm.Pin, e.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain(SoftHsm.SoPin, e.ToString(), StringComparison.Ordinal);
+        }
+    }
+}
