@@ -3,6 +3,7 @@ using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace EfEnvelope.Tests.Registration;
