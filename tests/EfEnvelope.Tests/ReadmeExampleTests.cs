@@ -1,10 +1,12 @@
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.Readme;
 
-// The README's quick start, as written there (only the database file is made unique), so that it cannot rot.
+// The README's quick start, as written there, so that it cannot rot. Only the database file is made unique, and EF's
+// many-service-providers warning is silenced because this test process builds many configurations.
 public class Patient
 {
     public Guid Id { get; set; }
@@ -30,7 +32,7 @@ public sealed class ReadmeExampleTests
             var provider = new InsecureInMemoryMasterKeyProvider();
             var options = new DbContextOptionsBuilder<ClinicDb>()
                 .UseSqlite($"Data Source={file}")
-                .UseEnvelopeEncryption(e => e.UseProvider(provider))
+                .ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(provider))
                 .Options;
 
             await using (var db = new ClinicDb(options))

@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.Data.Sqlite;
@@ -40,7 +41,7 @@ internal sealed class InMemoryClinic : IDisposable
     public SqliteConnection Connection => _connection;
 
     public ClinicContext CreateContext(Action<EnvelopeEncryptionOptionsBuilder>? configure = null) =>
-        new(new DbContextOptionsBuilder<ClinicContext>().UseSqlite(_connection).UseEnvelopeEncryption(configure ?? Configure).Options);
+        new(new DbContextOptionsBuilder<ClinicContext>().UseSqlite(_connection).ManyConfigurationsPerProcess().UseEnvelopeEncryption(configure ?? Configure).Options);
 
     public byte[] ReadRaw(string sql)
     {

@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -27,7 +28,7 @@ public abstract class DatabaseFixture : IAsyncLifetime
     {
         var builder = new DbContextOptionsBuilder<ClinicContext>();
         UseDatabase(builder);
-        builder.UseEnvelopeEncryption(configure ?? (e => e.UseProvider(Provider)));
+        builder.ManyConfigurationsPerProcess().UseEnvelopeEncryption(configure ?? (e => e.UseProvider(Provider)));
         if (interceptors.Length > 0)
         {
             builder.AddInterceptors(interceptors);

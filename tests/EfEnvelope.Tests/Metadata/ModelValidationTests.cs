@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 
@@ -63,7 +64,7 @@ public sealed class ModelValidationTests
     private sealed class ModelContext(Action<ModelBuilder> configure) : DbContext
     {
         protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder) =>
-            optionsBuilder.UseSqlite("Data Source=:memory:").UseEnvelopeEncryption(e => e.UseProvider(Provider))
+            optionsBuilder.UseSqlite("Data Source=:memory:").ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(Provider))
                 .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, NoModelCache>();
 
         protected override void OnModelCreating(ModelBuilder modelBuilder) => configure(modelBuilder);
@@ -133,7 +134,7 @@ public sealed class ModelValidationTests
     [Fact]
     public void Registering_without_a_provider_is_refused_with_the_fix()
     {
-        var options = new DbContextOptionsBuilder().UseSqlite("Data Source=:memory:").UseEnvelopeEncryption(_ => { }).Options;
+        var options = new DbContextOptionsBuilder().UseSqlite("Data Source=:memory:").ManyConfigurationsPerProcess().UseEnvelopeEncryption(_ => { }).Options;
 
         var error = Assert.Throws<InvalidOperationException>(() =>
         {

@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.Internal;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
@@ -19,7 +20,7 @@ public sealed class RegistrationTests : IDisposable
     public void Dispose() => _connection.Dispose();
 
     private void Configure(DbContextOptionsBuilder options) =>
-        options.UseSqlite(_connection).UseEnvelopeEncryption(e => e.UseProvider(_provider));
+        options.UseSqlite(_connection).ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(_provider));
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -106,7 +107,7 @@ public sealed class RegistrationTests : IDisposable
     public void Different_providers_or_settings_get_different_caches_and_equal_ones_the_same()
     {
         ClinicContext Context(Action<EnvelopeEncryptionOptionsBuilder> configure) =>
-            new(new DbContextOptionsBuilder<ClinicContext>().UseSqlite(_connection).UseEnvelopeEncryption(configure).Options);
+            new(new DbContextOptionsBuilder<ClinicContext>().UseSqlite(_connection).ManyConfigurationsPerProcess().UseEnvelopeEncryption(configure).Options);
 
         using var a = Context(e => e.UseProvider(_provider));
         using var b = Context(e => e.UseProvider(_provider));

@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using System.Text;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
@@ -15,7 +16,7 @@ public sealed class NoPlaintextAtRestTests
         var provider = new InsecureInMemoryMasterKeyProvider();
         var options = new DbContextOptionsBuilder<ClinicContext>()
             .UseSqlite($"Data Source={path};Pooling=False")
-            .UseEnvelopeEncryption(e => e.UseProvider(provider))
+            .ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(provider))
             .Options;
         var secrets = new[] { "078-05-1120", "Chronic kidney disease stage 3", "13 Rue Secrète", "+33-1-5555-0147", "visit-note-5f2a", "5105105105105100" };
         try

@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.EntityFrameworkCore;
@@ -12,7 +13,7 @@ public sealed class SqlServerWithoutServerTests
     private static ClinicContext SqlServer() =>
         new(new DbContextOptionsBuilder<ClinicContext>()
             .UseSqlServer("Server=(none);Database=EfEnvelope;Encrypt=false")
-            .UseEnvelopeEncryption(e => e.UseProvider(Provider))
+            .ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(Provider))
             .Options);
 
     [Fact]
@@ -37,7 +38,7 @@ public sealed class SqlServerWithoutServerTests
     {
         using var db = new ClinicContext(new DbContextOptionsBuilder<ClinicContext>()
             .UseNpgsql("Host=none")
-            .UseEnvelopeEncryption(e => e.UseProvider(Provider))
+            .ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(Provider))
             .Options);
 
         var ddl = db.Database.GenerateCreateScript();
