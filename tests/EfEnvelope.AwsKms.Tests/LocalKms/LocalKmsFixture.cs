@@ -20,6 +20,14 @@ public sealed class LocalKmsFixture : IAsyncLifetime
     /// <summary>The ARN of a second key (a rotation's old key).</summary>
     public string SecondKeyArn { get; private set; } = null!;
 
+    /// <summary>Starts a fixture of its own (for tests that inject faults and so must not share a server).</summary>
+    public static async Task<LocalKmsFixture> StartAsync()
+    {
+        var fixture = new LocalKmsFixture();
+        await fixture.InitializeAsync();
+        return fixture;
+    }
+
     public async ValueTask InitializeAsync()
     {
         Server = LocalKmsServer.Start();
@@ -36,9 +44,13 @@ public sealed class LocalKmsFixture : IAsyncLifetime
     }
 
     /// <summary>A provider on <see cref="Client"/> with the alias as primary key and the second key for reads.</summary>
-    public AwsKmsMasterKeyProvider CreateProvider(Action<AwsKmsOptions>? configure = null)
+    public AwsKmsMasterKeyProvider CreateProvider(Action<AwsKmsOptions>? configure = null) =>
+        CreateProvider(Client, configure);
+
+    /// <summary>Like <see cref="CreateProvider(Action{AwsKmsOptions})"/> on another client (other retry or timeout settings).</summary>
+    public AwsKmsMasterKeyProvider CreateProvider(IAmazonKeyManagementService client, Action<AwsKmsOptions>? configure = null)
     {
-        var options = new AwsKmsOptions { Client = Client, KeyId = PrimaryAlias };
+        var options = new AwsKmsOptions { Client = client, KeyId = PrimaryAlias };
         options.AdditionalKeyIds.Add(SecondKeyArn);
         configure?.Invoke(options);
         return new AwsKmsMasterKeyProvider(options);

@@ -36,6 +36,7 @@ public sealed class LocalKmsServer : IAsyncDisposable
     private int _serverErrorNext;
     private long _latencyTicks;
     private volatile bool _denyAccess;
+    private int _disposed;
 
     private LocalKmsServer(HttpListener listener, Uri url)
     {
@@ -139,7 +140,11 @@ public sealed class LocalKmsServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        _listener.Stop();
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         _listener.Close();
         try
         {

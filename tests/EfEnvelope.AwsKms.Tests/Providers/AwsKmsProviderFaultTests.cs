@@ -1,0 +1,259 @@
+using System.Diagnostics;
+using Amazon.KeyManagementService.Model;
+using EfEnvelope.AwsKms.Tests.LocalKms;
+using EfEnvelope.KeyManagement;
+using Xunit;
+
+namespace EfEnvelope.AwsKms.Tests.Providers;
+
+/// <summary>How KMS faults reach the application: each one mapped to the library's exceptions, retried where it should be.</summary>
+public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
+{
+    private static readonly KeyContext Patients = KeyContext.For("clinic", "Clinic.Patient");
+
+    private LocalKmsFixture _kms = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private LocalKmsServer Server => _kms.Server;
+
+    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
+
+    public ValueTask DisposeAsync() => _kms.DisposeAsync();
+
+    [Fact]
+    public async Task Disabled_key_is_reported_as_revoked_access_naming_provider_key_and_entity()
+    {
+        var provider = _kms.CreateProvider();
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+        await _kms.Client.DisableKeyAsync(new DisableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
+
+        var onDecrypt = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
+        var onGenerate = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
+
+        foreach (var error in new[] { onDecrypt, onGenerate })
+        {
+            Assert.IsType<DisabledException>(error.InnerException);
+            Assert.Equal("aws-kms", error.Provider);
+            Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
+            Assert.Equal("Clinic.Patient", error.Entity);
+            Assert.Contains(LocalKmsFixture.PrimaryAlias, error.Message, StringComparison.Ordinal);
+            Assert.Contains("disabled", error.Message, StringComparison.Ordinal);
+            Assert.Contains("Clinic.Patient", error.Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Key_pending_deletion_is_reported_as_revoked_access()
+    {
+        var provider = _kms.CreateProvider();
+        using var key = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, Patients, Ct);
+        await _kms.Client.ScheduleKeyDeletionAsync(new ScheduleKeyDeletionRequest { KeyId = _kms.SecondKeyArn, PendingWindowInDays = 7 }, Ct);
+
+        var error = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
+
+        Assert.IsType<KMSInvalidStateException>(error.InnerException);
+        Assert.Equal(_kms.SecondKeyArn, error.KeyId);
+        Assert.Contains("pending deletion", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Denied_access_is_reported_as_revoked_access()
+    {
+        var provider = _kms.CreateProvider();
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+        Server.DenyAccess = true;
+
+        var error = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
+
+        Assert.Contains("denied", error.Message, StringComparison.Ordinal);
+        Assert.Contains(LocalKmsFixture.PrimaryAlias, error.Message, StringComparison.Ordinal);
+        Assert.Equal(1, Server.CallCount("Decrypt"));
+    }
+
+    [Fact]
+    public async Task Missing_key_is_a_master_key_error_naming_the_key_not_a_revocation()
+    {
+        const string missing = "alias/never-created";
+        var provider = _kms.CreateProvider(o => o.KeyId = missing);
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(missing, Patients, Ct));
+
+        Assert.IsNotType<MasterKeyAccessRevokedException>(error);
+        Assert.IsType<NotFoundException>(error.InnerException);
+        Assert.Equal(missing, error.KeyId);
+        Assert.Contains($"'{missing}' was not found", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Blob_of_another_key_is_refused_by_KMS_as_incorrect_key_and_reported_as_tamper()
+    {
+        var provider = _kms.CreateProvider();
+        using var underSecond = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, Patients, Ct);
+
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(provider.PrimaryKeyId, underSecond.WrappedKey, Patients, Ct));
+
+        Assert.IsType<IncorrectKeyException>(error.InnerException);
+        Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
+        Assert.Equal("Clinic.Patient", error.Entity);
+    }
+
+    [Fact]
+    public async Task Tampered_blob_is_refused_by_KMS_as_invalid_ciphertext_and_reported_as_tamper()
+    {
+        var provider = _kms.CreateProvider();
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+        var tampered = key.WrappedKey.ToArray();
+        tampered[^1] ^= 0x80;
+
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(key.KeyId, tampered, Patients, Ct));
+
+        Assert.IsType<InvalidCiphertextException>(error.InnerException);
+        Assert.Equal(key.KeyId, error.KeyId);
+    }
+
+    [Fact]
+    public async Task Throttled_calls_are_retried_by_the_SDK_and_then_succeed()
+    {
+        using var client = Server.CreateClient(maxErrorRetry: 3);
+        var provider = _kms.CreateProvider(client);
+        Server.ThrottleNext(2);
+
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+
+        Assert.Equal(32, key.Plaintext.Length);
+        Assert.Equal(3, Server.CallCount("GenerateDataKey"));
+    }
+
+    [Fact]
+    public async Task Throttling_that_outlasts_the_retries_is_a_master_key_error()
+    {
+        using var client = Server.CreateClient(maxErrorRetry: 2);
+        var provider = _kms.CreateProvider(client);
+        Server.ThrottleNext(100);
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
+
+        Assert.IsNotType<MasterKeyAccessRevokedException>(error);
+        Assert.Contains("throttling", error.Message, StringComparison.Ordinal);
+        Assert.Equal(3, Server.CallCount("GenerateDataKey"));
+    }
+
+    [Fact]
+    public async Task Server_error_is_retried_and_then_succeeds()
+    {
+        using var client = Server.CreateClient(maxErrorRetry: 2);
+        var provider = _kms.CreateProvider(client);
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+        Server.ResetCounters();
+        Server.FailNextWithServerError(1);
+
+        var unwrapped = await provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct);
+
+        Assert.Equal(key.Plaintext, unwrapped);
+        Assert.Equal(2, Server.CallCount("Decrypt"));
+    }
+
+    [Fact]
+    public async Task Server_errors_that_outlast_the_retries_are_reported_with_the_status()
+    {
+        using var client = Server.CreateClient(maxErrorRetry: 2);
+        var provider = _kms.CreateProvider(client);
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+        Server.ResetCounters();
+        Server.FailNextWithServerError(100);
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
+
+        Assert.IsNotType<MasterKeyAccessRevokedException>(error);
+        Assert.Contains("HTTP 500", error.Message, StringComparison.Ordinal);
+        Assert.Equal(3, Server.CallCount("Decrypt"));
+    }
+
+    [Fact]
+    public async Task Endpoint_slower_than_the_configured_timeout_is_a_timed_out_master_key_error()
+    {
+        var provider = _kms.CreateProvider(o => o.RequestTimeout = TimeSpan.FromMilliseconds(300));
+        Server.Latency = TimeSpan.FromSeconds(5);
+        var clock = Stopwatch.StartNew();
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
+
+        Assert.Contains("timed out after 0.3 s", error.Message, StringComparison.Ordinal);
+        Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(4), $"took {clock.Elapsed}");
+    }
+
+    [Fact]
+    public async Task Caller_cancellation_of_a_slow_call_is_an_OperationCanceledException()
+    {
+        var provider = _kms.CreateProvider();
+        Server.Latency = TimeSpan.FromSeconds(5);
+        using var caller = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        caller.CancelAfter(TimeSpan.FromMilliseconds(200));
+        var clock = Stopwatch.StartNew();
+
+        var error = await Assert.ThrowsAnyAsync<OperationCanceledException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, caller.Token));
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(4), $"took {clock.Elapsed}");
+        Assert.True(error.CancellationToken.IsCancellationRequested || caller.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task Unreachable_endpoint_is_a_master_key_error()
+    {
+        await using var gone = LocalKmsServer.Start();
+        using var client = gone.CreateClient(maxErrorRetry: 0);
+        await gone.DisposeAsync();
+        var provider = _kms.CreateProvider(client);
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
+
+        Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
+        Assert.Contains("could not reach KMS", error.Message, StringComparison.Ordinal);
+        Assert.IsNotType<MasterKeyAccessRevokedException>(error);
+    }
+
+    [Fact]
+    public async Task Blob_naming_an_unconfigured_key_is_refused_without_calling_KMS()
+    {
+        var other = await LocalKmsFixture.CreateKeyAsync(_kms.Client, "not configured");
+        var writer = _kms.CreateProvider(o => o.KeyId = other);
+        using var key = await writer.GenerateDataKeyAsync(other, Patients, Ct);
+        var reader = _kms.CreateProvider();
+        Server.ResetCounters();
+
+        Assert.False(reader.IsKeyConfigured(other));
+        var onDecrypt = await Assert.ThrowsAsync<MasterKeyException>(() => reader.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
+        var onGenerate = await Assert.ThrowsAsync<MasterKeyException>(() => reader.GenerateDataKeyAsync(other, Patients, Ct));
+
+        Assert.Contains("not configured", onDecrypt.Message, StringComparison.Ordinal);
+        Assert.Equal(other, onDecrypt.KeyId);
+        Assert.Equal(other, onGenerate.KeyId);
+        Assert.Equal(0, Server.TotalCalls);
+    }
+
+    [Fact]
+    public async Task Error_messages_never_contain_key_bytes_or_credentials()
+    {
+        var provider = _kms.CreateProvider();
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+        var tampered = key.WrappedKey.ToArray();
+        tampered[^1] ^= 1;
+        var errors = new List<Exception>
+        {
+            await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(key.KeyId, tampered, Patients, Ct)),
+        };
+        Server.DenyAccess = true;
+        errors.Add(await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct)));
+
+        foreach (var message in errors.Select(e => e.Message))
+        {
+            Assert.DoesNotContain(Convert.ToBase64String(key.Plaintext), message, StringComparison.Ordinal);
+            Assert.DoesNotContain(Convert.ToHexString(key.Plaintext), message, StringComparison.OrdinalIgnoreCase);
+            Assert.DoesNotContain(Convert.ToBase64String(key.WrappedKey), message, StringComparison.Ordinal);
+            Assert.DoesNotContain("AKIDLOCALKMSTEST", message, StringComparison.Ordinal);
+            Assert.DoesNotContain("local-kms-test-secret", message, StringComparison.Ordinal);
+        }
+    }
+}
