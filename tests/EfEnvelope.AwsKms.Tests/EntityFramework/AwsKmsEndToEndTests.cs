@@ -5,6 +5,7 @@ using EfEnvelope.AwsKms.Tests.LocalKms;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Time.Testing;
 
 namespace EfEnvelope.AwsKms.Tests.EntityFramework;
@@ -97,7 +98,7 @@ public sealed class AwsKmsEndToEndTests : IAsyncLifetime
             o.Credentials = credentials;
         }
 
-        DbContextOptions Build() => new DbContextOptionsBuilder().UseSqlite(_connection).UseEnvelopeEncryption(e => e.UseAwsKms(Configure)).Options;
+        DbContextOptions Build() => Plain().UseEnvelopeEncryption(e => e.UseAwsKms(Configure)).Options;
 
         await InsertPatientsAsync(Build(), 10);
         await using var db = new ClinicContext(Build());
@@ -149,6 +150,26 @@ public sealed class AwsKmsEndToEndTests : IAsyncLifetime
 
         Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
         Assert.Equal(1, Server.CallCount("Decrypt"));
+
+        await _kms.Client.EnableKeyAsync(new EnableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
+        await using var restored = new ClinicContext(options);
+        Assert.Equal(3, (await restored.Patients.AsNoTracking().ToListAsync(Ct)).Count);
+    }
+
+    [Fact]
+    public async Task Disabled_key_takes_effect_for_writes_once_the_cached_key_expires_and_nothing_is_written()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var options = Options(_kms.Client, e => e.UseTimeProvider(clock).ConfigureKeyCache(c => c.TimeToLive = TimeSpan.FromMinutes(5)));
+        await InsertPatientsAsync(options, 3);
+        await _kms.Client.DisableKeyAsync(new DisableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
+
+        await InsertPatientsAsync(options, 2);
+        clock.Advance(TimeSpan.FromMinutes(6));
+        await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => InsertPatientsAsync(options, 4));
+
+        Assert.Equal(5, await CountRowsAsync());
+        Assert.Equal(2, Server.CallCount("GenerateDataKey"));
     }
 
     [Fact]
@@ -199,14 +220,20 @@ public sealed class AwsKmsEndToEndTests : IAsyncLifetime
         Action<EnvelopeEncryptionOptionsBuilder>? configure = null,
         string keyId = LocalKmsFixture.PrimaryAlias,
         string[]? additionalKeyIds = null) =>
-        new DbContextOptionsBuilder()
-            .UseSqlite(_connection)
+        Plain()
             .UseEnvelopeEncryption(e =>
             {
                 e.UseAwsKms(client, keyId, additionalKeyIds ?? []).UseApplicationName("clinic");
                 configure?.Invoke(e);
             })
             .Options;
+
+    // Every test builds configurations of its own (its own endpoint and clients), each one EF service provider; EF
+    // counts them process-wide and refuses past twenty, which is about the test run, not the library.
+    private DbContextOptionsBuilder Plain() =>
+        new DbContextOptionsBuilder()
+            .UseSqlite(_connection)
+            .ConfigureWarnings(w => w.Ignore(CoreEventId.ManyServiceProvidersCreatedWarning));
 
     private static string SsnOf(string name) => $"900-{name[1..]}";
 
