@@ -144,12 +144,13 @@ public sealed class AwsKmsEndToEndTests : IAsyncLifetime
             Assert.Equal(3, (await cached.Patients.AsNoTracking().ToListAsync(Ct)).Count);
         }
 
+        Assert.Equal(0, Server.CallCount("Decrypt"));
         clock.Advance(TimeSpan.FromMinutes(6));
         await using var expired = new ClinicContext(options);
         var error = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => expired.Patients.AsNoTracking().ToListAsync(Ct));
 
         Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
-        Assert.Equal(1, Server.CallCount("Decrypt"));
+        Assert.NotEqual(0, Server.CallCount("Decrypt"));
 
         await _kms.Client.EnableKeyAsync(new EnableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
         await using var restored = new ClinicContext(options);
