@@ -145,6 +145,46 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         return plaintext;
     }
 
+    /// <summary>Moves a wrapped key to another master key inside KMS (<c>ReEncrypt</c>), for rotating stored data.</summary>
+    /// <param name="sourceKeyId">The configured key the blob is wrapped under; KMS is pinned to it.</param>
+    /// <param name="wrappedKey">The blob from <see cref="GenerateDataKeyAsync"/>.</param>
+    /// <param name="destinationKeyId">The configured key to wrap under instead.</param>
+    /// <param name="context">The context the blob is bound to; the new blob is bound to the same one.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The blob wrapped under <paramref name="destinationKeyId"/>.</returns>
+    /// <remarks>
+    /// The plaintext key never leaves KMS. Needs <c>kms:ReEncryptFrom</c> on the source key and <c>kms:ReEncryptTo</c>
+    /// on the destination key. Errors are mapped as for <see cref="DecryptDataKeyAsync"/>.
+    /// </remarks>
+    public async Task<byte[]> ReEncryptDataKeyAsync(string sourceKeyId, ReadOnlyMemory<byte> wrappedKey, string destinationKeyId, KeyContext context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        RequireConfigured(sourceKeyId, context);
+        RequireConfigured(destinationKeyId, context);
+        if (wrappedKey.IsEmpty)
+        {
+            throw new EnvelopeDecryptionException("The wrapped key is empty.", context.Entity, null, sourceKeyId);
+        }
+
+        var encryptionContext = ToEncryptionContext(context);
+        var request = new ReEncryptRequest
+        {
+            CiphertextBlob = new MemoryStream(wrappedKey.ToArray(), writable: false),
+            SourceKeyId = sourceKeyId,
+            SourceEncryptionContext = encryptionContext,
+            DestinationKeyId = destinationKeyId,
+            DestinationEncryptionContext = encryptionContext,
+        };
+
+        // Errors name the source key: it is the one whose state (disabled, wrong key, tampered blob) most often
+        // explains a refusal. A missing or disabled destination is still reported, with KMS's exception inside.
+        var response = await CallAsync("ReEncrypt", sourceKeyId, context, (client, ct) => client.ReEncryptAsync(request, ct), cancellationToken).ConfigureAwait(false);
+        using var ciphertext = response.CiphertextBlob;
+        return ciphertext is { Length: > 0 }
+            ? ciphertext.ToArray()
+            : throw new MasterKeyException($"AWS KMS ReEncrypt from key '{sourceKeyId}' returned no ciphertext{ForEntity(context)}.", ProviderName, sourceKeyId, context.Entity);
+    }
+
     /// <summary>Disposes the KMS client if this provider built it; a client that was passed in is left alone.</summary>
     public void Dispose()
     {
