@@ -266,7 +266,10 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         }
         catch (AmazonClientException ex)
         {
-            throw new MasterKeyException($"Could not create the AWS KMS client: {ex.Message}", ProviderName, keyId, context.Entity, ex);
+            throw new MasterKeyException(
+                $"Could not create the AWS KMS client for key '{keyId}'{ForEntity(context)}: {ex.Message}. " +
+                $"Set {nameof(AwsKmsOptions)}.{nameof(AwsKmsOptions.Region)} (or AWS_REGION, or a profile), or pass a configured client.",
+                ProviderName, keyId, context.Entity, ex);
         }
 
         // One deadline for the whole operation, SDK retries and backoff included: a per-attempt HTTP timeout alone
@@ -294,8 +297,10 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         }
         catch (Exception ex) when (ex is AmazonClientException or HttpRequestException or IOException)
         {
+            // Raised before any KMS answer: no Region or credentials found, DNS, connection refused, TLS. The SDK's and
+            // the socket's messages say which, and hold no secrets (credential errors name the source, not the keys).
             throw new MasterKeyException(
-                $"AWS KMS {operation} with key '{keyId}'{ForEntity(context)} could not reach KMS: {ex.GetType().Name}.",
+                $"AWS KMS {operation} with key '{keyId}'{ForEntity(context)} failed before KMS answered: {ex.Message}",
                 ProviderName, keyId, context.Entity, ex);
         }
     }

@@ -210,8 +210,28 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
 
         Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
-        Assert.Contains("could not reach KMS", error.Message, StringComparison.Ordinal);
+        Assert.Contains("failed before KMS answered", error.Message, StringComparison.Ordinal);
         Assert.IsNotType<MasterKeyAccessRevokedException>(error);
+    }
+
+    [Fact]
+    public async Task Missing_region_fails_at_the_first_call_with_a_hint_not_at_configuration()
+    {
+        var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+        if (Environment.GetEnvironmentVariable("AWS_REGION") is { Length: > 0 }
+            || Environment.GetEnvironmentVariable("AWS_DEFAULT_REGION") is { Length: > 0 }
+            || File.Exists(Path.Combine(home, ".aws", "config")))
+        {
+            Assert.Skip("An AWS Region is configured in this environment, so a client without one cannot be built here.");
+        }
+
+        using var provider = new AwsKmsMasterKeyProvider(new AwsKmsOptions { KeyId = "alias/patients", Credentials = new Amazon.Runtime.BasicAWSCredentials("AKIDNOREGION", "no-region-secret") });
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("alias/patients", Patients, Ct));
+
+        Assert.Contains("AWS_REGION", error.Message, StringComparison.Ordinal);
+        Assert.Equal("alias/patients", error.KeyId);
+        Assert.DoesNotContain("no-region-secret", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
