@@ -100,7 +100,7 @@ public sealed class LocalKmsServer : IAsyncDisposable
     }
 
     /// <summary>A real SDK client for this endpoint, with any credentials and few retries so fault tests are quick.</summary>
-    public AmazonKeyManagementServiceClient CreateClient(int maxErrorRetry = 2, TimeSpan? timeout = null)
+    public AmazonKeyManagementServiceClient CreateClient(int maxErrorRetry = 2)
     {
         var config = new AmazonKeyManagementServiceConfig
         {
@@ -108,11 +108,6 @@ public sealed class LocalKmsServer : IAsyncDisposable
             AuthenticationRegion = Region,
             MaxErrorRetry = maxErrorRetry,
         };
-        if (timeout is { } t)
-        {
-            config.Timeout = t;
-        }
-
         return new AmazonKeyManagementServiceClient(new BasicAWSCredentials("AKIDLOCALKMSTEST", "local-kms-test-secret"), config);
     }
 
