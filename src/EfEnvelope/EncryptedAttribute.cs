@@ -11,9 +11,31 @@ namespace EfEnvelope;
 /// </para>
 /// <para>
 /// Encrypted properties cannot be keys, foreign keys or indexed, cannot live in complex types, and cannot be
-/// compared, ordered or searched in a query (the database holds random-looking bytes). Use the fluent
+/// compared, ordered or searched in a query (the database holds random-looking bytes) unless made
+/// <see cref="Searchable"/>. Use the fluent
 /// <c>IsEncrypted()</c> to configure the same in <c>OnModelCreating</c>.
 /// </para>
 /// </remarks>
+/// <para>
+/// With <see cref="Searchable"/>, a keyed blind index (HMAC-SHA256) is stored beside the ciphertext and equality
+/// queries (<c>==</c>, <c>!=</c>, <c>Equals</c>, <c>Contains</c> over a list, joins) are translated to it. The index
+/// reveals which rows share a value of this property, and how often each value occurs; nothing more.
+/// </para>
 [AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = true)]
-public sealed class EncryptedAttribute : Attribute;
+public sealed class EncryptedAttribute : Attribute
+{
+    /// <summary>Whether equality queries on this property are supported through a blind index.</summary>
+    public bool Searchable { get; set; }
+
+    /// <summary>The normalisation of string values before indexing (searchable properties only).</summary>
+    public BlindIndexNormalization Normalization { get; set; }
+
+    /// <summary>How many bytes of the index are kept, 1 to 32; the default is 32 (see <see cref="BlindIndexOptions.IndexBytes"/>).</summary>
+    public int IndexBytes { get; set; } = 32;
+
+    /// <summary>Whether the database index on the blind index is unique.</summary>
+    public bool UniqueIndex { get; set; }
+
+    internal BlindIndexOptions? ToSearchOptions() =>
+        Searchable ? new BlindIndexOptions { Normalization = Normalization, IndexBytes = IndexBytes, Unique = UniqueIndex } : null;
+}

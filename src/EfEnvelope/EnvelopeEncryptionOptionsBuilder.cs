@@ -112,6 +112,21 @@ public sealed class EnvelopeEncryptionOptionsBuilder
         return this;
     }
 
+    /// <summary>Configures the wrapped index key that searchable properties' blind indexes are derived from.</summary>
+    /// <param name="wrappedIndexKey">The bytes returned once by <see cref="BlindIndexKey.CreateAsync"/>, kept in configuration.</param>
+    /// <remarks>Required when any property is <see cref="EncryptedAttribute.Searchable"/>. Every instance of the application must use the same one.</remarks>
+    public EnvelopeEncryptionOptionsBuilder UseBlindIndexKey(byte[] wrappedIndexKey)
+    {
+        ArgumentNullException.ThrowIfNull(wrappedIndexKey);
+        if (!Crypto.WrappedKeyBlob.TryParse(wrappedIndexKey.ToArray(), out var blob, out var error) || blob.Entity != BlindIndexKey.EntityName)
+        {
+            throw new ArgumentException("Not a blind index key created by BlindIndexKey.CreateAsync: " + (error ?? "it wraps another kind of key."), nameof(wrappedIndexKey));
+        }
+
+        _settings.BlindIndexKey = wrappedIndexKey.ToArray();
+        return this;
+    }
+
     /// <summary>Replaces the clock used for cache expiry (tests).</summary>
     public EnvelopeEncryptionOptionsBuilder UseTimeProvider(TimeProvider timeProvider)
     {

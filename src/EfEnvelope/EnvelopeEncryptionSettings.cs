@@ -15,6 +15,7 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
     public ILoggerFactory? LoggerFactory { get; set; }
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
     public IRandomSource Random { get; set; } = SystemRandomSource.Instance;
+    public byte[]? BlindIndexKey { get; set; }
 
     public EnvelopeEncryptionSettings Clone()
     {
@@ -35,7 +36,8 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
         && ProviderTimeout == other.ProviderTimeout
         && ReferenceEquals(LoggerFactory, other.LoggerFactory)
         && ReferenceEquals(TimeProvider, other.TimeProvider)
-        && ReferenceEquals(Random, other.Random);
+        && ReferenceEquals(Random, other.Random)
+        && (BlindIndexKey is null ? other.BlindIndexKey is null : other.BlindIndexKey is not null && BlindIndexKey.AsSpan().SequenceEqual(other.BlindIndexKey));
 
     public override bool Equals(object? obj) => Equals(obj as EnvelopeEncryptionSettings);
 

@@ -16,6 +16,20 @@ public static class EncryptedPropertyBuilderExtensions
         return propertyBuilder;
     }
 
+    /// <summary>Stores the property encrypted and searchable by equality through a blind index.</summary>
+    /// <param name="propertyBuilder">The property.</param>
+    /// <param name="configureSearch">Sets normalisation, index length and uniqueness of the blind index.</param>
+    public static PropertyBuilder<TProperty> IsEncrypted<TProperty>(this PropertyBuilder<TProperty> propertyBuilder, Action<EfEnvelope.BlindIndexOptions> configureSearch)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        ArgumentNullException.ThrowIfNull(configureSearch);
+        var options = new EfEnvelope.BlindIndexOptions();
+        configureSearch(options);
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.Searchable, options);
+        return propertyBuilder;
+    }
+
     /// <summary>Stores the property encrypted, as <see cref="EfEnvelope.EncryptedAttribute"/> does.</summary>
     public static PropertyBuilder IsEncrypted(this PropertyBuilder propertyBuilder)
     {

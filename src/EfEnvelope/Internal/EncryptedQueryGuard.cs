@@ -6,11 +6,19 @@ using Microsoft.EntityFrameworkCore.Query;
 
 namespace EfEnvelope.Internal;
 
-/// <summary>Refuses queries that would make the database compare, order, search or set encrypted values.</summary>
+/// <summary>Translates equality on searchable encrypted properties to their blind index, and refuses what cannot work.</summary>
 /// <remarks>
-/// The database holds random ciphertext, so such a query could only return wrong results; EF's own error for an
-/// unmapped member does not say why. Reading an encrypted property in the final projection is allowed: EF
-/// materializes the entity and the projection runs on the decrypted instance.
+/// <para>
+/// The database holds random ciphertext, so comparing, ordering or matching it could only return wrong results;
+/// EF's own error for an unmapped member does not say why. Reading an encrypted property in the final projection is
+/// allowed: EF materializes the entity and the projection runs on the decrypted instance.
+/// </para>
+/// <para>
+/// <c>p.Ssn == x</c> on a searchable property becomes <c>EF.Property&lt;string&gt;(p, "Ssn_Index") == x</c>: the index
+/// property's value converter turns <c>x</c> into its HMAC when EF binds the parameter, so the plaintext never
+/// reaches the SQL text, its parameters or EF's logs. Comparing with null uses the ciphertext column (nullness is
+/// visible anyway).
+/// </para>
 /// </remarks>
 internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpressionInterceptor
 {
@@ -25,7 +33,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     {
         if (eventData.Context is { } context)
         {
-            new Visitor(runtime, context, FindProjection(queryExpression)).Visit(queryExpression);
+            return new Visitor(runtime, context, FindProjection(queryExpression)).Visit(queryExpression);
         }
 
         return queryExpression;
@@ -67,11 +75,16 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             var outerOperator = _operator;
             if (ReferenceEquals(node, projection))
             {
-                Visit(node.Arguments[0]);
+                var source = Visit(node.Arguments[0]);
                 _inProjection = true;
                 Visit(node.Arguments[1]);
                 _inProjection = outerProjection;
-                return node;
+                return node.Update(node.Object, [source, .. node.Arguments.Skip(1)]);
+            }
+
+            if (!_inProjection && TryRewriteSearch(node) is { } rewritten)
+            {
+                return rewritten;
             }
 
             // Inside the projection, a nested query operator (a filtered collection, a count) runs in the database.
@@ -92,6 +105,12 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         protected override Expression VisitBinary(BinaryExpression node)
         {
+            if (!_inProjection && node.NodeType is ExpressionType.Equal or ExpressionType.NotEqual
+                && (Encrypted(node.Left) is not null || Encrypted(node.Right) is not null))
+            {
+                return RewriteEquality(node.NodeType, node.Left, node.Right);
+            }
+
             var outer = _operator;
             if (!_inProjection)
             {
@@ -127,9 +146,150 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 "GroupBy" or "Join" or "GroupJoin" or "Distinct" =>
                     "The database holds random ciphertext: equal values do not look equal. Group or join after loading.",
                 _ =>
-                    "The database holds random ciphertext: equal values do not look equal, so comparing it cannot find anything. Equality search through a blind index is planned; until then filter after loading.",
+                    "The database holds random ciphertext: equal values do not look equal, so comparing it cannot find anything. For equality search mark the property [Encrypted(Searchable = true)] (or IsEncrypted(o => ...)) to give it a blind index; ranges and ordering stay unsupported.",
             };
             return $"The query uses encrypted property {name} in {_operator}, which EfEnvelope cannot translate. {why}";
+        }
+
+        private Expression RewriteEquality(ExpressionType comparison, Expression left, Expression right)
+        {
+            var leftMember = Encrypted(left);
+            var rightMember = Encrypted(right);
+            if (leftMember is null)
+            {
+                (left, right, leftMember, rightMember) = (right, left, rightMember, null);
+            }
+
+            var (member, property, entity) = leftMember!.Value;
+            if (Strip(right) is ConstantExpression { Value: null })
+            {
+                // Nullness is stored in the clear (a NULL ciphertext), so a null test needs no index.
+                var ciphertext = PropertyAccess(member.Expression!, typeof(byte[]), property.Ciphertext.Name);
+                return Expression.MakeBinary(comparison, ciphertext, Expression.Constant(null, typeof(byte[])));
+            }
+
+            if (property.Index is null)
+            {
+                _operator = $"a comparison ({comparison})";
+                throw new InvalidOperationException(Explain(member.Expression!.Type, property.Name));
+            }
+
+            if (rightMember is { } other && (other.Entity.Name != entity.Name || other.Property.Name != property.Name))
+            {
+                throw new InvalidOperationException(
+                    $"The query compares encrypted properties '{member.Expression!.Type.Name}.{property.Name}' and '{other.Member.Expression!.Type.Name}.{other.Property.Name}'. Each property's blind index has its own key, so only values of the same property can be compared.");
+            }
+
+            var newLeft = ReplaceWithIndex(left, member, property);
+            var newRight = rightMember is { } same ? ReplaceWithIndex(right, same.Member, same.Property) : Visit(right);
+            return Expression.MakeBinary(comparison, newLeft, newRight);
+        }
+
+        private Expression? TryRewriteSearch(MethodCallExpression node)
+        {
+            // x.Equals(y), string.Equals(x, y), object.Equals(x, y): the same as x == y.
+            if (node.Method.Name == nameof(Equals) && node.Method.ReturnType == typeof(bool))
+            {
+                var (left, right) = node.Object is not null && node.Arguments.Count == 1
+                    ? (node.Object, node.Arguments[0])
+                    : node.Object is null && node.Arguments.Count == 2 ? (node.Arguments[0], node.Arguments[1]) : (null, null);
+                if (left is not null && right is not null && (Encrypted(left) is not null || Encrypted(right) is not null))
+                {
+                    var (l, r) = left.Type == right.Type ? (left, right) : (Strip(left), Strip(right));
+                    return RewriteEquality(ExpressionType.Equal, l, l.Type == r.Type || r is ConstantExpression { Value: null } ? r : Expression.Convert(r, l.Type));
+                }
+            }
+
+            // list.Contains(p.Ssn), Enumerable.Contains(list, p.Ssn), MemoryExtensions.Contains(span, p.Ssn): SQL IN.
+            if (node.Method.Name == nameof(Enumerable.Contains) && node.Arguments.Count > 0)
+            {
+                var itemIndex = node.Object is null ? node.Arguments.Count - 1 : 0;
+                if (Encrypted(node.Arguments[itemIndex]) is { } item && node.Object?.Type != typeof(string))
+                {
+                    if (item.Property.Index is null)
+                    {
+                        _operator = "Contains";
+                        throw new InvalidOperationException(Explain(item.Member.Expression!.Type, item.Property.Name).Replace("patterns cannot match it. Search after loading.", "an IN list cannot match it. Mark the property [Encrypted(Searchable = true)] for equality search.", StringComparison.Ordinal));
+                    }
+
+                    var arguments = node.Arguments.Select((argument, i) => i == itemIndex ? ReplaceWithIndex(argument, item.Member, item.Property) : Visit(argument)).ToList();
+                    return node.Update(node.Object is null ? null : Visit(node.Object), arguments);
+                }
+            }
+
+            // join ... on a.Ssn equals b.Ssn: both key selectors read the same property's index.
+            if (node.Method.Name is nameof(Queryable.Join) or nameof(Queryable.GroupJoin) && node.Arguments.Count >= 4
+                && Unquote(node.Arguments[2]) is LambdaExpression outerKey && Unquote(node.Arguments[3]) is LambdaExpression innerKey
+                && (Encrypted(outerKey.Body) is not null || Encrypted(innerKey.Body) is not null))
+            {
+                var outer = Encrypted(outerKey.Body);
+                var inner = Encrypted(innerKey.Body);
+                if (outer is null || inner is null || outer.Value.Property.Index is null || outer.Value.Entity.Name != inner.Value.Entity.Name || outer.Value.Property.Name != inner.Value.Property.Name)
+                {
+                    _operator = "Join";
+                    var which = outer ?? inner!.Value;
+                    throw new InvalidOperationException(
+                        $"The query joins on encrypted property '{which.Member.Expression!.Type.Name}.{which.Property.Name}'. A join can only match a searchable encrypted property with the same property (one blind index key); join on plain keys otherwise.");
+                }
+
+                var arguments = node.Arguments.ToList();
+                arguments[0] = Visit(arguments[0]);
+                arguments[1] = Visit(arguments[1]);
+                arguments[2] = Expression.Quote(Expression.Lambda(ReplaceWithIndex(outerKey.Body, outer.Value.Member, outer.Value.Property), outerKey.Parameters));
+                arguments[3] = Expression.Quote(Expression.Lambda(ReplaceWithIndex(innerKey.Body, inner.Value.Member, inner.Value.Property), innerKey.Parameters));
+                return node.Update(node.Object, arguments);
+            }
+
+            return null;
+        }
+
+        private static Expression Convert(Expression expression, Type type) =>
+            expression.Type == type ? expression : Expression.Convert(expression, type);
+
+        private static Expression Strip(Expression expression)
+        {
+            while (expression is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked } convert)
+            {
+                expression = convert.Operand;
+            }
+
+            return expression;
+        }
+
+        private (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Encrypted(Expression expression)
+        {
+            if (Strip(expression) is MemberExpression { Member: PropertyInfo property, Expression: { } instance } member)
+            {
+                foreach (var entityType in context.Model.GetEntityTypes())
+                {
+                    if (entityType.ClrType.IsAssignableFrom(instance.Type) || instance.Type.IsAssignableFrom(entityType.ClrType))
+                    {
+                        var encrypted = runtime.Find(entityType);
+                        var match = encrypted is null ? null : Array.Find(encrypted.Properties, p => p.Name == property.Name);
+                        if (match is not null)
+                        {
+                            return (member, match, encrypted!);
+                        }
+                    }
+                }
+            }
+
+            return null;
+        }
+
+        // Replaces the encrypted member inside a side of a comparison (possibly under conversions) by its index property.
+        private static Expression ReplaceWithIndex(Expression side, MemberExpression member, Metadata.EncryptedProperty property) =>
+            new MemberReplacer(member, PropertyAccess(member.Expression!, member.Type, property.Index!.Name)).Visit(side);
+
+        private static MethodCallExpression PropertyAccess(Expression instance, Type type, string name) =>
+            Expression.Call(
+                typeof(EF).GetMethod(nameof(EF.Property))!.MakeGenericMethod(type),
+                Convert(instance, typeof(object)),
+                Expression.Constant(name));
+
+        private sealed class MemberReplacer(MemberExpression target, Expression replacement) : ExpressionVisitor
+        {
+            protected override Expression VisitMember(MemberExpression node) => node == target ? replacement : base.VisitMember(node);
         }
 
         private bool IsEncrypted(Type type, PropertyInfo property)

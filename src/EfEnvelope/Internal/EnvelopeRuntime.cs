@@ -25,7 +25,10 @@ internal sealed class EnvelopeRuntime : IDisposable
         Provider = settings.Provider!;
         Gateway = new ProviderGateway(Provider, settings.ProviderTimeout, loggerFactory.CreateLogger("EfEnvelope.KeyManagement"));
         Cache = new KeyCache(Gateway, settings.Cache, settings.TimeProvider, settings.ApplicationName);
+        BlindIndexer = new Search.BlindIndexer(Cache, settings.BlindIndexKey);
     }
+
+    public Search.BlindIndexer BlindIndexer { get; }
 
     public EnvelopeEncryptionSettings Settings { get; }
 
@@ -143,7 +146,8 @@ internal sealed class EnvelopeRuntime : IDisposable
             var clrProperty = entityType.ClrType.GetProperty(propertyName, BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)
                 ?? throw new InvalidOperationException($"Encrypted property '{entityType.DisplayName()}.{propertyName}' was not found on CLR type '{entityType.ClrType.Name}'.");
             var ciphertext = entityType.FindProperty(EncryptionAnnotations.CiphertextPropertyName(propertyName))!;
-            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding);
+            var index = entityType.FindProperty(EncryptionAnnotations.IndexPropertyName(propertyName));
+            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding, index);
         }).ToList();
         return new EncryptedEntity(entityType, properties, binding);
     }

@@ -64,9 +64,10 @@ internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
             var key = await runtime.Cache.GetAsync(blob.Entity, blob, hint: null, cancellationToken).ConfigureAwait(false);
             key.Release();
         }
-        catch (Exception ex) when (ex is EnvelopeDecryptionException or MasterKeyException)
+        catch (EnvelopeDecryptionException)
         {
-            // Materialization reports it with the entity and property it belongs to; a prefetch has neither.
+            // Materialization reports tampering with the entity and property it belongs to; a prefetch has neither.
+            // A provider refusal (revoked, missing key) is reported from here: asking again would only repeat it.
         }
     }
 }

@@ -55,6 +55,13 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         try
         {
             await AcquireKeysAsync(work, cancellationToken).ConfigureAwait(false);
+            if (work.Exists(w => w.Encrypted.HasSearchableProperties))
+            {
+                // EF computes blind indexes synchronously (a value converter) while building commands: have the
+                // index key cached before, so an async save never blocks on the provider.
+                await runtime.BlindIndexer.EnsureAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             Encrypt(work);
         }
         finally
@@ -272,7 +279,15 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 {
                     if (item.IsNew || item.Changed![i])
                     {
-                        entry[encrypted.Properties[i].Ciphertext] = item.Fields![i];
+                        var property = encrypted.Properties[i];
+                        entry[property.Ciphertext] = item.Fields![i];
+                        if (property.Index is { } index)
+                        {
+                            // The plaintext goes into the index property in memory only; its converter stores the HMAC.
+                            // Marked modified explicitly: a value changed to null must clear the old index too.
+                            entry[index] = item.Captured![i];
+                            entry.SetPropertyModified(index);
+                        }
                     }
                 }
 

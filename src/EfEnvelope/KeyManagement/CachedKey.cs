@@ -91,6 +91,10 @@ internal sealed class CachedKey
 
     public void ReturnCipher(AesGcm cipher) => _ciphers.Add(cipher);
 
+    /// <summary>Derives a sub-key with HKDF-SHA256 (blind index keys); only call while holding a lease.</summary>
+    public void DeriveKey(ReadOnlySpan<byte> info, Span<byte> output) =>
+        HKDF.DeriveKey(HashAlgorithmName.SHA256, _key, output, ReadOnlySpan<byte>.Empty, info);
+
     private void TryDispose()
     {
         // Only the transition 0 -> -1 disposes, so a concurrent Release and Evict cannot both zero (or miss) it.

@@ -21,7 +21,10 @@ internal sealed class EncryptedEntity
         BindingBytes = bindingBytes;
         KeyProperty = entityType.FindProperty(EncryptionAnnotations.KeyPropertyName)!;
         Properties = properties.ToArray();
+        HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
     }
+
+    public bool HasSearchableProperties { get; }
 
     public IEntityType EntityType { get; }
 

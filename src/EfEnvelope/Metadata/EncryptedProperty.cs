@@ -4,6 +4,7 @@ using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
 using EfEnvelope.Crypto;
+using EfEnvelope.Search;
 using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Metadata;
@@ -26,13 +27,30 @@ internal abstract class EncryptedProperty
     /// <summary>The shadow property holding the ciphertext.</summary>
     public IProperty Ciphertext { get; }
 
+    /// <summary>The shadow property holding the blind index, for searchable properties.</summary>
+    public IProperty? Index { get; private set; }
+
+    /// <summary>Whether a decrypted value equals a searched one, under the blind index's normalisation.</summary>
+    public abstract bool MatchesSearch(object entity, object? searched);
+
     /// <summary>Binding names of entity and property: the constant end of every field's associated data.</summary>
     protected byte[] AadSuffix { get; }
 
-    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding) =>
-        (EncryptedProperty)Activator.CreateInstance(
+    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, IProperty? index)
+    {
+        var property = (EncryptedProperty)Activator.CreateInstance(
             typeof(EncryptedProperty<>).MakeGenericType(clrProperty.PropertyType),
             entityName, clrProperty, ciphertext, entityBinding)!;
+        if (index is not null)
+        {
+            property.Index = index;
+            property.AttachSearch(index);
+        }
+
+        return property;
+    }
+
+    protected abstract void AttachSearch(IProperty index);
 
     /// <summary>Encrypts the entity's current value; null for a null value.</summary>
     public abstract byte[]? Encrypt(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonce);
@@ -64,6 +82,7 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     private readonly Func<object, T> _get;
     private readonly Action<object, T> _set;
     private readonly ValueCodec<T> _codec;
+    private BlindIndexProperty<T>? _search;
 
     public EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding)
         : base(entityName, clrProperty, ciphertext, entityBinding)
@@ -153,6 +172,20 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
                 ArrayPool<byte>.Shared.Return(rented);
             }
         }
+    }
+
+    protected override void AttachSearch(IProperty index) =>
+        _search = (index.GetValueConverter() as BlindIndexConverter<T>)?.Index;
+
+    public override bool MatchesSearch(object entity, object? searched)
+    {
+        var value = _get(entity);
+        if (value is null || searched is null)
+        {
+            return value is null && searched is null;
+        }
+
+        return _search?.Matches(value, (T)searched) ?? EqualityComparer<T>.Default.Equals(value, (T)searched);
     }
 
     public override object? Capture(object entity)

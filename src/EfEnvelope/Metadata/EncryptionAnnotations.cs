@@ -6,6 +6,9 @@ internal static class EncryptionAnnotations
     /// <summary>On a property: configured with <c>IsEncrypted()</c>.</summary>
     public const string Encrypted = "EfEnvelope:Encrypted";
 
+    /// <summary>On a property: its <see cref="BlindIndexOptions"/> when searchable (runtime-only: may hold a delegate).</summary>
+    public const string Searchable = "EfEnvelope:Searchable";
+
     /// <summary>On an entity type: the encrypted CLR property names (string[]), after finalization.</summary>
     public const string EncryptedProperties = "EfEnvelope:EncryptedProperties";
 
@@ -14,4 +17,7 @@ internal static class EncryptionAnnotations
 
     /// <summary>The shadow property holding the ciphertext of <paramref name="propertyName"/>; its column keeps the original name.</summary>
     public static string CiphertextPropertyName(string propertyName) => propertyName + "_Ciphertext";
+
+    /// <summary>The shadow property holding the blind index of <paramref name="propertyName"/>; column <c>{column}_Index</c>.</summary>
+    public static string IndexPropertyName(string propertyName) => propertyName + "_Index";
 }

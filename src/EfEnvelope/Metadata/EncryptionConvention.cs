@@ -1,5 +1,7 @@
 using System.Reflection;
 using EfEnvelope.Crypto;
+using EfEnvelope.Internal;
+using EfEnvelope.Search;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
@@ -10,13 +12,17 @@ using Microsoft.EntityFrameworkCore.Metadata.Internal;
 namespace EfEnvelope.Metadata;
 
 /// <summary>Adds <see cref="EncryptionConvention"/> to every model built with envelope encryption.</summary>
-internal sealed class EncryptionConventionSetPlugin : IConventionSetPlugin
+/// <remarks>
+/// The model is built per internal service provider, and EF builds one of those per encryption configuration, so
+/// the blind index converters in a model may hold that configuration's index key.
+/// </remarks>
+internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime) : IConventionSetPlugin
 {
     public ConventionSet ModifyConventions(ConventionSet conventionSet)
     {
         // First among the finalizing conventions, so that EF's own (column naming for shared tables, validation)
         // see the shadow properties this one adds.
-        conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention());
+        conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer));
         conventionSet.ModelFinalizingConventions.Add(new OwnedCiphertextColumnConvention());
         return conventionSet;
     }
@@ -30,7 +36,7 @@ internal sealed class EncryptionConventionSetPlugin : IConventionSetPlugin
 /// A value converter cannot encrypt (it sees one value, never the record's data key), so the CLR property is
 /// removed from the model and the interceptors move values between it and the shadow properties.
 /// </remarks>
-internal sealed class EncryptionConvention : IModelFinalizingConvention
+internal sealed class EncryptionConvention(BlindIndexer indexer) : IModelFinalizingConvention
 {
     public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
     {
@@ -112,9 +118,16 @@ internal sealed class EncryptionConvention : IModelFinalizingConvention
         }
     }
 
-    private static void ReplaceWithCiphertext(IConventionEntityType entityType, IConventionProperty property)
+    private static BlindIndexOptions? SearchOptions(IReadOnlyProperty property) =>
+        property.FindAnnotation(EncryptionAnnotations.Searchable)?.Value as BlindIndexOptions
+        ?? property.PropertyInfo?.GetCustomAttribute<EncryptedAttribute>(inherit: true)?.ToSearchOptions();
+
+    private void ReplaceWithCiphertext(IConventionEntityType entityType, IConventionProperty property)
     {
         var name = property.Name;
+        var clrType = property.ClrType;
+        var search = SearchOptions(property);
+        var explicitColumn = property.FindAnnotation(RelationalAnnotationNames.ColumnName) is not null ? property.GetColumnName() : null;
         // Owned types sharing their owner's table get their column prefix from EF later in finalization;
         // OwnedCiphertextColumnConvention gives those columns their original names once the prefix is known.
         var columnName = entityType.IsMappedToJson() || (entityType.IsOwned() && property.FindAnnotation(RelationalAnnotationNames.ColumnName) is null)
@@ -139,6 +152,37 @@ internal sealed class EncryptionConvention : IModelFinalizingConvention
         {
             shadow.Metadata.SetJsonPropertyName(jsonName);
         }
+
+        if (search is not null)
+        {
+            AddBlindIndex(entityType, name, clrType, search, explicitColumn);
+        }
+    }
+
+    private void AddBlindIndex(IConventionEntityType entityType, string name, Type clrType, BlindIndexOptions search, string? explicitColumn)
+    {
+        var where = $"Searchable encrypted property '{entityType.DisplayName()}.{name}'";
+        if (entityType.IsMappedToJson())
+        {
+            throw new InvalidOperationException($"{where} is in a JSON-mapped type, where a blind index column cannot be indexed. Map the type to columns, or drop Searchable.");
+        }
+
+        if (search.Unique && search.IsTruncated)
+        {
+            throw new InvalidOperationException($"{where} asks for a unique index on a truncated blind index: different values may share a truncated index. Keep all 32 bytes or drop Unique.");
+        }
+
+        var index = entityType.Builder.Property(clrType, EncryptionAnnotations.IndexPropertyName(name))
+            ?? throw new InvalidOperationException($"Could not add the blind index property for '{entityType.DisplayName()}.{name}': a member named '{EncryptionAnnotations.IndexPropertyName(name)}' exists.");
+        index.IsRequired(false);
+        index.HasMaxLength(search.IndexBytes);
+        index.HasConversion(BlindIndexConverter<object>.Create(clrType, indexer, entityType.GetRootType().Name, name, search));
+        if (explicitColumn is not null)
+        {
+            index.HasColumnName(explicitColumn + "_Index");
+        }
+
+        entityType.Builder.HasIndex([index.Metadata])?.IsUnique(search.Unique);
     }
 
     private static void AddKeyProperty(IConventionEntityType rootType)

@@ -2,6 +2,8 @@ using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace EfEnvelope.Specification.Tests.EntityFramework;
 
@@ -24,9 +26,14 @@ public abstract class DatabaseFixture : IAsyncLifetime
     public virtual string? SkipReason => null;
 
     /// <summary>A context on this fixture's database with encryption configured by <paramref name="configure"/> (default: the shared provider).</summary>
-    public ClinicContext CreateContext(Action<EfEnvelope.EnvelopeEncryptionOptionsBuilder>? configure = null, params IInterceptor[] interceptors)
+    public ClinicContext CreateContext(Action<EfEnvelope.EnvelopeEncryptionOptionsBuilder>? configure = null, params IInterceptor[] interceptors) =>
+        new(CreateOptions<ClinicContext>(configure, interceptors));
+
+    /// <summary>Options for any context on this fixture's database.</summary>
+    public DbContextOptions<TContext> CreateOptions<TContext>(Action<EfEnvelope.EnvelopeEncryptionOptionsBuilder>? configure = null, params IInterceptor[] interceptors)
+        where TContext : DbContext
     {
-        var builder = new DbContextOptionsBuilder<ClinicContext>();
+        var builder = new DbContextOptionsBuilder<TContext>();
         UseDatabase(builder);
         builder.ManyConfigurationsPerProcess().UseEnvelopeEncryption(configure ?? (e => e.UseProvider(Provider)));
         if (interceptors.Length > 0)
@@ -34,7 +41,7 @@ public abstract class DatabaseFixture : IAsyncLifetime
             builder.AddInterceptors(interceptors);
         }
 
-        return new ClinicContext(builder.Options);
+        return builder.Options;
     }
 
     /// <inheritdoc />
@@ -48,6 +55,10 @@ public abstract class DatabaseFixture : IAsyncLifetime
         await using var db = CreateContext();
         await db.Database.EnsureDeletedAsync();
         await db.Database.EnsureCreatedAsync();
+
+        // The blind-index suite's tables live in the same database.
+        await using var search = new SearchContext(CreateOptions<SearchContext>());
+        await search.GetService<IRelationalDatabaseCreator>().CreateTablesAsync();
     }
 
     /// <inheritdoc />
