@@ -5,6 +5,7 @@ using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata.Conventions.Infrastructure;
+using Microsoft.EntityFrameworkCore.Query.Internal;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
@@ -42,6 +43,7 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
 
         // Replace, not TryAdd: the database provider's services may already have registered EF's own detector.
         services.Replace(ServiceDescriptor.Scoped<IChangeDetector, EncryptionChangeDetector>());
+        services.Replace(ServiceDescriptor.Scoped<IQueryCompiler, Search.SearchQueryCompiler>());
     }
 
     /// <inheritdoc />

@@ -41,7 +41,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
     // The last Select of the query, under operators that only pick rows of its result: its selector may read
     // encrypted properties.
-    private static MethodCallExpression? FindProjection(Expression expression)
+    internal static MethodCallExpression? FindProjection(Expression expression)
     {
         while (expression is MethodCallExpression call && call.Arguments.Count > 0)
         {
@@ -61,8 +61,35 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         return null;
     }
 
-    private static Expression Unquote(Expression expression) =>
+    internal static Expression Unquote(Expression expression) =>
         expression is UnaryExpression { NodeType: ExpressionType.Quote } quote ? quote.Operand : expression;
+
+    /// <summary>The encrypted property a (possibly converted) member access reads, if any.</summary>
+    internal static (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Resolve(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression expression)
+    {
+        while (expression is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked } convert)
+        {
+            expression = convert.Operand;
+        }
+
+        if (expression is MemberExpression { Member: PropertyInfo property, Expression: { } instance } member)
+        {
+            foreach (var entityType in model.GetEntityTypes())
+            {
+                if (entityType.ClrType.IsAssignableFrom(instance.Type) || instance.Type.IsAssignableFrom(entityType.ClrType))
+                {
+                    var encrypted = runtime.Find(entityType);
+                    var match = encrypted is null ? null : Array.Find(encrypted.Properties, p => p.Name == property.Name);
+                    if (match is not null)
+                    {
+                        return (member, match, encrypted!);
+                    }
+                }
+            }
+        }
+
+        return null;
+    }
 
     private sealed class Visitor(EnvelopeRuntime runtime, DbContext context, MethodCallExpression? projection) : ExpressionVisitor
     {
@@ -256,26 +283,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             return expression;
         }
 
-        private (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Encrypted(Expression expression)
-        {
-            if (Strip(expression) is MemberExpression { Member: PropertyInfo property, Expression: { } instance } member)
-            {
-                foreach (var entityType in context.Model.GetEntityTypes())
-                {
-                    if (entityType.ClrType.IsAssignableFrom(instance.Type) || instance.Type.IsAssignableFrom(entityType.ClrType))
-                    {
-                        var encrypted = runtime.Find(entityType);
-                        var match = encrypted is null ? null : Array.Find(encrypted.Properties, p => p.Name == property.Name);
-                        if (match is not null)
-                        {
-                            return (member, match, encrypted!);
-                        }
-                    }
-                }
-            }
-
-            return null;
-        }
+        private (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Encrypted(Expression expression) =>
+            Resolve(runtime, context.Model, expression);
 
         // Replaces the encrypted member inside a side of a comparison (possibly under conversions) by its index property.
         private static Expression ReplaceWithIndex(Expression side, MemberExpression member, Metadata.EncryptedProperty property) =>

@@ -18,6 +18,7 @@ namespace EfEnvelope.Internal;
 internal sealed class EnvelopeRuntime : IDisposable
 {
     private readonly ConcurrentDictionary<IEntityType, EncryptedEntity?> _entities = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, System.Runtime.CompilerServices.StrongBox<bool>> _searchableModels = new();
 
     public EnvelopeRuntime(EnvelopeEncryptionSettings settings, ILoggerFactory loggerFactory)
     {
@@ -39,6 +40,10 @@ internal sealed class EnvelopeRuntime : IDisposable
     public KeyCache Cache { get; }
 
     public IRandomSource Random => Settings.Random;
+
+    /// <summary>Whether any entity type of the model has a searchable encrypted property (queries then need planning).</summary>
+    public bool HasSearchableProperties(IModel model) =>
+        _searchableModels.GetValue(model, m => new System.Runtime.CompilerServices.StrongBox<bool>(m.GetEntityTypes().Any(t => Find(t)?.HasSearchableProperties == true))).Value;
 
     /// <summary>The encryption metadata of an entity type, or null when it has no encrypted property.</summary>
     public EncryptedEntity? Find(IEntityType entityType) =>

@@ -30,6 +30,9 @@ internal abstract class EncryptedProperty
     /// <summary>The shadow property holding the blind index, for searchable properties.</summary>
     public IProperty? Index { get; private set; }
 
+    /// <summary>The blind index settings, for searchable properties.</summary>
+    public BlindIndexOptions? Search { get; protected set; }
+
     /// <summary>Whether a decrypted value equals a searched one, under the blind index's normalisation.</summary>
     public abstract bool MatchesSearch(object entity, object? searched);
 
@@ -174,8 +177,11 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         }
     }
 
-    protected override void AttachSearch(IProperty index) =>
+    protected override void AttachSearch(IProperty index)
+    {
         _search = (index.GetValueConverter() as BlindIndexConverter<T>)?.Index;
+        Search = _search?.Options;
+    }
 
     public override bool MatchesSearch(object entity, object? searched)
     {

@@ -1,0 +1,211 @@
+using System.Linq.Expressions;
+using System.Runtime.CompilerServices;
+using EfEnvelope.Internal;
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore.Metadata;
+
+namespace EfEnvelope.Search;
+
+/// <summary>A query prepared for execution, and the checks its results need after decryption.</summary>
+internal sealed record SearchPlan(Expression Query, IReadOnlyList<SearchFilter> Filters);
+
+/// <summary>A comparison with a truncated blind index: a result row must hold one of the searched values.</summary>
+internal sealed record SearchFilter(EncryptedProperty Property, Func<IReadOnlyList<object?>> Values);
+
+/// <summary>Finds comparisons with searchable encrypted properties in a LINQ query (before EF parameterizes it).</summary>
+internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : ExpressionVisitor
+{
+    private static readonly HashSet<string> FilteringOperators =
+        ["Where", "First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
+
+    private readonly List<SearchFilter> _filters = [];
+    private MethodCallExpression? _projection;
+
+    // The lambda parameter whose predicate is being visited, while the current node is on its top-level AND chain:
+    // only there does dropping a row that fails the comparison equal filtering by it.
+    private ParameterExpression? _conjunctOf;
+
+    public SearchPlan Plan(Expression query)
+    {
+        _projection = EncryptedQueryGuard.FindProjection(query);
+        var prepared = Visit(query);
+        return new SearchPlan(prepared, _filters);
+    }
+
+    protected override Expression VisitMethodCall(MethodCallExpression node)
+    {
+        if (ReferenceEquals(node, _projection))
+        {
+            // The final projection runs on decrypted entities; nothing in it reaches the database.
+            return node.Update(node.Object, [Visit(node.Arguments[0]), .. node.Arguments.Skip(1)]);
+        }
+
+        if (node.Method.DeclaringType == typeof(Queryable) && FilteringOperators.Contains(node.Method.Name) && node.Arguments.Count == 2
+            && EncryptedQueryGuard.Unquote(node.Arguments[1]) is LambdaExpression predicate)
+        {
+            var source = Visit(node.Arguments[0]);
+            var outer = _conjunctOf;
+            _conjunctOf = predicate.Parameters[0];
+            var body = Visit(predicate.Body);
+            _conjunctOf = outer;
+            return node.Update(node.Object, [source, Expression.Quote(Expression.Lambda(body, predicate.Parameters))]);
+        }
+
+        if (node.Method.Name == nameof(Enumerable.Contains) && node.Arguments.Count > 0 && node.Object?.Type != typeof(string))
+        {
+            var itemIndex = node.Object is null ? node.Arguments.Count - 1 : 0;
+            if (Searchable(node.Arguments[itemIndex]) is { } item)
+            {
+                var list = node.Object ?? node.Arguments[0];
+                if (IsTruncated(item.Property))
+                {
+                    Require(item, "Contains");
+                    var values = Evaluate(list);
+                    _filters.Add(new SearchFilter(item.Property, () => ((System.Collections.IEnumerable?)values() ?? Array.Empty<object>()).Cast<object?>().ToList()));
+                }
+
+                return node;
+            }
+        }
+
+        if (node.Method.Name == nameof(Equals) && node.Method.ReturnType == typeof(bool))
+        {
+            var (left, right) = node.Object is not null && node.Arguments.Count == 1
+                ? (node.Object, node.Arguments[0])
+                : node.Object is null && node.Arguments.Count == 2 ? (node.Arguments[0], node.Arguments[1]) : (null, null);
+            if (left is not null && right is not null && (Searchable(left) is not null || Searchable(right) is not null))
+            {
+                var comparison = Comparison(ExpressionType.Equal, left, right);
+                return comparison ?? node;
+            }
+        }
+
+        // Any other call: its arguments are not on a predicate's AND chain.
+        var saved = _conjunctOf;
+        _conjunctOf = null;
+        var result = base.VisitMethodCall(node);
+        _conjunctOf = saved;
+        return result;
+    }
+
+    protected override Expression VisitBinary(BinaryExpression node)
+    {
+        if (node.NodeType == ExpressionType.AndAlso)
+        {
+            return base.VisitBinary(node);
+        }
+
+        if (node.NodeType is ExpressionType.Equal or ExpressionType.NotEqual && Comparison(node.NodeType, node.Left, node.Right) is { } rewritten)
+        {
+            return rewritten;
+        }
+
+        var saved = _conjunctOf;
+        _conjunctOf = null;
+        var result = base.VisitBinary(node);
+        _conjunctOf = saved;
+        return result;
+    }
+
+    protected override Expression VisitUnary(UnaryExpression node)
+    {
+        var saved = _conjunctOf;
+        _conjunctOf = node.NodeType is ExpressionType.Quote or ExpressionType.Convert ? saved : null;
+        var result = base.VisitUnary(node);
+        _conjunctOf = saved;
+        return result;
+    }
+
+    protected override Expression VisitConditional(ConditionalExpression node)
+    {
+        var saved = _conjunctOf;
+        _conjunctOf = null;
+        var result = base.VisitConditional(node);
+        _conjunctOf = saved;
+        return result;
+    }
+
+    private Expression? Comparison(ExpressionType comparison, Expression left, Expression right)
+    {
+        var leftMember = Searchable(left);
+        var rightMember = Searchable(right);
+        if (leftMember is null && rightMember is null)
+        {
+            return null;
+        }
+
+        if (leftMember is not null && rightMember is not null)
+        {
+            return Expression.MakeBinary(comparison, left, right);
+        }
+
+        var (member, value) = leftMember is not null ? (leftMember.Value, right) : (rightMember!.Value, left);
+        var stripped = Strip(value);
+        if (stripped is ConstantExpression { Value: null })
+        {
+            return Expression.MakeBinary(comparison, left, right);
+        }
+
+        if (stripped is ConstantExpression constant)
+        {
+            // A parameter instead of a constant: EF logs query expressions with constants, parameters by name only.
+            var box = Activator.CreateInstance(typeof(StrongBox<>).MakeGenericType(constant.Type), constant.Value)!;
+            value = ReplaceWithin(value, stripped, Expression.Field(Expression.Constant(box), nameof(StrongBox<object>.Value)));
+        }
+
+        if (IsTruncated(member.Property))
+        {
+            if (comparison != ExpressionType.Equal)
+            {
+                throw new InvalidOperationException(
+                    $"The query tests '{member.Property.EntityName}.{member.Property.Name}' for inequality, but its blind index is truncated: rows sharing the index with the value would be missed. Compare for equality, or keep the full index.");
+            }
+
+            Require(member, "==");
+            _filters.Add(new SearchFilter(member.Property, Single(Evaluate(value))));
+        }
+
+        return leftMember is not null ? Expression.MakeBinary(comparison, left, value) : Expression.MakeBinary(comparison, value, right);
+    }
+
+    private void Require((MemberExpression Member, EncryptedProperty Property) found, string what)
+    {
+        if (_projection is not null || _conjunctOf is null || Strip(found.Member.Expression!) != _conjunctOf)
+        {
+            throw new InvalidOperationException(
+                $"The query compares '{found.Property.EntityName}.{found.Property.Name}' ({what}), whose blind index is truncated, where its false positives cannot be removed after decryption. "
+                + "Such a comparison must be a top-level AND condition of a Where (or First, Single, Count, Any) over the entities the query returns, without a projection.");
+        }
+    }
+
+    private static Func<IReadOnlyList<object?>> Single(Func<object?> value) => () => [value()];
+
+    private static Func<object?> Evaluate(Expression expression)
+    {
+        var lambda = Expression.Lambda<Func<object?>>(Expression.Convert(expression, typeof(object)));
+        return lambda.Compile(preferInterpretation: true);
+    }
+
+    private static bool IsTruncated(EncryptedProperty property) => property.Search?.IsTruncated == true;
+
+    private (MemberExpression Member, EncryptedProperty Property)? Searchable(Expression expression) =>
+        EncryptedQueryGuard.Resolve(runtime, model, expression) is { Property.Index: not null } found ? (found.Member, found.Property) : null;
+
+    private static Expression Strip(Expression expression)
+    {
+        while (expression is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked } convert)
+        {
+            expression = convert.Operand;
+        }
+
+        return expression;
+    }
+
+    private static Expression ReplaceWithin(Expression root, Expression target, Expression replacement) =>
+        ReferenceEquals(root, target) ? replacement : new Replacer(target, replacement).Visit(root)!;
+
+    private sealed class Replacer(Expression target, Expression replacement) : ExpressionVisitor
+    {
+        public override Expression? Visit(Expression? node) => node is not null && ReferenceEquals(node, target) ? replacement : base.Visit(node);
+    }
+}

@@ -1,0 +1,200 @@
+using System.Linq.Expressions;
+using System.Reflection;
+using EfEnvelope.Internal;
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.EntityFrameworkCore.Query;
+using Microsoft.EntityFrameworkCore.Query.Internal;
+using Microsoft.EntityFrameworkCore.Storage;
+
+namespace EfEnvelope.Search;
+
+/// <summary>EF's query compiler, with two duties for searchable encrypted properties before a query runs.</summary>
+/// <remarks>
+/// <para>
+/// A constant compared with a searchable property becomes a parameter: EF logs the LINQ expression (constants
+/// included) when it compiles a query, and parameters are logged by name only, so the plaintext stays out of logs.
+/// </para>
+/// <para>
+/// A truncated blind index matches more than one value, so a query comparing one may return false positives. When
+/// the query returns the entities it filters (a list, or First/Single/Count/Any and the like), the results are
+/// checked against the decrypted values here and false positives are dropped. Other shapes (projections, OR,
+/// not-equal) are refused with a reason rather than answered wrongly.
+/// </para>
+/// </remarks>
+internal sealed class SearchQueryCompiler(
+    IQueryContextFactory queryContextFactory,
+    ICompiledQueryCache compiledQueryCache,
+    ICompiledQueryCacheKeyGenerator compiledQueryCacheKeyGenerator,
+    IDatabase database,
+    IDiagnosticsLogger<DbLoggerCategory.Query> logger,
+    ICurrentDbContext currentContext,
+    IEvaluatableExpressionFilter evaluatableExpressionFilter,
+#pragma warning disable CS9107 // The model is both EF's and ours: the same immutable instance.
+    IModel model,
+#pragma warning restore CS9107
+    EnvelopeRuntime runtime)
+    : QueryCompiler(queryContextFactory, compiledQueryCache, compiledQueryCacheKeyGenerator, database, logger, currentContext, evaluatableExpressionFilter, model)
+{
+    private static readonly HashSet<string> Terminals =
+        ["First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
+
+    private static readonly MethodInfo SequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(FilterSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo AsyncSequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(FilterAsyncSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo TerminalMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ApplyTerminal), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo BaseExecuteMethod = typeof(SearchQueryCompiler).GetMethod(nameof(BaseExecute), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo BaseExecuteAsyncMethod = typeof(SearchQueryCompiler).GetMethod(nameof(BaseExecuteAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo AsyncTerminalMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ApplyTerminalAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
+
+    public override TResult Execute<TResult>(Expression query)
+    {
+        var plan = Prepare(query);
+        if (plan?.Filters is not { Count: > 0 } filters)
+        {
+            return base.Execute<TResult>(plan?.Query ?? query);
+        }
+
+        var (source, terminal, elementType) = Split(plan.Query, typeof(TResult), async: false);
+        var predicate = Predicate(filters);
+        if (terminal is null)
+        {
+            var rows = ExecuteSequence(source, elementType);
+            return (TResult)SequenceMethod.MakeGenericMethod(elementType).Invoke(null, [rows, predicate])!;
+        }
+
+        var all = ExecuteSequence(source, elementType);
+        return (TResult)TerminalMethod.MakeGenericMethod(elementType, typeof(TResult)).Invoke(null, [all, predicate, terminal])!;
+    }
+
+    public override TResult ExecuteAsync<TResult>(Expression query, CancellationToken cancellationToken = default)
+    {
+        var plan = Prepare(query);
+        if (plan?.Filters is not { Count: > 0 } filters)
+        {
+            return base.ExecuteAsync<TResult>(plan?.Query ?? query, cancellationToken);
+        }
+
+        var (source, terminal, elementType) = Split(plan.Query, typeof(TResult), async: true);
+        var predicate = Predicate(filters);
+        var rows = BaseExecuteAsyncMethod
+            .MakeGenericMethod(typeof(IAsyncEnumerable<>).MakeGenericType(elementType))
+            .Invoke(this, [source, cancellationToken]);
+        return terminal is null
+            ? (TResult)AsyncSequenceMethod.MakeGenericMethod(elementType).Invoke(null, [rows, predicate, cancellationToken])!
+            : (TResult)AsyncTerminalMethod.MakeGenericMethod(elementType, typeof(TResult).GetGenericArguments()[0]).Invoke(null, [rows, predicate, terminal, cancellationToken])!;
+    }
+
+    public override Func<QueryContext, TResult> CreateCompiledQuery<TResult>(Expression query) =>
+        base.CreateCompiledQuery<TResult>(RefuseTruncated(query));
+
+    public override Func<QueryContext, TResult> CreateCompiledAsyncQuery<TResult>(Expression query) =>
+        base.CreateCompiledAsyncQuery<TResult>(RefuseTruncated(query));
+
+    private Expression RefuseTruncated(Expression query)
+    {
+        var plan = Prepare(query);
+        if (plan?.Filters is { Count: > 0 } filters)
+        {
+            throw new InvalidOperationException(
+                $"A compiled query compares '{filters[0].Property.EntityName}.{filters[0].Property.Name}', whose blind index is truncated; compiled queries cannot remove its false positives. Use a regular query.");
+        }
+
+        return plan?.Query ?? query;
+    }
+
+    private readonly IModel _model = model;
+
+    private SearchPlan? Prepare(Expression query) =>
+        runtime.HasSearchableProperties(_model) ? new SearchPlanner(runtime, _model).Plan(query) : null;
+
+    private object ExecuteSequence(Expression source, Type elementType) =>
+        BaseExecuteMethod.MakeGenericMethod(typeof(IEnumerable<>).MakeGenericType(elementType)).Invoke(this, [source])!;
+
+    // Non-virtual calls to EF's own execution (reflection on the base method would dispatch back to the overrides).
+    private TResult BaseExecute<TResult>(Expression query) => base.Execute<TResult>(query);
+
+    private TResult BaseExecuteAsync<TResult>(Expression query, CancellationToken cancellationToken) => base.ExecuteAsync<TResult>(query, cancellationToken);
+
+    private static Func<object, bool> Predicate(IReadOnlyList<SearchFilter> filters)
+    {
+        // Values are evaluated once per execution (they may be captured variables).
+        var values = filters.Select(f => f.Values()).ToList();
+        return entity =>
+        {
+            for (var i = 0; i < filters.Count; i++)
+            {
+                if (!values[i].Any(value => filters[i].Property.MatchesSearch(entity, value)))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        };
+    }
+
+    // Splits Terminal(source[, predicate]) into a sequence query and the terminal to apply after filtering.
+    private static (Expression Source, string? Terminal, Type ElementType) Split(Expression query, Type resultType, bool async)
+    {
+        if (query is MethodCallExpression call && call.Method.DeclaringType == typeof(Queryable) && Terminals.Contains(call.Method.Name))
+        {
+            var source = call.Arguments[0];
+            var elementType = source.Type.GetGenericArguments()[0];
+            if (call.Arguments.Count == 2)
+            {
+                source = Expression.Call(typeof(Queryable), nameof(Queryable.Where), [elementType], source, call.Arguments[1]);
+            }
+
+            return (source, call.Method.Name, elementType);
+        }
+
+        var sequenceType = async ? typeof(IAsyncEnumerable<>) : typeof(IEnumerable<>);
+        var element = resultType.IsGenericType && resultType.GetGenericTypeDefinition() == sequenceType
+            ? resultType.GetGenericArguments()[0]
+            : throw new InvalidOperationException("A query comparing a truncated blind index must return the entities it filters.");
+        return (query, null, element);
+    }
+
+    private static IEnumerable<T> FilterSequence<T>(IEnumerable<T> rows, Func<object, bool> predicate) =>
+        rows.Where(row => row is not null && predicate(row));
+
+    private static async IAsyncEnumerable<T> FilterAsyncSequence<T>(IAsyncEnumerable<T> rows, Func<object, bool> predicate, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var row in rows.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            if (row is not null && predicate(row))
+            {
+                yield return row;
+            }
+        }
+    }
+
+    private static TResult ApplyTerminal<T, TResult>(IEnumerable<T> rows, Func<object, bool> predicate, string terminal) =>
+        Terminal<T, TResult>(FilterSequence(rows, predicate), terminal);
+
+    private static async Task<TResult> ApplyTerminalAsync<T, TResult>(IAsyncEnumerable<T> rows, Func<object, bool> predicate, string terminal, CancellationToken cancellationToken)
+    {
+        var kept = new List<T>();
+        await foreach (var row in FilterAsyncSequence(rows, predicate, cancellationToken).ConfigureAwait(false))
+        {
+            kept.Add(row);
+        }
+
+        return Terminal<T, TResult>(kept, terminal);
+    }
+
+    private static TResult Terminal<T, TResult>(IEnumerable<T> rows, string terminal) => terminal switch
+    {
+        "First" => (TResult)(object)rows.First()!,
+        "FirstOrDefault" => (TResult)(object?)rows.FirstOrDefault()!,
+        "Single" => (TResult)(object)rows.Single()!,
+        "SingleOrDefault" => (TResult)(object?)rows.SingleOrDefault()!,
+        "Count" => (TResult)(object)rows.Count(),
+        "LongCount" => (TResult)(object)rows.LongCount(),
+        "Any" => (TResult)(object)rows.Any(),
+        _ => throw new InvalidOperationException($"Unexpected terminal operator {terminal}."),
+    };
+}
