@@ -85,4 +85,48 @@ public sealed class SqlServerWithoutServerTests
 
         Assert.Contains("ORDER BY [p].[Name]", sql, StringComparison.Ordinal);
     }
+
+    private static async Task<SearchContext> SqlServerSearchAsync()
+    {
+        var indexKey = await BlindIndexKey.CreateAsync(Provider, cancellationToken: TestContext.Current.CancellationToken);
+        return new(new DbContextOptionsBuilder<SearchContext>()
+            .UseSqlServer("Server=(none);Database=EfEnvelope;Encrypt=false")
+            .ManyConfigurationsPerProcess()
+            .UseEnvelopeEncryption(e => e.UseProvider(Provider).UseBlindIndexKey(indexKey))
+            .Options);
+    }
+
+    [Fact]
+    public async Task Blind_index_columns_are_short_varbinary_with_a_database_index()
+    {
+        await using var db = await SqlServerSearchAsync();
+
+        var ddl = db.Database.GenerateCreateScript();
+
+        Assert.Contains("[Ssn_Index] varbinary(32) NULL", ddl, StringComparison.Ordinal);
+        Assert.Contains("[City_Index] varbinary(1) NULL", ddl, StringComparison.Ordinal);
+        Assert.Contains("CREATE UNIQUE INDEX [IX_People_Ssn_Index] ON [People] ([Ssn_Index])", ddl, StringComparison.Ordinal);
+        Assert.Contains("CREATE INDEX [IX_People_Email_Index] ON [People] ([Email_Index])", ddl, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Equality_on_a_searchable_property_is_translated_to_its_index_without_the_plaintext()
+    {
+        await using var db = await SqlServerSearchAsync();
+        var ssn = "078-05-1120";
+        var wanted = new[] { "111-22-3333", "444-55-6666" };
+
+        var equality = db.People.Where(p => p.Ssn == ssn).ToQueryString();
+        var constant = db.People.Where(p => p.Email == "ann@example.com").ToQueryString();
+        var inList = db.People.Where(p => wanted.Contains(p.Ssn)).ToQueryString();
+
+        Assert.Contains("[p].[Ssn_Index] = @", equality, StringComparison.Ordinal);
+        Assert.Contains("varbinary(32)", equality, StringComparison.Ordinal);
+        Assert.Contains("[p].[Email_Index] = @", constant, StringComparison.Ordinal);
+        Assert.Contains("[p].[Ssn_Index] IN (", inList, StringComparison.Ordinal);
+        foreach (var plaintext in new[] { ssn, "ann@example.com", wanted[0], wanted[1] })
+        {
+            Assert.DoesNotContain(plaintext, equality + constant + inList, StringComparison.Ordinal);
+        }
+    }
 }
