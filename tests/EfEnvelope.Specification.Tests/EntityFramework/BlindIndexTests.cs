@@ -190,6 +190,9 @@ public abstract class BlindIndexTests<TFixture>(TFixture fixture) : IClassFixtur
         Assert.Equal(person.Id, (await reader.People.SingleAsync(p => p.Ssn == newSsn, Ct)).Id);
         Assert.False(await reader.People.AnyAsync(p => p.Email == email, Ct));
         Assert.True(await reader.People.AnyAsync(p => p.Id == person.Id && p.Email == null, Ct));
+
+        // Change tracking logged at Trace with sensitive data on: still no plaintext.
+        AssertNeverSent(person.Ssn, newSsn, email);
     }
 
     [Fact]
