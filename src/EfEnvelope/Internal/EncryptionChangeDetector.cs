@@ -147,7 +147,7 @@ internal sealed class EncryptionChangeDetector(
 
         try
         {
-            var snapshot = runtime.Decrypt(encrypted, entry.Entity, wrappedKey, blobs);
+            var snapshot = runtime.Decrypt(encrypted, entry.Entity, wrappedKey, blobs)!;
             _snapshots.AddOrUpdate(entry.Entity, snapshot);
         }
         catch (EnvelopeDecryptionException)

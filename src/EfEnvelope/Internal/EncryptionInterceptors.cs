@@ -24,11 +24,11 @@ internal sealed class DecryptingMaterializationInterceptor(EnvelopeRuntime runti
         }
 
         var wrappedKey = materializationData.GetPropertyValue<byte[]?>(encrypted.KeyProperty);
-        var snapshot = runtime.Decrypt(encrypted, entity, wrappedKey, blobs);
 
         // Only tracked records need a snapshot: it is how edits to their plaintext are found at SaveChanges.
-        if (materializationData.QueryTrackingBehavior is QueryTrackingBehavior.TrackAll
-            && materializationData.Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
+        var tracked = materializationData.QueryTrackingBehavior is QueryTrackingBehavior.TrackAll;
+        var snapshot = runtime.Decrypt(encrypted, entity, wrappedKey, blobs, tracked);
+        if (snapshot is not null && materializationData.Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
         {
             detector.Remember(entity, snapshot);
         }

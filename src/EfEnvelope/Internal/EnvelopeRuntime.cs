@@ -50,11 +50,15 @@ internal sealed class EnvelopeRuntime : IDisposable
         _entities.TryGetValue(entityType, out var found) ? found : _entities.GetOrAdd(entityType, Build);
 
     /// <summary>Decrypts a stored record into the entity's plaintext properties (synchronous: EF materialization is).</summary>
-    /// <returns>The snapshot of what was decrypted, for change tracking.</returns>
-    public RecordSnapshot Decrypt(EncryptedEntity encrypted, object entity, byte[]? wrappedKey, byte[]?[] blobs)
+    /// <param name="encrypted">The entity type's encryption metadata.</param>
+    /// <param name="entity">The instance whose plaintext properties receive the values.</param>
+    /// <param name="wrappedKey">The record's wrapped-key blob.</param>
+    /// <param name="blobs">The field blobs, in <see cref="EncryptedEntity.Properties"/> order.</param>
+    /// <param name="snapshot">Whether to return a snapshot (tracked records only: it costs an allocation per value).</param>
+    /// <returns>The snapshot of what was decrypted, for change tracking, or null when not asked for.</returns>
+    public RecordSnapshot? Decrypt(EncryptedEntity encrypted, object entity, byte[]? wrappedKey, byte[]?[] blobs, bool snapshot = true)
     {
         var properties = encrypted.Properties;
-        var values = new object?[properties.Length];
         if (wrappedKey is null)
         {
             for (var i = 0; i < properties.Length; i++)
@@ -65,7 +69,7 @@ internal sealed class EnvelopeRuntime : IDisposable
                 }
             }
 
-            return new RecordSnapshot(null, values);
+            return snapshot ? new RecordSnapshot(null, new object?[properties.Length]) : null;
         }
 
         if (!WrappedKeyBlob.TryParse(wrappedKey, out var blob, out var error))
@@ -84,12 +88,18 @@ internal sealed class EnvelopeRuntime : IDisposable
         }
 
         encrypted.LastKey = key;
+        EnvelopeTelemetry.RecordsDecryptedCounter.Add(1, encrypted.EntityTag);
+        if (!snapshot)
+        {
+            return null;
+        }
+
+        var values = new object?[properties.Length];
         for (var i = 0; i < properties.Length; i++)
         {
             values[i] = properties[i].Capture(entity);
         }
 
-        EnvelopeTelemetry.RecordsDecryptedCounter.Add(1, new KeyValuePair<string, object?>("entity", encrypted.Name));
         return new RecordSnapshot(wrappedKey, values);
     }
 

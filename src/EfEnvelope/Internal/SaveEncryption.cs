@@ -292,7 +292,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
 
                 detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey ?? item.StoredKey, item.Captured!));
-                EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, new KeyValuePair<string, object?>("entity", encrypted.Name));
+                EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, encrypted.EntityTag);
             }
         }
         finally

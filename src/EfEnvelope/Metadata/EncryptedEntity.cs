@@ -22,7 +22,11 @@ internal sealed class EncryptedEntity
         KeyProperty = entityType.FindProperty(EncryptionAnnotations.KeyPropertyName)!;
         Properties = properties.ToArray();
         HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
+        EntityTag = new("entity", Name);
     }
+
+    /// <summary>The metric tag naming this entity, built once rather than per record.</summary>
+    public KeyValuePair<string, object?> EntityTag { get; }
 
     public bool HasSearchableProperties { get; }
 
