@@ -42,6 +42,7 @@ public static class EnvelopeEncryptionDbContextExtensions
             await runtime.Cache.WarmWriteKeyAsync(name, runtime.Provider.PrimaryKeyId, cancellationToken).ConfigureAwait(false);
         }
 
+        await runtime.BlindIndexer.EnsureAsync(cancellationToken).ConfigureAwait(false);
         if (sampleRows == 0)
         {
             return;

@@ -251,12 +251,13 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             {
                 var outer = Encrypted(outerKey.Body);
                 var inner = Encrypted(innerKey.Body);
-                if (outer is null || inner is null || outer.Value.Property.Index is null || outer.Value.Entity.Name != inner.Value.Entity.Name || outer.Value.Property.Name != inner.Value.Property.Name)
+                if (outer is null || inner is null || outer.Value.Property.Index is null || outer.Value.Property.Search?.IsTruncated == true
+                    || outer.Value.Entity.Name != inner.Value.Entity.Name || outer.Value.Property.Name != inner.Value.Property.Name)
                 {
                     _operator = "Join";
                     var which = outer ?? inner!.Value;
                     throw new InvalidOperationException(
-                        $"The query joins on encrypted property '{which.Member.Expression!.Type.Name}.{which.Property.Name}'. A join can only match a searchable encrypted property with the same property (one blind index key); join on plain keys otherwise.");
+                        $"The query joins on encrypted property '{which.Member.Expression!.Type.Name}.{which.Property.Name}'. A join can only match a searchable encrypted property with the same property (one blind index key), and only on a full (not truncated) index, whose false matches could not be removed; join on plain keys otherwise.");
                 }
 
                 var arguments = node.Arguments.ToList();

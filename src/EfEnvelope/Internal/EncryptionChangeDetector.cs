@@ -24,6 +24,9 @@ internal sealed class EncryptionChangeDetector(
 {
     private ConditionalWeakTable<object, RecordSnapshot> _snapshots = new();
     private readonly List<(object Entity, RecordSnapshot Snapshot)> _pending = [];
+    private readonly List<(InternalEntityEntry Entry, IProperty Property, object? Value, object? Original, bool Modified)> _restore = [];
+    private readonly List<(InternalEntityEntry Entry, IProperty Index)> _indexValues = [];
+    private ConditionalWeakTable<object, EnvelopeDecryptionException> _poisoned = new();
 
     /// <summary>True while the library itself writes shadow values, which are not outside changes.</summary>
     public bool Assigning { get; set; }
@@ -36,6 +39,34 @@ internal sealed class EncryptionChangeDetector(
     /// <summary>Queues a snapshot to take effect only if the save succeeds.</summary>
     public void RememberAfterSave(object entity, RecordSnapshot snapshot) => _pending.Add((entity, snapshot));
 
+    /// <summary>Records a shadow value the save is about to replace, so that a failed save can put it back.</summary>
+    public void RememberForRestore(InternalEntityEntry entry, IProperty property) =>
+        _restore.Add((entry, property, entry[property], entry.EntityState == EntityState.Added ? null : entry.GetOriginalValue(property), entry.EntityState != EntityState.Added && entry.IsModified(property)));
+
+    /// <summary>Remembers an attached record's plaintext as its baseline: edits after Attach are compared with it.</summary>
+    public void RememberBaseline(InternalEntityEntry entry, bool replacesStored)
+    {
+        var encrypted = runtime.Find(entry.EntityType);
+        if (encrypted is null || _snapshots.TryGetValue(entry.Entity, out _))
+        {
+            return;
+        }
+
+        var values = new object?[encrypted.Properties.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = encrypted.Properties[i].Capture(entry.Entity);
+        }
+
+        _snapshots.AddOrUpdate(entry.Entity, new RecordSnapshot((byte[]?)entry[encrypted.KeyProperty], values, replacesStored));
+    }
+
+    /// <summary>Records a blind index property given plaintext for this save, to be emptied once it is saved.</summary>
+    public void RememberIndexValue(InternalEntityEntry entry, IProperty index) => _indexValues.Add((entry, index));
+
+    /// <summary>The tamper error of a tracked record whose stored data failed to decrypt on Reload, if any.</summary>
+    public EnvelopeDecryptionException? Poisoned(object entity) => _poisoned.TryGetValue(entity, out var error) ? error : null;
+
     public void CommitPending()
     {
         foreach (var (entity, snapshot) in _pending)
@@ -43,10 +74,62 @@ internal sealed class EncryptionChangeDetector(
             _snapshots.AddOrUpdate(entity, snapshot);
         }
 
+        // The index properties held plaintext only so that their converter could hash it; once saved, it is
+        // removed from the change tracker (where DebugView or OriginalValues would show it).
+        Assigning = true;
+        try
+        {
+            foreach (var (entry, index) in _indexValues)
+            {
+                if (entry.EntityState is EntityState.Unchanged or EntityState.Modified)
+                {
+                    var empty = index.ClrType.IsValueType && Nullable.GetUnderlyingType(index.ClrType) is null ? Activator.CreateInstance(index.ClrType) : null;
+                    entry[index] = empty;
+                    entry.SetOriginalValue(index, empty);
+                    entry.SetPropertyModified(index, changeState: false, isModified: false);
+                }
+            }
+        }
+        finally
+        {
+            Assigning = false;
+        }
+
+        _indexValues.Clear();
         _pending.Clear();
+        _restore.Clear();
     }
 
-    public void DiscardPending() => _pending.Clear();
+    /// <summary>After a failed or cancelled save: the ciphertext it assigned is taken back, so the next save starts from the stored state.</summary>
+    public void DiscardPending()
+    {
+        _pending.Clear();
+        _indexValues.Clear();
+        Assigning = true;
+        try
+        {
+            for (var i = _restore.Count - 1; i >= 0; i--)
+            {
+                var (entry, property, value, original, modified) = _restore[i];
+                if (entry.EntityState == EntityState.Detached)
+                {
+                    continue;
+                }
+
+                entry[property] = value;
+                if (entry.EntityState != EntityState.Added)
+                {
+                    entry.SetOriginalValue(property, original);
+                    entry.SetPropertyModified(property, changeState: false, isModified: modified);
+                }
+            }
+        }
+        finally
+        {
+            Assigning = false;
+            _restore.Clear();
+        }
+    }
 
     public override void DetectChanges(IStateManager stateManager)
     {
@@ -83,7 +166,10 @@ internal sealed class EncryptionChangeDetector(
     {
         base.ResetState();
         _snapshots = new ConditionalWeakTable<object, RecordSnapshot>();
+        _poisoned = new ConditionalWeakTable<object, EnvelopeDecryptionException>();
         _pending.Clear();
+        _restore.Clear();
+        _indexValues.Clear();
     }
 
     private void MarkEditedPlaintext(InternalEntityEntry entry)
@@ -149,10 +235,18 @@ internal sealed class EncryptionChangeDetector(
         {
             var snapshot = runtime.Decrypt(encrypted, entry.Entity, wrappedKey, blobs)!;
             _snapshots.AddOrUpdate(entry.Entity, snapshot);
+            _poisoned.Remove(entry.Entity);
         }
-        catch (EnvelopeDecryptionException)
+        catch (EnvelopeDecryptionException error)
         {
+            // Possibly a half-written state of the reload; if it is the last one, the stored data is bad: the stale
+            // plaintext is cleared (never shown as if current) and saving this record is refused.
             _snapshots.Remove(entry.Entity);
+            _poisoned.AddOrUpdate(entry.Entity, error);
+            foreach (var property in encrypted.Properties)
+            {
+                property.Reset(entry.Entity);
+            }
         }
     }
 }

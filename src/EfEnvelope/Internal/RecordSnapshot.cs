@@ -5,8 +5,14 @@ namespace EfEnvelope.Internal;
 /// EF cannot see edits to the plaintext properties (they are not in the model), so changes are found by comparing
 /// against this. It is trusted only while the record's wrapped key is still the one it was taken with.
 /// </remarks>
-internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values)
+internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false)
 {
+    /// <summary>
+    /// True for an instance given to <c>Update()</c>: it replaces the stored row, so all its encrypted values are
+    /// written under a fresh data key. (An attached instance is compared with this baseline instead.)
+    /// </summary>
+    public bool ReplacesStored { get; } = replacesStored;
+
     public byte[]? WrappedKey { get; } = wrappedKey;
 
     public object?[] Values { get; } = values;

@@ -96,13 +96,24 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 continue;
             }
 
+            if (state != EntityState.Added && detector.Poisoned(entry.Entity) is { } poisoned)
+            {
+                throw new EnvelopeDecryptionException("The record was reloaded from stored data that failed authentication; it cannot be saved until it is read or replaced again. " + poisoned.Reason, poisoned.Entity, poisoned.Property, poisoned.KeyId, poisoned);
+            }
+
             var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
             var snapshot = state == EntityState.Added ? null : detector.Find(entry.Entity, wrappedKey);
-            if (snapshot is null || wrappedKey is null)
+            if (state == EntityState.Added || snapshot?.ReplacesStored == true)
             {
-                // New, or not read in this context (Attach/Update of a detached instance): the stored data key is
-                // unknown, so every encrypted property gets encrypted under a fresh one.
+                // New, or Update() of a detached instance: every encrypted property under a fresh data key.
                 work.Add(new RecordWork(entry, encrypted, changed: null));
+                continue;
+            }
+
+            // Read in this context, or attached (compared with the baseline taken at Attach; its stored key is
+            // fetched if an encrypted value changed). Without either, nothing is known to have changed.
+            if (snapshot is null)
+            {
                 continue;
             }
 
@@ -146,7 +157,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             }
             else
             {
-                if (!WrappedKeyBlob.TryParse(item.StoredKey!, out var blob, out var error))
+                // An attached record whose plaintext was edited: its data key is only in the database.
+                item.StoredKey ??= await StoredKeys.LoadAsync(item.Entry, item.Encrypted, cancellationToken).ConfigureAwait(false);
+                if (!WrappedKeyBlob.TryParse(item.StoredKey, out var blob, out var error))
                 {
                     throw new EnvelopeDecryptionException(error!, item.Encrypted.Name);
                 }
@@ -272,7 +285,16 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 var encrypted = item.Encrypted;
                 if (item.NewWrappedKey is not null)
                 {
+                    detector.RememberForRestore(entry, encrypted.KeyProperty);
                     entry[encrypted.KeyProperty] = item.NewWrappedKey;
+                }
+                else if (entry[encrypted.KeyProperty] is null && item.StoredKey is not null)
+                {
+                    // The key fetched for an attached record becomes its known stored value, not a modification.
+                    detector.RememberForRestore(entry, encrypted.KeyProperty);
+                    entry.SetOriginalValue(encrypted.KeyProperty, item.StoredKey);
+                    entry[encrypted.KeyProperty] = item.StoredKey;
+                    entry.SetPropertyModified(encrypted.KeyProperty, changeState: false, isModified: false);
                 }
 
                 for (var i = 0; i < encrypted.Properties.Length; i++)
@@ -280,9 +302,12 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     if (item.IsNew || item.Changed![i])
                     {
                         var property = encrypted.Properties[i];
+                        detector.RememberForRestore(entry, property.Ciphertext);
                         entry[property.Ciphertext] = item.Fields![i];
                         if (property.Index is { } index)
                         {
+                            detector.RememberForRestore(entry, index);
+                            detector.RememberIndexValue(entry, index);
                             // The plaintext goes into the index property in memory only; its converter stores the HMAC.
                             // Marked modified explicitly: a value changed to null must clear the old index too.
                             entry[index] = item.Captured![i];
@@ -316,7 +341,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
 
         public bool IsNew => Changed is null;
 
-        public byte[]? StoredKey { get; init; }
+        public byte[]? StoredKey { get; set; }
 
         public RecordSnapshot? Snapshot { get; init; }
 

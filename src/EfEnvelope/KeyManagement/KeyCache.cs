@@ -233,9 +233,11 @@ internal sealed class KeyCache : IDisposable
 
     private Task<CachedKey> UnwrapSharedAsync(string entity, WrappedKeyBlob blob, CancellationToken cancellationToken)
     {
+        // The shared call must not die with the first caller's token (one aborted request would fail every reader
+        // waiting for the same key); it is bounded by the provider timeout, and each caller waits with its own token.
         var cacheKey = new TailKey(entity, blob.Tail.ToArray());
-        var pending = _pendingReads.GetOrAdd(cacheKey, k => new Lazy<Task<CachedKey>>(() => UnwrapAsync(k, blob, cancellationToken)));
-        return pending.Value;
+        var pending = _pendingReads.GetOrAdd(cacheKey, k => new Lazy<Task<CachedKey>>(() => UnwrapAsync(k, blob, CancellationToken.None)));
+        return pending.Value.WaitAsync(cancellationToken);
     }
 
     private async Task<CachedKey> UnwrapAsync(TailKey cacheKey, WrappedKeyBlob blob, CancellationToken cancellationToken)

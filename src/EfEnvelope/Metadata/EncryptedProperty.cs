@@ -61,6 +61,9 @@ internal abstract class EncryptedProperty
     /// <summary>Decrypts <paramref name="blob"/> into the entity's CLR property.</summary>
     public abstract void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId);
 
+    /// <summary>Sets the CLR property to its default (no plaintext).</summary>
+    public abstract void Reset(object entity);
+
     /// <summary>The current value, copied so that later in-place edits (of a byte array) are still seen as changes.</summary>
     public abstract object? Capture(object entity);
 
@@ -123,6 +126,11 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     {
         if (blob is null)
         {
+            if (!Ciphertext.IsNullable)
+            {
+                throw new EnvelopeDecryptionException("The stored value of a required property is missing (NULL).", EntityName, Name, keyId);
+            }
+
             _set(entity, default!);
             return;
         }
@@ -193,6 +201,8 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
 
         return _search?.Matches(value, (T)searched) ?? EqualityComparer<T>.Default.Equals(value, (T)searched);
     }
+
+    public override void Reset(object entity) => _set(entity, default!);
 
     public override object? Capture(object entity)
     {

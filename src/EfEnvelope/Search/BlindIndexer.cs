@@ -16,7 +16,22 @@ internal sealed class BlindIndexer(KeyCache cache, byte[]? wrappedIndexKey)
 {
     private static readonly byte[] InfoPrefix = "efenvelope/blind-index/v1"u8.ToArray();
 
+    private CachedKey? _last;
+
     public bool IsConfigured => wrappedIndexKey is not null;
+
+    /// <summary>Whether the index key is cached now (so computing an index will not call the provider).</summary>
+    public bool IsCached()
+    {
+        if (wrappedIndexKey is null || !cache.TryGet(BlindIndexKey.EntityName, Parse().Tail, _last, out var key))
+        {
+            return false;
+        }
+
+        _last = key;
+        key.Release();
+        return true;
+    }
 
     /// <summary>Makes sure the index key is cached, asking the provider asynchronously if needed.</summary>
     public async Task EnsureAsync(CancellationToken cancellationToken)
@@ -39,7 +54,8 @@ internal sealed class BlindIndexer(KeyCache cache, byte[]? wrappedIndexKey)
                 "Searchable encrypted properties need a blind index key: create one once with BlindIndexKey.CreateAsync(provider) and configure it with UseBlindIndexKey(bytes).");
         }
 
-        var root = cache.Get(BlindIndexKey.EntityName, Parse(), hint: null);
+        var root = cache.Get(BlindIndexKey.EntityName, Parse(), _last);
+        _last = root;
         Span<byte> propertyKey = stackalloc byte[32];
         try
         {
@@ -72,10 +88,7 @@ internal sealed class BlindIndexProperty<T>(BlindIndexer indexer, string entity,
 
     public byte[] Compute(T value)
     {
-        if (value is string text)
-        {
-            value = (T)(object)options.ApplyTo(text);
-        }
+        value = Canonical(value);
 
         var length = _codec.GetByteCount(value);
         var rented = ArrayPool<byte>.Shared.Rent(length);
@@ -94,10 +107,23 @@ internal sealed class BlindIndexProperty<T>(BlindIndexer indexer, string entity,
     }
 
     /// <summary>Whether a decrypted value matches a searched one under this property's normalisation.</summary>
-    public bool Matches(T stored, T searched) =>
-        stored is string a && searched is string b
-            ? string.Equals(options.ApplyTo(a), options.ApplyTo(b), StringComparison.Ordinal)
-            : EqualityComparer<T>.Default.Equals(stored, searched);
+    public bool Matches(T stored, T searched) => (Canonical(stored), Canonical(searched)) switch
+    {
+        (byte[] a, byte[] b) => a.AsSpan().SequenceEqual(b),
+        var (a, b) => EqualityComparer<T>.Default.Equals(a, b),
+    };
+
+    // Values that compare equal in .NET must index equally: strings by the configured normalisation, decimals
+    // without trailing zeros (1.0 == 1.00), instants in UTC (same moment, other offset), and zero without sign.
+    private T Canonical(T value) => value switch
+    {
+        string text => (T)(object)options.ApplyTo(text),
+        decimal number => (T)(object)(number / 1.000000000000000000000000000000000m),
+        DateTimeOffset instant => (T)(object)instant.ToUniversalTime(),
+        double number when number == 0 => (T)(object)0d,
+        float number when number == 0 => (T)(object)0f,
+        _ => value,
+    };
 
     public override string ToString() => $"BlindIndex({entity}.{property})";
 }

@@ -7,7 +7,10 @@ using Microsoft.EntityFrameworkCore.Metadata;
 namespace EfEnvelope.Search;
 
 /// <summary>A query prepared for execution, and the checks its results need after decryption.</summary>
-internal sealed record SearchPlan(Expression Query, IReadOnlyList<SearchFilter> Filters);
+/// <param name="Query">The query to run (constants compared with searchable properties turned into parameters).</param>
+/// <param name="Filters">Checks on results, one per comparison with a truncated index.</param>
+/// <param name="UsesIndex">Whether the query compares any blind index (its key must be at hand).</param>
+internal sealed record SearchPlan(Expression Query, IReadOnlyList<SearchFilter> Filters, bool UsesIndex);
 
 /// <summary>A comparison with a truncated blind index: a result row must hold one of the searched values.</summary>
 internal sealed record SearchFilter(EncryptedProperty Property, Func<IReadOnlyList<object?>> Values);
@@ -18,7 +21,18 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
     private static readonly HashSet<string> FilteringOperators =
         ["Where", "First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
 
+    // Operators between a truncated comparison and the query's result that keep "drop the rows that fail it" exact:
+    // they neither limit nor reshape the rows (Take or Skip would have chosen rows before the false positives go).
+    private static readonly HashSet<string> RowPreservingOperators =
+        ["Where", "OrderBy", "OrderByDescending", "ThenBy", "ThenByDescending", "AsNoTracking", "AsTracking",
+         "AsNoTrackingWithIdentityResolution", "Include", "ThenInclude", "AsSplitQuery", "AsSingleQuery", "TagWith",
+         "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes",
+         "First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
+
     private readonly List<SearchFilter> _filters = [];
+    private readonly HashSet<MethodCallExpression> _rootChain = [];
+    private bool _rootChainPreservesRows = true;
+    private bool _usesIndex;
     private MethodCallExpression? _projection;
 
     // The lambda parameter whose predicate is being visited, while the current node is on its top-level AND chain:
@@ -28,8 +42,14 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
     public SearchPlan Plan(Expression query)
     {
         _projection = EncryptedQueryGuard.FindProjection(query);
+        for (var node = query as MethodCallExpression; node is not null && node.Arguments.Count > 0; node = node.Arguments[0] as MethodCallExpression)
+        {
+            _rootChain.Add(node);
+            _rootChainPreservesRows &= RowPreservingOperators.Contains(node.Method.Name);
+        }
+
         var prepared = Visit(query);
-        return new SearchPlan(prepared, _filters);
+        return new SearchPlan(prepared, _filters, _usesIndex);
     }
 
     protected override Expression VisitMethodCall(MethodCallExpression node)
@@ -45,7 +65,9 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
         {
             var source = Visit(node.Arguments[0]);
             var outer = _conjunctOf;
-            _conjunctOf = predicate.Parameters[0];
+
+            // Only a predicate of the query's own chain filters the rows it returns; one in a subquery does not.
+            _conjunctOf = _rootChain.Contains(node) ? predicate.Parameters[0] : null;
             var body = Visit(predicate.Body);
             _conjunctOf = outer;
             return node.Update(node.Object, [source, Expression.Quote(Expression.Lambda(body, predicate.Parameters))]);
@@ -56,7 +78,18 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
             var itemIndex = node.Object is null ? node.Arguments.Count - 1 : 0;
             if (Searchable(node.Arguments[itemIndex]) is { } item)
             {
+                _usesIndex = true;
                 var list = node.Object ?? node.Arguments[0];
+                if (Inline(list) is { } inline)
+                {
+                    // An inline list of constants would be logged with the query expression: make it a parameter.
+                    var box = Activator.CreateInstance(typeof(StrongBox<>).MakeGenericType(inline.Type), Evaluate(inline)())!;
+                    list = ReplaceWithin(list, inline, Expression.Field(Expression.Constant(box), nameof(StrongBox<object>.Value)));
+                    node = node.Object is null
+                        ? node.Update(null, [list, .. node.Arguments.Skip(1)])
+                        : node.Update(list, node.Arguments);
+                }
+
                 if (IsTruncated(item.Property))
                 {
                     Require(item, "Contains");
@@ -139,6 +172,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
             return Expression.MakeBinary(comparison, left, right);
         }
 
+        _usesIndex = true;
         var (member, value) = leftMember is not null ? (leftMember.Value, right) : (rightMember!.Value, left);
         var stripped = Strip(value);
         if (stripped is ConstantExpression { Value: null })
@@ -170,15 +204,27 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
 
     private void Require((MemberExpression Member, EncryptedProperty Property) found, string what)
     {
-        if (_projection is not null || _conjunctOf is null || Strip(found.Member.Expression!) != _conjunctOf)
+        if (_projection is not null || !_rootChainPreservesRows || _conjunctOf is null || Strip(found.Member.Expression!) != _conjunctOf)
         {
             throw new InvalidOperationException(
                 $"The query compares '{found.Property.EntityName}.{found.Property.Name}' ({what}), whose blind index is truncated, where its false positives cannot be removed after decryption. "
-                + "Such a comparison must be a top-level AND condition of a Where (or First, Single, Count, Any) over the entities the query returns, without a projection.");
+                + "Such a comparison must be a top-level AND condition of a Where (or First, Single, Count, Any) over the entities the query returns: no projection, subquery, join, Take or Skip.");
         }
     }
 
     private static Func<IReadOnlyList<object?>> Single(Func<object?> value) => () => [value()];
+
+    // The literal list under conversions (C# 14 binds array.Contains to MemoryExtensions through op_Implicit).
+    private static Expression? Inline(Expression list)
+    {
+        var inner = Strip(list);
+        while (inner is MethodCallExpression { Method.Name: "op_Implicit", Arguments: [var argument] })
+        {
+            inner = Strip(argument);
+        }
+
+        return inner is ConstantExpression { Value: not null } or NewArrayExpression or ListInitExpression ? inner : null;
+    }
 
     private static Func<object?> Evaluate(Expression expression)
     {

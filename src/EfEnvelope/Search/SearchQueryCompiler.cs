@@ -45,6 +45,8 @@ internal sealed class SearchQueryCompiler(
     private static readonly MethodInfo SequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(FilterSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
     private static readonly MethodInfo AsyncSequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(FilterAsyncSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
     private static readonly MethodInfo TerminalMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ApplyTerminal), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo AfterKeyTaskMethod = typeof(SearchQueryCompiler).GetMethod(nameof(AfterKeyTaskAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo AfterKeySequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(AfterKeySequenceAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo BaseExecuteMethod = typeof(SearchQueryCompiler).GetMethod(nameof(BaseExecute), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo BaseExecuteAsyncMethod = typeof(SearchQueryCompiler).GetMethod(nameof(BaseExecuteAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo AsyncTerminalMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ApplyTerminalAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
@@ -72,6 +74,35 @@ internal sealed class SearchQueryCompiler(
     public override TResult ExecuteAsync<TResult>(Expression query, CancellationToken cancellationToken = default)
     {
         var plan = Prepare(query);
+        if (plan is { UsesIndex: true } && !runtime.BlindIndexer.IsCached())
+        {
+            // EF computes the searched value's index synchronously while binding parameters: fetch the index key
+            // asynchronously first, so an async query never blocks on the provider.
+            return (TResult)(typeof(TResult).IsGenericType && typeof(TResult).GetGenericTypeDefinition() == typeof(Task<>)
+                ? AfterKeyTaskMethod.MakeGenericMethod(typeof(TResult).GetGenericArguments()[0]).Invoke(this, [query, cancellationToken])!
+                : AfterKeySequenceMethod.MakeGenericMethod(typeof(TResult).GetGenericArguments()[0]).Invoke(this, [query, cancellationToken])!);
+        }
+
+        return ExecutePlannedAsync<TResult>(plan, query, cancellationToken);
+    }
+
+    private async Task<T> AfterKeyTaskAsync<T>(Expression query, CancellationToken cancellationToken)
+    {
+        await runtime.BlindIndexer.EnsureAsync(cancellationToken).ConfigureAwait(false);
+        return await ExecuteAsync<Task<T>>(query, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async IAsyncEnumerable<T> AfterKeySequenceAsync<T>(Expression query, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await runtime.BlindIndexer.EnsureAsync(cancellationToken).ConfigureAwait(false);
+        await foreach (var row in ExecuteAsync<IAsyncEnumerable<T>>(query, cancellationToken).WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            yield return row;
+        }
+    }
+
+    private TResult ExecutePlannedAsync<TResult>(SearchPlan? plan, Expression query, CancellationToken cancellationToken)
+    {
         if (plan?.Filters is not { Count: > 0 } filters)
         {
             return base.ExecuteAsync<TResult>(plan?.Query ?? query, cancellationToken);
@@ -146,6 +177,12 @@ internal sealed class SearchQueryCompiler(
             if (call.Arguments.Count == 2)
             {
                 source = Expression.Call(typeof(Queryable), nameof(Queryable.Where), [elementType], source, call.Arguments[1]);
+            }
+
+            if (call.Method.Name is "Count" or "LongCount" or "Any")
+            {
+                // Counting loads the candidates only to check them: they must not end up tracked.
+                source = Expression.Call(typeof(EntityFrameworkQueryableExtensions), nameof(EntityFrameworkQueryableExtensions.AsNoTracking), [elementType], source);
             }
 
             return (source, call.Method.Name, elementType);

@@ -1,0 +1,28 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+
+namespace EfEnvelope.Internal;
+
+/// <summary>EF's entry notifier, which also tells EfEnvelope when an instance is attached (not read from a query).</summary>
+/// <remarks>
+/// EF snapshots a property's original value when an entity is attached, which is how it sees later edits; encrypted
+/// properties are not in the model, so EfEnvelope takes the same baseline here.
+/// </remarks>
+internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
+{
+    private readonly EncryptionChangeDetector? _detector;
+
+    public EncryptionEntryNotifier(ILocalViewListener localViewListener, IChangeDetector changeDetector, INavigationFixer navigationFixer)
+        : base(localViewListener, changeDetector, navigationFixer) =>
+        _detector = changeDetector as EncryptionChangeDetector;
+
+    public override void StateChanged(InternalEntityEntry entry, EntityState oldState, bool fromQuery)
+    {
+        base.StateChanged(entry, oldState, fromQuery);
+        if (!fromQuery && oldState == EntityState.Detached && entry.EntityState is EntityState.Unchanged or EntityState.Modified)
+        {
+            // Straight to Modified is Update(): the instance replaces the stored row.
+            _detector?.RememberBaseline(entry, replacesStored: entry.EntityState == EntityState.Modified);
+        }
+    }
+}
