@@ -72,20 +72,10 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             expression = convert.Operand;
         }
 
-        if (expression is MemberExpression { Member: PropertyInfo property, Expression: { } instance } member)
+        if (expression is MemberExpression { Member: PropertyInfo property, Expression: { } instance } member
+            && runtime.FindEncryptedMember(model, instance.Type, property.Name) is { } found)
         {
-            foreach (var entityType in model.GetEntityTypes())
-            {
-                if (entityType.ClrType.IsAssignableFrom(instance.Type) || instance.Type.IsAssignableFrom(entityType.ClrType))
-                {
-                    var encrypted = runtime.Find(entityType);
-                    var match = encrypted is null ? null : Array.Find(encrypted.Properties, p => p.Name == property.Name);
-                    if (match is not null)
-                    {
-                        return (member, match, encrypted!);
-                    }
-                }
-            }
+            return (member, found.Property, found.Entity);
         }
 
         return null;

@@ -18,6 +18,7 @@ namespace EfEnvelope.Internal;
 internal sealed class EnvelopeRuntime : IDisposable
 {
     private readonly ConcurrentDictionary<IEntityType, EncryptedEntity?> _entities = new();
+    private readonly ConcurrentDictionary<(IModel Model, Type Type, string Name), (EncryptedProperty, EncryptedEntity)?> _members = new();
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, System.Runtime.CompilerServices.StrongBox<bool>> _searchableModels = new();
 
     public EnvelopeRuntime(EnvelopeEncryptionSettings settings, ILoggerFactory loggerFactory)
@@ -44,6 +45,27 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <summary>Whether any entity type of the model has a searchable encrypted property (queries then need planning).</summary>
     public bool HasSearchableProperties(IModel model) =>
         _searchableModels.GetValue(model, m => new System.Runtime.CompilerServices.StrongBox<bool>(m.GetEntityTypes().Any(t => Find(t)?.HasSearchableProperties == true))).Value;
+
+    /// <summary>The encrypted property a member access of a query reads (by the instance type and name), if any.</summary>
+    /// <remarks>Cached: queries over searchable properties are planned on every execution.</remarks>
+    public (EncryptedProperty Property, EncryptedEntity Entity)? FindEncryptedMember(IModel model, Type instanceType, string propertyName) =>
+        _members.GetOrAdd((model, instanceType, propertyName), key =>
+        {
+            foreach (var entityType in key.Model.GetEntityTypes())
+            {
+                if (entityType.ClrType.IsAssignableFrom(key.Type) || key.Type.IsAssignableFrom(entityType.ClrType))
+                {
+                    var encrypted = Find(entityType);
+                    var match = encrypted is null ? null : Array.Find(encrypted.Properties, p => p.Name == key.Name);
+                    if (match is not null)
+                    {
+                        return (match, encrypted!);
+                    }
+                }
+            }
+
+            return null;
+        });
 
     /// <summary>The encryption metadata of an entity type, or null when it has no encrypted property.</summary>
     public EncryptedEntity? Find(IEntityType entityType) =>
