@@ -35,7 +35,7 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
         var settings = Settings;
         new EntityFrameworkServicesBuilder(services)
             .TryAdd<IConventionSetPlugin, EncryptionConventionSetPlugin>()
-            .TryAdd<ISingletonInterceptor, DecryptingMaterializationInterceptor>()
+            .TryAdd<ISingletonInterceptor, DecryptingBindingInterceptor>()
             .TryAdd<IInterceptor, EncryptingSaveChangesInterceptor>()
             .TryAdd<IInterceptor, EncryptedQueryGuard>()
             .TryAdd<IInterceptor, KeyPrefetchInterceptor>();

@@ -43,11 +43,12 @@ internal sealed class EncryptionChangeDetector(
     public void RememberForRestore(InternalEntityEntry entry, IProperty property) =>
         _restore.Add((entry, property, entry[property], entry.EntityState == EntityState.Added ? null : entry.GetOriginalValue(property), entry.EntityState != EntityState.Added && entry.IsModified(property)));
 
-    /// <summary>Remembers an attached record's plaintext as its baseline: edits after Attach are compared with it.</summary>
-    public void RememberBaseline(InternalEntityEntry entry, bool replacesStored)
+    /// <summary>Remembers a newly tracked record's plaintext as its baseline: later edits are compared with it.</summary>
+    /// <remarks>From a query, the values were just decrypted from the stored ciphertext; from Attach, they are the instance's.</remarks>
+    public void RememberBaseline(InternalEntityEntry entry, bool replacesStored, bool fromQuery = false)
     {
         var encrypted = runtime.Find(entry.EntityType);
-        if (encrypted is null || _snapshots.TryGetValue(entry.Entity, out _))
+        if (encrypted is null || (!fromQuery && _snapshots.TryGetValue(entry.Entity, out _)))
         {
             return;
         }
@@ -224,16 +225,16 @@ internal sealed class EncryptionChangeDetector(
     // that does not decrypt; each notification tries again and the last one leaves the record consistent.
     private void RefreshFromStore(InternalEntityEntry entry, EncryptedEntity encrypted)
     {
-        var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
-        var blobs = new byte[]?[encrypted.Properties.Length];
-        for (var i = 0; i < blobs.Length; i++)
+        var stored = new object?[encrypted.Properties.Length + 1];
+        stored[0] = entry[encrypted.KeyProperty];
+        for (var i = 0; i < encrypted.Properties.Length; i++)
         {
-            blobs[i] = (byte[]?)entry[encrypted.Properties[i].Ciphertext];
+            stored[i + 1] = entry[encrypted.Properties[i].Ciphertext];
         }
 
         try
         {
-            var snapshot = runtime.Decrypt(encrypted, entry.Entity, wrappedKey, blobs)!;
+            var snapshot = runtime.Decrypt(encrypted, entry.Entity, stored)!;
             _snapshots.AddOrUpdate(entry.Entity, snapshot);
             _poisoned.Remove(entry.Entity);
         }

@@ -19,10 +19,10 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
     public override void StateChanged(InternalEntityEntry entry, EntityState oldState, bool fromQuery)
     {
         base.StateChanged(entry, oldState, fromQuery);
-        if (!fromQuery && oldState == EntityState.Detached && entry.EntityState is EntityState.Unchanged or EntityState.Modified)
+        if (oldState == EntityState.Detached && entry.EntityState is EntityState.Unchanged or EntityState.Modified)
         {
             // Straight to Modified is Update(): the instance replaces the stored row.
-            _detector?.RememberBaseline(entry, replacesStored: entry.EntityState == EntityState.Modified);
+            _detector?.RememberBaseline(entry, replacesStored: !fromQuery && entry.EntityState == EntityState.Modified, fromQuery);
         }
     }
 }

@@ -5,38 +5,6 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace EfEnvelope.Internal;
 
-/// <summary>Decrypts every materialized entity with encrypted properties (tracking, no-tracking, owned, JSON, FromSql).</summary>
-/// <remarks>Synchronous, like EF materialization: keys come from the cache, and a miss blocks on the provider.</remarks>
-internal sealed class DecryptingMaterializationInterceptor(EnvelopeRuntime runtime) : IMaterializationInterceptor
-{
-    public object InitializedInstance(MaterializationInterceptionData materializationData, object entity)
-    {
-        var encrypted = runtime.Find(materializationData.EntityType);
-        if (encrypted is null)
-        {
-            return entity;
-        }
-
-        var blobs = new byte[]?[encrypted.Properties.Length];
-        for (var i = 0; i < blobs.Length; i++)
-        {
-            blobs[i] = materializationData.GetPropertyValue<byte[]?>(encrypted.Properties[i].Ciphertext);
-        }
-
-        var wrappedKey = materializationData.GetPropertyValue<byte[]?>(encrypted.KeyProperty);
-
-        // Only tracked records need a snapshot: it is how edits to their plaintext are found at SaveChanges.
-        var tracked = materializationData.QueryTrackingBehavior is QueryTrackingBehavior.TrackAll;
-        var snapshot = runtime.Decrypt(encrypted, entity, wrappedKey, blobs, tracked);
-        if (snapshot is not null && materializationData.Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
-        {
-            detector.Remember(entity, snapshot);
-        }
-
-        return entity;
-    }
-}
-
 /// <summary>Encrypts before SaveChanges builds commands, and keeps the change-tracking snapshots in step with the outcome.</summary>
 internal sealed class EncryptingSaveChangesInterceptor(EnvelopeRuntime runtime) : SaveChangesInterceptor
 {

@@ -74,18 +74,18 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <summary>Decrypts a stored record into the entity's plaintext properties (synchronous: EF materialization is).</summary>
     /// <param name="encrypted">The entity type's encryption metadata.</param>
     /// <param name="entity">The instance whose plaintext properties receive the values.</param>
-    /// <param name="wrappedKey">The record's wrapped-key blob.</param>
-    /// <param name="blobs">The field blobs, in <see cref="EncryptedEntity.Properties"/> order.</param>
+    /// <param name="stored">The record's wrapped-key blob, then its field blobs in <see cref="EncryptedEntity.Properties"/> order.</param>
     /// <param name="snapshot">Whether to return a snapshot (tracked records only: it costs an allocation per value).</param>
     /// <returns>The snapshot of what was decrypted, for change tracking, or null when not asked for.</returns>
-    public RecordSnapshot? Decrypt(EncryptedEntity encrypted, object entity, byte[]? wrappedKey, byte[]?[] blobs, bool snapshot = true)
+    public RecordSnapshot? Decrypt(EncryptedEntity encrypted, object entity, object?[] stored, bool snapshot = true)
     {
         var properties = encrypted.Properties;
+        var wrappedKey = (byte[]?)stored[0];
         if (wrappedKey is null)
         {
             for (var i = 0; i < properties.Length; i++)
             {
-                if (blobs[i] is not null)
+                if (stored[i + 1] is not null)
                 {
                     throw new EnvelopeDecryptionException("The record has ciphertext but no wrapped data key.", encrypted.Name, properties[i].Name);
                 }
@@ -102,7 +102,7 @@ internal sealed class EnvelopeRuntime : IDisposable
         var key = Cache.Get(encrypted.Name, blob, encrypted.LastKey);
         try
         {
-            DecryptFields(encrypted, entity, blob, key, blobs);
+            DecryptFields(encrypted, entity, blob, key, stored);
         }
         finally
         {
@@ -143,7 +143,7 @@ internal sealed class EnvelopeRuntime : IDisposable
 
     public void Dispose() => Cache.Dispose();
 
-    private static void DecryptFields(EncryptedEntity encrypted, object entity, in WrappedKeyBlob blob, CachedKey key, byte[]?[] blobs)
+    private static void DecryptFields(EncryptedEntity encrypted, object entity, in WrappedKeyBlob blob, CachedKey key, object?[] stored)
     {
         var cipher = OpenDataKey(encrypted, blob, key);
         try
@@ -151,7 +151,7 @@ internal sealed class EnvelopeRuntime : IDisposable
             var recordId = blob.RecordId;
             for (var i = 0; i < encrypted.Properties.Length; i++)
             {
-                encrypted.Properties[i].Decrypt(entity, blobs[i], cipher, recordId, key.KeyId);
+                encrypted.Properties[i].Decrypt(entity, (byte[]?)stored[i + 1], cipher, recordId, key.KeyId);
             }
         }
         finally
