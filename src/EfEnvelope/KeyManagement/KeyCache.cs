@@ -28,7 +28,8 @@ internal sealed class KeyCache : IDisposable
     private readonly MemoryCache _readKeys;
     private readonly ConcurrentDictionary<(string Entity, string KeyId), CachedKey> _writeKeys = new();
     private readonly ConcurrentDictionary<TailKey, Lazy<Task<CachedKey>>> _pendingReads = new();
-    private readonly SemaphoreSlim _writeKeyLock = new(1, 1);
+    private readonly ConcurrentDictionary<(string Entity, string KeyId), SemaphoreSlim> _writeKeyLocks = new();
+    private readonly ITimer _sweeper;
     private long _hits;
     private long _misses;
     private long _synchronousMisses;
@@ -40,6 +41,27 @@ internal sealed class KeyCache : IDisposable
         _time = time;
         _application = application;
         _readKeys = new MemoryCache(new MemoryCacheOptions { SizeLimit = options.MaxEntries, CompactionPercentage = 0.1 });
+
+        // Expired keys are otherwise dropped only when the cache is next used; an idle application would keep
+        // key bytes in memory long after their time to live. The sweep evicts (and so zeroes) them on time.
+        var period = options.TimeToLive < TimeSpan.FromMinutes(1) ? options.TimeToLive : TimeSpan.FromMinutes(1);
+        _sweeper = time.CreateTimer(static state => ((KeyCache)state!).Sweep(), this, period, period);
+    }
+
+    /// <summary>Evicts every expired key now (called periodically).</summary>
+    internal void Sweep()
+    {
+        var now = _time.GetUtcNow();
+        foreach (var (slot, key) in _writeKeys)
+        {
+            if (now >= key.ExpiresAt && _writeKeys.TryRemove(new KeyValuePair<(string, string), CachedKey>(slot, key)))
+            {
+                key.Evict();
+            }
+        }
+
+        // Compacting by 0 % removes just the entries that have expired.
+        _readKeys.Compact(0);
     }
 
     public long Hits => Interlocked.Read(ref _hits);
@@ -170,9 +192,13 @@ internal sealed class KeyCache : IDisposable
 
     public void Dispose()
     {
+        _sweeper.Dispose();
         Clear();
         _readKeys.Dispose();
-        _writeKeyLock.Dispose();
+        foreach (var semaphore in _writeKeyLocks.Values)
+        {
+            semaphore.Dispose();
+        }
     }
 
     private static int TakeUses(CachedKey key, int wanted)
@@ -199,8 +225,10 @@ internal sealed class KeyCache : IDisposable
             return current;
         }
 
-        // One generation at a time: the first caller asks the provider, the others find its key when they get in.
-        await _writeKeyLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        // One generation at a time per (entity, master key): the first caller asks the provider, the others find
+        // its key when they get in; other entities and keys are not held up by a slow call.
+        var writeKeyLock = _writeKeyLocks.GetOrAdd(slot, _ => new SemaphoreSlim(1, 1));
+        await writeKeyLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             if (_writeKeys.TryGetValue(slot, out current) && Usable(current) && current.RemainingUses > 0 && current.TryAcquire())
@@ -227,7 +255,7 @@ internal sealed class KeyCache : IDisposable
         }
         finally
         {
-            _writeKeyLock.Release();
+            writeKeyLock.Release();
         }
     }
 

@@ -268,4 +268,24 @@ public sealed class KeyCacheTests
         Assert.Equal(0, after.SynchronousMisses);
         Assert.Equal(afterWarmUp.Misses, after.Misses);
     }
+
+    [Fact]
+    public async Task An_idle_cache_zeroes_expired_keys_on_time()
+    {
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var provider = new InsecureInMemoryMasterKeyProvider("primary");
+        var gateway = new ProviderGateway(provider, TimeSpan.FromSeconds(5), NullLogger.Instance);
+        using var cache = new KeyCache(gateway, new KeyCacheOptions { TimeToLive = TimeSpan.FromSeconds(30) }, time, "app");
+        var (key, records) = Assert.Single(await cache.ReserveWriteKeysAsync("Entity", "primary", 1, Ct));
+        key.Release();
+
+        time.Advance(TimeSpan.FromSeconds(29));
+        Assert.False(key.IsZeroed);
+
+        // Nothing uses the cache after this: only its own sweep can notice that the key expired.
+        time.Advance(TimeSpan.FromSeconds(31));
+
+        Assert.Equal(1, records);
+        Assert.True(key.IsZeroed);
+    }
 }
