@@ -40,8 +40,14 @@ internal sealed class EncryptionChangeDetector(
     public void RememberAfterSave(object entity, RecordSnapshot snapshot) => _pending.Add((entity, snapshot));
 
     /// <summary>Records a shadow value the save is about to replace, so that a failed save can put it back.</summary>
-    public void RememberForRestore(InternalEntityEntry entry, IProperty property) =>
-        _restore.Add((entry, property, entry[property], entry.EntityState == EntityState.Added ? null : entry.GetOriginalValue(property), entry.EntityState != EntityState.Added && entry.IsModified(property)));
+    /// <remarks>Added records need none: a retry encrypts them afresh whatever their shadow values hold.</remarks>
+    public void RememberForRestore(InternalEntityEntry entry, IProperty property)
+    {
+        if (entry.EntityState != EntityState.Added)
+        {
+            _restore.Add((entry, property, entry[property], entry.GetOriginalValue(property), entry.IsModified(property)));
+        }
+    }
 
     /// <summary>Remembers a newly tracked record's plaintext as its baseline: later edits are compared with it.</summary>
     /// <remarks>From a query, the values were just decrypted from the stored ciphertext; from Attach, they are the instance's.</remarks>
@@ -118,11 +124,8 @@ internal sealed class EncryptionChangeDetector(
                 }
 
                 entry[property] = value;
-                if (entry.EntityState != EntityState.Added)
-                {
-                    entry.SetOriginalValue(property, original);
-                    entry.SetPropertyModified(property, changeState: false, isModified: modified);
-                }
+                entry.SetOriginalValue(property, original);
+                entry.SetPropertyModified(property, changeState: false, isModified: modified);
             }
         }
         finally
