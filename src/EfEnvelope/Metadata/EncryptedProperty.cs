@@ -106,7 +106,19 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
             return null;
         }
 
-        var length = _codec.GetByteCount(value);
+        int length;
+        try
+        {
+            length = _codec.GetByteCount(value);
+        }
+        catch (EncoderFallbackException)
+        {
+            // A string with an unpaired surrogate has no exact UTF-8 form: refuse it rather than store a replacement
+            // character. The encoder's own message quotes the character and its index, so it is not passed on.
+            throw new InvalidOperationException(
+                $"Encrypted property '{EntityName}.{Name}' holds a string that is not valid UTF-16 (an unpaired surrogate), which cannot be encrypted exactly.");
+        }
+
         var blob = new byte[EnvelopeFormat.FieldOverhead + length];
         blob[0] = EnvelopeFormat.Version;
         nonce.CopyTo(blob.AsSpan(1, EnvelopeFormat.NonceSize));
