@@ -120,7 +120,10 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             bool[]? changed = null;
             for (var i = 0; i < encrypted.Properties.Length; i++)
             {
-                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]))
+                // A ciphertext already marked modified may hold what an earlier SaveChanges encrypted before the
+                // database failed; if the plaintext was since edited back, writing that ciphertext would store the
+                // abandoned value. Re-encrypting from the current plaintext is always right.
+                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]) || entry.IsModified(encrypted.Properties[i].Ciphertext))
                 {
                     changed ??= new bool[encrypted.Properties.Length];
                     changed[i] = true;
