@@ -214,13 +214,22 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
     {
         if (work.Count >= ParallelThreshold && Environment.ProcessorCount > 1)
         {
-            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(0, work.Count), range =>
+            try
             {
-                for (var i = range.Item1; i < range.Item2; i++)
+                Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(0, work.Count), range =>
                 {
-                    EncryptOne(work[i]);
-                }
-            });
+                    for (var i = range.Item1; i < range.Item2; i++)
+                    {
+                        EncryptOne(work[i]);
+                    }
+                });
+            }
+            catch (AggregateException ex)
+            {
+                // Parallel.ForEach wraps what a record's encryption threw; a large save reports the same exception
+                // as a small (serial) one.
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerExceptions[0]).Throw();
+            }
         }
         else
         {
