@@ -449,6 +449,61 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task Reloading_a_tampered_row_fails_instead_of_keeping_the_stale_plaintext()
+    {
+        SkipIfUnavailable();
+        await Seeds.RunAsync(nameof(Reloading_a_tampered_row_fails_instead_of_keeping_the_stale_plaintext), async random =>
+        {
+            var patient = NewPatient(random);
+            await InsertAsync(patient);
+            await using var db = fixture.CreateContext();
+            var tracked = await db.Patients.SingleAsync(p => p.Id == patient.Id, Ct);
+
+            var stored = (await RawSql.ReadAsync(fixture, "Patients", "Ssn", patient.Id))!;
+            stored[random.Next(stored.Length)] ^= 0x20;
+            await RawSql.WriteAsync(fixture, "Patients", "Ssn", patient.Id, stored);
+
+            // Reload() must show the database's current value; a current value that fails authentication is an error,
+            // not a silent keep of what was read before.
+            var error = await Record.ExceptionAsync(() => db.Entry(tracked).ReloadAsync(Ct));
+            Assert.True(error is EnvelopeDecryptionException, $"Reload of a tampered row gave {error?.GetType().Name ?? "no error"}; the entity shows Ssn '{tracked.Ssn}'");
+            AssertTamperError(error!, "Ssn", "reload");
+        });
+    }
+
+    [Fact]
+    public async Task A_blind_index_copied_from_another_row_makes_an_untruncated_search_return_that_row_with_its_own_values()
+    {
+        // Documents a limit stated in docs/SECURITY.md: the blind index column is not authenticated, and results of a
+        // search on a full-length (untruncated) index are not re-checked against the decrypted value. A database
+        // writer can therefore make a row answer a search for another value; the row still decrypts to its own,
+        // authentic values, never to the searched-for plaintext.
+        SkipIfUnavailable();
+        var indexKey = await BlindIndexKey.CreateAsync(fixture.Provider, cancellationToken: Ct);
+        SearchContext Search() => new(fixture.CreateOptions<SearchContext>(e => e.UseProvider(fixture.Provider).UseBlindIndexKey(indexKey)));
+        var wanted = new Person { Name = "wanted", Ssn = $"IDX-{Guid.NewGuid():N}", Email = $"wanted-{Guid.NewGuid():N}@example.org" };
+        var other = new Person { Name = "other", Ssn = $"IDX-{Guid.NewGuid():N}", Email = $"other-{Guid.NewGuid():N}@example.org" };
+        await using (var db = Search())
+        {
+            db.People.AddRange(wanted, other);
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using (var db = Search())
+        {
+            var index = await db.Database.SqlQueryRaw<byte[]>("SELECT \"Email_Index\" AS \"Value\" FROM \"People\" WHERE \"Id\" = {0}", wanted.Id).SingleAsync(Ct);
+            await db.Database.ExecuteSqlRawAsync("UPDATE \"People\" SET \"Email_Index\" = {0} WHERE \"Id\" = {1}", [index, other.Id], Ct);
+        }
+
+        await using (var db = Search())
+        {
+            var found = await db.People.AsNoTracking().Where(p => p.Email == wanted.Email).OrderBy(p => p.Id).ToListAsync(Ct);
+            Assert.Equal([wanted.Id, other.Id], found.Select(p => p.Id));
+            Assert.Equal([wanted.Email, other.Email], found.Select(p => p.Email));
+        }
+    }
+
+    [Fact]
     public async Task Ciphertext_with_its_wrapped_key_removed_is_refused()
     {
         SkipIfUnavailable();
