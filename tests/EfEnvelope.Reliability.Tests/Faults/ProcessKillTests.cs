@@ -42,9 +42,9 @@ public sealed class ProcessKillTests : IDisposable
                 await db.SaveChangesAsync(Ct);
             }
 
-            for (var round = 0; round < 3; round++)
+            for (var round = 0; round < 2; round++)
             {
-                var savesBeforeKill = random.Next(1, 6);
+                var savesBeforeKill = random.Next(1, 4);
                 var extraDelay = TimeSpan.FromMilliseconds(random.Next(0, 40));
                 await RunAndKillChildAsync(path, masterKey, random.Next(), savesBeforeKill, extraDelay);
                 await VerifyAsync(options, $"round {round} (killed after save {savesBeforeKill} + {extraDelay.TotalMilliseconds} ms)");
