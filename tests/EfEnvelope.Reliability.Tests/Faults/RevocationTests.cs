@@ -62,6 +62,32 @@ public sealed class RevocationTests(SqliteFixture fixture) : IClassFixture<Sqlit
     }
 
     [Fact]
+    public async Task A_destroyed_tenant_key_makes_only_that_tenants_rows_unreadable_with_the_revoked_error()
+    {
+        var provider = new InsecureInMemoryMasterKeyProvider("shared").AddKey("tenant-a").AddKey("tenant-b");
+        var clock = new FakeTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        ClinicContext Context() => fixture.CreateContext(e => e.UseProvider(provider).UseTimeProvider(clock).UseMasterKeySelector(ByTenant));
+        var a = new Patient { Id = Guid.NewGuid(), Name = "tenant-a", Ssn = "A-SSN", DateOfBirth = new DateOnly(2000, 1, 1) };
+        var b = new Patient { Id = Guid.NewGuid(), Name = "tenant-b", Ssn = "B-SSN", DateOfBirth = new DateOnly(2000, 1, 1) };
+        await using (var db = Context())
+        {
+            db.Patients.AddRange(a, b);
+            await db.SaveChangesAsync(Ct);
+        }
+
+        // Crypto-shredding tenant a: once its cached key expires, its rows are gone for good; tenant b is unaffected.
+        provider.DestroyKey("tenant-a");
+        clock.Advance(TimeSpan.FromMinutes(6));
+        await using var reader = Context();
+        Assert.Equal("B-SSN", (await reader.Patients.AsNoTracking().SingleAsync(p => p.Id == b.Id, Ct)).Ssn);
+        var error = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => reader.Patients.AsNoTracking().SingleAsync(p => p.Id == a.Id, Ct));
+        Assert.Equal("tenant-a", error.KeyId);
+        Assert.DoesNotContain("A-SSN", error.ToString(), StringComparison.Ordinal);
+    }
+
+    private static string? ByTenant(object entity) => entity is Patient p ? p.Name : null;
+
+    [Fact]
     public async Task Revocation_latency_follows_the_configured_time_to_live()
     {
         var provider = new InsecureInMemoryMasterKeyProvider("revocable");

@@ -223,6 +223,42 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public async Task Flipping_any_byte_of_a_direct_mode_wrapped_key_is_refused()
+    {
+        SkipIfUnavailable();
+        await Seeds.RunAsync(nameof(Flipping_any_byte_of_a_direct_mode_wrapped_key_is_refused), async random =>
+        {
+            var patient = NewPatient(random);
+            await using (var db = fixture.CreateContext(e => e.UseProvider(fixture.Provider).UseKeyWrappingMode(KeyWrappingMode.Direct)))
+            {
+                db.Patients.Add(patient);
+                await db.SaveChangesAsync(Ct);
+            }
+
+            var original = (await RawSql.ReadAsync(fixture, "Patients", "EfEnvelopeKey", patient.Id))!;
+            Assert.Equal(2, original[1]);
+
+            // Provider name and key id: refused as an unknown key (see the mode 1 test); everything else is a tamper error.
+            var providerLength = original[18];
+            var keyIdStart = 19 + providerLength + 2;
+            var keyIdEnd = keyIdStart + BinaryPrimitives.ReadUInt16BigEndian(original.AsSpan(19 + providerLength));
+            for (var i = 0; i < original.Length; i++)
+            {
+                var tampered = original.ToArray();
+                tampered[i] ^= (byte)random.Next(1, 256);
+                await RawSql.WriteAsync(fixture, "Patients", "EfEnvelopeKey", patient.Id, tampered);
+                var what = $"direct-mode key blob byte {i} of {original.Length} flipped";
+                var error = await ReadFailsAsync(patient, synchronous: i % 2 == 0, what);
+                var names = (i >= 19 && i < 19 + providerLength) || (i >= keyIdStart && i < keyIdEnd);
+                if (!(names && error is MasterKeyException))
+                {
+                    AssertTamperError(error, property: null, what);
+                }
+            }
+        });
+    }
+
+    [Fact]
     public async Task Truncating_or_extending_the_wrapped_key_blob_is_refused()
     {
         SkipIfUnavailable();
