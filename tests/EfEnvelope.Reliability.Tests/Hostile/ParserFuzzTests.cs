@@ -56,6 +56,19 @@ public sealed class ParserFuzzTests : IDisposable
 
     private static byte[] Mutate(byte[] valid, Random random)
     {
+        var mutated = MutateOnce(valid, random);
+
+        // A mutation can happen to write the bytes that were there (0xFF over 0xFF): then it is no mutation.
+        if (mutated.AsSpan().SequenceEqual(valid))
+        {
+            mutated[random.Next(mutated.Length)] ^= 0x01;
+        }
+
+        return mutated;
+    }
+
+    private static byte[] MutateOnce(byte[] valid, Random random)
+    {
         var blob = valid.ToArray();
         switch (random.Next(6))
         {
