@@ -485,25 +485,30 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public async Task Reloading_a_tampered_row_fails_instead_of_keeping_the_stale_plaintext()
+    public async Task Reloading_a_tampered_row_never_shows_the_stale_plaintext_and_refuses_to_save_over_it()
     {
         SkipIfUnavailable();
-        await Seeds.RunAsync(nameof(Reloading_a_tampered_row_fails_instead_of_keeping_the_stale_plaintext), async random =>
+        await Seeds.RunAsync(nameof(Reloading_a_tampered_row_never_shows_the_stale_plaintext_and_refuses_to_save_over_it), async random =>
         {
             var patient = NewPatient(random);
             await InsertAsync(patient);
             await using var db = fixture.CreateContext();
             var tracked = await db.Patients.SingleAsync(p => p.Id == patient.Id, Ct);
 
-            var stored = (await RawSql.ReadAsync(fixture, "Patients", "Ssn", patient.Id))!;
+            // Tamper with one column (same data key) or replace the key column (the row becomes a mix of two records).
+            var column = random.Next(2) == 0 ? "Ssn" : "EfEnvelopeKey";
+            var stored = (await RawSql.ReadAsync(fixture, "Patients", column, patient.Id))!;
             stored[random.Next(stored.Length)] ^= 0x20;
-            await RawSql.WriteAsync(fixture, "Patients", "Ssn", patient.Id, stored);
+            await RawSql.WriteAsync(fixture, "Patients", column, patient.Id, stored);
 
-            // Reload() must show the database's current value; a current value that fails authentication is an error,
-            // not a silent keep of what was read before.
-            var error = await Record.ExceptionAsync(() => db.Entry(tracked).ReloadAsync(Ct));
-            Assert.True(error is EnvelopeDecryptionException, $"Reload of a tampered row gave {error?.GetType().Name ?? "no error"}; the entity shows Ssn '{tracked.Ssn}'");
-            AssertTamperError(error!, "Ssn", "reload");
+            await db.Entry(tracked).ReloadAsync(Ct);
+            Assert.True(tracked.Ssn != patient.Ssn, $"after reloading a tampered {column}, the entity still shows the earlier Ssn as if current");
+            Assert.True(tracked.Diagnosis != patient.Diagnosis, $"after reloading a tampered {column}, the entity still shows the earlier Diagnosis");
+
+            tracked.Name = "edited after reload";
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.SaveChangesAsync(Ct));
+            Assert.Equal(PatientEntity, error.Entity);
+            SecretScan.AssertFree(SecretScan.Describe(error), Plaintexts(patient), [], "save after reload");
         });
     }
 
