@@ -93,7 +93,10 @@ internal sealed class EncryptionChangeDetector(
                     var empty = index.ClrType.IsValueType && Nullable.GetUnderlyingType(index.ClrType) is null ? Activator.CreateInstance(index.ClrType) : null;
                     entry[index] = empty;
                     entry.SetOriginalValue(index, empty);
-                    entry.SetPropertyModified(index, changeState: false, isModified: false);
+                    // changeState: true, so that EF also takes back the Modified state that clearing the property
+                    // gave the entry; otherwise the next SaveChanges sends the cleared (NULL) index to the database
+                    // and the row can no longer be found (BlindIndexRetentionTests).
+                    entry.SetPropertyModified(index, changeState: true, isModified: false);
                 }
             }
         }

@@ -120,7 +120,10 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             bool[]? changed = null;
             for (var i = 0; i < encrypted.Properties.Length; i++)
             {
-                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]))
+                // A ciphertext already marked modified may hold what an earlier SaveChanges encrypted before the
+                // database failed; if the plaintext was since edited back, writing that ciphertext would store the
+                // abandoned value. Re-encrypting from the current plaintext is always right.
+                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]) || entry.IsModified(encrypted.Properties[i].Ciphertext))
                 {
                     changed ??= new bool[encrypted.Properties.Length];
                     changed[i] = true;
@@ -211,13 +214,22 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
     {
         if (work.Count >= ParallelThreshold && Environment.ProcessorCount > 1)
         {
-            Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(0, work.Count), range =>
+            try
             {
-                for (var i = range.Item1; i < range.Item2; i++)
+                Parallel.ForEach(System.Collections.Concurrent.Partitioner.Create(0, work.Count), range =>
                 {
-                    EncryptOne(work[i]);
-                }
-            });
+                    for (var i = range.Item1; i < range.Item2; i++)
+                    {
+                        EncryptOne(work[i]);
+                    }
+                });
+            }
+            catch (AggregateException ex)
+            {
+                // Parallel.ForEach wraps what a record's encryption threw; a large save reports the same exception
+                // as a small (serial) one.
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(ex.InnerExceptions[0]).Throw();
+            }
         }
         else
         {

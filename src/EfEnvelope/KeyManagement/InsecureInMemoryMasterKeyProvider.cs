@@ -22,6 +22,10 @@ public sealed class InsecureInMemoryMasterKeyProvider : IMasterKeyProvider
     private const int KeySize = 32;
 
     private readonly ConcurrentDictionary<string, MasterKey> _keys = new(StringComparer.Ordinal);
+
+    // Ids of destroyed keys: still known, so that data under them reports the revoked-access error (shredded), like a
+    // KMS key pending deletion, rather than "not configured", which would suggest adding the key back.
+    private readonly ConcurrentDictionary<string, byte> _destroyed = new(StringComparer.Ordinal);
     private readonly IRandomSource _random;
     private long _generateCalls;
     private long _decryptCalls;
@@ -80,6 +84,8 @@ public sealed class InsecureInMemoryMasterKeyProvider : IMasterKeyProvider
             throw new ArgumentException($"Master key '{keyId}' already exists.", nameof(keyId));
         }
 
+        _destroyed.TryRemove(keyId, out _);
+
         return this;
     }
 
@@ -96,17 +102,18 @@ public sealed class InsecureInMemoryMasterKeyProvider : IMasterKeyProvider
     /// <summary>Allows the key again.</summary>
     public void EnableKey(string keyId) => Find(keyId, null).Enabled = true;
 
-    /// <summary>Zeroes and forgets the key: data under it is unreadable for good (crypto-shredding).</summary>
+    /// <summary>Zeroes and forgets the key: data under it is unreadable for good (crypto-shredding); later uses fail with <see cref="MasterKeyAccessRevokedException"/>.</summary>
     public void DestroyKey(string keyId)
     {
         if (_keys.TryRemove(keyId, out var key))
         {
+            _destroyed[keyId] = 0;
             CryptographicOperations.ZeroMemory(key.Bytes);
         }
     }
 
     /// <inheritdoc />
-    public bool IsKeyConfigured(string keyId) => _keys.ContainsKey(keyId);
+    public bool IsKeyConfigured(string keyId) => _keys.ContainsKey(keyId) || _destroyed.ContainsKey(keyId);
 
     /// <inheritdoc />
     public Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken)
@@ -194,7 +201,9 @@ public sealed class InsecureInMemoryMasterKeyProvider : IMasterKeyProvider
     private MasterKey Find(string keyId, string? entity) =>
         _keys.TryGetValue(keyId, out var key)
             ? key
-            : throw new MasterKeyException($"Master key '{keyId}' does not exist in the in-memory provider (destroyed or never added).", Name, keyId, entity);
+            : _destroyed.ContainsKey(keyId)
+                ? throw new MasterKeyAccessRevokedException($"Master key '{keyId}' was destroyed: data under it cannot be read any more.", Name, keyId, entity)
+                : throw new MasterKeyException($"Master key '{keyId}' does not exist in the in-memory provider.", Name, keyId, entity);
 
     private sealed class MasterKey(byte[] bytes)
     {

@@ -106,19 +106,30 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
             return null;
         }
 
-        var length = _codec.GetByteCount(value);
+        int length;
+        try
+        {
+            length = _codec.GetByteCount(value);
+        }
+        catch (EncoderFallbackException)
+        {
+            // A string with an unpaired surrogate has no exact UTF-8 form: refuse it rather than store a replacement
+            // character. The encoder's own message quotes the character and its index, so it is not passed on.
+            throw new InvalidOperationException(
+                $"Encrypted property '{EntityName}.{Name}' holds a string that is not valid UTF-16 (an unpaired surrogate), which cannot be encrypted exactly.");
+        }
+
         var blob = new byte[EnvelopeFormat.FieldOverhead + length];
         blob[0] = EnvelopeFormat.Version;
         nonce.CopyTo(blob.AsSpan(1, EnvelopeFormat.NonceSize));
 
-        // The plaintext encoding is written into the blob's ciphertext area and encrypted in place:
-        // AES-GCM allows the same buffer for input and output, and this saves a copy and a buffer per value.
-        var body = blob.AsSpan(1 + EnvelopeFormat.NonceSize, length);
-        _codec.Write(value, body);
+        // The plaintext encoding is written into the blob's ciphertext area and encrypted in place,
+        // which saves a copy and a buffer per value.
+        _codec.Write(value, blob.AsSpan(1 + EnvelopeFormat.NonceSize, length));
 
         Span<byte> aad = stackalloc byte[1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length];
         WriteAssociatedData(aad, recordId);
-        dataKey.Encrypt(blob.AsSpan(1, EnvelopeFormat.NonceSize), body, body, blob.AsSpan(blob.Length - EnvelopeFormat.TagSize), aad);
+        FieldCipher.Seal(dataKey, blob, aad);
         return blob;
     }
 
@@ -152,19 +163,8 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         {
             Span<byte> aad = stackalloc byte[1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length];
             WriteAssociatedData(aad, recordId);
-            dataKey.Decrypt(
-                blob.AsSpan(1, EnvelopeFormat.NonceSize),
-                blob.AsSpan(1 + EnvelopeFormat.NonceSize, length),
-                blob.AsSpan(blob.Length - EnvelopeFormat.TagSize),
-                plaintext,
-                aad);
+            FieldCipher.Open(dataKey, blob, plaintext, aad);
             _set(entity, _codec.Read(plaintext));
-        }
-        catch (AuthenticationTagMismatchException ex)
-        {
-            throw new EnvelopeDecryptionException(
-                "The stored ciphertext failed authentication: it was tampered with, or copied from another column, row or table.",
-                EntityName, Name, keyId, ex);
         }
         catch (EnvelopeDecryptionException ex)
         {
