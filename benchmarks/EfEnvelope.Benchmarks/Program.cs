@@ -1,0 +1,43 @@
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Diagnosers;
+using BenchmarkDotNet.Jobs;
+using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using EfEnvelope.Benchmarks;
+
+// --provider-calls: count provider calls per mode, no timing.
+// --allocations: which types each operation allocates (runtime allocation sampling).
+// --breakdown: Stopwatch and allocation breakdown of the pieces (for profiling without a profiler).
+// --quick: in-process, 1 warm-up and 3 measured iterations: the whole suite in under two minutes on two cores.
+// Anything else goes to BenchmarkDotNet (--filter, --job, ...).
+if (args.Contains("--provider-calls"))
+{
+    ProviderCalls.Print();
+    return;
+}
+
+if (args.Contains("--allocations"))
+{
+    AllocationProfile.Print();
+    return;
+}
+
+if (args.Contains("--breakdown"))
+{
+    Breakdown.Print();
+    return;
+}
+
+var quick = args.Contains("--quick");
+var config = DefaultConfig.Instance.AddDiagnoser(MemoryDiagnoser.Default);
+if (quick)
+{
+    config = config.AddJob(Job.Default
+        .WithToolchain(InProcessEmitToolchain.Instance)
+        .WithLaunchCount(1)
+        .WithWarmupCount(1)
+        .WithIterationCount(3)
+        .WithId("Quick"));
+}
+
+BenchmarkSwitcher.FromAssembly(typeof(ProviderCalls).Assembly).Run(args.Where(a => a != "--quick").ToArray(), config);
