@@ -5,6 +5,7 @@ using EfEnvelope.Benchmarks.Workload;
 using EfEnvelope.KeyManagement;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 
 namespace EfEnvelope.Benchmarks;
 
@@ -36,6 +37,12 @@ public static class Breakdown
             store.Insert(PatientData.Create());
             Measure($"{approach}: tracking read", () => store, (s, _) => s.Read(tracking: true));
             Measure($"{approach}: no-tracking read", () => store, (s, _) => s.Read(tracking: false));
+            if (approach == Approach.PlainEf)
+            {
+                Measure("PlainEf + a no-op IMaterializationInterceptor: tracking read", () => store, (s, _) => NoOpInterception.Read(s.Connection, tracking: true));
+                Measure("PlainEf + a no-op IMaterializationInterceptor: no-tracking read", () => store, (s, _) => NoOpInterception.Read(s.Connection, tracking: false));
+            }
+
             if (approach == Approach.EfEnvelope)
             {
                 Measure("StoredForm (EF, binary columns, no interceptor): tracking read", () => store, (s, _) => StoredForm.Read(s.Connection, tracking: true));
@@ -46,6 +53,13 @@ public static class Breakdown
         }
 
         using var floor = new CryptoFloor();
+        using (var sealedDatabase = FactoryBindingPrototype.CreateDatabase(floor))
+        {
+            Measure("Prototype: decrypt in a factory binding (no materialization interceptor): tracking read", () => sealedDatabase, (c, _) => FactoryBindingPrototype.Read(c, tracking: true));
+            Measure("Prototype: decrypt in a factory binding (no materialization interceptor): no-tracking read", () => sealedDatabase, (c, _) => FactoryBindingPrototype.Read(c, tracking: false));
+            Measure("Prototype, and binary shadow values snapshotted by reference: tracking read", () => sealedDatabase, (c, _) => FactoryBindingPrototype.Read(c, tracking: true, snapshotByReference: true));
+        }
+
         var patients = PatientData.Create();
         var sealedRecords = patients.Select(floor.Encrypt).ToArray();
         Measure("Crypto only: encrypt 10k records", () => patients, (p, _) => p.ForEach(x => floor.Encrypt(x)));
@@ -103,9 +117,9 @@ public static class Breakdown
             GC.Collect();
             GC.WaitForPendingFinalizers();
             GC.Collect();
+            var noGc = withoutGc && GC.TryStartNoGCRegion(NoGcBudget);
             var (c0, c1, c2) = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
             var before = GC.GetTotalAllocatedBytes(precise: true);
-            var noGc = withoutGc && GC.TryStartNoGCRegion(NoGcBudget);
             var watch = Stopwatch.StartNew();
             run(state, i);
             watch.Stop();
@@ -158,6 +172,24 @@ public static class Breakdown
             }));
             context.SaveChanges();
         }
+    }
+
+    /// <summary>
+    /// Plain EF with an interceptor that does nothing: what EF itself charges per row once any
+    /// <see cref="IMaterializationInterceptor"/> is registered (it then builds a property-accessor dictionary per entity).
+    /// </summary>
+    private static class NoOpInterception
+    {
+        private static readonly NoOpInterceptor Interceptor = new();
+
+        public static List<Patient> Read(SqliteConnection connection, bool tracking)
+        {
+            using var context = new PlainContext(new DbContextOptionsBuilder().UseSqlite(connection).AddInterceptors(Interceptor).Options);
+            var query = context.Patients.AsQueryable();
+            return (tracking ? query.AsTracking() : query.AsNoTracking()).ToList();
+        }
+
+        private sealed class NoOpInterceptor : IMaterializationInterceptor;
     }
 
     private sealed class StoredPatient
