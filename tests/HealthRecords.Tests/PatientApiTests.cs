@@ -181,9 +181,9 @@ public class PatientApiTests
 
     [Theory]
     [InlineData("AwsKms", "EfEnvelope.AwsKms")]
-    [InlineData("Pkcs11", "EfEnvelope.Pkcs11")]
+    [InlineData("Pkcs11", "HealthRecords:MasterKey:Pkcs11:LibraryPath")]
     [InlineData("Vault", "HealthRecords:MasterKey:Provider")]
-    public async Task Unavailable_master_key_provider_fails_at_start_naming_what_is_missing(string provider, string expected)
+    public async Task Unusable_master_key_setting_fails_at_start_naming_what_is_missing(string provider, string expected)
     {
         await using var app = new SampleApp(settings: new Dictionary<string, string?> { ["HealthRecords:MasterKey:Provider"] = provider });
 

@@ -66,4 +66,7 @@ public sealed class Pkcs11Settings
 
     /// <summary>Label of the AES-256 key on the token.</summary>
     public string? KeyLabel { get; set; }
+
+    /// <summary>Creates the key on the token when it is missing (development tokens such as SoftHSM2); the provider itself never creates keys.</summary>
+    public bool CreateKeyIfMissing { get; set; }
 }

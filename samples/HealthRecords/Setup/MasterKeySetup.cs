@@ -1,5 +1,5 @@
 using EfEnvelope;
-using EfEnvelope.KeyManagement;
+using EfEnvelope.Pkcs11;
 
 namespace HealthRecords.Setup;
 
@@ -56,12 +56,42 @@ public sealed class MasterKeySetup
             case "AWSKMS":
                 throw ProviderPackageMissing("AwsKms", "EfEnvelope.AwsKms", "UseAwsKms");
             case "PKCS11":
-                throw ProviderPackageMissing("Pkcs11", "EfEnvelope.Pkcs11", "UsePkcs11");
+                return Pkcs11(options.Pkcs11, mode);
             default:
                 throw new InvalidOperationException(
                     $"HealthRecords:MasterKey:Provider is '{options.Provider}'; use 'Development' (the default), 'AwsKms' or 'Pkcs11'.");
         }
     }
+
+    private static MasterKeySetup Pkcs11(Pkcs11Settings settings, KeyWrappingMode mode)
+    {
+        var options = new Pkcs11Options
+        {
+            LibraryPath = Required(settings.LibraryPath, "Pkcs11:LibraryPath"),
+            TokenLabel = Required(settings.TokenLabel, "Pkcs11:TokenLabel"),
+            KeyLabel = Required(settings.KeyLabel, "Pkcs11:KeyLabel"),
+            Pin = Required(settings.Pin, "Pkcs11:Pin"),
+        };
+        if (settings.CreateKeyIfMissing)
+        {
+            // Start-up, before any request: blocking here holds up nothing else.
+            Pkcs11KeySetup.EnsureKeyAsync(options, options.KeyLabel).GetAwaiter().GetResult();
+        }
+
+        // UsePkcs11 shares one provider (module, login, session pool, key cache) between equal option sets.
+        return new MasterKeySetup("Pkcs11", options.KeyLabel, mode, notice: null, builder => builder.UsePkcs11(o =>
+        {
+            o.LibraryPath = options.LibraryPath;
+            o.TokenLabel = options.TokenLabel;
+            o.KeyLabel = options.KeyLabel;
+            o.Pin = options.Pin;
+        }));
+    }
+
+    private static string Required(string? value, string setting) =>
+        string.IsNullOrWhiteSpace(value)
+            ? throw new InvalidOperationException($"HealthRecords:MasterKey:Provider is 'Pkcs11': set HealthRecords:MasterKey:{setting} as well.")
+            : value;
 
     private static InvalidOperationException ProviderPackageMissing(string setting, string package, string method) =>
         new($"HealthRecords:MasterKey:Provider is '{setting}', but this build of the sample does not include the {package} package "
