@@ -1,34 +1,69 @@
 using BenchmarkDotNet.Attributes;
 using EfEnvelope.KeyManagement;
+using EfEnvelope.Pkcs11;
 
 namespace EfEnvelope.Benchmarks;
 
 /// <summary>Raw provider rates: one generate-data-key (wrap) and one decrypt-data-key (unwrap) call.</summary>
+/// <remarks>
+/// PKCS#11 runs when a SoftHSM2 token is set up (<c>source tests/scripts/softhsm.sh &amp;&amp; softhsm_setup DIR</c>
+/// exports EFENVELOPE_PKCS11_MODULE, _TOKEN and _PIN); the benchmark creates its own key on that token.
+/// </remarks>
 [MemoryDiagnoser]
 public class ProviderBenchmarks
 {
-    private readonly InsecureInMemoryMasterKeyProvider _inMemory = new("benchmark-key");
     private readonly KeyContext _context = KeyContext.For("efenvelope", "Patient");
+    private IMasterKeyProvider? _provider;
     private byte[] _wrapped = [];
+
+    public static IEnumerable<string> Providers =>
+        Pkcs11Token() is null ? ["in-memory"] : ["in-memory", Pkcs11MasterKeyProvider.ProviderName];
+
+    [ParamsSource(nameof(Providers))]
+    public string Provider { get; set; } = "in-memory";
 
     [GlobalSetup]
     public async Task SetUp()
     {
-        using var key = await _inMemory.GenerateDataKeyAsync(_inMemory.PrimaryKeyId, _context, CancellationToken.None);
+        if (Provider == Pkcs11MasterKeyProvider.ProviderName)
+        {
+            var options = Pkcs11Token()!;
+            await Pkcs11KeySetup.EnsureKeyAsync(options, options.KeyLabel!);
+            _provider = new Pkcs11MasterKeyProvider(options);
+        }
+        else
+        {
+            _provider = new InsecureInMemoryMasterKeyProvider("benchmark-key");
+        }
+
+        using var key = await _provider.GenerateDataKeyAsync(_provider.PrimaryKeyId, _context, CancellationToken.None);
         _wrapped = key.WrappedKey;
     }
 
+    [GlobalCleanup]
+    public void CleanUp() => (_provider as IDisposable)?.Dispose();
+
     [Benchmark]
-    public async Task<int> InMemoryWrap()
+    public async Task<int> Wrap()
     {
-        using var key = await _inMemory.GenerateDataKeyAsync(_inMemory.PrimaryKeyId, _context, CancellationToken.None);
+        using var key = await _provider!.GenerateDataKeyAsync(_provider.PrimaryKeyId, _context, CancellationToken.None);
         return key.WrappedKey.Length;
     }
 
     [Benchmark]
-    public async Task<int> InMemoryUnwrap()
+    public async Task<int> Unwrap()
     {
-        var plaintext = await _inMemory.DecryptDataKeyAsync(_inMemory.PrimaryKeyId, _wrapped, _context, CancellationToken.None);
+        var plaintext = await _provider!.DecryptDataKeyAsync(_provider.PrimaryKeyId, _wrapped, _context, CancellationToken.None);
         return plaintext.Length;
+    }
+
+    private static Pkcs11Options? Pkcs11Token()
+    {
+        var module = Environment.GetEnvironmentVariable("EFENVELOPE_PKCS11_MODULE");
+        var token = Environment.GetEnvironmentVariable("EFENVELOPE_PKCS11_TOKEN");
+        var pin = Environment.GetEnvironmentVariable("EFENVELOPE_PKCS11_PIN");
+        return string.IsNullOrEmpty(module) || string.IsNullOrEmpty(token) || string.IsNullOrEmpty(pin)
+            ? null
+            : new Pkcs11Options { LibraryPath = module, TokenLabel = token, Pin = pin, KeyLabel = "efenvelope-benchmarks" };
     }
 }
