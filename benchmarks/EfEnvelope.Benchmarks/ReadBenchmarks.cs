@@ -71,6 +71,14 @@ public abstract class ReadBenchmarks
     {
         _store = new Store(approach, _provider);
         _store.Insert(PatientData.Create());
+
+        // A benchmark of a read that does not decrypt would flatter the library: check one row first.
+        var expected = PatientData.Create(1)[0];
+        var first = _store.Read(Tracking).MinBy(p => p.Id)!;
+        if (first.Ssn != expected.Ssn || first.Diagnosis != expected.Diagnosis || first.Notes != expected.Notes)
+        {
+            throw new InvalidOperationException($"{approach} did not read back the values it wrote.");
+        }
     }
 }
 
