@@ -180,7 +180,7 @@ public class PatientApiTests
     }
 
     [Theory]
-    [InlineData("AwsKms", "EfEnvelope.AwsKms")]
+    [InlineData("AwsKms", "HealthRecords:MasterKey:AwsKms:KeyId")]
     [InlineData("Pkcs11", "HealthRecords:MasterKey:Pkcs11:LibraryPath")]
     [InlineData("Vault", "HealthRecords:MasterKey:Provider")]
     public async Task Unusable_master_key_setting_fails_at_start_naming_what_is_missing(string provider, string expected)

@@ -1,3 +1,4 @@
+using EfEnvelope;
 using HealthRecords.Data;
 using Microsoft.EntityFrameworkCore;
 
@@ -53,6 +54,14 @@ public static class DemoData
         {
             db.Patients.AddRange(Patients());
             await db.SaveChangesAsync(cancellationToken);
+        }
+
+        // EF materialises rows synchronously, so a key missing from the cache during a query means a blocking call to
+        // the master-key provider (a KMS round trip). Fetching the keys now keeps that off the request path. Skipped
+        // in direct mode, where every record has a provider-wrapped key of its own and there is no shared key to fetch.
+        if (services.GetRequiredService<SampleEnvironment>().MasterKey.Mode == KeyWrappingMode.CachedKeyEncryptionKey)
+        {
+            await db.WarmUpEnvelopeKeysAsync(cancellationToken: cancellationToken);
         }
     }
 }

@@ -46,10 +46,11 @@ public sealed class AwsKmsSettings
     /// <summary>Key id, key ARN or alias (<c>alias/patients</c>).</summary>
     public string? KeyId { get; set; }
 
-    /// <summary>Optional endpoint, for example a local KMS emulator.</summary>
+    /// <summary>Optional endpoint, for example a local KMS emulator or a VPC endpoint.</summary>
     public string? ServiceUrl { get; set; }
 
-    /// <summary>Optional region; the AWS SDK's usual lookup applies when empty.</summary>
+    /// <summary>Optional Region (also the signing Region with <see cref="ServiceUrl"/>); the AWS SDK's usual lookup applies when empty.</summary>
+    /// <remarks>Credentials always come from the SDK's usual chain: environment, shared profile, instance or task role.</remarks>
     public string? Region { get; set; }
 }
 

@@ -1,12 +1,15 @@
 using EfEnvelope;
+using EfEnvelope.AwsKms;
 using EfEnvelope.Pkcs11;
 
 namespace HealthRecords.Setup;
 
 /// <summary>The master-key choice made once at start-up, applied to every DbContext so that they all share one key cache.</summary>
-public sealed class MasterKeySetup
+public sealed class MasterKeySetup : IDisposable
 {
     private readonly Action<EnvelopeEncryptionOptionsBuilder> _configure;
+
+    private IDisposable? _owned;
 
     private MasterKeySetup(string provider, string keyId, KeyWrappingMode mode, string? notice, Action<EnvelopeEncryptionOptionsBuilder> configure)
     {
@@ -33,6 +36,8 @@ public sealed class MasterKeySetup
 
     public void Configure(EnvelopeEncryptionOptionsBuilder builder) => _configure(builder.UseKeyWrappingMode(Mode));
 
+    public void Dispose() => _owned?.Dispose();
+
     /// <summary>Reads the settings and prepares the provider, failing with a message that names the setting at fault.</summary>
     public static MasterKeySetup Create(MasterKeyOptions options, string dataDirectory)
     {
@@ -54,7 +59,7 @@ public sealed class MasterKeySetup
                     CreatedNewDevelopmentKey = created,
                 };
             case "AWSKMS":
-                throw ProviderPackageMissing("AwsKms", "EfEnvelope.AwsKms", "UseAwsKms");
+                return AwsKms(options.AwsKms, mode);
             case "PKCS11":
                 return Pkcs11(options.Pkcs11, mode);
             default:
@@ -63,14 +68,36 @@ public sealed class MasterKeySetup
         }
     }
 
+    private static MasterKeySetup AwsKms(AwsKmsSettings settings, KeyWrappingMode mode)
+    {
+        var options = new AwsKmsOptions
+        {
+            KeyId = Required(settings.KeyId, "AwsKms:KeyId", "AwsKms"),
+            Region = Optional(settings.Region),
+        };
+        if (Optional(settings.ServiceUrl) is { } serviceUrl)
+        {
+            options.ServiceUrl = serviceUrl;
+            options.AuthenticationRegion = Optional(settings.Region);
+        }
+
+        // One provider (and so one SDK client and one key cache) for the application's lifetime, handed to every
+        // context: the pattern for a provider built from a client of its own.
+        var provider = new AwsKmsMasterKeyProvider(options);
+        return new MasterKeySetup("AwsKms", provider.PrimaryKeyId, mode, notice: null, builder => builder.UseProvider(provider))
+        {
+            _owned = provider,
+        };
+    }
+
     private static MasterKeySetup Pkcs11(Pkcs11Settings settings, KeyWrappingMode mode)
     {
         var options = new Pkcs11Options
         {
-            LibraryPath = Required(settings.LibraryPath, "Pkcs11:LibraryPath"),
-            TokenLabel = Required(settings.TokenLabel, "Pkcs11:TokenLabel"),
-            KeyLabel = Required(settings.KeyLabel, "Pkcs11:KeyLabel"),
-            Pin = Required(settings.Pin, "Pkcs11:Pin"),
+            LibraryPath = Required(settings.LibraryPath, "Pkcs11:LibraryPath", "Pkcs11"),
+            TokenLabel = Required(settings.TokenLabel, "Pkcs11:TokenLabel", "Pkcs11"),
+            KeyLabel = Required(settings.KeyLabel, "Pkcs11:KeyLabel", "Pkcs11"),
+            Pin = Required(settings.Pin, "Pkcs11:Pin", "Pkcs11"),
         };
         if (settings.CreateKeyIfMissing)
         {
@@ -88,12 +115,10 @@ public sealed class MasterKeySetup
         }));
     }
 
-    private static string Required(string? value, string setting) =>
+    private static string Required(string? value, string setting, string provider) =>
         string.IsNullOrWhiteSpace(value)
-            ? throw new InvalidOperationException($"HealthRecords:MasterKey:Provider is 'Pkcs11': set HealthRecords:MasterKey:{setting} as well.")
+            ? throw new InvalidOperationException($"HealthRecords:MasterKey:Provider is '{provider}': set HealthRecords:MasterKey:{setting} as well.")
             : value;
 
-    private static InvalidOperationException ProviderPackageMissing(string setting, string package, string method) =>
-        new($"HealthRecords:MasterKey:Provider is '{setting}', but this build of the sample does not include the {package} package "
-            + $"({method}), which is not in the repository yet. Use 'Development' for now.");
+    private static string? Optional(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
 }

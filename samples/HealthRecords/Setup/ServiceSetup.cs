@@ -5,13 +5,15 @@ using Microsoft.Extensions.Options;
 namespace HealthRecords.Setup;
 
 /// <summary>What was chosen at start-up: where the data lives, which database, which master key.</summary>
-public sealed class SampleEnvironment(string dataDirectory, string database, MasterKeySetup masterKey)
+public sealed class SampleEnvironment(string dataDirectory, string database, MasterKeySetup masterKey) : IDisposable
 {
     public string DataDirectory { get; } = dataDirectory;
 
     public string Database { get; } = database;
 
     public MasterKeySetup MasterKey { get; } = masterKey;
+
+    public void Dispose() => MasterKey.Dispose();
 }
 
 /// <summary>Registers the clinic's DbContext with envelope encryption.</summary>
