@@ -14,7 +14,7 @@ using EfEnvelope.Benchmarks;
 // Anything else goes to BenchmarkDotNet (--filter, --job, ...).
 if (args.Contains("--provider-calls"))
 {
-    ProviderCalls.Print();
+    await ProviderCalls.PrintAsync();
     return;
 }
 

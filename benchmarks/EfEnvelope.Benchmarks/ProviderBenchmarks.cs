@@ -1,4 +1,7 @@
 using BenchmarkDotNet.Attributes;
+using Amazon.KeyManagementService.Model;
+using EfEnvelope.AwsKms;
+using EfEnvelope.AwsKms.Tests.LocalKms;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Pkcs11;
 
@@ -6,6 +9,10 @@ namespace EfEnvelope.Benchmarks;
 
 /// <summary>Raw provider rates: one generate-data-key (wrap) and one decrypt-data-key (unwrap) call.</summary>
 /// <remarks>
+/// <para>
+/// AWS KMS is the real SDK client against the local KMS endpoint of the provider's tests, on this machine: the figure
+/// is the client's and the HTTP stack's cost, without the network round trip to a Region (add that for real KMS).
+/// </para>
 /// PKCS#11 runs when a SoftHSM2 token is set up (<c>source tests/scripts/softhsm.sh &amp;&amp; softhsm_setup DIR</c>
 /// exports EFENVELOPE_PKCS11_MODULE, _TOKEN and _PIN); the benchmark creates its own key on that token.
 /// </remarks>
@@ -17,10 +24,14 @@ public class ProviderBenchmarks
 
     private readonly KeyContext _context = KeyContext.For("efenvelope", "Patient");
     private IMasterKeyProvider? _provider;
+    private LocalKmsServer? _kms;
+    private Amazon.KeyManagementService.AmazonKeyManagementServiceClient? _kmsClient;
     private byte[] _wrapped = [];
 
     public static IEnumerable<string> Providers =>
-        Pkcs11Token() is null ? ["in-memory"] : ["in-memory", Pkcs11MasterKeyProvider.ProviderName];
+        Pkcs11Token() is null
+            ? ["in-memory", AwsKmsMasterKeyProvider.ProviderName]
+            : ["in-memory", AwsKmsMasterKeyProvider.ProviderName, Pkcs11MasterKeyProvider.ProviderName];
 
     [ParamsSource(nameof(Providers))]
     public string Provider { get; set; } = "in-memory";
@@ -28,7 +39,15 @@ public class ProviderBenchmarks
     [GlobalSetup]
     public async Task SetUp()
     {
-        if (Provider == Pkcs11MasterKeyProvider.ProviderName)
+        if (Provider == AwsKmsMasterKeyProvider.ProviderName)
+        {
+            _kms = LocalKmsServer.Start();
+            _kms.RecordRequests = false;
+            _kmsClient = _kms.CreateClient();
+            var created = await _kmsClient.CreateKeyAsync(new CreateKeyRequest { Description = "benchmarks" });
+            _provider = new AwsKmsMasterKeyProvider(new AwsKmsOptions { Client = _kmsClient, KeyId = created.KeyMetadata.Arn });
+        }
+        else if (Provider == Pkcs11MasterKeyProvider.ProviderName)
         {
             var options = Pkcs11Token()!;
             await Pkcs11KeySetup.EnsureKeyAsync(options, options.KeyLabel!);
@@ -44,7 +63,15 @@ public class ProviderBenchmarks
     }
 
     [GlobalCleanup]
-    public void CleanUp() => (_provider as IDisposable)?.Dispose();
+    public async Task CleanUp()
+    {
+        (_provider as IDisposable)?.Dispose();
+        _kmsClient?.Dispose();
+        if (_kms is not null)
+        {
+            await _kms.DisposeAsync();
+        }
+    }
 
     [Benchmark(OperationsPerInvoke = Calls)]
     public async Task<int> Wrap()
