@@ -99,6 +99,8 @@ public class PatientApiTests
         Assert.Equal("wrapped-key", columns[StoredRows.KeyColumn].Kind);
         Assert.Equal("in-memory", stored.Patient.WrappedKey!.Provider);
         Assert.StartsWith("healthrecords-dev-", stored.Patient.WrappedKey.MasterKeyId, StringComparison.Ordinal);
+        Assert.Equal(typeof(HealthRecords.Data.Patient).FullName, stored.Patient.WrappedKey.Entity);
+        Assert.Equal(60, stored.Patient.WrappedKey.ProviderWrappedLength);
 
         var visit = Assert.Single(stored.Visits).Columns.Single(c => c.Name == "Notes");
         Assert.Equal("ciphertext", visit.Kind);

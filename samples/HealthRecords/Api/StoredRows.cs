@@ -19,7 +19,7 @@ namespace HealthRecords.Api;
 public sealed record StoredColumn(string Name, string StoreType, string Kind, string? Value, int? Length);
 
 /// <summary>What a record's wrapped-key column says about itself (its layout is documented in docs/FORMAT.md).</summary>
-public sealed record WrappedKeyDescription(int Version, string Mode, string RecordId, string Provider, string MasterKeyId, int ProviderWrappedLength);
+public sealed record WrappedKeyDescription(int Version, string Mode, string RecordId, string Provider, string MasterKeyId, string Entity, int ProviderWrappedLength);
 
 /// <summary>One row as stored.</summary>
 public sealed record StoredRow(IReadOnlyList<StoredColumn> Columns, WrappedKeyDescription? WrappedKey);
@@ -62,8 +62,9 @@ public static class StoredRows
     /// <summary>Describes a wrapped-key blob from its documented layout; null when it does not parse.</summary>
     public static WrappedKeyDescription? Describe(byte[] blob)
     {
-        // version (1), mode (1), record id (16), provider name length (1) + name, key id length (2) + id,
-        // provider-wrapped key length (2) + key; mode 1 then carries the data key wrapped under that KEK.
+        // version (1), mode (1), record id (16), then length-prefixed fields: provider name (1-byte length), master key
+        // id, entity name and provider-wrapped key (2-byte big-endian lengths); mode 1 then carries the data key
+        // wrapped under that KEK. Every length is checked against the bytes present.
         const int RecordIdSize = 16;
         var span = blob.AsSpan();
         if (span.Length < 2 + RecordIdSize + 1)
@@ -73,22 +74,14 @@ public static class StoredRows
 
         var position = 2 + RecordIdSize;
         int providerLength = span[position++];
-        if (span.Length < position + providerLength + 2)
+        if (!TryTake(span, ref position, providerLength, out var provider)
+            || !TryTakePrefixed(span, ref position, out var keyId)
+            || !TryTakePrefixed(span, ref position, out var entity)
+            || span.Length < position + 2)
         {
             return null;
         }
 
-        var provider = Encoding.ASCII.GetString(span.Slice(position, providerLength));
-        position += providerLength;
-        int keyIdLength = BinaryPrimitives.ReadUInt16BigEndian(span[position..]);
-        position += 2;
-        if (span.Length < position + keyIdLength + 2)
-        {
-            return null;
-        }
-
-        var keyId = Encoding.UTF8.GetString(span.Slice(position, keyIdLength));
-        position += keyIdLength;
         int wrappedLength = BinaryPrimitives.ReadUInt16BigEndian(span[position..]);
         var mode = span[1] switch
         {
@@ -96,7 +89,35 @@ public static class StoredRows
             2 => "data key wrapped by the provider directly",
             _ => $"unknown ({span[1]})",
         };
-        return new WrappedKeyDescription(span[0], mode, Convert.ToHexString(span.Slice(2, RecordIdSize)), provider, keyId, wrappedLength);
+        return new WrappedKeyDescription(
+            span[0], mode, Convert.ToHexString(span.Slice(2, RecordIdSize)),
+            Encoding.ASCII.GetString(provider), Encoding.UTF8.GetString(keyId), Encoding.UTF8.GetString(entity), wrappedLength);
+    }
+
+    private static bool TryTakePrefixed(ReadOnlySpan<byte> span, ref int position, out ReadOnlySpan<byte> field)
+    {
+        field = default;
+        if (span.Length < position + 2)
+        {
+            return false;
+        }
+
+        int length = BinaryPrimitives.ReadUInt16BigEndian(span[position..]);
+        position += 2;
+        return TryTake(span, ref position, length, out field);
+    }
+
+    private static bool TryTake(ReadOnlySpan<byte> span, ref int position, int length, out ReadOnlySpan<byte> field)
+    {
+        field = default;
+        if (span.Length < position + length)
+        {
+            return false;
+        }
+
+        field = span.Slice(position, length);
+        position += length;
+        return true;
     }
 
     private static async Task<(string Sql, List<StoredRow> Rows)> ReadRowsAsync(

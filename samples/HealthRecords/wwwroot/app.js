@@ -141,7 +141,7 @@ function storedTable(row) {
     const k = row.wrappedKey;
     const tr = el('tr');
     tr.append(el('td', 'key blob says', 'name'),
-      el('td', `format v${k.version}; ${k.mode}; provider "${k.provider}", master key "${k.masterKeyId}"; record id ${k.recordId}`, 'value'));
+      el('td', `format v${k.version}; ${k.mode}; provider "${k.provider}", master key "${k.masterKeyId}"; entity "${k.entity}"; record id ${k.recordId}`, 'value'));
     table.append(tr);
   }
   return table;
