@@ -103,7 +103,6 @@ public static class Breakdown
     {
         var times = new double[Runs];
         var cpu = new double[Runs];
-        using var process = Process.GetCurrentProcess();
         long bytes = 0;
         int gen0 = 0, gen1 = 0, gen2 = 0;
         var shared = prepareEachRun ? default : prepare();
@@ -123,13 +122,11 @@ public static class Breakdown
             var noGc = withoutGc && GC.TryStartNoGCRegion(NoGcBudget);
             var (c0, c1, c2) = (GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
             var before = GC.GetTotalAllocatedBytes(precise: true);
-            process.Refresh();
-            var cpuBefore = process.TotalProcessorTime;
+            var cpuBefore = Environment.CpuUsage.TotalTime;
             var watch = Stopwatch.StartNew();
             run(state, i);
             watch.Stop();
-            process.Refresh();
-            cpu[i] = (process.TotalProcessorTime - cpuBefore).TotalMilliseconds;
+            cpu[i] = (Environment.CpuUsage.TotalTime - cpuBefore).TotalMilliseconds;
             if (noGc && System.Runtime.GCSettings.LatencyMode == System.Runtime.GCLatencyMode.NoGCRegion)
             {
                 GC.EndNoGCRegion();
