@@ -65,6 +65,12 @@ public static class FactoryBindingPrototype
             throw new InvalidOperationException("The prototype did not decrypt.");
         }
 
+        // Consumed by the factory, the shadow values must still reach the change tracker (saves and Reload need them).
+        if (tracking && context.Entry(patients[0]).Property<byte[]>("Ssn_Ciphertext").CurrentValue is not { Length: > 0 })
+        {
+            throw new InvalidOperationException("The tracked entry lost its ciphertext.");
+        }
+
         return patients;
     }
 
