@@ -54,6 +54,21 @@ public class PatientApiTests
     }
 
     [Fact]
+    public async Task A_patient_is_found_by_SSN_through_the_blind_index_and_the_SSN_is_not_stored()
+    {
+        await using var app = new SampleApp();
+        using var client = app.CreateClient();
+        var created = await CreateAsync(client);
+
+        var found = await client.GetFromJsonAsync<List<PatientSummary>>($"/api/patients/search?ssn={Uri.EscapeDataString(" " + Input.Ssn + " ")}", Cancel);
+        var missing = await client.GetFromJsonAsync<List<PatientSummary>>("/api/patients/search?ssn=000-00-0000", Cancel);
+
+        Assert.Equal(created.Id, Assert.Single(found!).Id);
+        Assert.Empty(missing!);
+        Assert.False(app.StoresPlaintext(Input.Ssn!));
+    }
+
+    [Fact]
     public async Task Edited_values_are_read_back_and_stored_encrypted()
     {
         await using var app = new SampleApp();

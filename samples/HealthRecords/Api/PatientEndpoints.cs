@@ -21,6 +21,7 @@ public static class PatientEndpoints
 
         var patients = api.MapGroup("/patients");
         patients.MapGet("/", ListAsync);
+        patients.MapGet("/search", SearchBySsnAsync);
         patients.MapGet("/{id:int}", GetAsync);
         patients.MapGet("/{id:int}/stored", GetStoredAsync);
         patients.MapGet("/{id:int}/side-by-side", GetSideBySideAsync);
@@ -37,6 +38,19 @@ public static class PatientEndpoints
         // Sorting by Name happens in the database (it is plain); sorting by an encrypted property could not.
         var list = await db.Patients.AsNoTracking().Include(p => p.Visits).OrderBy(p => p.Name).ToListAsync(cancellationToken);
         return list.ConvertAll(p => new PatientSummary(p.Id, p.Name, p.DateOfBirth, p.Diagnosis, p.Visits.Count));
+    }
+
+    private static async Task<IResult> SearchBySsnAsync(string? ssn, ClinicDbContext db, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrWhiteSpace(ssn))
+        {
+            return Results.ValidationProblem(new Dictionary<string, string[]> { ["ssn"] = ["Give the SSN to search for."] });
+        }
+
+        // An ordinary equality on an encrypted property: EfEnvelope compares its blind index (a keyed HMAC) in the
+        // database, so the SSN itself never appears in the SQL, its parameters or the logs.
+        var found = await db.Patients.AsNoTracking().Include(p => p.Visits).Where(p => p.Ssn == ssn.Trim()).ToListAsync(cancellationToken);
+        return Results.Ok(found.ConvertAll(p => new PatientSummary(p.Id, p.Name, p.DateOfBirth, p.Diagnosis, p.Visits.Count)));
     }
 
     private static async Task<IResult> GetAsync(int id, ClinicDbContext db, CancellationToken cancellationToken) =>

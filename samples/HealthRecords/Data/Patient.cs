@@ -9,7 +9,8 @@ public class Patient
 
     public string Name { get; set; } = "";
 
-    [Encrypted]
+    /// <summary>Searchable: a keyed blind index beside the ciphertext lets the clinic find a patient by SSN.</summary>
+    [Encrypted(Searchable = true, Normalization = BlindIndexNormalization.Trim)]
     public string Ssn { get; set; } = "";
 
     [Encrypted]

@@ -35,6 +35,9 @@ public sealed class MasterKeyOptions
     /// <summary><c>CachedKeyEncryptionKey</c> (the default) or <c>Direct</c> (one provider call per record).</summary>
     public string Mode { get; set; } = "CachedKeyEncryptionKey";
 
+    /// <summary>The wrapped blind index key (base64) for SSN search; when empty, a file beside the database is used (created on first start).</summary>
+    public string? BlindIndexKey { get; set; }
+
     public AwsKmsSettings AwsKms { get; set; } = new();
 
     public Pkcs11Settings Pkcs11 { get; set; } = new();

@@ -1,5 +1,6 @@
 using EfEnvelope;
 using EfEnvelope.AwsKms;
+using EfEnvelope.KeyManagement;
 using EfEnvelope.Pkcs11;
 
 namespace HealthRecords.Setup;
@@ -7,17 +8,19 @@ namespace HealthRecords.Setup;
 /// <summary>The master-key choice made once at start-up, applied to every DbContext so that they all share one key cache.</summary>
 public sealed class MasterKeySetup : IDisposable
 {
-    private readonly Action<EnvelopeEncryptionOptionsBuilder> _configure;
+    private readonly IMasterKeyProvider _provider;
 
     private IDisposable? _owned;
 
-    private MasterKeySetup(string provider, string keyId, KeyWrappingMode mode, string? notice, Action<EnvelopeEncryptionOptionsBuilder> configure)
+    private byte[]? _blindIndexKey;
+
+    private MasterKeySetup(string provider, string keyId, KeyWrappingMode mode, string? notice, IMasterKeyProvider masterKeyProvider)
     {
         Provider = provider;
         KeyId = keyId;
         Mode = mode;
         Notice = notice;
-        _configure = configure;
+        _provider = masterKeyProvider;
     }
 
     /// <summary>The configured provider, as named in the settings.</summary>
@@ -34,12 +37,52 @@ public sealed class MasterKeySetup : IDisposable
     /// <summary>Set when the development key file was created at this start.</summary>
     public bool CreatedNewDevelopmentKey { get; private init; }
 
-    public void Configure(EnvelopeEncryptionOptionsBuilder builder) => _configure(builder.UseKeyWrappingMode(Mode));
+    public void Configure(EnvelopeEncryptionOptionsBuilder builder)
+    {
+        builder.UseProvider(_provider).UseKeyWrappingMode(Mode);
+        if (_blindIndexKey is not null)
+        {
+            builder.UseBlindIndexKey(_blindIndexKey);
+        }
+    }
+
+    /// <summary>
+    /// Loads the wrapped blind index key (SSN search) from configuration, or from a file beside the database,
+    /// creating it there on first start.
+    /// </summary>
+    /// <remarks>
+    /// The key is wrapped under the master key, so the file is useless without it; in production keep it in
+    /// configuration (<c>HealthRecords:MasterKey:BlindIndexKey</c>, base64) so every instance shares it.
+    /// </remarks>
+    public void LoadBlindIndexKey(string? configured, string dataDirectory)
+    {
+        if (!string.IsNullOrWhiteSpace(configured))
+        {
+            _blindIndexKey = Convert.FromBase64String(configured);
+            return;
+        }
+
+        var path = Path.Combine(dataDirectory, $"blind-index-key.{Provider.ToLowerInvariant()}.bin");
+        if (!File.Exists(path))
+        {
+            // Start-up, before any request: blocking here holds up nothing else.
+            File.WriteAllBytes(path, BlindIndexKey.CreateAsync(_provider).GetAwaiter().GetResult());
+        }
+
+        _blindIndexKey = File.ReadAllBytes(path);
+    }
 
     public void Dispose() => _owned?.Dispose();
 
     /// <summary>Reads the settings and prepares the provider, failing with a message that names the setting at fault.</summary>
     public static MasterKeySetup Create(MasterKeyOptions options, string dataDirectory)
+    {
+        var setup = CreateProvider(options, dataDirectory);
+        setup.LoadBlindIndexKey(options.BlindIndexKey, dataDirectory);
+        return setup;
+    }
+
+    private static MasterKeySetup CreateProvider(MasterKeyOptions options, string dataDirectory)
     {
         if (!Enum.TryParse<KeyWrappingMode>(options.Mode, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
         {
@@ -54,7 +97,7 @@ public sealed class MasterKeySetup : IDisposable
                 return new MasterKeySetup(
                     "Development", provider.PrimaryKeyId, mode,
                     $"Development master key from {Path.Combine(dataDirectory, DevelopmentMasterKey.FileName)}: for local development only, never for real patient data.",
-                    builder => builder.UseInsecureInMemoryMasterKey(provider))
+                    provider)
                 {
                     CreatedNewDevelopmentKey = created,
                 };
@@ -84,7 +127,7 @@ public sealed class MasterKeySetup : IDisposable
         // One provider (and so one SDK client and one key cache) for the application's lifetime, handed to every
         // context: the pattern for a provider built from a client of its own.
         var provider = new AwsKmsMasterKeyProvider(options);
-        return new MasterKeySetup("AwsKms", provider.PrimaryKeyId, mode, notice: null, builder => builder.UseProvider(provider))
+        return new MasterKeySetup("AwsKms", provider.PrimaryKeyId, mode, notice: null, provider)
         {
             _owned = provider,
         };
@@ -105,14 +148,8 @@ public sealed class MasterKeySetup : IDisposable
             Pkcs11KeySetup.EnsureKeyAsync(options, options.KeyLabel).GetAwaiter().GetResult();
         }
 
-        // UsePkcs11 shares one provider (module, login, session pool, key cache) between equal option sets.
-        return new MasterKeySetup("Pkcs11", options.KeyLabel, mode, notice: null, builder => builder.UsePkcs11(o =>
-        {
-            o.LibraryPath = options.LibraryPath;
-            o.TokenLabel = options.TokenLabel;
-            o.KeyLabel = options.KeyLabel;
-            o.Pin = options.Pin;
-        }));
+        // The shared provider (module, login, session pool) for these options, as UsePkcs11 would use.
+        return new MasterKeySetup("Pkcs11", options.KeyLabel, mode, notice: null, Pkcs11MasterKeyProvider.GetShared(options));
     }
 
     private static string Required(string? value, string setting, string provider) =>

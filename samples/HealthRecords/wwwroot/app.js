@@ -36,8 +36,12 @@ async function loadAbout() {
   }
 }
 
+let searchedSsn = '';
+
 async function loadList() {
-  const patients = await api('GET', '/api/patients');
+  const patients = searchedSsn
+    ? await api('GET', `/api/patients/search?ssn=${encodeURIComponent(searchedSsn)}`)
+    : await api('GET', '/api/patients');
   const body = $('#patients tbody');
   body.replaceChildren();
   for (const p of patients) {
@@ -186,6 +190,18 @@ function renderSideBySide(view) {
 }
 
 $('#new-patient').addEventListener('click', newPatient);
+
+$('#search-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  searchedSsn = event.target.ssn.value.trim();
+  await loadList();
+});
+
+$('#clear-search').addEventListener('click', async () => {
+  searchedSsn = '';
+  $('#search-form').ssn.value = '';
+  await loadList();
+});
 
 $('#patient-form').addEventListener('submit', async (event) => {
   event.preventDefault();
