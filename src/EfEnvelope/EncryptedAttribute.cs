@@ -38,4 +38,15 @@ public sealed class EncryptedAttribute : Attribute
 
     internal BlindIndexOptions? ToSearchOptions() =>
         Searchable ? new BlindIndexOptions { Normalization = Normalization, IndexBytes = IndexBytes, Unique = UniqueIndex } : null;
+
+    /// <summary>
+    /// The column that still holds this property's plaintext from before it was encrypted, while an existing table
+    /// is migrated (null when there is none, the default).
+    /// </summary>
+    /// <remarks>
+    /// Rows whose ciphertext is NULL are read from this column; saving such a row encrypts it and sets this column to
+    /// NULL; <c>EnvelopeKeyLifecycle.EncryptLegacyPlaintextAsync</c> converts the rest. Once no row holds plaintext, remove
+    /// this setting and drop the column. docs/KEY-MANAGEMENT.md shows the migrations.
+    /// </remarks>
+    public string? LegacyPlaintextColumn { get; set; }
 }

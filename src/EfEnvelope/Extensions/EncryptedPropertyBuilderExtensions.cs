@@ -38,6 +38,19 @@ public static class EncryptedPropertyBuilderExtensions
         return propertyBuilder;
     }
 
+    /// <summary>
+    /// Names the column that still holds this encrypted property's plaintext from before it was encrypted, as
+    /// <see cref="EfEnvelope.EncryptedAttribute.LegacyPlaintextColumn"/> does; for migrating an existing table.
+    /// </summary>
+    /// <remarks>Rows with NULL ciphertext read this column; saves and <c>EnvelopeKeyLifecycle.EncryptLegacyPlaintextAsync</c> encrypt them and set it to NULL.</remarks>
+    public static PropertyBuilder<TProperty> HasLegacyPlaintextColumn<TProperty>(this PropertyBuilder<TProperty> propertyBuilder, string columnName)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        ArgumentException.ThrowIfNullOrWhiteSpace(columnName);
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.LegacyPlaintextColumn, columnName);
+        return propertyBuilder;
+    }
+
     /// <summary>Stores the complex-type property encrypted; always refused at model build, since complex types cannot hold the ciphertext.</summary>
     /// <remarks>EF Core cannot add the shadow properties encryption needs to a complex type (efcore#35613); use an owned type instead.</remarks>
     public static ComplexTypePropertyBuilder<TProperty> IsEncrypted<TProperty>(this ComplexTypePropertyBuilder<TProperty> propertyBuilder)

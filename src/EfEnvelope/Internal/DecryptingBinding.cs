@@ -59,9 +59,10 @@ internal sealed class DecryptingBinding : InstantiationBinding
     public override InstantiationBinding With(IReadOnlyList<ParameterBinding> parameterBindings) =>
         new DecryptingBinding(_inner.With([.. parameterBindings.Take(_inner.ParameterBindings.Count)]), _decryptor);
 
-    // The wrapped-key column first, then the ciphertext columns in EncryptedEntity.Properties order.
+    // The wrapped-key column first, then the ciphertext columns in EncryptedEntity.Properties order, then any legacy
+    // plaintext columns (while a column is migrated to encryption): EnvelopeRuntime.StoredProperties.
     private static List<ParameterBinding> StoredColumns(EncryptedEntity encrypted) =>
-        [new PropertyParameterBinding(encrypted.KeyProperty), .. encrypted.Properties.Select(p => new PropertyParameterBinding(p.Ciphertext))];
+        [.. EnvelopeRuntime.StoredProperties(encrypted).Select(p => new PropertyParameterBinding(p))];
 }
 
 /// <summary>Decrypts one entity type's records as EF constructs them.</summary>

@@ -65,7 +65,10 @@ internal sealed class EncryptionChangeDetector(
             values[i] = encrypted.Properties[i].Capture(entry.Entity);
         }
 
-        _snapshots.AddOrUpdate(entry.Entity, new RecordSnapshot((byte[]?)entry[encrypted.KeyProperty], values, replacesStored));
+        // A row read from its legacy plaintext columns has no data key: its next save writes all of it afresh.
+        var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
+        replacesStored |= fromQuery && wrappedKey is null && encrypted.HasLegacyPlaintext;
+        _snapshots.AddOrUpdate(entry.Entity, new RecordSnapshot(wrappedKey, values, replacesStored));
     }
 
     /// <summary>Records a blind index property given plaintext for this save, to be emptied once it is saved.</summary>
@@ -217,7 +220,7 @@ internal sealed class EncryptionChangeDetector(
 
         foreach (var candidate in encrypted.Properties)
         {
-            if (ReferenceEquals(candidate.Ciphertext, property))
+            if (ReferenceEquals(candidate.Ciphertext, property) || ReferenceEquals(candidate.LegacyPlaintext, property))
             {
                 return true;
             }
@@ -231,12 +234,7 @@ internal sealed class EncryptionChangeDetector(
     // that does not decrypt; each notification tries again and the last one leaves the record consistent.
     private void RefreshFromStore(InternalEntityEntry entry, EncryptedEntity encrypted)
     {
-        var stored = new object?[encrypted.Properties.Length + 1];
-        stored[0] = entry[encrypted.KeyProperty];
-        for (var i = 0; i < encrypted.Properties.Length; i++)
-        {
-            stored[i + 1] = entry[encrypted.Properties[i].Ciphertext];
-        }
+        var stored = EnvelopeRuntime.StoredProperties(encrypted).Select(p => entry[p]).ToArray();
 
         try
         {

@@ -74,7 +74,10 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <summary>Decrypts a stored record into the entity's plaintext properties (synchronous: EF materialization is).</summary>
     /// <param name="encrypted">The entity type's encryption metadata.</param>
     /// <param name="entity">The instance whose plaintext properties receive the values.</param>
-    /// <param name="stored">The record's wrapped-key blob, then its field blobs in <see cref="EncryptedEntity.Properties"/> order.</param>
+    /// <param name="stored">
+    /// The record's wrapped-key blob, then its field blobs in <see cref="EncryptedEntity.Properties"/> order, then
+    /// (while a column is migrated from plaintext) the legacy plaintext values of the properties that map one.
+    /// </param>
     /// <param name="snapshot">Whether to return a snapshot (tracked records only: it costs an allocation per value).</param>
     /// <returns>The snapshot of what was decrypted, for change tracking, or null when not asked for.</returns>
     public RecordSnapshot? Decrypt(EncryptedEntity encrypted, object entity, object?[] stored, bool snapshot = true)
@@ -91,7 +94,16 @@ internal sealed class EnvelopeRuntime : IDisposable
                 }
             }
 
-            return snapshot ? new RecordSnapshot(null, new object?[properties.Length]) : null;
+            if (!encrypted.HasLegacyPlaintext)
+            {
+                return snapshot ? new RecordSnapshot(null, new object?[properties.Length]) : null;
+            }
+
+            // A row from before encryption: its values come from the legacy plaintext columns until it is saved.
+            // It has no data key to re-encrypt an edit under, and the instance holds every value just read, so its
+            // next save writes them all under a fresh key (and empties the legacy columns), like Update() does.
+            ApplyLegacy(encrypted, entity, stored);
+            return snapshot ? new RecordSnapshot(null, Capture(encrypted, entity), replacesStored: true) : null;
         }
 
         if (!WrappedKeyBlob.TryParse(wrappedKey, out var blob, out var error))
@@ -110,19 +122,48 @@ internal sealed class EnvelopeRuntime : IDisposable
         }
 
         encrypted.LastKey = key;
+        if (encrypted.HasLegacyPlaintext)
+        {
+            ApplyLegacy(encrypted, entity, stored);
+        }
+
         EnvelopeTelemetry.RecordsDecryptedCounter.Add(1, encrypted.EntityTag);
-        if (!snapshot)
+        return snapshot ? new RecordSnapshot(wrappedKey, Capture(encrypted, entity)) : null;
+    }
+
+    /// <summary>The stored columns a record is decrypted from: wrapped key, ciphertexts, then legacy plaintext columns.</summary>
+    public static IEnumerable<IProperty> StoredProperties(EncryptedEntity encrypted) =>
+        [encrypted.KeyProperty, .. encrypted.Properties.Select(p => p.Ciphertext), .. encrypted.Properties.Where(p => p.LegacyPlaintext is not null).Select(p => p.LegacyPlaintext!)];
+
+    private static object?[] Capture(EncryptedEntity encrypted, object entity)
+    {
+        var values = new object?[encrypted.Properties.Length];
+        for (var i = 0; i < values.Length; i++)
         {
-            return null;
+            values[i] = encrypted.Properties[i].Capture(entity);
         }
 
-        var values = new object?[properties.Length];
-        for (var i = 0; i < properties.Length; i++)
-        {
-            values[i] = properties[i].Capture(entity);
-        }
+        return values;
+    }
 
-        return new RecordSnapshot(wrappedKey, values);
+    /// <summary>Where a property's ciphertext is NULL, takes its value from its legacy plaintext column (after <paramref name="stored"/>'s ciphertexts).</summary>
+    private static void ApplyLegacy(EncryptedEntity encrypted, object entity, object?[] stored)
+    {
+        var legacy = 1 + encrypted.Properties.Length;
+        for (var i = 0; i < encrypted.Properties.Length; i++)
+        {
+            if (encrypted.Properties[i].LegacyPlaintext is null)
+            {
+                continue;
+            }
+
+            if (stored[1 + i] is null && stored[legacy] is { } value)
+            {
+                encrypted.Properties[i].SetLegacyValue(entity, value);
+            }
+
+            legacy++;
+        }
     }
 
     /// <summary>Opens a record's data key: under its KEK (mode 1), or the cached key itself (direct mode).</summary>

@@ -122,8 +122,10 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             {
                 // A ciphertext already marked modified may hold what an earlier SaveChanges encrypted before the
                 // database failed; if the plaintext was since edited back, writing that ciphertext would store the
-                // abandoned value. Re-encrypting from the current plaintext is always right.
-                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]) || entry.IsModified(encrypted.Properties[i].Ciphertext))
+                // abandoned value. Re-encrypting from the current plaintext is always right. A value still in its
+                // legacy plaintext column is encrypted on this save too (and the column emptied).
+                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]) || entry.IsModified(encrypted.Properties[i].Ciphertext)
+                    || (encrypted.Properties[i].LegacyPlaintext is { } legacy && entry[legacy] is not null))
                 {
                     changed ??= new bool[encrypted.Properties.Length];
                     changed[i] = true;
@@ -324,6 +326,12 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                             // Marked modified explicitly: a value changed to null must clear the old index too.
                             entry[index] = item.Captured![i];
                             entry.SetPropertyModified(index);
+                        }
+
+                        // Migration from plaintext: once the value is encrypted, its plaintext copy goes.
+                        if (property.LegacyPlaintext is { } legacy && entry[legacy] is not null)
+                        {
+                            entry[legacy] = null;
                         }
                     }
                 }

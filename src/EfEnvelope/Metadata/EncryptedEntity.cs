@@ -23,6 +23,7 @@ internal sealed class EncryptedEntity
         Properties = properties.ToArray();
         HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
         EntityTag = new("entity", Name);
+        HasLegacyPlaintext = Properties.Any(p => p.LegacyPlaintext is not null);
     }
 
     /// <summary>The metric tag naming this entity, built once rather than per record.</summary>
@@ -42,6 +43,9 @@ internal sealed class EncryptedEntity
     public IProperty KeyProperty { get; }
 
     public EncryptedProperty[] Properties { get; }
+
+    /// <summary>Whether any property still maps a legacy plaintext column (a migration to encryption is under way).</summary>
+    public bool HasLegacyPlaintext { get; }
 
     public CachedKey? LastKey
     {

@@ -36,10 +36,13 @@ internal abstract class EncryptedProperty
     /// <summary>Whether a decrypted value equals a searched one, under the blind index's normalisation.</summary>
     public abstract bool MatchesSearch(object entity, object? searched);
 
+    /// <summary>The shadow property mapping the column that still holds plaintext from before encryption, if configured.</summary>
+    public IProperty? LegacyPlaintext { get; private set; }
+
     /// <summary>Binding names of entity and property: the constant end of every field's associated data.</summary>
     protected byte[] AadSuffix { get; }
 
-    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, IProperty? index)
+    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, IProperty? index, IProperty? legacyPlaintext = null)
     {
         var property = (EncryptedProperty)Activator.CreateInstance(
             typeof(EncryptedProperty<>).MakeGenericType(clrProperty.PropertyType),
@@ -50,10 +53,14 @@ internal abstract class EncryptedProperty
             property.AttachSearch(index);
         }
 
+        property.LegacyPlaintext = legacyPlaintext;
         return property;
     }
 
     protected abstract void AttachSearch(IProperty index);
+
+    /// <summary>Sets the CLR property to a plaintext value read from the legacy plaintext column.</summary>
+    public abstract void SetLegacyValue(object entity, object value);
 
     /// <summary>Encrypts the entity's current value; null for a null value.</summary>
     public abstract byte[]? Encrypt(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonce);
@@ -203,6 +210,8 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     }
 
     public override void Reset(object entity) => _set(entity, default!);
+
+    public override void SetLegacyValue(object entity, object value) => _set(entity, (T)value);
 
     public override object? Capture(object entity)
     {

@@ -15,6 +15,12 @@ internal static class EncryptionAnnotations
     /// <summary>The shadow property (and column) holding a record's wrapped data key.</summary>
     public const string KeyPropertyName = "EfEnvelopeKey";
 
+    /// <summary>On a property: the column that still holds its plaintext from before it was encrypted (see docs/KEY-MANAGEMENT.md).</summary>
+    public const string LegacyPlaintextColumn = "EfEnvelope:LegacyPlaintextColumn";
+
+    /// <summary>The shadow property mapping the legacy plaintext column of <paramref name="propertyName"/>, while a migration runs.</summary>
+    public static string LegacyPlaintextPropertyName(string propertyName) => propertyName + "_LegacyPlaintext";
+
     /// <summary>The shadow property holding the ciphertext of <paramref name="propertyName"/>; its column keeps the original name.</summary>
     public static string CiphertextPropertyName(string propertyName) => propertyName + "_Ciphertext";
 

@@ -136,16 +136,23 @@ internal sealed class EncryptionConvention(BlindIndexer indexer) : IModelFinaliz
         var jsonName = entityType.IsMappedToJson() ? property.GetJsonPropertyName() ?? name : null;
         var nullable = property.IsNullable;
         var tableName = entityType.GetTableName();
+        var legacyColumn = LegacyPlaintextColumn(property);
 
         entityType.RemoveProperty(property);
         entityType.AddIgnored(name);
 
         var shadow = entityType.Builder.Property(typeof(byte[]), EncryptionAnnotations.CiphertextPropertyName(name))
             ?? throw new InvalidOperationException($"Could not add the ciphertext property for '{entityType.DisplayName()}.{name}': a member named '{EncryptionAnnotations.CiphertextPropertyName(name)}' exists.");
-        shadow.IsRequired(!nullable);
+        // Rows not yet migrated from a legacy plaintext column have no ciphertext, whatever the property's nullability.
+        shadow.IsRequired(!nullable && legacyColumn is null);
         if (columnName is not null && tableName is not null)
         {
             shadow.HasColumnName(columnName);
+        }
+
+        if (legacyColumn is not null)
+        {
+            AddLegacyPlaintext(entityType, name, clrType, legacyColumn);
         }
 
         if (jsonName is not null)
@@ -183,6 +190,25 @@ internal sealed class EncryptionConvention(BlindIndexer indexer) : IModelFinaliz
         }
 
         entityType.Builder.HasIndex([index.Metadata])?.IsUnique(search.Unique);
+    }
+
+    private static string? LegacyPlaintextColumn(IConventionProperty property) =>
+        property.FindAnnotation(EncryptionAnnotations.LegacyPlaintextColumn)?.Value as string
+        ?? property.PropertyInfo?.GetCustomAttribute<EncryptedAttribute>(inherit: true)?.LegacyPlaintextColumn;
+
+    /// <summary>Maps the column that still holds plaintext from before encryption, nullable, for reads and the migration job.</summary>
+    private static void AddLegacyPlaintext(IConventionEntityType entityType, string name, Type clrType, string column)
+    {
+        if (entityType.IsMappedToJson())
+        {
+            throw new InvalidOperationException($"Encrypted property '{entityType.DisplayName()}.{name}' has a legacy plaintext column, which JSON-mapped owned types do not support.");
+        }
+
+        var type = clrType.IsValueType && Nullable.GetUnderlyingType(clrType) is null ? typeof(Nullable<>).MakeGenericType(clrType) : clrType;
+        var legacy = entityType.Builder.Property(type, EncryptionAnnotations.LegacyPlaintextPropertyName(name))
+            ?? throw new InvalidOperationException($"Could not add the legacy plaintext property for '{entityType.DisplayName()}.{name}': a member named '{EncryptionAnnotations.LegacyPlaintextPropertyName(name)}' exists.");
+        legacy.IsRequired(false);
+        legacy.HasColumnName(column);
     }
 
     private static void AddKeyProperty(IConventionEntityType rootType)
