@@ -1,0 +1,139 @@
+using System.Data.Common;
+using System.Text;
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.EntityFrameworkCore.Storage;
+
+namespace EfEnvelope.Lifecycle;
+
+/// <summary>Where one encrypted entity type's columns live, and the compare-and-swap UPDATE a job writes a record with.</summary>
+/// <remarks>
+/// A job never writes through SaveChanges: its UPDATE carries, in the WHERE clause, the exact bytes it read (the
+/// wrapped key, and every column it rewrites). If the application changed any of them in the meantime, the UPDATE
+/// matches no row and the job reads the row again, so a concurrent write is never overwritten with stale values.
+/// </remarks>
+internal sealed class RecordTable
+{
+    private readonly string _table;
+    private readonly (IProperty Property, string Column)[] _key;
+    private readonly (IProperty Property, string Column) _wrappedKey;
+    private readonly (IProperty Property, string Column)[] _ciphertext;
+    private readonly (IProperty Property, string Column)?[] _legacy;
+
+    public RecordTable(EncryptedEntity encrypted, ISqlGenerationHelper sql)
+    {
+        var entityType = encrypted.EntityType;
+        if (entityType.IsMappedToJson())
+        {
+            throw new NotSupportedException($"Entity type '{entityType.DisplayName()}' is stored as JSON in its owner's column: lifecycle jobs rewrite columns and do not support JSON-mapped encrypted types.");
+        }
+
+        var table = StoreObjectIdentifier.Create(entityType, StoreObjectType.Table)
+            ?? throw new NotSupportedException($"Entity type '{entityType.DisplayName()}' is not mapped to a table: lifecycle jobs write tables.");
+        _table = Escape(sql.DelimitIdentifier(table.Name, table.Schema));
+
+        (IProperty, string) Column(IProperty property) =>
+            (property, Escape(sql.DelimitIdentifier(property.GetColumnName(table)
+                ?? throw new NotSupportedException($"Property '{entityType.DisplayName()}.{property.Name}' is not in table '{table.Name}' with the record's wrapped key (table-per-type or entity splitting): lifecycle jobs update one table per record."))));
+
+        _key = [.. entityType.FindPrimaryKey()!.Properties.Select(Column)];
+        _wrappedKey = Column(encrypted.KeyProperty);
+        _ciphertext = [.. encrypted.Properties.Select(p => Column(p.Ciphertext))];
+        _legacy = [.. encrypted.Properties.Select(p => p.LegacyPlaintext is { } legacy ? Column(legacy) : ((IProperty, string)?)null)];
+    }
+
+    /// <summary>Writes a new wrapped key only, if the stored one is still <paramref name="entry"/>'s.</summary>
+    public Task<int> ReplaceKeyAsync(DbContext context, EntityEntry entry, byte[] newKey, CancellationToken cancellationToken)
+    {
+        var command = new CommandText(context);
+        command.Sql.Append("UPDATE ").Append(_table).Append(" SET ").Append(_wrappedKey.Column).Append(" = ").Append(command.Add(_wrappedKey.Property, newKey));
+        WhereUnchanged(command, entry, ciphertextToo: false);
+        return command.ExecuteAsync(cancellationToken);
+    }
+
+    /// <summary>Writes a whole new record (wrapped key and every ciphertext, legacy plaintext emptied), if nothing it covers changed since <paramref name="entry"/> was read.</summary>
+    public Task<int> ReplaceRecordAsync(DbContext context, EntityEntry entry, byte[] newKey, byte[]?[] fields, CancellationToken cancellationToken)
+    {
+        var command = new CommandText(context);
+        command.Sql.Append("UPDATE ").Append(_table).Append(" SET ").Append(_wrappedKey.Column).Append(" = ").Append(command.Add(_wrappedKey.Property, newKey));
+        for (var i = 0; i < _ciphertext.Length; i++)
+        {
+            command.Sql.Append(", ").Append(_ciphertext[i].Column).Append(" = ").Append(command.Add(_ciphertext[i].Property, fields[i]));
+            if (_legacy[i] is { } legacy)
+            {
+                command.Sql.Append(", ").Append(legacy.Column).Append(" = NULL");
+            }
+        }
+
+        WhereUnchanged(command, entry, ciphertextToo: true);
+        return command.ExecuteAsync(cancellationToken);
+    }
+
+    private void WhereUnchanged(CommandText command, EntityEntry entry, bool ciphertextToo)
+    {
+        command.Sql.Append(" WHERE ");
+        for (var i = 0; i < _key.Length; i++)
+        {
+            command.Sql.Append(i == 0 ? "" : " AND ").Append(_key[i].Column).Append(" = ").Append(command.Add(_key[i].Property, entry.Property(_key[i].Property.Name).OriginalValue));
+        }
+
+        Unchanged(command, entry, _wrappedKey);
+        if (ciphertextToo)
+        {
+            foreach (var column in _ciphertext)
+            {
+                Unchanged(command, entry, column);
+            }
+
+            foreach (var column in _legacy)
+            {
+                if (column is { } legacy)
+                {
+                    Unchanged(command, entry, legacy);
+                }
+            }
+        }
+    }
+
+    private static void Unchanged(CommandText command, EntityEntry entry, (IProperty Property, string Column) column)
+    {
+        var value = entry.Property(column.Property.Name).OriginalValue;
+        command.Sql.Append(" AND ").Append(column.Column);
+        command.Sql.Append(value is null ? " IS NULL" : " = " + command.Add(column.Property, value));
+    }
+
+    // EF's raw SQL API formats the text with string.Format: braces in identifiers must be doubled.
+    private static string Escape(string identifier) => identifier.Replace("{", "{{", StringComparison.Ordinal).Replace("}", "}}", StringComparison.Ordinal);
+
+    /// <summary>SQL text with {n} placeholders and typed parameters, sent through EF (its logging, interceptors, transaction).</summary>
+    private sealed class CommandText(DbContext context)
+    {
+        private readonly List<DbParameter> _parameters = [];
+        private readonly DbCommand _factory = context.Database.GetDbConnection().CreateCommand();
+
+        public StringBuilder Sql { get; } = new();
+
+        /// <summary>Adds a parameter typed by the property's mapping (so value converters apply), returns its placeholder.</summary>
+        public string Add(IProperty property, object? value)
+        {
+            var name = "lifecycle" + _parameters.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            _parameters.Add(property.GetRelationalTypeMapping().CreateParameter(_factory, name, value, nullable: true));
+            return "{" + (_parameters.Count - 1).ToString(System.Globalization.CultureInfo.InvariantCulture) + "}";
+        }
+
+        public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                return await context.Database.ExecuteSqlRawAsync(Sql.ToString(), _parameters, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await _factory.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+}
