@@ -363,7 +363,8 @@ internal sealed partial class LifecycleJob
             wrapped = encrypted.EncryptNew(entry.Entity, kek, _runtime.Random, fields);
         }
 
-        return new Planned(token => table.ReplaceRecordAsync(_context, entry, wrapped, fields, token));
+        var plaintext = encrypted.Properties.Select(p => p.Capture(entry.Entity)).ToArray();
+        return new Planned(token => table.ReplaceRecordAsync(_context, entry, wrapped, fields, plaintext, token));
     }
 
     /// <summary>The root entity's record and those of its owned entities (each has its own wrapped key).</summary>

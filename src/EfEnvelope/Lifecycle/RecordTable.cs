@@ -22,6 +22,7 @@ internal sealed class RecordTable
     private readonly (IProperty Property, string Column) _wrappedKey;
     private readonly (IProperty Property, string Column)[] _ciphertext;
     private readonly (IProperty Property, string Column)?[] _legacy;
+    private readonly (IProperty Property, string Column)?[] _index;
 
     public RecordTable(EncryptedEntity encrypted, ISqlGenerationHelper sql)
     {
@@ -43,6 +44,7 @@ internal sealed class RecordTable
         _wrappedKey = Column(encrypted.KeyProperty);
         _ciphertext = [.. encrypted.Properties.Select(p => Column(p.Ciphertext))];
         _legacy = [.. encrypted.Properties.Select(p => p.LegacyPlaintext is { } legacy ? Column(legacy) : ((IProperty, string)?)null)];
+        _index = [.. encrypted.Properties.Select(p => p.Index is { } index ? Column(index) : ((IProperty, string)?)null)];
     }
 
     /// <summary>Writes a new wrapped key only, if the stored one is still <paramref name="entry"/>'s.</summary>
@@ -55,7 +57,11 @@ internal sealed class RecordTable
     }
 
     /// <summary>Writes a whole new record (wrapped key and every ciphertext, legacy plaintext emptied), if nothing it covers changed since <paramref name="entry"/> was read.</summary>
-    public Task<int> ReplaceRecordAsync(DbContext context, EntityEntry entry, byte[] newKey, byte[]?[] fields, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Blind indexes are written as well: a value encrypted from a legacy plaintext column has none yet. The index
+    /// property's value converter computes the index from the plaintext, as it does on SaveChanges.
+    /// </remarks>
+    public Task<int> ReplaceRecordAsync(DbContext context, EntityEntry entry, byte[] newKey, byte[]?[] fields, object?[] plaintext, CancellationToken cancellationToken)
     {
         var command = new CommandText(context);
         command.Sql.Append("UPDATE ").Append(_table).Append(" SET ").Append(_wrappedKey.Column).Append(" = ").Append(command.Add(_wrappedKey.Property, newKey));
@@ -65,6 +71,11 @@ internal sealed class RecordTable
             if (_legacy[i] is { } legacy)
             {
                 command.Sql.Append(", ").Append(legacy.Column).Append(" = NULL");
+            }
+
+            if (_index[i] is { } index)
+            {
+                command.Sql.Append(", ").Append(index.Column).Append(" = ").Append(command.Add(index.Property, plaintext[i]));
             }
         }
 
