@@ -74,7 +74,7 @@ internal sealed partial class LifecycleJob
         }
 
         var roots = SelectRoots();
-        foreach (var type in roots.SelectMany(Aggregate).Where(t => _runtime.Find(t) is not null))
+        foreach (var type in roots.SelectMany(Aggregate).Where(t => _runtime.Find(t) is not null && !t.IsMappedToJson()))
         {
             Table(type);
         }
@@ -240,7 +240,7 @@ internal sealed partial class LifecycleJob
             var conflicts = new List<object?[]>();
             var written = 0;
             await using var transaction = await _context.Database.BeginTransactionAsync(token).ConfigureAwait(false);
-            foreach (var (plan, key) in planned)
+            foreach (var (plan, key) in planned.Where(p => p.Plan.Json is null))
             {
                 if (await plan.WriteAsync(token).ConfigureAwait(false) == 1)
                 {
@@ -252,10 +252,51 @@ internal sealed partial class LifecycleJob
                 }
             }
 
+            var json = planned.Where(p => p.Plan.Json is not null).ToList();
+            if (json.Count > 0)
+            {
+                written += await WriteJsonAsync(json, conflicts, token).ConfigureAwait(false);
+            }
+
             await transaction.CommitAsync(token).ConfigureAwait(false);
             _result.RecordsChanged += written;
             return conflicts;
         }, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Records stored as JSON inside their owner's column cannot be updated column by column: they are re-keyed through
+    /// SaveChanges, which rewrites the owner's JSON document. Clearing a record's wrapped key makes SaveChanges encrypt
+    /// it afresh under the configuration's current write key (a fresh data key, as on Update of a detached instance).
+    /// </summary>
+    /// <remarks>
+    /// There is no compare-and-swap on a JSON document: a concurrency token on the owner makes EF check it, and a
+    /// conflict it reports sends those rows back to be read again, like any other conflict.
+    /// </remarks>
+    private async Task<int> WriteJsonAsync(List<(Planned Plan, object?[] Key)> json, List<object?[]> conflicts, CancellationToken cancellationToken)
+    {
+        foreach (var (plan, _) in json)
+        {
+            plan.Json!.Property(_runtime.Find(plan.Json.Metadata)!.KeyProperty.Name).CurrentValue = null;
+        }
+
+        try
+        {
+            await _context.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+            return json.Count;
+        }
+        catch (DbUpdateConcurrencyException)
+        {
+            foreach (var (_, key) in json)
+            {
+                if (!conflicts.Contains(key))
+                {
+                    conflicts.Add(key);
+                }
+            }
+
+            return 0;
+        }
     }
 
     /// <summary>A row changed by another writer during its batch: read it again and redo it, a bounded number of times.</summary>
@@ -302,7 +343,8 @@ internal sealed partial class LifecycleJob
             return null;
         }
 
-        var table = Table(entry.Metadata);
+        var isJson = entry.Metadata.IsMappedToJson();
+        var table = isJson ? null : Table(entry.Metadata);
         var storedKey = (byte[]?)entry.Property(encrypted.KeyProperty.Name).OriginalValue;
         var hasLegacy = encrypted.Properties.Any(p => p.LegacyPlaintext is { } legacy && entry.Property(legacy.Name).OriginalValue is not null);
         var hasValues = encrypted.Properties.Any(p => entry.Property(p.Ciphertext.Name).OriginalValue is not null);
@@ -328,6 +370,11 @@ internal sealed partial class LifecycleJob
                 return null;
             }
 
+            if (isJson)
+            {
+                return new Planned(entry);
+            }
+
             if (blob.Mode == EnvelopeFormat.ModeCachedKek && !direct)
             {
                 // The record's KEK was unwrapped when the batch was read, so this is a cache hit.
@@ -336,7 +383,7 @@ internal sealed partial class LifecycleJob
                 {
                     var to = await keyring.ReserveAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false);
                     var newKey = KeyRewrap.Rewrap(encrypted, blob, from, to, _runtime.Random);
-                    return new Planned(token => table.ReplaceKeyAsync(_context, entry, newKey, token));
+                    return new Planned(token => table!.ReplaceKeyAsync(_context, entry, newKey, token));
                 }
                 finally
                 {
@@ -346,6 +393,11 @@ internal sealed partial class LifecycleJob
 
             // A data key the provider wrapped directly cannot be rewrapped without a provider call per row; and moving
             // between modes changes the blob's shape. Either way the record gets a fresh data key, as re-encryption does.
+        }
+
+        if (isJson)
+        {
+            return new Planned(entry);
         }
 
         var fields = new byte[]?[encrypted.Properties.Length];
@@ -364,7 +416,7 @@ internal sealed partial class LifecycleJob
         }
 
         var plaintext = encrypted.Properties.Select(p => p.Capture(entry.Entity)).ToArray();
-        return new Planned(token => table.ReplaceRecordAsync(_context, entry, wrapped, fields, plaintext, token));
+        return new Planned(token => table!.ReplaceRecordAsync(_context, entry, wrapped, fields, plaintext, token));
     }
 
     /// <summary>The root entity's record and those of its owned entities (each has its own wrapped key).</summary>
@@ -466,9 +518,18 @@ internal sealed partial class LifecycleJob
     private static bool IsRecordError(Exception ex) => ex is EnvelopeDecryptionException or MasterKeyException;
 
     /// <summary>A record's planned write; returns the rows it changed (0 when another writer got there first).</summary>
-    private sealed class Planned(Func<CancellationToken, Task<int>> write)
+    private sealed class Planned
     {
-        public Task<int> WriteAsync(CancellationToken cancellationToken) => write(cancellationToken);
+        private readonly Func<CancellationToken, Task<int>>? _write;
+
+        public Planned(Func<CancellationToken, Task<int>> write) => _write = write;
+
+        /// <summary>A JSON-mapped record, written through SaveChanges with the rest of its batch.</summary>
+        public Planned(EntityEntry json) => Json = json;
+
+        public EntityEntry? Json { get; }
+
+        public Task<int> WriteAsync(CancellationToken cancellationToken) => _write!(cancellationToken);
     }
 
     private static partial class Log

@@ -27,11 +27,6 @@ internal sealed class RecordTable
     public RecordTable(EncryptedEntity encrypted, ISqlGenerationHelper sql)
     {
         var entityType = encrypted.EntityType;
-        if (entityType.IsMappedToJson())
-        {
-            throw new NotSupportedException($"Entity type '{entityType.DisplayName()}' is stored as JSON in its owner's column: lifecycle jobs rewrite columns and do not support JSON-mapped encrypted types.");
-        }
-
         var table = StoreObjectIdentifier.Create(entityType, StoreObjectType.Table)
             ?? throw new NotSupportedException($"Entity type '{entityType.DisplayName()}' is not mapped to a table: lifecycle jobs write tables.");
         _table = Escape(sql.DelimitIdentifier(table.Name, table.Schema));
