@@ -1,6 +1,7 @@
 using System.Text;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Lifecycle;
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
@@ -116,7 +117,7 @@ public abstract class PlaintextMigrationTests<TFixture> : IAsyncLifetime
 
         // Before: the application stores SSNs in plaintext.
         var plainOptions = new DbContextOptionsBuilder<PlaintextClinicContext>();
-        Database.Fixture.UseDatabase(plainOptions);
+        Database.Fixture.UseDatabase(plainOptions.ManyConfigurationsPerProcess());
         await using (var before = new PlaintextClinicContext(plainOptions.Options))
         {
             await before.Database.EnsureDeletedAsync(Ct);
