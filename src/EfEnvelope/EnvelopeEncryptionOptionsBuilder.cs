@@ -20,7 +20,7 @@ public enum KeyWrappingMode
 }
 
 /// <summary>Chooses the master key for one record, for per-tenant or per-subject keys (crypto-shredding).</summary>
-/// <param name="entity">The entity instance being saved.</param>
+/// <param name="entity">The entity instance being saved; for an owned type, the entity that owns it (its root owner).</param>
 /// <returns>A key id the provider has configured, or null for the provider's primary key.</returns>
 public delegate string? MasterKeySelector(object entity);
 

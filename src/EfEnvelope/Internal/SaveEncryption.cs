@@ -152,7 +152,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         {
             if (item.IsNew)
             {
-                var keyId = selector?.Invoke(item.Entry.Entity) ?? runtime.Provider.PrimaryKeyId;
+                var keyId = (selector is null ? null : selector(SelectorSubject(item.Entry))) ?? runtime.Provider.PrimaryKeyId;
                 if (!groups.TryGetValue((item.Encrypted.Name, keyId), out var members))
                 {
                     groups[(item.Encrypted.Name, keyId)] = members = [];
@@ -210,6 +210,21 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
             }
         }
+    }
+
+    /// <summary>What the master-key selector is asked about: the entity itself, or for an owned record its root owner.</summary>
+    /// <remarks>
+    /// An owned record belongs to its owner's data subject: asking about the owner puts an address under the same
+    /// per-subject key as its patient, so destroying that key (crypto-shredding) covers the owned records too.
+    /// </remarks>
+    internal static object SelectorSubject(InternalEntityEntry entry)
+    {
+        while (entry.EntityType.FindOwnership() is { } ownership && entry.StateManager.FindPrincipal(entry, ownership) is { } owner)
+        {
+            entry = owner;
+        }
+
+        return entry.Entity;
     }
 
     private void Encrypt(List<RecordWork> work)

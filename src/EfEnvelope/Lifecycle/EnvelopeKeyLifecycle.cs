@@ -42,8 +42,9 @@ public static class EnvelopeKeyLifecycle
     /// For a suspected compromise of a data key or KEK. Re-encryption cannot tell a finished record from an unfinished
     /// one, so resume an interrupted run with <see cref="LifecycleOptions.ResumeFrom"/>. An application save that read a
     /// record before the job re-keyed it and edits some of its encrypted properties after would write them under the
-    /// old data key: mark the wrapped-key column a concurrency token (docs/KEY-MANAGEMENT.md) so that such a save fails
-    /// with <see cref="DbUpdateConcurrencyException"/> and is retried, as with any optimistic concurrency.
+    /// old data key; a concurrency token the database maintains (PostgreSQL <c>xmin</c>, SQL Server <c>rowversion</c>)
+    /// makes such a save fail with <see cref="DbUpdateConcurrencyException"/> instead, to be retried as with any
+    /// optimistic concurrency (docs/KEY-MANAGEMENT.md).
     /// </remarks>
     /// <param name="context">A context of the configuration to re-encrypt under.</param>
     /// <param name="options">Entity types, batch size, target key, checkpoint; null for the defaults.</param>

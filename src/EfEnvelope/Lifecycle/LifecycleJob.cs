@@ -356,7 +356,10 @@ internal sealed partial class LifecycleJob
                 return null;
         }
 
-        var target = _options.TargetKeyId ?? _runtime.Settings.KeySelector?.Invoke(entry.Entity) ?? _runtime.Provider.PrimaryKeyId;
+        var selector = _runtime.Settings.KeySelector;
+        var target = _options.TargetKeyId
+            ?? (selector is null ? null : selector(SaveEncryption.SelectorSubject(entry.GetInfrastructure())))
+            ?? _runtime.Provider.PrimaryKeyId;
         if (_operation == LifecycleOperation.Rotate)
         {
             if (!WrappedKeyBlob.TryParse(storedKey!, out var blob, out var error))

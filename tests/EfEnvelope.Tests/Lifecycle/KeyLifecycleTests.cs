@@ -446,6 +446,9 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
         var raw = await RawRowsAsync("Members");
         Assert.All(raw, r => Assert.Equal("subject-" + r["Subject"], KeyIdOf((byte[])r["EfEnvelopeKey"]!)));
 
+        // Owned records belong to their owner's subject: the selector is asked about the owner.
+        Assert.All(raw.Where(r => r["Address_EfEnvelopeKey"] is not null), r => Assert.Equal("subject-" + r["Subject"], KeyIdOf((byte[])r["Address_EfEnvelopeKey"]!)));
+
         provider.DestroyKey("subject-s1");
         await using var db = Database.Create(configure);
         db.ClearEnvelopeKeyCache();
