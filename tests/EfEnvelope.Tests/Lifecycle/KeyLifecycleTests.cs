@@ -4,6 +4,7 @@ using EfEnvelope.KeyManagement;
 using EfEnvelope.Lifecycle;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Time.Testing;
 
 namespace EfEnvelope.Tests.Lifecycle;
@@ -441,7 +442,9 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
     {
         SkipIfUnavailable();
         var provider = new InsecureInMemoryMasterKeyProvider().AddKey("subject-s0").AddKey("subject-s1").AddKey("subject-s2");
-        Action<EnvelopeEncryptionOptionsBuilder> configure = e => e.UseProvider(provider).UseMasterKeySelector(SubjectKey);
+        var logs = new LogCapture();
+        using var loggerFactory = LoggerFactory.Create(b => b.AddProvider(logs));
+        Action<EnvelopeEncryptionOptionsBuilder> configure = e => e.UseProvider(provider).UseMasterKeySelector(SubjectKey).UseLoggerFactory(loggerFactory);
         var ids = await SeedAsync(configure, 30);
         var raw = await RawRowsAsync("Members");
         Assert.All(raw, r => Assert.Equal("subject-" + r["Subject"], KeyIdOf((byte[])r["EfEnvelopeKey"]!)));
@@ -475,6 +478,43 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
             ids.Where(id => shredded.Any(s => string.Equals(Convert.ToString(s, System.Globalization.CultureInfo.InvariantCulture), id.ToString(), StringComparison.OrdinalIgnoreCase))).Select(id => id.ToString()).Order(),
             verification.Failures.Select(f => f.Key.ToLowerInvariant()).Order());
         Assert.Equal(raw.Count, (await RawRowsAsync("Members")).Count);
+
+        // The job logged its start, each failing row (key and error, no plaintext) and a summary.
+        var lines = logs.Lines.Where(l => l.Category == "EfEnvelope.Lifecycle").ToList();
+        Assert.Contains(lines, l => l.Message.StartsWith("Key lifecycle job Verify started: 2 entity types, 60 rows", StringComparison.Ordinal));
+        Assert.Equal(10, lines.Count(l => l.Level == LogLevel.Warning && l.Message.Contains("subject-s1", StringComparison.Ordinal)));
+        Assert.Contains(lines, l => l.Message.StartsWith("Key lifecycle job Verify finished: 60 rows examined, 0 records changed", StringComparison.Ordinal) && l.Message.Contains("10 failed", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, l => l.Message.Contains("SSN-", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Rotation_in_direct_mode_gives_each_record_a_fresh_data_key_under_the_new_master_key()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("old-key");
+        Action<EnvelopeEncryptionOptionsBuilder> configure = e => e.UseProvider(provider).UseKeyWrappingMode(KeyWrappingMode.Direct);
+        await SeedAsync(configure, 12);
+        provider.AddKey("new-key");
+        provider.SetPrimaryKey("new-key");
+
+        await using (var db = Database.Create(configure))
+        {
+            var generate = provider.GenerateDataKeyCalls;
+            var result = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { BatchSize = 5 }, cancellationToken: Ct);
+            Assert.True(result.Succeeded, string.Join("; ", result.Failures));
+            Assert.Equal(12 + 9 + 12, result.RecordsChanged);
+
+            // Direct mode: the provider wraps each data key, so each record costs a call.
+            Assert.Equal(12 + 9 + 12, provider.GenerateDataKeyCalls - generate);
+        }
+
+        Assert.All(Blobs(await RawRowsAsync("Members"), "EfEnvelopeKey"), b =>
+        {
+            Assert.Equal(2, b[1]);
+            Assert.Equal("new-key", KeyIdOf(b));
+        });
+        provider.DisableKey("old-key");
+        await AssertAllReadAsync(configure, 12);
     }
 }
 
