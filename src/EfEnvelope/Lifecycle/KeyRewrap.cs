@@ -105,7 +105,10 @@ internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : 
     /// <summary>A KEK with one use reserved for one new data key; the keyring keeps the lease until it is disposed.</summary>
     public async Task<CachedKey> ReserveAsync(string entity, string keyId, CancellationToken cancellationToken)
     {
-        if (_keys.TryGetValue((entity, keyId), out var key) && key.TryReserveUses(1))
+        // The same bounds as the shared cache's write keys: a KEK wraps at most MaxEncryptionUses data keys and is used
+        // for at most TimeToLive, so a master key disabled during a long job stops it within the documented bound.
+        var now = runtime.Settings.TimeProvider.GetUtcNow();
+        if (_keys.TryGetValue((entity, keyId), out var key) && now < key.ExpiresAt && key.TryReserveUses(1))
         {
             return key;
         }
@@ -117,7 +120,7 @@ internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : 
 
         using var generated = await runtime.Gateway.GenerateDataKeyAsync(keyId, KeyContext.For(runtime.Cache.Application, entity), cancellationToken).ConfigureAwait(false);
         var tail = EnvelopeFormat.BuildTail(runtime.Provider.Name, generated.KeyId, entity, generated.WrappedKey);
-        key = new CachedKey(entity, generated.KeyId, tail, generated.Plaintext, DateTimeOffset.MaxValue, runtime.Settings.Cache.MaxEncryptionUses);
+        key = new CachedKey(entity, generated.KeyId, tail, generated.Plaintext, now + runtime.Settings.Cache.TimeToLive, runtime.Settings.Cache.MaxEncryptionUses);
         key.TryAcquire();
         key.TryReserveUses(1);
         _keys[(entity, keyId)] = key;

@@ -216,7 +216,7 @@ internal sealed partial class LifecycleJob
                     {
                         planned.Add((plan, key));
                     }
-                    else
+                    else if (_operation != LifecycleOperation.Verify)
                     {
                         _result.RecordsAlreadyDone++;
                     }

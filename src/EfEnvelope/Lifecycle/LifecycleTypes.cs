@@ -99,7 +99,7 @@ public sealed class LifecycleResult
     /// <summary>Records written: a root entity and each of its owned records count separately.</summary>
     public long RecordsChanged { get; internal set; }
 
-    /// <summary>Records that needed nothing (already under the target key, no plaintext left, no encrypted data).</summary>
+    /// <summary>Records that needed nothing (already under the target key, no plaintext left, no encrypted data); 0 for verification.</summary>
     public long RecordsAlreadyDone { get; internal set; }
 
     /// <summary>Rows read and written again because another writer changed them during their batch.</summary>
