@@ -481,10 +481,47 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
 
         // The job logged its start, each failing row (key and error, no plaintext) and a summary.
         var lines = logs.Lines.Where(l => l.Category == "EfEnvelope.Lifecycle").ToList();
-        Assert.Contains(lines, l => l.Message.StartsWith("Key lifecycle job Verify started: 2 entity types, 60 rows", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Message.StartsWith("Key lifecycle job Verify started: 3 entity types, 60 rows", StringComparison.Ordinal));
         Assert.Equal(10, lines.Count(l => l.Level == LogLevel.Warning && l.Message.Contains("subject-s1", StringComparison.Ordinal)));
         Assert.Contains(lines, l => l.Message.StartsWith("Key lifecycle job Verify finished: 60 rows examined, 0 records changed", StringComparison.Ordinal) && l.Message.Contains("10 failed", StringComparison.Ordinal));
         Assert.DoesNotContain(lines, l => l.Message.Contains("SSN-", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Keyset_pagination_over_a_composite_key_visits_every_row_exactly_once()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("old-key");
+        Action<EnvelopeEncryptionOptionsBuilder> configure = e => e.UseProvider(provider);
+        var rows = (from pharmacy in new[] { "b-north", "a-south", "c-east", "a-west" }
+                    from number in new[] { 3, 1, 20, 2 }
+                    select new Prescription { Pharmacy = pharmacy, Number = number, Drug = $"{pharmacy}/{number}" }).ToList();
+        await using (var db = Database.Create(configure))
+        {
+            db.Prescriptions.AddRange(rows);
+            await db.SaveChangesAsync(Ct);
+        }
+
+        provider.AddKey("new-key");
+        provider.SetPrimaryKey("new-key");
+        var options = new LifecycleOptions { BatchSize = 3 };
+        options.EntityTypes.Add(typeof(Prescription));
+        await using (var db = Database.Create(configure))
+        {
+            var result = await EnvelopeKeyLifecycle.RotateAsync(db, options, cancellationToken: Ct);
+            Assert.Equal(rows.Count, result.RowsExamined);
+            Assert.Equal(rows.Count, result.RecordsChanged);
+            Assert.Equal(6, result.Batches);
+        }
+
+        provider.DisableKey("old-key");
+        await using (var db = Database.Create(configure))
+        {
+            db.ClearEnvelopeKeyCache();
+            var read = await db.Prescriptions.AsNoTracking().ToListAsync(Ct);
+            Assert.Equal(rows.Select(r => r.Drug).Order(StringComparer.Ordinal), read.Select(r => r.Drug).Order(StringComparer.Ordinal));
+            Assert.All(read, r => Assert.Equal($"{r.Pharmacy}/{r.Number}", r.Drug));
+        }
     }
 
     [Fact]

@@ -35,6 +35,17 @@ public class Claim
     public decimal Amount { get; set; }
 }
 
+/// <summary>A composite primary key with a string part: keyset pagination over two columns.</summary>
+public class Prescription
+{
+    public string Pharmacy { get; set; } = "";
+
+    public int Number { get; set; }
+
+    [Encrypted]
+    public string Drug { get; set; } = "";
+}
+
 /// <summary>The model the lifecycle tests run on: Guid keys with an owned type, and store-generated int keys.</summary>
 public sealed class LifecycleContext(DbContextOptions<LifecycleContext> options) : DbContext(options)
 {
@@ -42,8 +53,13 @@ public sealed class LifecycleContext(DbContextOptions<LifecycleContext> options)
 
     public DbSet<Claim> Claims => Set<Claim>();
 
-    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+    public DbSet<Prescription> Prescriptions => Set<Prescription>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
         modelBuilder.Entity<Member>().OwnsOne(m => m.Address);
+        modelBuilder.Entity<Prescription>().HasKey(p => new { p.Pharmacy, p.Number });
+    }
 }
 
 /// <summary>A database of its own per test (SQLite file or PostgreSQL database) and contexts on it.</summary>
