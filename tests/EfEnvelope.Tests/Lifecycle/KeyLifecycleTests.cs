@@ -479,6 +479,16 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
             verification.Failures.Select(f => f.Key.ToLowerInvariant()).Order());
         Assert.Equal(raw.Count, (await RawRowsAsync("Members")).Count);
 
+        // A new record for the erased subject is refused before anything reaches the database.
+        var capture = new SqlCapture();
+        await using (var writer = Database.Create(configure, capture))
+        {
+            writer.Members.Add(new Member { Id = Guid.NewGuid(), Subject = "s1", Ssn = "SSN-NEW" });
+            var refused = await Assert.ThrowsAnyAsync<MasterKeyException>(() => writer.SaveChangesAsync(Ct));
+            Assert.Contains("subject-s1", refused.Message, StringComparison.Ordinal);
+            Assert.Empty(capture.Commands);
+        }
+
         // The job logged its start, each failing row (key and error, no plaintext) and a summary.
         var lines = logs.Lines.Where(l => l.Category == "EfEnvelope.Lifecycle").ToList();
         Assert.Contains(lines, l => l.Message.StartsWith("Key lifecycle job Verify started: 3 entity types, 60 rows", StringComparison.Ordinal));
