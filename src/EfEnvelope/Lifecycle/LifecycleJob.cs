@@ -89,6 +89,7 @@ internal sealed partial class LifecycleJob
 
         Log.Started(_logger, _operation, roots.Count, _rowsTotal);
         using var keyring = new JobKeyring(_runtime);
+        var outcome = "stopped";
         try
         {
             foreach (var (root, pager) in pagers)
@@ -111,13 +112,21 @@ internal sealed partial class LifecycleJob
                 checkpoint = checkpoint.Finished(root.Name);
                 _result.Checkpoint = checkpoint.ToString();
             }
+
+            outcome = "finished";
+        }
+        catch (Exception ex)
+        {
+            // Cancelled or an infrastructure failure: committed batches stay; the checkpoint says where to resume.
+            outcome = "stopped by " + ex.GetType().Name;
+            throw;
         }
         finally
         {
             _clock.Stop();
             _result.Elapsed = _clock.Elapsed;
             _context.ChangeTracker.Clear();
-            Log.Finished(_logger, _operation, _result.RowsExamined, _result.RecordsChanged, _result.RecordsAlreadyDone, _result.ConflictsRetried, _result.FailureList.Count, _result.Batches, keyring.Generated, _clock.Elapsed.TotalSeconds);
+            Log.Finished(_logger, _operation, outcome, _result.RowsExamined, _result.RecordsChanged, _result.RecordsAlreadyDone, _result.ConflictsRetried, _result.FailureList.Count, _result.Batches, keyring.Generated, _clock.Elapsed.TotalSeconds);
         }
 
         if (_options.VerifyAfterwards && _operation != LifecycleOperation.Verify)
@@ -542,8 +551,8 @@ internal sealed partial class LifecycleJob
         public static partial void Started(ILogger logger, LifecycleOperation operation, int entityTypes, long rowsTotal);
 
         [LoggerMessage(EventId = 101, EventName = "LifecycleFinished", Level = LogLevel.Information,
-            Message = "Key lifecycle job {Operation} finished: {RowsExamined} rows examined, {RecordsChanged} records changed, {RecordsAlreadyDone} already done, {ConflictsRetried} conflicts retried, {Failures} failed, {Batches} batches, {KeysGenerated} keys generated, {Seconds:F1} s")]
-        public static partial void Finished(ILogger logger, LifecycleOperation operation, long rowsExamined, long recordsChanged, long recordsAlreadyDone, long conflictsRetried, int failures, int batches, int keysGenerated, double seconds);
+            Message = "Key lifecycle job {Operation} {Outcome}: {RowsExamined} rows examined, {RecordsChanged} records changed, {RecordsAlreadyDone} already done, {ConflictsRetried} conflicts retried, {Failures} failed, {Batches} batches, {KeysGenerated} keys generated, {Seconds:F1} s")]
+        public static partial void Finished(ILogger logger, LifecycleOperation operation, string outcome, long rowsExamined, long recordsChanged, long recordsAlreadyDone, long conflictsRetried, int failures, int batches, int keysGenerated, double seconds);
 
         [LoggerMessage(EventId = 102, EventName = "LifecycleRowFailed", Level = LogLevel.Warning,
             Message = "Key lifecycle job {Operation} left row {Entity} ({Key}) unchanged: {ErrorType}: {Error}")]
