@@ -9,6 +9,7 @@ using EfEnvelope.Internal;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Storage;
@@ -275,8 +276,9 @@ internal sealed partial class LifecycleJob
 
     /// <summary>
     /// Records stored as JSON inside their owner's column cannot be updated column by column: they are re-keyed through
-    /// SaveChanges, which rewrites the owner's JSON document. Clearing a record's wrapped key makes SaveChanges encrypt
-    /// it afresh under the configuration's current write key (a fresh data key, as on Update of a detached instance).
+    /// SaveChanges, which rewrites the owner's JSON document. Marking a record's snapshot as replacing the stored row
+    /// makes SaveChanges encrypt it afresh under the configuration's current write key, as it does for Update() of a
+    /// detached instance (the instance holds every value: it was just read).
     /// </summary>
     /// <remarks>
     /// There is no compare-and-swap on a JSON document: a concurrency token on the owner makes EF check it, and a
@@ -284,9 +286,16 @@ internal sealed partial class LifecycleJob
     /// </remarks>
     private async Task<int> WriteJsonAsync(List<(Planned Plan, object?[] Key)> json, List<object?[]> conflicts, CancellationToken cancellationToken)
     {
+        var detector = _context.GetService<IChangeDetector>() as EncryptionChangeDetector
+            ?? throw new InvalidOperationException("EfEnvelope's change detector is not installed: another extension replaced IChangeDetector.");
         foreach (var (plan, _) in json)
         {
-            plan.Json!.Property(_runtime.Find(plan.Json.Metadata)!.KeyProperty.Name).CurrentValue = null;
+            var entry = plan.Json!;
+            var encrypted = _runtime.Find(entry.Metadata)!;
+            var wrappedKey = (byte[]?)entry.Property(encrypted.KeyProperty.Name).CurrentValue;
+            var read = detector.Find(entry.Entity, wrappedKey)
+                ?? throw new InvalidOperationException($"The record of '{encrypted.Name}' read by the job has no change-tracking snapshot.");
+            detector.Remember(entry.Entity, new RecordSnapshot(wrappedKey, read.Values, replacesStored: true));
         }
 
         try

@@ -155,6 +155,15 @@ public abstract class PlaintextMigrationTests<TFixture> : IAsyncLifetime
             Assert.Equal(Ssn(0), first.Ssn);
         }
 
+        // A row whose plaintext column was NULL can be given a value: it gets its first data key.
+        await using (var app = Migrating())
+        {
+            var ninth = await app.Patients.SingleAsync(p => p.Name == "patient 9", Ct);
+            Assert.Null(ninth.Ssn);
+            ninth.Ssn = "NEW-9";
+            await app.SaveChangesAsync(Ct);
+        }
+
         var afterSave = await RawAsync();
         Assert.Null(afterSave[0].Plaintext);
         Assert.NotNull(afterSave[0].Ssn);
@@ -202,7 +211,7 @@ public abstract class PlaintextMigrationTests<TFixture> : IAsyncLifetime
         Assert.All(raw, r => Assert.Null(r.Plaintext));
         for (var i = 0; i < Patients; i++)
         {
-            Assert.Equal(Ssn(i) is null && i != 5 && i != 30, raw[i].Ssn is null);
+            Assert.Equal(Ssn(i) is null && i is not (5 or 9 or 30), raw[i].Ssn is null);
             if (raw[i].Ssn is { } ciphertext)
             {
                 Assert.Equal(-1, Encoding.ASCII.GetString(ciphertext).IndexOf("PLAIN-", StringComparison.Ordinal));
@@ -215,7 +224,12 @@ public abstract class PlaintextMigrationTests<TFixture> : IAsyncLifetime
             await MigrateAsync(db, new DropColumnOperation { Table = "Patients", Name = "Ssn_Plaintext" });
             db.ClearEnvelopeKeyCache();
             var all = await db.Patients.AsNoTracking().OrderBy(p => p.Id).ToListAsync(Ct);
-            var expected = Enumerable.Range(0, Patients).Select(i => i is 5 or 30 ? "EDITED-patient " + i : Ssn(i));
+            var expected = Enumerable.Range(0, Patients).Select(i => i switch
+            {
+                5 or 30 => "EDITED-patient " + i,
+                9 => "NEW-9",
+                _ => Ssn(i),
+            });
             Assert.Equal(expected, all.Select(p => p.Ssn));
         }
     }
