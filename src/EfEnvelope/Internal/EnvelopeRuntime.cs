@@ -225,7 +225,8 @@ internal sealed class EnvelopeRuntime : IDisposable
                 ?? throw new InvalidOperationException($"Encrypted property '{entityType.DisplayName()}.{propertyName}' was not found on CLR type '{entityType.ClrType.Name}'.");
             var ciphertext = entityType.FindProperty(EncryptionAnnotations.CiphertextPropertyName(propertyName))!;
             var index = entityType.FindProperty(EncryptionAnnotations.IndexPropertyName(propertyName));
-            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding, index);
+            var legacy = entityType.FindProperty(EncryptionAnnotations.LegacyPlaintextPropertyName(propertyName));
+            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding, index, legacy);
         }).ToList();
         return new EncryptedEntity(entityType, properties, binding);
     }
