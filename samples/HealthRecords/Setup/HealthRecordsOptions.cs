@@ -55,6 +55,9 @@ public sealed class AwsKmsSettings
     /// <summary>Optional Region (also the signing Region with <see cref="ServiceUrl"/>); the AWS SDK's usual lookup applies when empty.</summary>
     /// <remarks>Credentials always come from the SDK's usual chain: environment, shared profile, instance or task role.</remarks>
     public string? Region { get; set; }
+
+    /// <summary>Keys accepted for reading only: after switching <see cref="KeyId"/> to a new key, the old one until <c>rotate</c> has run.</summary>
+    public List<string> AdditionalKeyIds { get; set; } = [];
 }
 
 /// <summary>PKCS#11: the module, the token and the key on it.</summary>

@@ -118,6 +118,11 @@ public sealed class MasterKeySetup : IDisposable
             KeyId = Required(settings.KeyId, "AwsKms:KeyId", "AwsKms"),
             Region = Optional(settings.Region),
         };
+        foreach (var keyId in settings.AdditionalKeyIds.Where(k => !string.IsNullOrWhiteSpace(k)))
+        {
+            options.AdditionalKeyIds.Add(keyId);
+        }
+
         if (Optional(settings.ServiceUrl) is { } serviceUrl)
         {
             options.ServiceUrl = serviceUrl;
