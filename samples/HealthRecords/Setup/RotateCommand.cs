@@ -33,7 +33,7 @@ public static class RotateCommand
         }
 
         output.WriteLine(result.Succeeded
-            ? "Done: every record reads under the primary key; the old key can be removed from the configuration and disabled."
+            ? "Done: every record reads under the primary key. The blind index key (data/blind-index-key.*) stays wrapped under the key it was created with: keep that master key configured and enabled for it."
             : "Some records failed: keep the old key configured and enabled, fix them, and run rotate again.");
         return result.Succeeded ? 0 : 1;
     }
