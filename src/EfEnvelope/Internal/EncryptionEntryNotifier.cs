@@ -24,5 +24,9 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
             // Straight to Modified is Update(): the instance replaces the stored row.
             _detector?.RememberBaseline(entry, replacesStored: !fromQuery && entry.EntityState == EntityState.Modified, fromQuery);
         }
+        else if (entry.EntityState == EntityState.Detached)
+        {
+            _detector?.Forget(entry.Entity);
+        }
     }
 }
