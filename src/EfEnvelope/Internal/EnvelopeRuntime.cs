@@ -127,7 +127,10 @@ internal sealed class EnvelopeRuntime : IDisposable
             ApplyLegacy(encrypted, entity, stored);
         }
 
-        EnvelopeTelemetry.RecordsDecryptedCounter.Add(1, encrypted.EntityTag);
+        if (EnvelopeTelemetry.RecordsDecryptedCounter.Enabled)
+        {
+            EnvelopeTelemetry.RecordsDecryptedCounter.Add(1, encrypted.EntityTag);
+        }
         return snapshot ? new RecordSnapshot(wrappedKey, Capture(encrypted, entity)) : null;
     }
 

@@ -352,7 +352,10 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
 
                 detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey ?? item.StoredKey, item.Captured!));
-                EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, encrypted.EntityTag);
+                if (EnvelopeTelemetry.RecordsEncryptedCounter.Enabled)
+                {
+                    EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, encrypted.EntityTag);
+                }
             }
         }
         finally
