@@ -16,14 +16,24 @@ public abstract class DatabaseFixture : IAsyncLifetime
     /// <summary>The provider every context of this fixture shares (so they share one key cache).</summary>
     public IMasterKeyProvider Provider => _provider ??= CreateProvider();
 
-    /// <summary>Creates the provider; the default is the in-memory one with a primary and a second key.</summary>
-    protected virtual IMasterKeyProvider CreateProvider() => new InsecureInMemoryMasterKeyProvider("primary").AddKey("secondary");
+    /// <summary>
+    /// Where the master keys come from when they need set-up of their own (a local KMS endpoint, keys on an HSM token);
+    /// null for the in-memory provider. A provider's suite overrides only this, whatever the database.
+    /// </summary>
+    protected virtual IFixtureKeySource? KeySource => null;
+
+    /// <summary>Creates the provider; the default is the key source's, else the in-memory one with a primary and a second key.</summary>
+    protected virtual IMasterKeyProvider CreateProvider() =>
+        KeySource?.CreateProvider() ?? new InsecureInMemoryMasterKeyProvider("primary").AddKey("secondary");
 
     /// <summary>Points the options at this fixture's database.</summary>
     public abstract void UseDatabase(DbContextOptionsBuilder builder);
 
-    /// <summary>Why this database cannot run here (no Docker, no server), or null when it can.</summary>
-    public virtual string? SkipReason => null;
+    /// <summary>Why this fixture cannot run here (no Docker, no server, no HSM token), or null when it can.</summary>
+    public string? SkipReason => KeySource?.SkipReason ?? DatabaseSkipReason;
+
+    /// <summary>Why this database cannot run here, or null when it can.</summary>
+    protected virtual string? DatabaseSkipReason => null;
 
     /// <summary>A context on this fixture's database with encryption configured by <paramref name="configure"/> (default: the shared provider).</summary>
     public ClinicContext CreateContext(Action<EfEnvelope.EnvelopeEncryptionOptionsBuilder>? configure = null, params IInterceptor[] interceptors) =>
@@ -52,6 +62,11 @@ public abstract class DatabaseFixture : IAsyncLifetime
             return;
         }
 
+        if (KeySource is { } keys)
+        {
+            await keys.InitializeAsync();
+        }
+
         await using var db = CreateContext();
         await db.Database.EnsureDeletedAsync();
         await db.Database.EnsureCreatedAsync();
@@ -70,6 +85,24 @@ public abstract class DatabaseFixture : IAsyncLifetime
             await db.Database.EnsureDeletedAsync();
         }
 
+        if (KeySource is { } keys)
+        {
+            await keys.DisposeAsync();
+        }
+
         GC.SuppressFinalize(this);
     }
+}
+
+/// <summary>Master keys that need set-up and tear-down around a fixture (a local KMS endpoint, keys on an HSM token).</summary>
+public interface IFixtureKeySource : IAsyncDisposable
+{
+    /// <summary>Why these keys cannot be had here, or null.</summary>
+    string? SkipReason { get; }
+
+    /// <summary>Starts what the keys need; called before the database is created.</summary>
+    Task InitializeAsync();
+
+    /// <summary>The provider over these keys, with a primary and a second configured key.</summary>
+    IMasterKeyProvider CreateProvider();
 }

@@ -28,7 +28,7 @@ public class PostgresFixture : DatabaseFixture
 
     public static string? ServerConnectionString => TestEnvironment.Require("EFENVELOPE_POSTGRES", "PostgreSQL");
 
-    public override string? SkipReason => ServerConnectionString is null ? TestEnvironment.SkipMessage("EFENVELOPE_POSTGRES", "PostgreSQL") : null;
+    protected override string? DatabaseSkipReason => ServerConnectionString is null ? TestEnvironment.SkipMessage("EFENVELOPE_POSTGRES", "PostgreSQL") : null;
 
     public override void UseDatabase(DbContextOptionsBuilder builder) =>
         builder.UseNpgsql($"{ServerConnectionString};Database={_database}");
@@ -39,7 +39,7 @@ public class SqlServerFixture : DatabaseFixture
 {
     private MsSqlContainer? _container;
 
-    public override string? SkipReason => TestEnvironment.DockerUnavailableReason;
+    protected override string? DatabaseSkipReason => TestEnvironment.DockerUnavailableReason;
 
     public override void UseDatabase(DbContextOptionsBuilder builder) =>
         builder.UseSqlServer(_container?.GetConnectionString() ?? "Server=(none);Database=EfEnvelope");
