@@ -61,18 +61,24 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         return null;
     }
 
-    internal static Expression Unquote(Expression expression) =>
-        expression is UnaryExpression { NodeType: ExpressionType.Quote } quote ? quote.Operand : expression;
-
-    /// <summary>The encrypted property a (possibly converted) member access reads, if any.</summary>
-    internal static (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Resolve(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression expression)
+    /// <summary>The expression under any conversions (nullable lifting, enums, boxing to object).</summary>
+    internal static Expression Strip(Expression expression)
     {
         while (expression is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked } convert)
         {
             expression = convert.Operand;
         }
 
-        if (expression is MemberExpression { Member: PropertyInfo property, Expression: { } instance } member
+        return expression;
+    }
+
+    internal static Expression Unquote(Expression expression) =>
+        expression is UnaryExpression { NodeType: ExpressionType.Quote } quote ? quote.Operand : expression;
+
+    /// <summary>The encrypted property a (possibly converted) member access reads, if any.</summary>
+    internal static (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Resolve(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression expression)
+    {
+        if (Strip(expression) is MemberExpression { Member: PropertyInfo property, Expression: { } instance } member
             && runtime.FindEncryptedMember(model, instance.Type, property.Name) is { } found)
         {
             return (member, found.Property, found.Entity);
@@ -141,7 +147,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         protected override Expression VisitMember(MemberExpression node)
         {
-            if (!_inProjection && node.Member is PropertyInfo property && node.Expression is not null && IsEncrypted(node.Expression.Type, property))
+            if (!_inProjection && node.Member is PropertyInfo property && node.Expression is not null && runtime.FindEncryptedMember(context.Model, node.Expression.Type, property.Name) is not null)
             {
                 throw new InvalidOperationException(Explain(node.Expression.Type, property.Name));
             }
@@ -264,16 +270,6 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         private static Expression Convert(Expression expression, Type type) =>
             expression.Type == type ? expression : Expression.Convert(expression, type);
 
-        private static Expression Strip(Expression expression)
-        {
-            while (expression is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked } convert)
-            {
-                expression = convert.Operand;
-            }
-
-            return expression;
-        }
-
         private (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Encrypted(Expression expression) =>
             Resolve(runtime, context.Model, expression);
 
@@ -290,23 +286,6 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         private sealed class MemberReplacer(MemberExpression target, Expression replacement) : ExpressionVisitor
         {
             protected override Expression VisitMember(MemberExpression node) => node == target ? replacement : base.VisitMember(node);
-        }
-
-        private bool IsEncrypted(Type type, PropertyInfo property)
-        {
-            foreach (var entityType in context.Model.GetEntityTypes())
-            {
-                if (entityType.ClrType.IsAssignableFrom(type) || type.IsAssignableFrom(entityType.ClrType))
-                {
-                    var encrypted = runtime.Find(entityType);
-                    if (encrypted is not null && Array.Exists(encrypted.Properties, p => p.Name == property.Name))
-                    {
-                        return true;
-                    }
-                }
-            }
-
-            return false;
         }
     }
 }

@@ -34,8 +34,10 @@ internal sealed class KeyPrefetchInterceptor(EnvelopeRuntime runtime) : DbComman
 /// <summary>Ensures the keys named by stored wrapped-key blobs are cached, asking the provider asynchronously.</summary>
 internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
 {
-    // Identifying bytes of keys already ensured: rows written in the same period share a KEK, so after the first
-    // row the check is a byte comparison, with no allocation.
+    // Identifying bytes of keys recently ensured: rows written in the same period share a KEK, so after the first
+    // row the check is a byte comparison, with no allocation. Bounded: in direct mode every row has its own key,
+    // and an ever-growing list would make a large read quadratic.
+    private const int Remembered = 16;
     private readonly List<byte[]> _ensured = [];
 
     public bool IsEnsured(ReadOnlySpan<byte> stored)
@@ -56,6 +58,11 @@ internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
         if (IsEnsured(stored) || !WrappedKeyBlob.TryParse(stored, out var blob, out _))
         {
             return;
+        }
+
+        if (_ensured.Count == Remembered)
+        {
+            _ensured.RemoveAt(0);
         }
 
         _ensured.Add(blob.Tail.ToArray());

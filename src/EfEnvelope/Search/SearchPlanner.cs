@@ -18,16 +18,14 @@ internal sealed record SearchFilter(EncryptedProperty Property, Func<IReadOnlyLi
 /// <summary>Finds comparisons with searchable encrypted properties in a LINQ query (before EF parameterizes it).</summary>
 internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : ExpressionVisitor
 {
-    private static readonly HashSet<string> FilteringOperators =
-        ["Where", "First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
+    private static readonly HashSet<string> FilteringOperators = ["Where", .. SearchQueryCompiler.Terminals];
 
     // Operators between a truncated comparison and the query's result that keep "drop the rows that fail it" exact:
     // they neither limit nor reshape the rows (Take or Skip would have chosen rows before the false positives go).
     private static readonly HashSet<string> RowPreservingOperators =
         ["Where", "OrderBy", "OrderByDescending", "ThenBy", "ThenByDescending", "AsNoTracking", "AsTracking",
          "AsNoTrackingWithIdentityResolution", "Include", "ThenInclude", "AsSplitQuery", "AsSingleQuery", "TagWith",
-         "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes",
-         "First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
+         "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes", .. SearchQueryCompiler.Terminals];
 
     private readonly List<SearchFilter> _filters = [];
     private readonly HashSet<MethodCallExpression> _rootChain = [];
@@ -174,7 +172,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
 
         _usesIndex = true;
         var (member, value) = leftMember is not null ? (leftMember.Value, right) : (rightMember!.Value, left);
-        var stripped = Strip(value);
+        var stripped = EncryptedQueryGuard.Strip(value);
         if (stripped is ConstantExpression { Value: null })
         {
             return Expression.MakeBinary(comparison, left, right);
@@ -204,7 +202,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
 
     private void Require((MemberExpression Member, EncryptedProperty Property) found, string what)
     {
-        if (_projection is not null || !_rootChainPreservesRows || _conjunctOf is null || Strip(found.Member.Expression!) != _conjunctOf)
+        if (_projection is not null || !_rootChainPreservesRows || _conjunctOf is null || EncryptedQueryGuard.Strip(found.Member.Expression!) != _conjunctOf)
         {
             throw new InvalidOperationException(
                 $"The query compares '{found.Property.EntityName}.{found.Property.Name}' ({what}), whose blind index is truncated, where its false positives cannot be removed after decryption. "
@@ -217,10 +215,10 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
     // The literal list under conversions (C# 14 binds array.Contains to MemoryExtensions through op_Implicit).
     private static Expression? Inline(Expression list)
     {
-        var inner = Strip(list);
+        var inner = EncryptedQueryGuard.Strip(list);
         while (inner is MethodCallExpression { Method.Name: "op_Implicit", Arguments: [var argument] })
         {
-            inner = Strip(argument);
+            inner = EncryptedQueryGuard.Strip(argument);
         }
 
         return inner is ConstantExpression { Value: not null } or NewArrayExpression or ListInitExpression ? inner : null;
@@ -236,16 +234,6 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
 
     private (MemberExpression Member, EncryptedProperty Property)? Searchable(Expression expression) =>
         EncryptedQueryGuard.Resolve(runtime, model, expression) is { Property.Index: not null } found ? (found.Member, found.Property) : null;
-
-    private static Expression Strip(Expression expression)
-    {
-        while (expression is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked } convert)
-        {
-            expression = convert.Operand;
-        }
-
-        return expression;
-    }
 
     private static Expression ReplaceWithin(Expression root, Expression target, Expression replacement) =>
         ReferenceEquals(root, target) ? replacement : new Replacer(target, replacement).Visit(root)!;

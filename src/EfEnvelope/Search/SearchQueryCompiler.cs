@@ -39,8 +39,8 @@ internal sealed class SearchQueryCompiler(
     EnvelopeRuntime runtime)
     : QueryCompiler(queryContextFactory, compiledQueryCache, compiledQueryCacheKeyGenerator, database, logger, currentContext, evaluatableExpressionFilter, model)
 {
-    private static readonly HashSet<string> Terminals =
-        ["First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
+    /// <summary>Result operators a truncated-index query may end with: applied again after the false positives are dropped.</summary>
+    internal static readonly string[] Terminals = ["First", "FirstOrDefault", "Single", "SingleOrDefault", "Count", "LongCount", "Any"];
 
     private static readonly MethodInfo SequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(FilterSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
     private static readonly MethodInfo AsyncSequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(FilterAsyncSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
