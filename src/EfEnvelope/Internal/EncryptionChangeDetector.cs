@@ -33,6 +33,9 @@ internal sealed class EncryptionChangeDetector(
     /// <summary>True while the library itself writes shadow values, which are not outside changes.</summary>
     public bool Assigning { get; set; }
 
+    /// <summary>True from the end of encryption until the save completes: state changes to Unchanged then accept the save.</summary>
+    public bool Saving { get; set; }
+
     public void Remember(object entity, RecordSnapshot snapshot) => _snapshots[entity] = snapshot;
 
     /// <summary>Drops what is known of an entity that is no longer tracked.</summary>
@@ -83,8 +86,30 @@ internal sealed class EncryptionChangeDetector(
     /// <summary>The tamper error of a tracked record whose stored data failed to decrypt on Reload, if any.</summary>
     public EnvelopeDecryptionException? Poisoned(object entity) => _poisoned.TryGetValue(entity, out var error) ? error : null;
 
+    /// <summary>
+    /// A tracked record went from Modified to Unchanged outside a save (<c>State = Unchanged</c>, <c>Reload()</c>):
+    /// EF rejects the pending edits of its own properties, so the plaintext ones go back to their baseline too.
+    /// </summary>
+    public void RejectEdits(InternalEntityEntry entry)
+    {
+        var encrypted = runtime.Find(entry.EntityType);
+        if (encrypted is null || Find(entry.Entity, (byte[]?)entry[encrypted.KeyProperty]) is not { } snapshot)
+        {
+            return;
+        }
+
+        for (var i = 0; i < encrypted.Properties.Length; i++)
+        {
+            if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]))
+            {
+                encrypted.Properties[i].Restore(entry.Entity, snapshot.Values[i]);
+            }
+        }
+    }
+
     public void CommitPending()
     {
+        Saving = false;
         foreach (var (entity, snapshot) in _pending)
         {
             _snapshots[entity] = snapshot;
@@ -122,6 +147,7 @@ internal sealed class EncryptionChangeDetector(
     /// <summary>After a failed or cancelled save: the ciphertext it assigned is taken back, so the next save starts from the stored state.</summary>
     public void DiscardPending()
     {
+        Saving = false;
         _pending.Clear();
         _indexValues.Clear();
         Assigning = true;
@@ -181,6 +207,7 @@ internal sealed class EncryptionChangeDetector(
     public override void ResetState()
     {
         base.ResetState();
+        Saving = false;
         _snapshots.Clear();
         _poisoned = new ConditionalWeakTable<object, EnvelopeDecryptionException>();
         _pending.Clear();

@@ -28,5 +28,11 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
         {
             _detector?.Forget(entry.Entity);
         }
+        else if (oldState == EntityState.Modified && entry.EntityState == EntityState.Unchanged && _detector is { Saving: false })
+        {
+            // Outside a save, Modified to Unchanged is EF rejecting the changes (its own properties go back to
+            // their original values); a save's acceptance happens while Saving is set and keeps the new values.
+            _detector.RejectEdits(entry);
+        }
     }
 }

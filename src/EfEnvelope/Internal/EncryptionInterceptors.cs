@@ -15,6 +15,7 @@ internal sealed class EncryptingSaveChangesInterceptor(EnvelopeRuntime runtime) 
         if (eventData.Context is { } context)
         {
             _encryption.Run(context);
+            MarkSaving(context);
         }
 
         return result;
@@ -25,6 +26,7 @@ internal sealed class EncryptingSaveChangesInterceptor(EnvelopeRuntime runtime) 
         if (eventData.Context is { } context)
         {
             await _encryption.RunAsync(context, cancellationToken).ConfigureAwait(false);
+            MarkSaving(context);
         }
 
         return result;
@@ -56,6 +58,15 @@ internal sealed class EncryptingSaveChangesInterceptor(EnvelopeRuntime runtime) 
     {
         Detector(eventData.Context)?.DiscardPending();
         return Task.CompletedTask;
+    }
+
+    // From here on EF writes and then accepts the save; Modified to Unchanged is that acceptance, not a rejection.
+    private static void MarkSaving(DbContext context)
+    {
+        if (Detector(context) is { } detector)
+        {
+            detector.Saving = true;
+        }
     }
 
     private static EncryptionChangeDetector? Detector(DbContext? context) =>

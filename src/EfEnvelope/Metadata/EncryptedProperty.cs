@@ -71,6 +71,9 @@ internal abstract class EncryptedProperty
     /// <summary>Sets the CLR property to its default (no plaintext).</summary>
     public abstract void Reset(object entity);
 
+    /// <summary>Sets the CLR property back to a <see cref="Capture"/> result (copied again, so the baseline stays intact).</summary>
+    public abstract void Restore(object entity, object? captured);
+
     /// <summary>The current value, copied so that later in-place edits (of a byte array) are still seen as changes.</summary>
     public abstract object? Capture(object entity);
 
@@ -210,6 +213,9 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     }
 
     public override void Reset(object entity) => _set(entity, default!);
+
+    public override void Restore(object entity, object? captured) =>
+        _set(entity, captured is null ? default! : IsByteArray ? (T)(object)((byte[])captured).ToArray() : (T)captured);
 
     public override void SetLegacyValue(object entity, object value) => _set(entity, (T)value);
 

@@ -298,6 +298,91 @@ public abstract class EncryptionBehaviourTests<TFixture>(TFixture fixture) : ICl
     }
 
     [Fact]
+    public async Task Reload_discards_a_local_edit_as_plain_EF_does()
+    {
+        SkipIfUnavailable();
+        var patient = await InsertAsync();
+        await using (var db = Fixture.CreateContext())
+        {
+            var tracked = await db.Patients.SingleAsync(p => p.Id == patient.Id, Ct);
+            tracked.Diagnosis = "Discarded";
+            tracked.Name = "Discarded too";
+
+            await db.Entry(tracked).ReloadAsync(Ct);
+
+            Assert.Equal(patient.Diagnosis, tracked.Diagnosis);
+            Assert.Equal(patient.Name, tracked.Name);
+            Assert.Equal(EntityState.Unchanged, db.Entry(tracked).State);
+            Assert.Equal(0, await db.SaveChangesAsync(Ct));
+        }
+
+        Assert.Equal(patient.Diagnosis, (await LoadAsync(patient.Id)).Diagnosis);
+    }
+
+    [Fact]
+    public async Task Setting_the_state_to_Unchanged_rejects_a_local_edit_as_plain_EF_does()
+    {
+        SkipIfUnavailable();
+        var patient = await InsertAsync();
+        await using (var db = Fixture.CreateContext())
+        {
+            var tracked = await db.Patients.SingleAsync(p => p.Id == patient.Id, Ct);
+            tracked.Ssn = "999-99-9999";
+            tracked.Name = "Rejected";
+
+            db.Entry(tracked).State = EntityState.Unchanged;
+
+            // EF puts its own properties back to their original values; the encrypted ones follow.
+            Assert.Equal(patient.Name, tracked.Name);
+            Assert.Equal(patient.Ssn, tracked.Ssn);
+            Assert.Equal(0, await db.SaveChangesAsync(Ct));
+        }
+
+        Assert.Equal(patient.Ssn, (await LoadAsync(patient.Id)).Ssn);
+    }
+
+    [Fact]
+    public async Task Restoring_original_values_then_Unchanged_writes_nothing()
+    {
+        SkipIfUnavailable();
+        var patient = await InsertAsync();
+        await using (var db = Fixture.CreateContext())
+        {
+            var tracked = await db.Patients.SingleAsync(p => p.Id == patient.Id, Ct);
+            tracked.Diagnosis = "Edited, then restored";
+            var entry = db.Entry(tracked);
+            entry.CurrentValues.SetValues(entry.OriginalValues);
+            entry.State = EntityState.Unchanged;
+
+            Assert.Equal(patient.Diagnosis, tracked.Diagnosis);
+            Assert.Equal(0, await db.SaveChangesAsync(Ct));
+        }
+
+        Assert.Equal(patient.Diagnosis, (await LoadAsync(patient.Id)).Diagnosis);
+    }
+
+    [Fact]
+    public async Task A_save_keeps_the_saved_values_while_accepting_them()
+    {
+        SkipIfUnavailable();
+        var patient = await InsertAsync();
+        await using (var db = Fixture.CreateContext())
+        {
+            var tracked = await db.Patients.SingleAsync(p => p.Id == patient.Id, Ct);
+            tracked.Diagnosis = "Saved";
+            Assert.Equal(1, await db.SaveChangesAsync(Ct));
+
+            Assert.Equal("Saved", tracked.Diagnosis);
+            Assert.Equal(EntityState.Unchanged, db.Entry(tracked).State);
+            tracked.Diagnosis = "Saved, then rejected";
+            db.Entry(tracked).State = EntityState.Unchanged;
+            Assert.Equal("Saved", tracked.Diagnosis);
+        }
+
+        Assert.Equal("Saved", (await LoadAsync(patient.Id)).Diagnosis);
+    }
+
+    [Fact]
     public async Task Update_of_a_detached_instance_encrypts_every_property()
     {
         SkipIfUnavailable();
