@@ -49,4 +49,12 @@ public sealed class EncryptedAttribute : Attribute
     /// this setting and drop the column. docs/KEY-MANAGEMENT.md shows the migrations.
     /// </remarks>
     public string? LegacyPlaintextColumn { get; set; }
+
+    /// <summary>The name bound into this property's ciphertext and blind index instead of the property's own name.</summary>
+    /// <remarks>
+    /// Every stored value is bound to the names of its entity and property, so that it cannot be moved to another
+    /// column. Renaming the property changes that name and makes existing rows fail authentication; set this to the
+    /// old name when renaming (docs/MIGRATIONS.md). Null, the default, uses the property's name.
+    /// </remarks>
+    public string? BindingName { get; set; }
 }

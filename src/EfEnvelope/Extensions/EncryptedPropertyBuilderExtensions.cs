@@ -51,6 +51,43 @@ public static class EncryptedPropertyBuilderExtensions
         return propertyBuilder;
     }
 
+    /// <summary>Binds this encrypted property's ciphertext to <paramref name="bindingName"/> instead of its own name, as <see cref="EfEnvelope.EncryptedAttribute.BindingName"/> does.</summary>
+    /// <remarks>Set it to the property's old name when renaming it, so that rows written before the rename stay readable (docs/MIGRATIONS.md).</remarks>
+    public static PropertyBuilder<TProperty> HasEncryptionBindingName<TProperty>(this PropertyBuilder<TProperty> propertyBuilder, string bindingName)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        ArgumentException.ThrowIfNullOrWhiteSpace(bindingName);
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.BindingName, bindingName);
+        return propertyBuilder;
+    }
+
+    /// <summary>Binds the encrypted records of this entity hierarchy to <paramref name="bindingName"/> instead of the root type's name.</summary>
+    /// <remarks>
+    /// The root entity type's name (its full CLR name) is bound into every record's ciphertext and wrapped key. Set
+    /// this to the old name when renaming the class or moving it to another namespace (docs/MIGRATIONS.md). Configure it
+    /// on the root of an inheritance hierarchy.
+    /// </remarks>
+    public static EntityTypeBuilder<TEntity> HasEncryptionBindingName<TEntity>(this EntityTypeBuilder<TEntity> entityTypeBuilder, string bindingName)
+        where TEntity : class
+    {
+        ArgumentNullException.ThrowIfNull(entityTypeBuilder);
+        ArgumentException.ThrowIfNullOrWhiteSpace(bindingName);
+        entityTypeBuilder.HasAnnotation(EncryptionAnnotations.BindingName, bindingName);
+        return entityTypeBuilder;
+    }
+
+    /// <summary>Binds the encrypted records of this owned type to <paramref name="bindingName"/> instead of its name (which contains its owner's name).</summary>
+    /// <remarks>An owned type's name is derived from its owner's (<c>Patient.HomeAddress#Address</c>): when renaming the owner, set this to the owned type's old name too.</remarks>
+    public static OwnedNavigationBuilder<TOwner, TDependent> HasEncryptionBindingName<TOwner, TDependent>(this OwnedNavigationBuilder<TOwner, TDependent> ownedNavigationBuilder, string bindingName)
+        where TOwner : class
+        where TDependent : class
+    {
+        ArgumentNullException.ThrowIfNull(ownedNavigationBuilder);
+        ArgumentException.ThrowIfNullOrWhiteSpace(bindingName);
+        ownedNavigationBuilder.HasAnnotation(EncryptionAnnotations.BindingName, bindingName);
+        return ownedNavigationBuilder;
+    }
+
     /// <summary>Stores the complex-type property encrypted; always refused at model build, since complex types cannot hold the ciphertext.</summary>
     /// <remarks>EF Core cannot add the shadow properties encryption needs to a complex type (efcore#35613); use an owned type instead.</remarks>
     public static ComplexTypePropertyBuilder<TProperty> IsEncrypted<TProperty>(this ComplexTypePropertyBuilder<TProperty> propertyBuilder)

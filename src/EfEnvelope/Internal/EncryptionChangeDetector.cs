@@ -77,7 +77,7 @@ internal sealed class EncryptionChangeDetector(
         // A row read from its legacy plaintext columns has no data key: its next save writes all of it afresh.
         var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
         replacesStored |= fromQuery && wrappedKey is null && encrypted.HasLegacyPlaintext;
-        _snapshots[entry.Entity] = new RecordSnapshot(wrappedKey, values, replacesStored);
+        _snapshots[entry.Entity] = new RecordSnapshot(wrappedKey, values, replacesStored, storedWithoutKey: fromQuery && wrappedKey is null);
     }
 
     /// <summary>Records a blind index property given plaintext for this save, to be emptied once it is saved.</summary>

@@ -88,7 +88,13 @@ internal sealed class EnvelopeRuntime : IDisposable
         {
             for (var i = 0; i < properties.Length; i++)
             {
-                if (stored[i + 1] is not null)
+                // An empty value in a non-nullable column is what a migration gives existing rows when it adds the
+                // column: it holds no ciphertext, and reads as the type's default, as the plain column would.
+                if (properties[i].IsMigrationDefault(stored[i + 1]))
+                {
+                    properties[i].SetMigrationDefault(entity);
+                }
+                else if (stored[i + 1] is not null)
                 {
                     throw new EnvelopeDecryptionException("The record has ciphertext but no wrapped data key.", encrypted.Name, properties[i].Name);
                 }
@@ -96,7 +102,7 @@ internal sealed class EnvelopeRuntime : IDisposable
 
             if (!encrypted.HasLegacyPlaintext)
             {
-                return snapshot ? new RecordSnapshot(null, new object?[properties.Length]) : null;
+                return snapshot ? new RecordSnapshot(null, Capture(encrypted, entity), storedWithoutKey: true) : null;
             }
 
             // A row from before encryption: its values come from the legacy plaintext columns until it is saved.
@@ -220,7 +226,7 @@ internal sealed class EnvelopeRuntime : IDisposable
             return null;
         }
 
-        var name = entityType.GetRootType().Name;
+        var name = EncryptionAnnotations.EntityBindingName(entityType);
         var binding = EnvelopeFormat.BindingName(name);
         var properties = names.Select(propertyName =>
         {
@@ -229,7 +235,8 @@ internal sealed class EnvelopeRuntime : IDisposable
             var ciphertext = entityType.FindProperty(EncryptionAnnotations.CiphertextPropertyName(propertyName))!;
             var index = entityType.FindProperty(EncryptionAnnotations.IndexPropertyName(propertyName));
             var legacy = entityType.FindProperty(EncryptionAnnotations.LegacyPlaintextPropertyName(propertyName));
-            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding, index, legacy);
+            var bindingName = ciphertext.FindAnnotation(EncryptionAnnotations.BindingName)?.Value as string ?? propertyName;
+            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding, index, legacy, bindingName);
         }).ToList();
         return new EncryptedEntity(entityType, properties, binding);
     }

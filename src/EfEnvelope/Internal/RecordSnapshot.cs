@@ -5,8 +5,15 @@ namespace EfEnvelope.Internal;
 /// EF cannot see edits to the plaintext properties (they are not in the model), so changes are found by comparing
 /// against this. It is trusted only while the record's wrapped key is still the one it was taken with.
 /// </remarks>
-internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false)
+internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false, bool storedWithoutKey = false)
 {
+    /// <summary>
+    /// True when the row was read from the database and has no data key (its encrypted columns were added by a
+    /// migration, or hold only NULLs): an edit gives it a fresh key. False for an attached instance, whose stored key
+    /// is simply not known yet.
+    /// </summary>
+    public bool StoredWithoutKey { get; } = storedWithoutKey;
+
     /// <summary>
     /// True for an instance given to <c>Update()</c>: it replaces the stored row, so all its encrypted values are
     /// written under a fresh data key. (An attached instance is compared with this baseline instead.)

@@ -132,7 +132,13 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
             }
 
-            if (changed is not null)
+            if (changed is not null && snapshot.StoredWithoutKey)
+            {
+                // A row stored without a data key (its encrypted columns were added by a migration): the edit gives
+                // it one, and every encrypted value is written under it.
+                work.Add(new RecordWork(entry, encrypted, changed: null));
+            }
+            else if (changed is not null)
             {
                 work.Add(new RecordWork(entry, encrypted, changed) { StoredKey = wrappedKey, Snapshot = snapshot });
             }

@@ -17,7 +17,7 @@ internal sealed class EncryptedEntity
     public EncryptedEntity(IEntityType entityType, IReadOnlyList<EncryptedProperty> properties, byte[] bindingBytes)
     {
         EntityType = entityType;
-        Name = entityType.GetRootType().Name;
+        Name = EncryptionAnnotations.EntityBindingName(entityType);
         BindingBytes = bindingBytes;
         KeyProperty = entityType.FindProperty(EncryptionAnnotations.KeyPropertyName)!;
         Properties = properties.ToArray();

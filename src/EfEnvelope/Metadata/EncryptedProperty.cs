@@ -12,12 +12,12 @@ namespace EfEnvelope.Metadata;
 /// <summary>One encrypted CLR property: how to read, write, snapshot, encrypt and decrypt it without reflection per value.</summary>
 internal abstract class EncryptedProperty
 {
-    protected EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding)
+    protected EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, string bindingName)
     {
         EntityName = entityName;
         Name = clrProperty.Name;
         Ciphertext = ciphertext;
-        AadSuffix = [.. entityBinding, .. EnvelopeFormat.BindingName(clrProperty.Name)];
+        AadSuffix = [.. entityBinding, .. EnvelopeFormat.BindingName(bindingName)];
     }
 
     public string EntityName { get; }
@@ -42,11 +42,11 @@ internal abstract class EncryptedProperty
     /// <summary>Binding names of entity and property: the constant end of every field's associated data.</summary>
     protected byte[] AadSuffix { get; }
 
-    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, IProperty? index, IProperty? legacyPlaintext = null)
+    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, IProperty? index, IProperty? legacyPlaintext, string bindingName)
     {
         var property = (EncryptedProperty)Activator.CreateInstance(
             typeof(EncryptedProperty<>).MakeGenericType(clrProperty.PropertyType),
-            entityName, clrProperty, ciphertext, entityBinding)!;
+            entityName, clrProperty, ciphertext, entityBinding, bindingName)!;
         if (index is not null)
         {
             property.Index = index;
@@ -70,6 +70,19 @@ internal abstract class EncryptedProperty
 
     /// <summary>Sets the CLR property to its default (no plaintext).</summary>
     public abstract void Reset(object entity);
+
+    /// <summary>
+    /// Sets the CLR property to the default EF migrations give a new non-nullable column of its plain type (empty for
+    /// strings and byte arrays, the type's default otherwise): the value of a row whose column was added with an empty
+    /// binary default.
+    /// </summary>
+    public abstract void SetMigrationDefault(object entity);
+
+    /// <summary>
+    /// Whether a stored value is the empty value a migration writes into existing rows of a new non-nullable column.
+    /// A nullable column gets NULL instead, so there an empty value is a truncated ciphertext.
+    /// </summary>
+    public bool IsMigrationDefault(object? stored) => stored is byte[] { Length: 0 } && !Ciphertext.IsNullable;
 
     /// <summary>Sets the CLR property back to a <see cref="Capture"/> result (copied again, so the baseline stays intact).</summary>
     public abstract void Restore(object entity, object? captured);
@@ -100,8 +113,8 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     private readonly ValueCodec<T> _codec;
     private BlindIndexProperty<T>? _search;
 
-    public EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding)
-        : base(entityName, clrProperty, ciphertext, entityBinding)
+    public EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, string bindingName)
+        : base(entityName, clrProperty, ciphertext, entityBinding, bindingName)
     {
         _codec = (ValueCodec<T>)ValueCodecs.For(typeof(T));
         _get = CompileGetter(clrProperty);
@@ -153,6 +166,12 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
             }
 
             _set(entity, default!);
+            return;
+        }
+
+        if (IsMigrationDefault(blob))
+        {
+            SetMigrationDefault(entity);
             return;
         }
 
@@ -213,6 +232,9 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     }
 
     public override void Reset(object entity) => _set(entity, default!);
+
+    public override void SetMigrationDefault(object entity) =>
+        _set(entity, typeof(T) == typeof(string) ? (T)(object)"" : IsByteArray ? (T)(object)Array.Empty<byte>() : default!);
 
     public override void Restore(object entity, object? captured) =>
         _set(entity, captured is null ? default! : IsByteArray ? (T)(object)((byte[])captured).ToArray() : (T)captured);

@@ -12,6 +12,19 @@ internal static class EncryptionAnnotations
     /// <summary>On an entity type: the encrypted CLR property names (string[]), after finalization.</summary>
     public const string EncryptedProperties = "EfEnvelope:EncryptedProperties";
 
+    /// <summary>
+    /// On an entity type or an encrypted property: the name bound into its ciphertext (associated data, key contexts,
+    /// blind-index keys) instead of its CLR name, so that renaming the class or property keeps stored rows readable.
+    /// </summary>
+    public const string BindingName = "EfEnvelope:BindingName";
+
+    /// <summary>The name an entity hierarchy's records are bound to: its root type's binding name, else the root type's name.</summary>
+    public static string EntityBindingName(Microsoft.EntityFrameworkCore.Metadata.IReadOnlyEntityType entityType)
+    {
+        var root = entityType.GetRootType();
+        return root.FindAnnotation(BindingName)?.Value as string ?? root.Name;
+    }
+
     /// <summary>The shadow property (and column) holding a record's wrapped data key.</summary>
     public const string KeyPropertyName = "EfEnvelopeKey";
 

@@ -1,6 +1,7 @@
 using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace EfEnvelope.Tests.Metadata;
 
@@ -59,6 +60,16 @@ public sealed class ModelValidationTests
 
         [Encrypted]
         public Uri? Homepage { get; set; }
+    }
+
+    public class Seeded
+    {
+        public int Id { get; set; }
+
+        public string Name { get; set; } = "";
+
+        [Encrypted]
+        public string? Note { get; set; }
     }
 
     private sealed class ModelContext(Action<ModelBuilder> configure) : DbContext
@@ -130,6 +141,27 @@ public sealed class ModelValidationTests
     [Fact]
     public void Encrypting_an_unsupported_type_is_refused() =>
         Assert.Contains("'Unsupported.Homepage' has type 'Uri'", BuildError(m => m.Entity<Unsupported>().Property(u => u.Homepage).HasConversion<string>()), StringComparison.Ordinal);
+
+    [Fact]
+    public void Seeding_an_encrypted_value_with_HasData_is_refused_instead_of_storing_or_dropping_it()
+    {
+        var error = BuildError(m => m.Entity<Child>(b =>
+        {
+            b.Property(c => c.Color).IsEncrypted();
+            b.HasData(new Child { Id = 1, Code = "a", Color = "red" });
+        }));
+
+        Assert.Contains("'Child.Color' has seed data (HasData)", error, StringComparison.Ordinal);
+        Assert.Contains("SaveChanges", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Seeding_a_row_whose_encrypted_value_is_null_is_allowed()
+    {
+        using var context = new ModelContext(m => m.Entity<Seeded>().HasData(new Seeded { Id = 1, Name = "plain" }));
+
+        Assert.Single(context.GetService<Microsoft.EntityFrameworkCore.Metadata.IDesignTimeModel>().Model.FindEntityType(typeof(Seeded))!.GetSeedData());
+    }
 
     [Fact]
     public void Registering_without_a_provider_is_refused_with_the_fix()
