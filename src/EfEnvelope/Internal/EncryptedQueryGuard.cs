@@ -168,6 +168,10 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     "The database cannot encrypt, so ExecuteUpdate would store plaintext or garbage. Load the entities, set the property and call SaveChanges.",
                 "GroupBy" or "Join" or "GroupJoin" or "Distinct" =>
                     "The database holds random ciphertext: equal values do not look equal. Group or join after loading.",
+                "Sum" or "Average" =>
+                    "The database holds random ciphertext, which it cannot add up. Aggregate after loading (for example AsEnumerable() before the aggregate).",
+                "IsNullOrEmpty" or "IsNullOrWhiteSpace" =>
+                    "The database holds random ciphertext: only whether a value is NULL is visible. Test with '== null', or test emptiness after loading.",
                 _ =>
                     "The database holds random ciphertext: equal values do not look equal, so comparing it cannot find anything. For equality search mark the property [Encrypted(Searchable = true)] (or IsEncrypted(o => ...)) to give it a blind index; ranges and ordering stay unsupported.",
             };
@@ -195,6 +199,14 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             {
                 _operator = $"a comparison ({comparison})";
                 throw new InvalidOperationException(Explain(member.Expression!.Type, property.Name));
+            }
+
+            if (rightMember is null && new QuerySourceFinder(context.Model).Finds(right))
+            {
+                // The other side reads a column (a plain property of a queried entity): a blind index can only be
+                // compared with a value computed on the client, whose index EF computes when it binds the parameter.
+                throw new InvalidOperationException(
+                    $"The query compares encrypted property '{member.Expression!.Type.Name}.{property.Name}' with another column. The database holds its blind index, which only matches values supplied by the application (constants, variables); compare after loading instead.");
             }
 
             if (rightMember is { } other && (other.Entity.Name != entity.Name || other.Property.Name != property.Name))
@@ -282,6 +294,26 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 typeof(EF).GetMethod(nameof(EF.Property))!.MakeGenericMethod(type),
                 Convert(instance, typeof(object)),
                 Expression.Constant(name));
+
+        /// <summary>Whether an expression reads a row of the query (an entity, or a compiler-generated row of a join or projection) rather than only client values.</summary>
+        /// <remarks>Parameters of a compiled query are client values: they are of the query's parameter types, not rows.</remarks>
+        private sealed class QuerySourceFinder(Microsoft.EntityFrameworkCore.Metadata.IModel model) : ExpressionVisitor
+        {
+            private bool _found;
+
+            public bool Finds(Expression expression)
+            {
+                Visit(expression);
+                return _found;
+            }
+
+            protected override Expression VisitParameter(ParameterExpression node)
+            {
+                _found |= model.FindEntityType(node.Type) is not null
+                    || node.Type.IsDefined(typeof(System.Runtime.CompilerServices.CompilerGeneratedAttribute), inherit: false);
+                return node;
+            }
+        }
 
         private sealed class MemberReplacer(MemberExpression target, Expression replacement) : ExpressionVisitor
         {

@@ -269,4 +269,47 @@ public abstract class BlindIndexTests<TFixture>(TFixture fixture) : IClassFixtur
         Assert.Throws<InvalidOperationException>(() => db.People.Where(p => p.BadgeNumber > 5).ToList());
         Assert.Throws<InvalidOperationException>(() => db.People.Where(p => p.Ssn == p.Email).ToList());
     }
+
+    [Fact]
+    public void Comparing_a_searchable_property_with_a_plain_column_is_refused_before_reaching_the_database()
+    {
+        using var db = Search();
+        _sql.Clear();
+
+        var error = Assert.Throws<InvalidOperationException>(() => db.People.Where(p => p.Email == p.Name).ToList());
+
+        Assert.Contains("'Person.Email'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("another column", error.Message, StringComparison.Ordinal);
+        Assert.Empty(_sql.Commands);
+    }
+
+    [Fact]
+    public void Aggregates_and_emptiness_tests_are_refused_with_their_own_reason()
+    {
+        using var db = Search();
+
+        var sum = Assert.Throws<InvalidOperationException>(() => db.People.Sum(p => p.BadgeNumber));
+        var empty = Assert.Throws<InvalidOperationException>(() => db.People.Where(p => string.IsNullOrEmpty(p.Notes)).ToList());
+
+        Assert.Contains("'Person.BadgeNumber'", sum.Message, StringComparison.Ordinal);
+        Assert.Contains("add up", sum.Message, StringComparison.Ordinal);
+        Assert.Contains("'Person.Notes'", empty.Message, StringComparison.Ordinal);
+        Assert.Contains("== null", empty.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_searchable_property_without_an_index_key_is_refused_when_the_model_is_built()
+    {
+        if (Fixture.SkipReason is { } reason)
+        {
+            Assert.Skip(reason);
+        }
+
+        using var db = new SearchContext(Fixture.CreateOptions<SearchContext>(e => e.UseProvider(Fixture.Provider), _sql));
+
+        var error = Assert.Throws<InvalidOperationException>(() => db.Model);
+
+        Assert.Contains("UseBlindIndexKey", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Searchable encrypted property 'Person.", error.Message, StringComparison.Ordinal);
+    }
 }

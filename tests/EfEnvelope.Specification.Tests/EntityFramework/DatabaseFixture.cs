@@ -72,7 +72,9 @@ public abstract class DatabaseFixture : IAsyncLifetime
         await db.Database.EnsureCreatedAsync();
 
         // The blind-index suite's tables live in the same database.
-        await using var search = new SearchContext(CreateOptions<SearchContext>());
+        // A searchable model needs an index key to be built at all; the tables do not depend on which.
+        var indexKey = await BlindIndexKey.CreateAsync(Provider);
+        await using var search = new SearchContext(CreateOptions<SearchContext>(e => e.UseProvider(Provider).UseBlindIndexKey(indexKey)));
         await search.GetService<IRelationalDatabaseCreator>().CreateTablesAsync();
     }
 
