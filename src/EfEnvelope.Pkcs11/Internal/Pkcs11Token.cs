@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text;
 using Net.Pkcs11Interop.Common;
 using Net.Pkcs11Interop.HighLevelAPI;
 
@@ -60,8 +59,9 @@ internal static class Pkcs11Token
     /// <summary>Logs the application in as the token's user; a login held by another session of this process counts.</summary>
     public static void Login(ISession session, Pkcs11Configuration configuration)
     {
-        // The PIN goes to the module as bytes that are zeroed at once, rather than through another managed copy.
-        var pin = Encoding.UTF8.GetBytes(configuration.Pin);
+        // The PIN goes to the module as bytes that are zeroed as soon as C_Login returns: with a PIN source, that
+        // array is the only copy this library ever holds.
+        var pin = configuration.ReadPin();
         try
         {
             session.Login(CKU.CKU_USER, pin);
