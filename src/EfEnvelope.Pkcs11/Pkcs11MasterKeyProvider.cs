@@ -164,8 +164,9 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
     {
         if (!IsKeyConfigured(keyId))
         {
+            // When unwrapping, the key id comes from the stored blob: it is whatever a database writer put there.
             throw new MasterKeyException(
-                $"Master key '{keyId}' is not configured for token '{_configuration.TokenLabel}': add it to {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.AdditionalKeyLabels)} to use it.",
+                $"Master key {Untrusted.Quote(keyId)} is not configured for token '{_configuration.TokenLabel}': add it to {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.AdditionalKeyLabels)} to use it.",
                 ProviderName, keyId, entity);
         }
     }

@@ -51,7 +51,7 @@ internal static class Pkcs11Token
 
         return found ?? throw new MasterKeyException(
             $"No token labelled '{configuration.TokenLabel}' ({nameof(Pkcs11Options)}.{nameof(Pkcs11Options.TokenLabel)}) is present in module '{configuration.LibraryPath}'. "
-            + (labels.Count == 0 ? "The module reports no initialised token." : $"Tokens present: {string.Join(", ", labels.Select(l => $"'{l}'"))}.")
+            + (labels.Count == 0 ? "The module reports no initialised token." : $"Tokens present: {string.Join(", ", labels.Select(Untrusted.Quote))}.")
             + (unreadable.Count == 0 ? "" : $" Unreadable: {string.Join(", ", unreadable)}."),
             ProviderName);
     }
