@@ -125,23 +125,24 @@ public sealed class KeyWrapTests
         Assert.Equal(second, error.KeyId);
     }
 
-    [Theory]
-    [InlineData(1)]
-    [InlineData(40)]
-    [InlineData(72)]
-    public async Task Changed_byte_of_the_key_wrap_form_is_a_tamper_error(int position)
+    [Fact]
+    public async Task Every_changed_byte_of_the_key_wrap_form_is_a_tamper_error()
     {
         var label = await SoftHsm.CreateKeyAsync("wrap-tamper");
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
         using var key = await provider.GenerateDataKeyAsync(label, Context, Ct);
-        var tampered = key.WrappedKey.ToArray();
-        tampered[position] ^= 0x01;
 
-        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(label, tampered, Context, Ct));
+        for (var position = 0; position < key.WrappedKey.Length; position++)
+        {
+            var tampered = key.WrappedKey.ToArray();
+            tampered[position] ^= 0x01;
 
-        Assert.Equal(label, error.KeyId);
-        Assert.IsType<Pkcs11Exception>(error.InnerException);
-        // The session that saw the failure goes back to the pool in a usable state.
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(label, tampered, Context, Ct));
+
+            Assert.Equal(label, error.KeyId);
+        }
+
+        // The sessions that saw the failures went back to the pool in a usable state.
         Assert.Equal(key.Plaintext, await provider.DecryptDataKeyAsync(label, key.WrappedKey, Context, Ct));
     }
 
