@@ -69,8 +69,8 @@ public static class Pkcs11KeySetup
     private static void Generate(Pkcs11Module module, ISession session, string label, bool keyWrap)
     {
         var attributes = module.Factories.ObjectAttributeFactory;
-        var template = new List<IObjectAttribute>
-        {
+        using var template = new AttributeList(
+        [
             attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
             attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
             attributes.Create(CKA.CKA_VALUE_LEN, 32UL),
@@ -86,18 +86,8 @@ public static class Pkcs11KeySetup
             attributes.Create(CKA.CKA_SIGN, false),
             attributes.Create(CKA.CKA_VERIFY, false),
             attributes.Create(CKA.CKA_DERIVE, false),
-        };
-        try
-        {
-            using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
-            session.GenerateKey(mechanism, template);
-        }
-        finally
-        {
-            foreach (var attribute in template)
-            {
-                attribute.Dispose();
-            }
-        }
+        ]);
+        using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
+        session.GenerateKey(mechanism, template.Items);
     }
 }

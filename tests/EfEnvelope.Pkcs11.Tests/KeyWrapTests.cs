@@ -161,6 +161,18 @@ public sealed class KeyWrapTests
         Assert.Null(error.InnerException);
     }
 
+    [Fact]
+    public void Attribute_values_are_wiped_in_unmanaged_memory_before_they_are_freed()
+    {
+        // Pkcs11Interop frees attribute memory without overwriting it; the secret passed as CKA_VALUE must not stay there.
+        var attribute = new Net.Pkcs11Interop.HighLevelAPI.Factories.ObjectAttributeFactory().Create(CKA.CKA_VALUE, RandomNumberGenerator.GetBytes(64));
+
+        Internal.AttributeList.Wipe(attribute);
+
+        Assert.Equal(new byte[64], attribute.GetValueAsByteArray());
+        attribute.Dispose();
+    }
+
     // docs/pkcs11.md: uint32 big-endian length || UTF-8 key label || KeyContext.ToAssociatedData().
     private static byte[] AssociatedData(string label, KeyContext context)
     {

@@ -127,7 +127,8 @@ internal static class DataKeyWrapping
         byte[] secret;
         try
         {
-            secret = session.GetAttributeValue(handle, [CKA.CKA_VALUE])[0].GetValueAsByteArray();
+            using var value = new AttributeList(session.GetAttributeValue(handle, [CKA.CKA_VALUE]));
+            secret = value.Items[0].GetValueAsByteArray();
         }
         finally
         {
@@ -223,19 +224,5 @@ internal static class DataKeyWrapping
         label.CopyTo(data, 4);
         rest.CopyTo(data, 4 + label.Length);
         return data;
-    }
-
-    /// <summary>Attribute templates own unmanaged memory; this frees all of them however the call ends.</summary>
-    private sealed class AttributeList(List<IObjectAttribute> items) : IDisposable
-    {
-        public List<IObjectAttribute> Items { get; } = items;
-
-        public void Dispose()
-        {
-            foreach (var item in Items)
-            {
-                item.Dispose();
-            }
-        }
     }
 }

@@ -12,8 +12,9 @@ namespace EfEnvelope.Pkcs11.Internal;
 /// and go without logging in again.
 /// </para>
 /// <para>
-/// Keys are checked (<see cref="Pkcs11Token.CheckKey"/>) when first looked up, and their handles are cached per connection and not beyond: a token may renumber objects after a new login (SoftHSM
-/// does), so a reconnect starts with no handles.
+/// Keys are checked (<see cref="Pkcs11Token.CheckKey"/>) when first looked up, and their handles are cached per
+/// connection and not beyond: a token may renumber objects after a new login (SoftHSM does), so a reconnect starts with
+/// no handles.
 /// </para>
 /// </remarks>
 internal sealed class Pkcs11Connection

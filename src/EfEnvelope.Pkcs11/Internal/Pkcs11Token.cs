@@ -99,23 +99,13 @@ internal static class Pkcs11Token
     public static List<IObjectHandle> FindKeys(Pkcs11Module module, ISession session, string label)
     {
         var attributes = module.Factories.ObjectAttributeFactory;
-        var template = new List<IObjectAttribute>
-        {
+        using var template = new AttributeList(
+        [
             attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
             attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
             attributes.Create(CKA.CKA_LABEL, label),
-        };
-        try
-        {
-            return session.FindAllObjects(template);
-        }
-        finally
-        {
-            foreach (var attribute in template)
-            {
-                attribute.Dispose();
-            }
-        }
+        ]);
+        return session.FindAllObjects(template.Items);
     }
 
     /// <summary>
@@ -131,7 +121,8 @@ internal static class Pkcs11Token
     /// </remarks>
     public static Pkcs11MasterKey CheckKey(ISession session, IObjectHandle handle, string label, Pkcs11Configuration configuration, string? entity)
     {
-        var values = session.GetAttributeValue(handle, [CKA.CKA_TOKEN, CKA.CKA_SENSITIVE, CKA.CKA_EXTRACTABLE, CKA.CKA_VALUE_LEN, CKA.CKA_WRAP, CKA.CKA_UNWRAP]);
+        using var read = new AttributeList(session.GetAttributeValue(handle, [CKA.CKA_TOKEN, CKA.CKA_SENSITIVE, CKA.CKA_EXTRACTABLE, CKA.CKA_VALUE_LEN, CKA.CKA_WRAP, CKA.CKA_UNWRAP]));
+        var values = read.Items;
         bool? Flag(int index) => values[index].CannotBeRead ? null : values[index].GetValueAsBool();
 
         var failing = new List<string>();
