@@ -203,12 +203,13 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
                     throw Pkcs11Token.Unavailable(ex, _configuration, "open a session", keyId, entity);
                 }
 
+                Pkcs11MasterKey? key = null;
                 try
                 {
-                    var key = connection.FindKey(session, keyId, entity);
+                    key = connection.FindKey(session, keyId, entity);
                     return Observe(session, key.Handle, key.WrapAllowed && connection.SupportsKeyWrap, operation);
                 }
-                catch (Pkcs11Exception ex) when (IsConnectionLost(ex.RV))
+                catch (Pkcs11Exception ex) when (IsConnectionLost(ex.RV) || (key is not null && !connection.StillHolds(session, key)))
                 {
                     // The token dropped our sessions or our login (or renumbered the key after a new login):
                     // start over with a fresh connection, once.
@@ -224,8 +225,8 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
                 }
                 finally
                 {
-                    // A failed C_Encrypt/C_Decrypt ends its operation, so the session is clean for the next caller;
-                    // a session of a dropped connection is closed instead.
+                    // A failed C_Encrypt/C_Decrypt ends its operation and the wrap path destroys its session objects,
+                    // so the session is clean for the next caller; a session of a dropped connection is closed instead.
                     connection.Return(session);
                 }
             }

@@ -104,6 +104,26 @@ internal sealed class Pkcs11Connection
         };
     }
 
+    /// <summary>Whether the key's handle still names an object on the token, asked after an operation failed.</summary>
+    /// <remarks>
+    /// A token removed or deleted under a running module does not always answer with a handle or session error: SoftHSM
+    /// can report <c>CKR_GENERAL_ERROR</c> (its code for a failed authentication tag too) or
+    /// <c>CKR_KEY_FUNCTION_NOT_PERMITTED</c> (its attribute read failing) while the object vanishes. Before such an
+    /// answer is reported as tampering or revoked access, the key must still be there.
+    /// </remarks>
+    public bool StillHolds(ISession session, Pkcs11MasterKey key)
+    {
+        try
+        {
+            using var read = new AttributeList(session.GetAttributeValue(key.Handle, [CKA.CKA_CLASS]));
+            return !read.Items[0].CannotBeRead;
+        }
+        catch (Pkcs11Exception)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Closes the idle sessions and the anchor; sessions still rented are closed when they come back.</summary>
     public void Close()
     {
