@@ -88,6 +88,16 @@ internal static class SoftHsm
         return label;
     }
 
+    /// <summary>A provider with a small pool on a token of its own, with one key on it.</summary>
+    public static async Task<(string Token, Pkcs11MasterKeyProvider Provider, string Label)> ProviderOnOwnTokenAsync(string purpose)
+    {
+        var token = CreateToken(purpose);
+        var label = await CreateKeyAsync(purpose, token);
+        var options = OptionsOn(token, label);
+        options.MaxSessions = 4;
+        return (token, new Pkcs11MasterKeyProvider(options), label);
+    }
+
     /// <summary>Runs <paramref name="action"/> in a read-write user session of its own on the token.</summary>
     public static T WithSession<T>(Func<ISession, Pkcs11Module, T> action, string? tokenLabel = null)
     {

@@ -10,7 +10,8 @@ namespace EfEnvelope.Pkcs11.Internal;
 /// <summary>The two stored forms of a data key wrapped by the token, and how each is made and opened.</summary>
 /// <remarks>
 /// <para>
-/// <b>Key wrap</b> (written whenever the master key allows <c>C_WrapKey</c>), 73 bytes: <c>0x02</c>, then
+/// <b>Key wrap</b> (written when the master key may wrap and unwrap and the token offers <c>CKM_AES_KEY_WRAP</c>),
+/// 73 bytes: <c>0x02</c>, then
 /// <c>CKM_AES_KEY_WRAP</c> (RFC 3394) of the 64-byte secret <c>data key || commitment</c>. RFC 3394 takes no associated
 /// data, so the commitment binds the context instead: HMAC-SHA256 keyed with the data key over a domain label, the key
 /// label and the context. A blob moved to another entity, application or key unwraps to a commitment that does not
