@@ -13,9 +13,13 @@ public static class Pkcs11KeySetup
     /// <param name="cancellationToken">Cancels the call before it reaches the token.</param>
     /// <returns>True when the key was created, false when an AES key with that label was already there.</returns>
     /// <remarks>
-    /// The key is a token object (<c>CKA_TOKEN</c>), private, sensitive and never extractable, allowed to encrypt and
-    /// decrypt only: the token will use it but never reveal it. An existing key is left as it is.
+    /// The key is a token object (<c>CKA_TOKEN</c>), private, sensitive and never extractable: the token will use it
+    /// but never reveal it. It is allowed to wrap and unwrap keys only (<c>CKA_WRAP</c>, <c>CKA_UNWRAP</c>) when the
+    /// token offers <c>CKM_AES_KEY_WRAP</c>, and to encrypt and decrypt only otherwise. An existing key is left as it
+    /// is, but must pass the checks the provider makes (<c>CKA_TOKEN</c>, <c>CKA_SENSITIVE</c>, not
+    /// <c>CKA_EXTRACTABLE</c>, 32 bytes).
     /// </remarks>
+    /// <exception cref="MasterKeyException">The existing key fails those checks.</exception>
     public static Task<bool> EnsureKeyAsync(Pkcs11Options options, string label, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -48,10 +52,11 @@ public static class Pkcs11KeySetup
 
                 if (existing.Count == 1)
                 {
+                    Pkcs11Token.CheckKey(session, existing[0], label, configuration, null);
                     return Task.FromResult(false);
                 }
 
-                Generate(module, session, label);
+                Generate(module, session, label, Pkcs11Token.OffersKeyWrap(slot));
                 return Task.FromResult(true);
             }
             catch (Pkcs11Exception ex)
@@ -61,11 +66,11 @@ public static class Pkcs11KeySetup
         }
     }
 
-    private static void Generate(Pkcs11Module module, ISession session, string label)
+    private static void Generate(Pkcs11Module module, ISession session, string label, bool keyWrap)
     {
         var attributes = module.Factories.ObjectAttributeFactory;
-        var template = new List<IObjectAttribute>
-        {
+        using var template = new AttributeList(
+        [
             attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
             attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
             attributes.Create(CKA.CKA_VALUE_LEN, 32UL),
@@ -74,25 +79,15 @@ public static class Pkcs11KeySetup
             attributes.Create(CKA.CKA_PRIVATE, true),
             attributes.Create(CKA.CKA_SENSITIVE, true),
             attributes.Create(CKA.CKA_EXTRACTABLE, false),
-            attributes.Create(CKA.CKA_ENCRYPT, true),
-            attributes.Create(CKA.CKA_DECRYPT, true),
-            attributes.Create(CKA.CKA_WRAP, false),
-            attributes.Create(CKA.CKA_UNWRAP, false),
+            attributes.Create(CKA.CKA_ENCRYPT, !keyWrap),
+            attributes.Create(CKA.CKA_DECRYPT, !keyWrap),
+            attributes.Create(CKA.CKA_WRAP, keyWrap),
+            attributes.Create(CKA.CKA_UNWRAP, keyWrap),
             attributes.Create(CKA.CKA_SIGN, false),
             attributes.Create(CKA.CKA_VERIFY, false),
             attributes.Create(CKA.CKA_DERIVE, false),
-        };
-        try
-        {
-            using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
-            session.GenerateKey(mechanism, template);
-        }
-        finally
-        {
-            foreach (var attribute in template)
-            {
-                attribute.Dispose();
-            }
-        }
+        ]);
+        using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
+        session.GenerateKey(mechanism, template.Items);
     }
 }

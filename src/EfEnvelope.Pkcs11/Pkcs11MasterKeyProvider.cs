@@ -1,6 +1,4 @@
-using System.Buffers.Binary;
 using System.Security.Cryptography;
-using System.Text;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Pkcs11.Internal;
 using Net.Pkcs11Interop.Common;
@@ -8,13 +6,14 @@ using Net.Pkcs11Interop.HighLevelAPI;
 
 namespace EfEnvelope.Pkcs11;
 
-/// <summary>Master keys held in a PKCS#11 token (an HSM): the token wraps and unwraps data keys with AES-256-GCM.</summary>
+/// <summary>Master keys held in a PKCS#11 token (an HSM): the token wraps and unwraps data keys under them.</summary>
 /// <remarks>
 /// <para>
-/// The key never leaves the token. A data key is 32 bytes from <see cref="RandomNumberGenerator"/>, encrypted by the
-/// token (<c>C_Encrypt</c>, <c>CKM_AES_GCM</c>) under the AES key labelled with the key id, with a fresh 96-bit IV, a
-/// 128-bit tag, and the key label and <see cref="KeyContext"/> as associated data. Wrapped layout: 12-byte IV,
-/// 32-byte ciphertext, 16-byte tag.
+/// The key never leaves the token, and a key that could (not a token object, not sensitive, extractable, not AES-256)
+/// is refused. A data key is 32 bytes from <see cref="RandomNumberGenerator"/>, bound to the key label and the
+/// <see cref="KeyContext"/>. When the master key has <c>CKA_WRAP</c> and <c>CKA_UNWRAP</c> and the token offers
+/// <c>CKM_AES_KEY_WRAP</c>, the token wraps it with <c>C_WrapKey</c>; otherwise it encrypts it with <c>C_Encrypt</c>
+/// and <c>CKM_AES_GCM</c>, the only form earlier versions wrote. Both forms are read (docs/pkcs11.md, "What is stored").
 /// </para>
 /// <para>
 /// The module is loaded once per process and the application logs in once. Operations run on a pool of at most
@@ -31,11 +30,6 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
 {
     /// <summary>The provider name written into every blob it wraps.</summary>
     public const string ProviderName = "pkcs11";
-
-    private const int IvSize = 12;
-    private const int KeySize = 32;
-    private const int TagSize = 16;
-    private const int WrappedSize = IvSize + KeySize + TagSize;
 
     private static readonly Lock SharedGate = new();
     private static readonly Dictionary<Pkcs11Configuration, Pkcs11MasterKeyProvider> Shared = [];
@@ -108,7 +102,7 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
     {
         ArgumentNullException.ThrowIfNull(context);
         RequireConfigured(keyId, context.Entity);
-        return RunAsync(keyId, context.Entity, (session, key) => Wrap(session, key, keyId, context), cancellationToken);
+        return RunAsync(keyId, context.Entity, (session, key, wrapByToken) => Wrap(session, key, wrapByToken, keyId, context), cancellationToken);
     }
 
     /// <inheritdoc />
@@ -116,14 +110,15 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
     {
         ArgumentNullException.ThrowIfNull(context);
         RequireConfigured(keyId, context.Entity);
-        if (wrappedKey.Length != WrappedSize)
+        if (!DataKeyWrapping.IsKnownLength(wrappedKey.Length))
         {
             // Checked here, not left to the token: SoftHSM reports a short input as a general error, not a length error.
-            throw new EnvelopeDecryptionException($"The wrapped key has the wrong length ({wrappedKey.Length} bytes, expected {WrappedSize}).", context.Entity, null, keyId);
+            throw new EnvelopeDecryptionException(
+                $"The wrapped key has the wrong length ({wrappedKey.Length} bytes, expected {DataKeyWrapping.ExpectedLengths}).", context.Entity, null, keyId);
         }
 
         var wrapped = wrappedKey.ToArray();
-        return RunAsync(keyId, context.Entity, (session, key) => Unwrap(session, key, keyId, wrapped, context), cancellationToken);
+        return RunAsync(keyId, context.Entity, (session, key, _) => Unwrap(session, key, keyId, wrapped, context), cancellationToken);
     }
 
     /// <summary>Closes this provider's sessions; the module stays loaded for the rest of the process.</summary>
@@ -169,13 +164,14 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
     {
         if (!IsKeyConfigured(keyId))
         {
+            // When unwrapping, the key id comes from the stored blob: it is whatever a database writer put there.
             throw new MasterKeyException(
-                $"Master key '{keyId}' is not configured for token '{_configuration.TokenLabel}': add it to {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.AdditionalKeyLabels)} to use it.",
+                $"Master key {Untrusted.Quote(keyId)} is not configured for token '{_configuration.TokenLabel}': add it to {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.AdditionalKeyLabels)} to use it.",
                 ProviderName, keyId, entity);
         }
     }
 
-    private async Task<T> RunAsync<T>(string keyId, string? entity, Func<ISession, IObjectHandle, T> operation, CancellationToken cancellationToken)
+    private async Task<T> RunAsync<T>(string keyId, string? entity, Func<ISession, IObjectHandle, bool, T> operation, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -207,12 +203,13 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
                     throw Pkcs11Token.Unavailable(ex, _configuration, "open a session", keyId, entity);
                 }
 
+                Pkcs11MasterKey? key = null;
                 try
                 {
-                    var key = connection.FindKey(session, keyId, entity);
-                    return Observe(session, key, operation);
+                    key = connection.FindKey(session, keyId, entity);
+                    return Observe(session, key.Handle, key.WrapAllowed && connection.SupportsKeyWrap, operation);
                 }
-                catch (Pkcs11Exception ex) when (IsConnectionLost(ex.RV))
+                catch (Pkcs11Exception ex) when (IsConnectionLost(ex.RV) || (key is not null && !connection.StillHolds(session, key)))
                 {
                     // The token dropped our sessions or our login (or renumbered the key after a new login):
                     // start over with a fresh connection, once.
@@ -228,8 +225,8 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
                 }
                 finally
                 {
-                    // A failed C_Encrypt/C_Decrypt ends its operation, so the session is clean for the next caller;
-                    // a session of a dropped connection is closed instead.
+                    // A failed C_Encrypt/C_Decrypt ends its operation and the wrap path destroys its session objects,
+                    // so the session is clean for the next caller; a session of a dropped connection is closed instead.
                     connection.Return(session);
                 }
             }
@@ -240,13 +237,13 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
         }
     }
 
-    private T Observe<T>(ISession session, IObjectHandle key, Func<ISession, IObjectHandle, T> operation)
+    private T Observe<T>(ISession session, IObjectHandle key, bool wrapByToken, Func<ISession, IObjectHandle, bool, T> operation)
     {
         var observer = SessionObserver;
         observer?.OperationStarting(session.SessionId);
         try
         {
-            return operation(session, key);
+            return operation(session, key, wrapByToken);
         }
         finally
         {
@@ -301,30 +298,16 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
         connection.Close();
     }
 
-    private GeneratedDataKey Wrap(ISession session, IObjectHandle key, string keyId, KeyContext context)
+    private GeneratedDataKey Wrap(ISession session, IObjectHandle key, bool wrapByToken, string keyId, KeyContext context)
     {
-        var plaintext = new byte[KeySize];
-        var iv = new byte[IvSize];
+        var plaintext = new byte[DataKeyWrapping.KeySize];
         RandomNumberGenerator.Fill(plaintext);
-        RandomNumberGenerator.Fill(iv);
         try
         {
-            byte[] sealedKey;
-            using (var mechanism = GcmMechanism(iv, keyId, context))
-            {
-                sealedKey = session.Encrypt(mechanism, key, plaintext);
-            }
-
-            if (sealedKey.Length != KeySize + TagSize)
-            {
-                throw new MasterKeyException(
-                    $"Token '{_configuration.TokenLabel}' returned {sealedKey.Length} bytes for an AES-GCM encryption of a 32-byte key (expected {KeySize + TagSize}); its CKM_AES_GCM does not follow PKCS#11.",
-                    ProviderName, keyId, context.Entity);
-            }
-
-            var wrapped = new byte[WrappedSize];
-            iv.CopyTo(wrapped, 0);
-            sealedKey.CopyTo(wrapped, IvSize);
+            var factories = _module!.Factories;
+            var wrapped = wrapByToken
+                ? DataKeyWrapping.WrapWithKeyWrap(factories, session, key, plaintext, keyId, context)
+                : DataKeyWrapping.EncryptWithGcm(factories, session, key, plaintext, keyId, context);
             return new GeneratedDataKey(keyId, plaintext, wrapped);
         }
         catch
@@ -334,71 +317,52 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
         }
     }
 
-    private byte[] Unwrap(ISession session, IObjectHandle key, string keyId, byte[] wrapped, KeyContext context)
-    {
-        var iv = wrapped[..IvSize];
-        byte[] plaintext;
-        using (var mechanism = GcmMechanism(iv, keyId, context))
-        {
-            plaintext = session.Decrypt(mechanism, key, wrapped[IvSize..]);
-        }
-
-        if (plaintext.Length != KeySize)
-        {
-            CryptographicOperations.ZeroMemory(plaintext);
-            throw new EnvelopeDecryptionException($"The wrapped key unwrapped to {plaintext.Length} bytes instead of {KeySize}.", context.Entity, null, keyId);
-        }
-
-        return plaintext;
-    }
-
-    private IMechanism GcmMechanism(byte[] iv, string keyId, KeyContext context)
-    {
-        var factories = _module!.Factories;
-        var parameters = factories.MechanismParamsFactory.CreateCkGcmParams(iv, IvSize * 8, AssociatedData(keyId, context), TagSize * 8);
-        return factories.MechanismFactory.Create(CKM.CKM_AES_GCM, parameters);
-    }
-
-    // The key label is bound too, so a blob cannot be relabelled as belonging to another key on the token. It is
-    // length-prefixed; the context encoding that follows is itself length-prefixed, so the whole is unambiguous.
-    private static byte[] AssociatedData(string keyId, KeyContext context)
-    {
-        var label = Encoding.UTF8.GetBytes(keyId);
-        var rest = context.ToAssociatedData();
-        var data = new byte[4 + label.Length + rest.Length];
-        BinaryPrimitives.WriteUInt32BigEndian(data, (uint)label.Length);
-        label.CopyTo(data, 4);
-        rest.CopyTo(data, 4 + label.Length);
-        return data;
-    }
+    // The stored form decides, not the key's current attributes: data wrapped before the key was allowed C_WrapKey
+    // stays readable (through CKA_DECRYPT) after it was.
+    private byte[] Unwrap(ISession session, IObjectHandle key, string keyId, byte[] wrapped, KeyContext context) =>
+        wrapped.Length == DataKeyWrapping.GcmSize
+            ? DataKeyWrapping.DecryptGcm(_module!.Factories, session, key, wrapped, keyId, context)
+            : DataKeyWrapping.UnwrapKeyWrap(_module!.Factories, session, key, wrapped, keyId, context);
 
     private Exception Translate(Pkcs11Exception ex, string keyId, string? entity)
     {
-        var action = ex.Method is "C_Decrypt" or "C_DecryptInit" ? "unwrap" : "wrap";
+        var action = ex.Method is "C_Decrypt" or "C_DecryptInit" or "C_UnwrapKey" ? "unwrap" : "wrap";
+        var byKeyWrap = ex.Method is "C_WrapKey" or "C_UnwrapKey";
+        var mechanism = byKeyWrap ? "CKM_AES_KEY_WRAP" : "CKM_AES_GCM with a 96-bit IV and a 128-bit tag";
         return ex.RV switch
         {
-            // SoftHSM reports a failed GCM tag check as CKR_GENERAL_ERROR; the standard code is CKR_ENCRYPTED_DATA_INVALID.
+            // SoftHSM reports a failed GCM tag check as CKR_GENERAL_ERROR; the standard codes are CKR_ENCRYPTED_DATA_INVALID
+            // for decryption and CKR_WRAPPED_KEY_INVALID for an RFC 3394 integrity failure.
             CKR.CKR_GENERAL_ERROR or CKR.CKR_ENCRYPTED_DATA_INVALID or CKR.CKR_ENCRYPTED_DATA_LEN_RANGE when ex.Method == "C_Decrypt" =>
-                new EnvelopeDecryptionException("The wrapped key failed authentication: tampered, or wrapped under another key or context.", entity, null, keyId, ex),
+                Tampered(ex, keyId, entity),
+            CKR.CKR_GENERAL_ERROR or CKR.CKR_WRAPPED_KEY_INVALID or CKR.CKR_WRAPPED_KEY_LEN_RANGE when ex.Method == "C_UnwrapKey" =>
+                Tampered(ex, keyId, entity),
             CKR.CKR_KEY_FUNCTION_NOT_PERMITTED => new MasterKeyAccessRevokedException(
-                $"Token '{_configuration.TokenLabel}' refuses to {action} with master key '{keyId}' (CKR_KEY_FUNCTION_NOT_PERMITTED): the key's CKA_ENCRYPT or CKA_DECRYPT "
-                + $"attribute is false, so its use was withdrawn or never granted. Set both to true on the key, or name another key in {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)}.",
+                $"Token '{_configuration.TokenLabel}' refuses to {action} with master key '{keyId}' (CKR_KEY_FUNCTION_NOT_PERMITTED): the key's "
+                + (byKeyWrap ? "CKA_WRAP or CKA_UNWRAP" : "CKA_ENCRYPT or CKA_DECRYPT")
+                + " attribute is false, so its use was withdrawn or never granted. Set CKA_WRAP and CKA_UNWRAP to true on the key (and CKA_DECRYPT while data "
+                + $"wrapped by C_Encrypt remains), or name another key in {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)}.",
                 ProviderName, keyId, entity, ex),
             CKR.CKR_MECHANISM_INVALID or CKR.CKR_MECHANISM_PARAM_INVALID => new MasterKeyException(
-                $"Token '{_configuration.TokenLabel}' does not support CKM_AES_GCM with a 96-bit IV and a 128-bit tag ({ex.RV}), which this provider needs to {action} with master key '{keyId}'.",
+                $"Token '{_configuration.TokenLabel}' does not support {mechanism} ({ex.RV}), which this provider needs to {action} with master key '{keyId}'.",
                 ProviderName, keyId, entity, ex),
-            CKR.CKR_KEY_TYPE_INCONSISTENT or CKR.CKR_KEY_SIZE_RANGE => new MasterKeyException(
-                $"Master key '{keyId}' on token '{_configuration.TokenLabel}' is not usable as an AES-GCM key ({ex.RV}): give {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)} an AES-256 key.",
+            CKR.CKR_KEY_TYPE_INCONSISTENT or CKR.CKR_KEY_SIZE_RANGE or CKR.CKR_WRAPPING_KEY_TYPE_INCONSISTENT or CKR.CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT => new MasterKeyException(
+                $"Master key '{keyId}' on token '{_configuration.TokenLabel}' is not usable for {mechanism} ({ex.RV}): give {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)} an AES-256 key.",
                 ProviderName, keyId, entity, ex),
             _ => Pkcs11Token.Unavailable(ex, _configuration, $"{action} with master key '{keyId}'", keyId, entity),
         };
     }
 
+    private static EnvelopeDecryptionException Tampered(Pkcs11Exception ex, string keyId, string? entity) =>
+        new("The wrapped key failed authentication: tampered, or wrapped under another key or context.", entity, null, keyId, ex);
+
     // Codes meaning our sessions, our login or our key handles are gone, not that the request was wrong.
-    // SoftHSM answers a stale key handle after a logout with CKR_OBJECT_HANDLE_INVALID rather than CKR_USER_NOT_LOGGED_IN.
+    // SoftHSM answers a stale key handle after a logout with CKR_OBJECT_HANDLE_INVALID rather than CKR_USER_NOT_LOGGED_IN,
+    // and C_WrapKey/C_UnwrapKey name the stale master key as the (un)wrapping key.
     private static bool IsConnectionLost(CKR rv) => rv is CKR.CKR_SESSION_HANDLE_INVALID or CKR.CKR_SESSION_CLOSED
         or CKR.CKR_USER_NOT_LOGGED_IN or CKR.CKR_TOKEN_NOT_PRESENT or CKR.CKR_DEVICE_REMOVED
-        or CKR.CKR_OBJECT_HANDLE_INVALID or CKR.CKR_KEY_HANDLE_INVALID;
+        or CKR.CKR_OBJECT_HANDLE_INVALID or CKR.CKR_KEY_HANDLE_INVALID
+        or CKR.CKR_WRAPPING_KEY_HANDLE_INVALID or CKR.CKR_UNWRAPPING_KEY_HANDLE_INVALID;
 
     private static bool IsPinRefusal(CKR rv) => rv is CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LEN_RANGE
         or CKR.CKR_PIN_LOCKED or CKR.CKR_PIN_EXPIRED;

@@ -6,7 +6,8 @@ namespace EfEnvelope.Pkcs11;
 /// <summary>Where the master keys live: the PKCS#11 module, the token, the key labels and the user PIN.</summary>
 /// <remarks>
 /// Setters refuse malformed values where they are configured; missing required values are reported when the provider
-/// is built. <see cref="ToString"/> and every error message leave the <see cref="Pin"/> out.
+/// is built. <see cref="ToString"/> and every error message leave the <see cref="Pin"/> out. Set either
+/// <see cref="Pin"/> or <see cref="PinSource"/>.
 /// </remarks>
 public sealed class Pkcs11Options
 {
@@ -59,7 +60,11 @@ public sealed class Pkcs11Options
     public IList<string> AdditionalKeyLabels { get; } = new List<string>();
 
     /// <summary>The token's user PIN; read it from configuration or a secret store, never from source code.</summary>
-    /// <remarks>It never appears in <see cref="ToString"/>, in exception messages or in logs.</remarks>
+    /// <remarks>
+    /// It never appears in <see cref="ToString"/>, in exception messages or in logs. A .NET string cannot be wiped, and
+    /// the provider keeps this one for as long as it lives, to log in again after the token drops its login. To keep
+    /// the PIN in memory only while logging in, set <see cref="PinSource"/> instead.
+    /// </remarks>
     public string? Pin
     {
         get => _pin;
@@ -67,6 +72,17 @@ public sealed class Pkcs11Options
             ? throw new ArgumentException($"{nameof(Pin)} must not be empty.", nameof(Pin))
             : value;
     }
+
+    /// <summary>Reads the token's user PIN, as bytes, each time the provider logs in; an alternative to <see cref="Pin"/>.</summary>
+    /// <remarks>
+    /// Called at the first operation and again only when the provider must log in again (the token dropped its
+    /// sessions or its login). The provider zeroes the returned array as soon as <c>C_Login</c> returns, so no PIN is
+    /// held between logins; return a new array each time, for example
+    /// <c>() =&gt; File.ReadAllBytes("/run/secrets/hsm-pin")</c> for a file holding the PIN without a trailing newline.
+    /// A source that throws or returns no bytes fails the operation with a <see cref="MasterKeyException"/>, and is
+    /// asked again next time; a PIN the token rejects is not tried again.
+    /// </remarks>
+    public Func<byte[]>? PinSource { get; set; }
 
     /// <summary>The most sessions opened for wrap and unwrap operations, each serving one operation at a time.</summary>
     /// <remarks>
@@ -84,14 +100,23 @@ public sealed class Pkcs11Options
     /// <inheritdoc />
     public override string ToString() =>
         $"Pkcs11Options(LibraryPath={_libraryPath}, TokenLabel={_tokenLabel}, KeyLabel={_keyLabel}, "
-        + $"AdditionalKeyLabels=[{string.Join(", ", AdditionalKeyLabels)}], MaxSessions={_maxSessions}, Pin={(_pin is null ? "not set" : "set")})";
+        + $"AdditionalKeyLabels=[{string.Join(", ", AdditionalKeyLabels)}], MaxSessions={_maxSessions}, Pin={(_pin is null ? "not set" : "set")}, PinSource={(PinSource is null ? "not set" : "set")})";
 
     /// <summary>Checks that everything needed to reach the token is set and takes an immutable snapshot.</summary>
     internal Pkcs11Configuration Build(bool requireKeys = true)
     {
         Require(_libraryPath, nameof(LibraryPath));
         Require(_tokenLabel, nameof(TokenLabel));
-        Require(_pin, nameof(Pin));
+        if (_pin is null && PinSource is null)
+        {
+            throw new InvalidOperationException($"{nameof(Pkcs11Options)}.{nameof(Pin)} (or {nameof(Pkcs11Options)}.{nameof(PinSource)}) is required.");
+        }
+
+        if (_pin is not null && PinSource is not null)
+        {
+            throw new InvalidOperationException($"Set {nameof(Pkcs11Options)}.{nameof(Pin)} or {nameof(Pkcs11Options)}.{nameof(PinSource)}, not both.");
+        }
+
         if (requireKeys)
         {
             Require(_keyLabel, nameof(KeyLabel));
@@ -113,7 +138,7 @@ public sealed class Pkcs11Options
             additional.Add(label);
         }
 
-        return new Pkcs11Configuration(_libraryPath!, _tokenLabel!, _keyLabel, additional, _pin!, _maxSessions);
+        return new Pkcs11Configuration(_libraryPath!, _tokenLabel!, _keyLabel, additional, _pin, PinSource, _maxSessions);
     }
 
     private static void Require(string? value, string option)

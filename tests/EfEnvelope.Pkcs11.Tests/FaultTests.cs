@@ -85,35 +85,24 @@ public sealed class FaultTests
     }
 
     [Fact]
-    public async Task Key_created_without_encrypt_and_decrypt_is_refused_with_the_revoked_access_error_naming_the_attributes()
+    public async Task Key_without_any_usage_is_refused_with_the_revoked_access_error_naming_the_attributes()
     {
-        var label = SoftHsm.UniqueLabel("no-usage");
-        SoftHsm.WithSession((session, module) =>
-        {
-            var attributes = module.Factories.ObjectAttributeFactory;
-            using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
-            return session.GenerateKey(mechanism,
-            [
-                attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
-                attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
-                attributes.Create(CKA.CKA_VALUE_LEN, 32UL),
-                attributes.Create(CKA.CKA_LABEL, label),
-                attributes.Create(CKA.CKA_TOKEN, true),
-                attributes.Create(CKA.CKA_SENSITIVE, true),
-                attributes.Create(CKA.CKA_EXTRACTABLE, false),
-                attributes.Create(CKA.CKA_ENCRYPT, false),
-                attributes.Create(CKA.CKA_DECRYPT, false),
-            ]);
-        });
+        var label = SoftHsm.GenerateKey("no-usage", (CKA.CKA_WRAP, false), (CKA.CKA_UNWRAP, false), (CKA.CKA_ENCRYPT, false), (CKA.CKA_DECRYPT, false));
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
+        var keyWrapForm = new byte[73];
+        keyWrapForm[0] = 0x02;
 
+        // Without CKA_WRAP the provider falls back to C_Encrypt, which the token refuses too.
         var onWrap = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
-        var onUnwrap = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(label, new byte[60], Context, Ct));
+        var onGcmUnwrap = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(label, new byte[60], Context, Ct));
+        var onKeyUnwrap = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(label, keyWrapForm, Context, Ct));
 
-        foreach (var error in new[] { onWrap, onUnwrap })
+        Assert.Contains("CKA_ENCRYPT or CKA_DECRYPT", onWrap.Message, StringComparison.Ordinal);
+        Assert.Contains("CKA_ENCRYPT or CKA_DECRYPT", onGcmUnwrap.Message, StringComparison.Ordinal);
+        Assert.Contains("CKA_WRAP or CKA_UNWRAP", onKeyUnwrap.Message, StringComparison.Ordinal);
+        foreach (var error in new[] { onWrap, onGcmUnwrap, onKeyUnwrap })
         {
-            Assert.Contains("CKA_ENCRYPT", error.Message, StringComparison.Ordinal);
-            Assert.Contains("CKA_DECRYPT", error.Message, StringComparison.Ordinal);
+            Assert.Contains("Set CKA_WRAP and CKA_UNWRAP to true", error.Message, StringComparison.Ordinal);
             Assert.Contains($"'{label}'", error.Message, StringComparison.Ordinal);
             Assert.Equal(CKR.CKR_KEY_FUNCTION_NOT_PERMITTED, Assert.IsType<Pkcs11Exception>(error.InnerException).RV);
             AssertNoPin(error);
@@ -143,6 +132,8 @@ public sealed class FaultTests
     [InlineData(0)]
     [InlineData(59)]
     [InlineData(61)]
+    [InlineData(72)]
+    [InlineData(74)]
     public async Task Wrapped_key_of_the_wrong_length_is_a_tamper_error(int length)
     {
         var label = await SoftHsm.CreateKeyAsync("length");

@@ -12,7 +12,7 @@ public sealed class KeySetupTests
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task Created_key_is_a_sensitive_non_extractable_AES_256_token_key_for_encryption_only()
+    public async Task Created_key_is_a_sensitive_non_extractable_AES_256_token_key_for_key_wrapping_only()
     {
         var label = await SoftHsm.CreateKeyAsync("setup-attributes");
 
@@ -28,10 +28,11 @@ public sealed class KeySetupTests
         Assert.True(flags[CKA.CKA_ALWAYS_SENSITIVE].GetValueAsBool());
         Assert.False(flags[CKA.CKA_EXTRACTABLE].GetValueAsBool());
         Assert.True(flags[CKA.CKA_NEVER_EXTRACTABLE].GetValueAsBool());
-        Assert.True(flags[CKA.CKA_ENCRYPT].GetValueAsBool());
-        Assert.True(flags[CKA.CKA_DECRYPT].GetValueAsBool());
-        Assert.False(flags[CKA.CKA_WRAP].GetValueAsBool());
-        Assert.False(flags[CKA.CKA_UNWRAP].GetValueAsBool());
+        // SoftHSM offers CKM_AES_KEY_WRAP, so the key may wrap and unwrap keys and do nothing else.
+        Assert.False(flags[CKA.CKA_ENCRYPT].GetValueAsBool());
+        Assert.False(flags[CKA.CKA_DECRYPT].GetValueAsBool());
+        Assert.True(flags[CKA.CKA_WRAP].GetValueAsBool());
+        Assert.True(flags[CKA.CKA_UNWRAP].GetValueAsBool());
         Assert.Equal(32UL, flags[CKA.CKA_VALUE_LEN].GetValueAsUlong());
         Assert.Equal((ulong)CKK.CKK_AES, flags[CKA.CKA_KEY_TYPE].GetValueAsUlong());
     }
@@ -72,7 +73,7 @@ public sealed class KeySetupTests
         var label = SoftHsm.UniqueLabel("pkcs11-tool");
         var start = new System.Diagnostics.ProcessStartInfo("pkcs11-tool",
             ["--module", SoftHsm.ModulePath, "--token-label", SoftHsm.TokenLabel, "--login", "--pin", SoftHsm.Pin,
-             "--keygen", "--key-type", "AES:32", "--label", label, "--usage-decrypt", "--sensitive", "--private"])
+             "--keygen", "--key-type", "AES:32", "--label", label, "--usage-wrap", "--sensitive", "--private"])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -88,9 +89,12 @@ public sealed class KeySetupTests
         using var key = await provider.GenerateDataKeyAsync(label, context, Ct);
 
         Assert.Equal(key.Plaintext, await provider.DecryptDataKeyAsync(label, key.WrappedKey, context, Ct));
+        Assert.Equal(73, key.WrappedKey.Length);
+        Assert.Equal(0x02, key.WrappedKey[0]);
         var flags = SoftHsm.WithSession((session, module) =>
-            session.GetAttributeValue(SoftHsm.FindKey(session, module, label), [CKA.CKA_TOKEN, CKA.CKA_SENSITIVE, CKA.CKA_EXTRACTABLE]).Select(a => a.GetValueAsBool()).ToArray());
-        Assert.Equal([true, true, false], flags);
+            session.GetAttributeValue(SoftHsm.FindKey(session, module, label), [CKA.CKA_TOKEN, CKA.CKA_SENSITIVE, CKA.CKA_EXTRACTABLE, CKA.CKA_WRAP, CKA.CKA_UNWRAP])
+                .Select(a => a.GetValueAsBool()).ToArray());
+        Assert.Equal([true, true, false, true, true], flags);
     }
 
     [Fact]

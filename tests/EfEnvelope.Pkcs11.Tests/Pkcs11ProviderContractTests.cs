@@ -43,8 +43,8 @@ public sealed class Pkcs11ProviderContractTests : MasterKeyProviderContractTests
 
     protected override string SecondKeyId => _fixture.SecondKeyId;
 
-    // SoftHSM cannot disable a key, but CKA_ENCRYPT and CKA_DECRYPT are modifiable: clearing them makes the token
-    // refuse the key for wrapping and unwrapping, which is what disabling a key means to this provider.
+    // SoftHSM cannot disable a key, but its usage flags are modifiable: clearing CKA_WRAP, CKA_UNWRAP, CKA_ENCRYPT and
+    // CKA_DECRYPT makes the token refuse the key for wrapping and unwrapping, which is what disabling a key means here.
     protected override Task DisableKeyAsync(string keyId)
     {
         SoftHsm.SetKeyUsage(keyId, allowed: false);

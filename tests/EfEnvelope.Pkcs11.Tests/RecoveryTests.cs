@@ -15,7 +15,7 @@ public sealed class RecoveryTests
     [Fact]
     public async Task Provider_reopens_and_logs_in_again_after_all_its_sessions_were_closed_under_it()
     {
-        var (token, provider, label) = await ProviderOnOwnTokenAsync("closed");
+        var (token, provider, label) = await SoftHsm.ProviderOnOwnTokenAsync("closed");
         using var _ = provider;
         using var before = await provider.GenerateDataKeyAsync(label, Context, Ct);
 
@@ -30,7 +30,7 @@ public sealed class RecoveryTests
     [Fact]
     public async Task Provider_logs_in_again_after_the_token_logged_the_process_out()
     {
-        var (token, provider, label) = await ProviderOnOwnTokenAsync("logout");
+        var (token, provider, label) = await SoftHsm.ProviderOnOwnTokenAsync("logout");
         using var _ = provider;
         using var before = await provider.GenerateDataKeyAsync(label, Context, Ct);
 
@@ -44,7 +44,7 @@ public sealed class RecoveryTests
     [Fact]
     public async Task Parallel_callers_all_recover_from_one_loss_with_one_new_login()
     {
-        var (token, provider, label) = await ProviderOnOwnTokenAsync("parallel");
+        var (token, provider, label) = await SoftHsm.ProviderOnOwnTokenAsync("parallel");
         using var _ = provider;
         var keys = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => provider.GenerateDataKeyAsync(label, Context, Ct)));
 
@@ -57,30 +57,5 @@ public sealed class RecoveryTests
         {
             key.Dispose();
         }
-    }
-
-    [Fact]
-    public async Task Token_deleted_under_the_running_provider_is_reported_by_its_label()
-    {
-        var (token, provider, label) = await ProviderOnOwnTokenAsync("deleted");
-        using var _ = provider;
-        using var before = await provider.GenerateDataKeyAsync(label, Context, Ct);
-
-        // What an administrator would do from another process; the running module sees the token's objects vanish.
-        SoftHsm.DeleteToken(token);
-
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.DecryptDataKeyAsync(label, before.WrappedKey, Context, Ct));
-        Assert.Contains("Pkcs11Options.TokenLabel", error.Message, StringComparison.Ordinal);
-        Assert.Contains($"'{token}'", error.Message, StringComparison.Ordinal);
-        Assert.DoesNotContain(SoftHsm.Pin, error.ToString(), StringComparison.Ordinal);
-    }
-
-    private static async Task<(string Token, Pkcs11MasterKeyProvider Provider, string Label)> ProviderOnOwnTokenAsync(string purpose)
-    {
-        var token = SoftHsm.CreateToken(purpose);
-        var label = await SoftHsm.CreateKeyAsync(purpose, token);
-        var options = SoftHsm.OptionsOn(token, label);
-        options.MaxSessions = 4;
-        return (token, new Pkcs11MasterKeyProvider(options), label);
     }
 }

@@ -88,12 +88,28 @@ internal static class SoftHsm
         return label;
     }
 
+    /// <summary>A provider with a small pool on a token of its own, with one key on it.</summary>
+    public static async Task<(string Token, Pkcs11MasterKeyProvider Provider, string Label)> ProviderOnOwnTokenAsync(string purpose)
+    {
+        var token = CreateToken(purpose);
+        var label = await CreateKeyAsync(purpose, token);
+        var options = OptionsOn(token, label);
+        options.MaxSessions = 4;
+        return (token, new Pkcs11MasterKeyProvider(options), label);
+    }
+
     /// <summary>Runs <paramref name="action"/> in a read-write user session of its own on the token.</summary>
     public static T WithSession<T>(Func<ISession, Pkcs11Module, T> action, string? tokenLabel = null)
     {
+        using var session = OpenSession(tokenLabel);
+        return action(session, Pkcs11Module.Load(ModulePath));
+    }
+
+    /// <summary>A read-write user session on the token, open until disposed (session objects live as long).</summary>
+    public static ISession OpenSession(string? tokenLabel = null)
+    {
         var module = Pkcs11Module.Load(ModulePath);
-        var slot = Slot(module, tokenLabel ?? TokenLabel);
-        using var session = slot.OpenSession(SessionType.ReadWrite);
+        var session = Slot(module, tokenLabel ?? TokenLabel).OpenSession(SessionType.ReadWrite);
         try
         {
             session.Login(CKU.CKU_USER, Pin);
@@ -103,19 +119,79 @@ internal static class SoftHsm
             // The login belongs to the process: a provider in this process is logged in already.
         }
 
-        return action(session, module);
+        return session;
     }
+
+    /// <summary>
+    /// Generates an AES key in <paramref name="session"/> with the attributes a master key needs, then
+    /// <paramref name="overrides"/> in their place: for keys set up wrongly, or the way earlier versions set them up.
+    /// </summary>
+    public static IObjectHandle GenerateKey(ISession session, string label, params (CKA Attribute, object Value)[] overrides)
+    {
+        var module = Pkcs11Module.Load(ModulePath);
+        var values = new Dictionary<CKA, object>
+        {
+            [CKA.CKA_CLASS] = CKO.CKO_SECRET_KEY,
+            [CKA.CKA_KEY_TYPE] = CKK.CKK_AES,
+            [CKA.CKA_VALUE_LEN] = 32UL,
+            [CKA.CKA_LABEL] = label,
+            [CKA.CKA_TOKEN] = true,
+            [CKA.CKA_PRIVATE] = true,
+            [CKA.CKA_SENSITIVE] = true,
+            [CKA.CKA_EXTRACTABLE] = false,
+            [CKA.CKA_WRAP] = true,
+            [CKA.CKA_UNWRAP] = true,
+            [CKA.CKA_ENCRYPT] = false,
+            [CKA.CKA_DECRYPT] = false,
+        };
+        foreach (var (attribute, value) in overrides)
+        {
+            values[attribute] = value;
+        }
+
+        var attributes = module.Factories.ObjectAttributeFactory;
+        var template = values.Select(pair => pair.Value switch
+        {
+            bool flag => attributes.Create(pair.Key, flag),
+            ulong number => attributes.Create(pair.Key, number),
+            string text => attributes.Create(pair.Key, text),
+            CKO objectClass => attributes.Create(pair.Key, objectClass),
+            CKK keyType => attributes.Create(pair.Key, keyType),
+            _ => throw new ArgumentException($"No attribute of type {pair.Value.GetType()}", nameof(overrides)),
+        }).ToList();
+        using var mechanism = module.Factories.MechanismFactory.Create(CKM.CKM_AES_KEY_GEN);
+        return session.GenerateKey(mechanism, template);
+    }
+
+    /// <summary>Generates a key as <see cref="GenerateKey"/> does, in a session of its own (so only as a token object).</summary>
+    public static string GenerateKey(string purpose, params (CKA Attribute, object Value)[] overrides)
+    {
+        var label = UniqueLabel(purpose);
+        WithSession((session, _) => GenerateKey(session, label, overrides));
+        return label;
+    }
+
+    /// <summary>Sets usage flags on a key, as an HSM administrator would.</summary>
+    public static void SetFlags(string label, params (CKA Attribute, bool Value)[] flags) =>
+        WithSession((session, module) =>
+        {
+            var attributes = module.Factories.ObjectAttributeFactory;
+            session.SetAttributeValue(FindKey(session, module, label), [.. flags.Select(f => attributes.Create(f.Attribute, f.Value))]);
+            return 0;
+        });
 
     public static IObjectHandle FindKey(ISession session, Pkcs11Module module, string label) =>
         Assert.Single(Pkcs11Token.FindKeys(module, session, label));
 
-    /// <summary>Withdraws or restores the key's use by flipping CKA_ENCRYPT and CKA_DECRYPT (SoftHSM has no "disable").</summary>
+    /// <summary>Withdraws or restores the key's use by flipping CKA_WRAP, CKA_UNWRAP, CKA_ENCRYPT and CKA_DECRYPT (SoftHSM has no "disable").</summary>
     public static void SetKeyUsage(string label, bool allowed, string? tokenLabel = null) =>
         WithSession((session, module) =>
         {
             var attributes = module.Factories.ObjectAttributeFactory;
             session.SetAttributeValue(FindKey(session, module, label),
             [
+                attributes.Create(CKA.CKA_WRAP, allowed),
+                attributes.Create(CKA.CKA_UNWRAP, allowed),
                 attributes.Create(CKA.CKA_ENCRYPT, allowed),
                 attributes.Create(CKA.CKA_DECRYPT, allowed),
             ]);

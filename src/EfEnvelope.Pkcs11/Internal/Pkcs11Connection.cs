@@ -12,8 +12,9 @@ namespace EfEnvelope.Pkcs11.Internal;
 /// and go without logging in again.
 /// </para>
 /// <para>
-/// Key handles are cached per connection and not beyond: a token may renumber objects after a new login (SoftHSM
-/// does), so a reconnect starts with no handles.
+/// Keys are checked (<see cref="Pkcs11Token.CheckKey"/>) when first looked up, and their handles are cached per
+/// connection and not beyond: a token may renumber objects after a new login (SoftHSM does), so a reconnect starts with
+/// no handles.
 /// </para>
 /// </remarks>
 internal sealed class Pkcs11Connection
@@ -23,16 +24,20 @@ internal sealed class Pkcs11Connection
     private readonly ISlot _slot;
     private readonly ISession _anchor;
     private readonly ConcurrentBag<ISession> _idle = [];
-    private readonly ConcurrentDictionary<string, IObjectHandle> _keys = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, Pkcs11MasterKey> _keys = new(StringComparer.Ordinal);
     private volatile bool _closed;
 
-    private Pkcs11Connection(Pkcs11Module module, Pkcs11Configuration configuration, ISlot slot, ISession anchor)
+    private Pkcs11Connection(Pkcs11Module module, Pkcs11Configuration configuration, ISlot slot, ISession anchor, bool supportsKeyWrap)
     {
         _module = module;
         _configuration = configuration;
         _slot = slot;
         _anchor = anchor;
+        SupportsKeyWrap = supportsKeyWrap;
     }
+
+    /// <summary>Whether the token offers <c>CKM_AES_KEY_WRAP</c> for both <c>C_WrapKey</c> and <c>C_UnwrapKey</c>.</summary>
+    public bool SupportsKeyWrap { get; }
 
     /// <summary>Finds the token, opens the anchor session and logs in.</summary>
     public static Pkcs11Connection Open(Pkcs11Module module, Pkcs11Configuration configuration)
@@ -58,7 +63,7 @@ internal sealed class Pkcs11Connection
             throw;
         }
 
-        return new Pkcs11Connection(module, configuration, slot, anchor);
+        return new Pkcs11Connection(module, configuration, slot, anchor, Pkcs11Token.OffersKeyWrap(slot));
     }
 
     /// <summary>An idle session, or a new one; the caller has a pool permit, so at most MaxSessions are out.</summary>
@@ -82,8 +87,8 @@ internal sealed class Pkcs11Connection
         }
     }
 
-    /// <summary>The handle of the key labelled <paramref name="label"/>, looked up once per connection.</summary>
-    public IObjectHandle FindKey(ISession session, string label, string? entity)
+    /// <summary>The key labelled <paramref name="label"/>, looked up and checked once per connection.</summary>
+    public Pkcs11MasterKey FindKey(ISession session, string label, string? entity)
     {
         if (_keys.TryGetValue(label, out var cached))
         {
@@ -93,10 +98,30 @@ internal sealed class Pkcs11Connection
         var found = Pkcs11Token.FindKeys(_module, session, label);
         return found.Count switch
         {
-            1 => _keys.GetOrAdd(label, found[0]),
+            1 => _keys.GetOrAdd(label, Pkcs11Token.CheckKey(session, found[0], label, _configuration, entity)),
             0 => throw Pkcs11Token.KeyNotFound(label, _configuration, entity),
             _ => throw Pkcs11Token.AmbiguousKey(label, _configuration, entity),
         };
+    }
+
+    /// <summary>Whether the key's handle still names an object on the token, asked after an operation failed.</summary>
+    /// <remarks>
+    /// A token removed or deleted under a running module does not always answer with a handle or session error: SoftHSM
+    /// can report <c>CKR_GENERAL_ERROR</c> (its code for a failed authentication tag too) or
+    /// <c>CKR_KEY_FUNCTION_NOT_PERMITTED</c> (its attribute read failing) while the object vanishes. Before such an
+    /// answer is reported as tampering or revoked access, the key must still be there.
+    /// </remarks>
+    public bool StillHolds(ISession session, Pkcs11MasterKey key)
+    {
+        try
+        {
+            using var read = new AttributeList(session.GetAttributeValue(key.Handle, [CKA.CKA_CLASS]));
+            return !read.Items[0].CannotBeRead;
+        }
+        catch (Pkcs11Exception)
+        {
+            return false;
+        }
     }
 
     /// <summary>Closes the idle sessions and the anchor; sessions still rented are closed when they come back.</summary>

@@ -1,5 +1,4 @@
 using System.Security.Cryptography;
-using System.Text;
 using Net.Pkcs11Interop.Common;
 using Net.Pkcs11Interop.HighLevelAPI;
 
@@ -52,7 +51,7 @@ internal static class Pkcs11Token
 
         return found ?? throw new MasterKeyException(
             $"No token labelled '{configuration.TokenLabel}' ({nameof(Pkcs11Options)}.{nameof(Pkcs11Options.TokenLabel)}) is present in module '{configuration.LibraryPath}'. "
-            + (labels.Count == 0 ? "The module reports no initialised token." : $"Tokens present: {string.Join(", ", labels.Select(l => $"'{l}'"))}.")
+            + (labels.Count == 0 ? "The module reports no initialised token." : $"Tokens present: {string.Join(", ", labels.Select(Untrusted.Quote))}.")
             + (unreadable.Count == 0 ? "" : $" Unreadable: {string.Join(", ", unreadable)}."),
             ProviderName);
     }
@@ -60,8 +59,9 @@ internal static class Pkcs11Token
     /// <summary>Logs the application in as the token's user; a login held by another session of this process counts.</summary>
     public static void Login(ISession session, Pkcs11Configuration configuration)
     {
-        // The PIN goes to the module as bytes that are zeroed at once, rather than through another managed copy.
-        var pin = Encoding.UTF8.GetBytes(configuration.Pin);
+        // The PIN goes to the module as bytes that are zeroed as soon as C_Login returns: with a PIN source, that
+        // array is the only copy this library ever holds.
+        var pin = configuration.ReadPin();
         try
         {
             session.Login(CKU.CKU_USER, pin);
@@ -81,27 +81,84 @@ internal static class Pkcs11Token
         }
     }
 
+    /// <summary>Asks the token whether it can wrap and unwrap with <c>CKM_AES_KEY_WRAP</c>; a token that cannot say, cannot.</summary>
+    public static bool OffersKeyWrap(ISlot slot)
+    {
+        try
+        {
+            var flags = slot.GetMechanismInfo(CKM.CKM_AES_KEY_WRAP).MechanismFlags;
+            return flags.Wrap && flags.Unwrap;
+        }
+        catch (Pkcs11Exception)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Finds the token's AES secret keys carrying <paramref name="label"/>.</summary>
     public static List<IObjectHandle> FindKeys(Pkcs11Module module, ISession session, string label)
     {
         var attributes = module.Factories.ObjectAttributeFactory;
-        var template = new List<IObjectAttribute>
-        {
+        using var template = new AttributeList(
+        [
             attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
             attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_AES),
             attributes.Create(CKA.CKA_LABEL, label),
-        };
-        try
+        ]);
+        return session.FindAllObjects(template.Items);
+    }
+
+    /// <summary>
+    /// Reads the attributes docs/pkcs11.md requires of a master key and refuses a key that lacks any of them.
+    /// </summary>
+    /// <returns>The key, and whether the token may wrap data keys under it with <c>C_WrapKey</c>.</returns>
+    /// <remarks>
+    /// The label alone proves nothing: anyone logged in can create a key with any label. A session object
+    /// (<c>CKA_TOKEN</c> false) vanishes with its session and cannot be a master key; a key that is not sensitive, or
+    /// is extractable, can be read out of the token, which defeats keeping it in an HSM. PKCS#11 forbids turning
+    /// <c>CKA_SENSITIVE</c> off or <c>CKA_EXTRACTABLE</c> on once set, so a key that passes once passes for its lifetime
+    /// and the result may be cached with the handle. An attribute the token will not reveal counts as failing.
+    /// </remarks>
+    public static Pkcs11MasterKey CheckKey(ISession session, IObjectHandle handle, string label, Pkcs11Configuration configuration, string? entity)
+    {
+        using var read = new AttributeList(session.GetAttributeValue(handle, [CKA.CKA_TOKEN, CKA.CKA_SENSITIVE, CKA.CKA_EXTRACTABLE, CKA.CKA_VALUE_LEN, CKA.CKA_WRAP, CKA.CKA_UNWRAP]));
+        var values = read.Items;
+        bool? Flag(int index) => values[index].CannotBeRead ? null : values[index].GetValueAsBool();
+
+        var failing = new List<string>();
+        if (Flag(0) != true)
         {
-            return session.FindAllObjects(template);
+            failing.Add("CKA_TOKEN is not true (a session object disappears with its session)");
         }
-        finally
+
+        if (Flag(1) != true)
         {
-            foreach (var attribute in template)
-            {
-                attribute.Dispose();
-            }
+            failing.Add("CKA_SENSITIVE is not true (the token would reveal the key's value)");
         }
+
+        if (Flag(2) != false)
+        {
+            failing.Add("CKA_EXTRACTABLE is not false (the key could be wrapped out of the token)");
+        }
+
+        var length = values[3].CannotBeRead ? 0UL : values[3].GetValueAsUlong();
+        if (length != 32)
+        {
+            failing.Add($"CKA_VALUE_LEN is {length}, not 32 (an AES-256 key is required)");
+        }
+
+        if (failing.Count > 0)
+        {
+            throw new MasterKeyException(
+                $"Master key '{label}' on token '{configuration.TokenLabel}' is refused: {string.Join("; ", failing)}. "
+                + "Create a token key with CKA_TOKEN and CKA_SENSITIVE true and CKA_EXTRACTABLE false "
+                + $"({nameof(Pkcs11KeySetup)}.{nameof(Pkcs11KeySetup.EnsureKeyAsync)} does), and name it in {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)}.",
+                ProviderName,
+                label,
+                entity);
+        }
+
+        return new Pkcs11MasterKey(handle, WrapAllowed: Flag(4) == true && Flag(5) == true);
     }
 
     public static MasterKeyException KeyNotFound(string label, Pkcs11Configuration configuration, string? entity) =>
