@@ -21,6 +21,8 @@ namespace HealthRecords.Setup;
 public sealed partial class WalCheckpointer(
     IServiceScopeFactory scopes, SampleEnvironment environment, IOptions<HealthRecordsOptions> options, ILogger<WalCheckpointer> logger) : BackgroundService
 {
+    private const int CheckpointBusyTimeoutSeconds = 5;
+
     /// <summary>Runs one checkpoint now.</summary>
     /// <returns>True when the log was emptied; false when a read or write held it past the busy timeout.</returns>
     public async Task<bool> CheckpointAsync(CancellationToken cancellationToken)
@@ -32,6 +34,10 @@ public sealed partial class WalCheckpointer(
         {
             await using var command = db.Database.GetDbConnection().CreateCommand();
             command.CommandText = "PRAGMA wal_checkpoint(TRUNCATE);";
+
+            // While it waits for readers it holds the write lock, so writes wait with it: the busy timeout (which is
+            // what CommandTimeout sets for SQLite) bounds that stall, and a blocked checkpoint is retried next time.
+            command.CommandTimeout = CheckpointBusyTimeoutSeconds;
             await using var reader = await command.ExecuteReaderAsync(cancellationToken);
             await reader.ReadAsync(cancellationToken);
 
