@@ -24,16 +24,7 @@ public class AwsKmsMasterKeyTests
             keyArn = (await admin.CreateKeyAsync(new CreateKeyRequest { Description = "healthrecords" }, cancel)).KeyMetadata.Arn;
         }
 
-        // The sample takes credentials from the SDK's usual chain; the local endpoint accepts any.
-        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
-        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "healthrecords-test-secret");
-        await using var app = new SampleApp(settings: new Dictionary<string, string?>
-        {
-            ["HealthRecords:MasterKey:Provider"] = "AwsKms",
-            ["HealthRecords:MasterKey:AwsKms:KeyId"] = keyArn,
-            ["HealthRecords:MasterKey:AwsKms:ServiceUrl"] = kms.Url.ToString(),
-            ["HealthRecords:MasterKey:AwsKms:Region"] = LocalKmsServer.Region,
-        });
+        await using var app = KmsSample(kms, keyArn);
         using var client = app.CreateClient();
 
         var ids = new List<int>();
@@ -70,15 +61,7 @@ public class AwsKmsMasterKeyTests
         await using var kms = LocalKmsServer.Start();
         using var admin = kms.CreateClient();
         var keyArn = (await admin.CreateKeyAsync(new CreateKeyRequest { Description = "healthrecords-revoked" }, cancel)).KeyMetadata.Arn;
-        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
-        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "healthrecords-test-secret");
-        await using var app = new SampleApp(settings: new Dictionary<string, string?>
-        {
-            ["HealthRecords:MasterKey:Provider"] = "AwsKms",
-            ["HealthRecords:MasterKey:AwsKms:KeyId"] = keyArn,
-            ["HealthRecords:MasterKey:AwsKms:ServiceUrl"] = kms.Url.ToString(),
-            ["HealthRecords:MasterKey:AwsKms:Region"] = LocalKmsServer.Region,
-        });
+        await using var app = KmsSample(kms, keyArn);
         using var client = app.CreateClient();
         var id = await SampleUnderAttackTests.CreateAsync(client, "Kai Revoked-Test", "432-10-9876", "Sinusitis");
 
@@ -101,5 +84,19 @@ public class AwsKmsMasterKeyTests
         }
 
         Assert.DoesNotContain(app.Logs.Entries, e => e.Category == "HealthRecords.Api.RecordReader");
+    }
+
+    private static SampleApp KmsSample(LocalKmsServer kms, string keyArn)
+    {
+        // The sample takes credentials from the SDK's usual chain; the local endpoint accepts any.
+        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
+        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "healthrecords-test-secret");
+        return new SampleApp(settings: new Dictionary<string, string?>
+        {
+            ["HealthRecords:MasterKey:Provider"] = "AwsKms",
+            ["HealthRecords:MasterKey:AwsKms:KeyId"] = keyArn,
+            ["HealthRecords:MasterKey:AwsKms:ServiceUrl"] = kms.Url.ToString(),
+            ["HealthRecords:MasterKey:AwsKms:Region"] = LocalKmsServer.Region,
+        });
     }
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using EfEnvelope;
 using HealthRecords.Setup;
 using Microsoft.EntityFrameworkCore;
@@ -53,6 +54,7 @@ public sealed partial class RecordReader(SampleEnvironment environment, ILogger<
         }
         catch (Exception error) when (IsUnreadableRecord(error))
         {
+            // Some record of the page is at fault: read them one at a time to find which.
             read.Clear();
         }
 
@@ -103,12 +105,12 @@ public sealed partial class RecordReader(SampleEnvironment environment, ILogger<
         {
             case EnvelopeDecryptionException decryption:
                 LogDecryptionFailed(
-                    logger, LogText.Escape(decryption.Entity ?? entity), key?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(unknown)",
+                    logger, LogText.Escape(decryption.Entity ?? entity), key?.ToString(CultureInfo.InvariantCulture) ?? "(unknown)",
                     LogText.Escape(decryption.Property), LogText.Escape(decryption.KeyId), LogText.Escape(decryption.Reason), LogText.Escape(correlationId));
                 break;
             case MasterKeyException masterKey:
                 LogUnknownKey(
-                    logger, LogText.Escape(masterKey.Entity ?? entity), key?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(unknown)",
+                    logger, LogText.Escape(masterKey.Entity ?? entity), key?.ToString(CultureInfo.InvariantCulture) ?? "(unknown)",
                     LogText.Escape(masterKey.KeyId), LogText.Escape(masterKey.Provider), LogText.Escape(correlationId));
                 break;
         }
