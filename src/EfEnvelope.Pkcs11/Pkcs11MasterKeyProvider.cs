@@ -169,7 +169,7 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
     {
         if (!IsKeyConfigured(keyId))
         {
-            throw new MasterKeyException(
+            throw new MasterKeyConfigurationException(
                 $"Master key '{keyId}' is not configured for token '{_configuration.TokenLabel}': add it to {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.AdditionalKeyLabels)} to use it.",
                 ProviderName, keyId, entity);
         }
@@ -268,7 +268,9 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
             if (_loginRefused is not null)
             {
                 // Trying a rejected PIN again would count towards the token's lockout: repeat the refusal instead.
-                throw new MasterKeyException(_loginRefused.Message, ProviderName, null, null, _loginRefused.InnerException);
+                throw _loginRefused is MasterKeyAccessRevokedException
+                    ? new MasterKeyAccessRevokedException(_loginRefused.Message, ProviderName, null, null, _loginRefused.InnerException)
+                    : new MasterKeyConfigurationException(_loginRefused.Message, ProviderName, null, null, _loginRefused.InnerException);
             }
 
             _module ??= Pkcs11Module.Load(_configuration.LibraryPath);
@@ -384,10 +386,10 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
                 $"Token '{_configuration.TokenLabel}' refuses to {action} with master key '{keyId}' (CKR_KEY_FUNCTION_NOT_PERMITTED): the key's CKA_ENCRYPT or CKA_DECRYPT "
                 + $"attribute is false, so its use was withdrawn or never granted. Set both to true on the key, or name another key in {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)}.",
                 ProviderName, keyId, entity, ex),
-            CKR.CKR_MECHANISM_INVALID or CKR.CKR_MECHANISM_PARAM_INVALID => new MasterKeyException(
+            CKR.CKR_MECHANISM_INVALID or CKR.CKR_MECHANISM_PARAM_INVALID => new MasterKeyConfigurationException(
                 $"Token '{_configuration.TokenLabel}' does not support CKM_AES_GCM with a 96-bit IV and a 128-bit tag ({ex.RV}), which this provider needs to {action} with master key '{keyId}'.",
                 ProviderName, keyId, entity, ex),
-            CKR.CKR_KEY_TYPE_INCONSISTENT or CKR.CKR_KEY_SIZE_RANGE => new MasterKeyException(
+            CKR.CKR_KEY_TYPE_INCONSISTENT or CKR.CKR_KEY_SIZE_RANGE => new MasterKeyConfigurationException(
                 $"Master key '{keyId}' on token '{_configuration.TokenLabel}' is not usable as an AES-GCM key ({ex.RV}): give {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)} an AES-256 key.",
                 ProviderName, keyId, entity, ex),
             _ => Pkcs11Token.Unavailable(ex, _configuration, $"{action} with master key '{keyId}'", keyId, entity),
