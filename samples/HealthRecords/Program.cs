@@ -1,4 +1,5 @@
 using HealthRecords.Api;
+using HealthRecords.Data;
 using HealthRecords.Setup;
 using Microsoft.Extensions.Options;
 
@@ -13,6 +14,10 @@ if (string.IsNullOrEmpty(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
 }
 
 builder.Services.AddHealthRecords();
+
+// /health: can the master-key provider generate and unwrap a key right now (answered from the key cache between
+// provider calls, so probing it often costs nothing)?
+builder.Services.AddHealthChecks().AddEnvelopeEncryptionCheck<ClinicDbContext>(timeout: TimeSpan.FromSeconds(10));
 builder.Services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
 {
     // One id per request, in every error body and in the server's log lines about it (ASP.NET's own traceId would
@@ -42,6 +47,7 @@ app.UseStatusCodePages();
 app.UseDefaultFiles();
 app.UseStaticFiles();
 app.MapHealthRecordsApi();
+app.MapHealthChecks("/health", HealthResponse.Options);
 
 var options = app.Services.GetRequiredService<IOptions<HealthRecordsOptions>>().Value;
 if (rotate)

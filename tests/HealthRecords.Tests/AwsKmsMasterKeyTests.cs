@@ -86,7 +86,7 @@ public class AwsKmsMasterKeyTests
         Assert.DoesNotContain(app.Logs.Entries, e => e.Category == "HealthRecords.Api.RecordReader");
     }
 
-    private static SampleApp KmsSample(LocalKmsServer kms, string keyArn)
+    internal static SampleApp KmsSample(LocalKmsServer kms, string keyArn)
     {
         // The sample takes credentials from the SDK's usual chain; the local endpoint accepts any.
         Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
