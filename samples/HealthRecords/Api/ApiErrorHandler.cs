@@ -44,14 +44,14 @@ public sealed partial class ApiErrorHandler(IProblemDetailsService problemDetail
                     + "Give the correlation id to an administrator: the server log names the record.",
             };
         }
-        else if (exception is MasterKeyException masterKey)
+        else if (KeyServiceFailure(exception) is { } masterKey)
         {
             LogKeyServiceFailed(logger, masterKey.GetType().Name, LogText.Escape(masterKey.Provider), LogText.Escape(masterKey.KeyId), LogText.Escape(masterKey.Message), correlationId);
             problem = new ProblemDetails
             {
                 Type = MasterKeyUnavailableType,
                 Status = StatusCodes.Status503ServiceUnavailable,
-                Title = exception is MasterKeyAccessRevokedException
+                Title = masterKey is MasterKeyAccessRevokedException
                     ? "Access to the master key was withdrawn"
                     : "The master-key service could not be used",
                 Detail = "Records cannot be read or written until the key service is reachable and allows access again.",
@@ -64,6 +64,20 @@ public sealed partial class ApiErrorHandler(IProblemDetailsService problemDetail
 
         httpContext.Response.StatusCode = problem.Status!.Value;
         return await problemDetails.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem });
+    }
+
+    // EF passes EfEnvelope's exceptions through as they are, but look under wrappers all the same.
+    private static MasterKeyException? KeyServiceFailure(Exception exception)
+    {
+        for (Exception? current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is MasterKeyException masterKey)
+            {
+                return masterKey;
+            }
+        }
+
+        return null;
     }
 
     // The request could not be bound: malformed JSON, a value of the wrong type, a missing body. The messages are the
