@@ -1,4 +1,5 @@
 using HealthRecords.Api;
+using HealthRecords.Data;
 using HealthRecords.Setup;
 using Microsoft.Extensions.Options;
 
@@ -13,14 +14,40 @@ if (string.IsNullOrEmpty(builder.Configuration[WebHostDefaults.ServerUrlsKey]))
 }
 
 builder.Services.AddHealthRecords();
-builder.Services.AddProblemDetails();
-builder.Services.AddExceptionHandler<EncryptionErrorHandler>();
+
+// /health: can the master-key provider generate and unwrap a key right now (answered from the key cache between
+// provider calls, so probing it often costs nothing)?
+builder.Services.AddHealthChecks().AddEnvelopeEncryptionCheck<ClinicDbContext>(timeout: TimeSpan.FromSeconds(10));
+builder.Services.AddProblemDetails(options => options.CustomizeProblemDetails = context =>
+{
+    // One id per request, in every error body and in the server's log lines about it (ASP.NET's own traceId would
+    // be a second one to match).
+    context.ProblemDetails.Extensions.Remove("traceId");
+    context.ProblemDetails.Extensions[Correlation.ProblemMember] = Correlation.Id(context.HttpContext);
+});
+
+// A body or parameter that cannot be bound throws, so that ApiErrorHandler answers with a problem body instead of
+// the framework's empty 400.
+builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
+builder.Services.AddExceptionHandler<ApiErrorHandler>();
 
 var app = builder.Build();
+app.Use((context, next) =>
+{
+    // On starting, not now: the exception handler clears the headers of a response it replaces.
+    context.Response.OnStarting(() =>
+    {
+        context.Response.Headers[Correlation.Header] = Correlation.Id(context);
+        return Task.CompletedTask;
+    });
+    return next(context);
+});
 app.UseExceptionHandler();
+app.UseStatusCodePages();
 app.UseDefaultFiles();
 app.UseStaticFiles();
 app.MapHealthRecordsApi();
+app.MapHealthChecks("/health", HealthResponse.Options);
 
 var options = app.Services.GetRequiredService<IOptions<HealthRecordsOptions>>().Value;
 if (rotate)

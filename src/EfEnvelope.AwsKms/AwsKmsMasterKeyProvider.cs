@@ -244,7 +244,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         ArgumentException.ThrowIfNullOrEmpty(keyId);
         if (!IsKeyConfigured(keyId))
         {
-            throw new MasterKeyException(
+            throw new MasterKeyConfigurationException(
                 $"The data names AWS KMS key '{keyId}', which is not configured for this provider{ForEntity(context)}; it was not sent to KMS. " +
                 $"Add it to {nameof(AwsKmsOptions)}.{nameof(AwsKmsOptions.AdditionalKeyIds)} if it should be trusted.",
                 ProviderName, keyId, context.Entity);
@@ -266,7 +266,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         }
         catch (AmazonClientException ex)
         {
-            throw new MasterKeyException(
+            throw new MasterKeyConfigurationException(
                 $"Could not create the AWS KMS client for key '{keyId}'{ForEntity(context)}: {ex.Message}. " +
                 $"Set {nameof(AwsKmsOptions)}.{nameof(AwsKmsOptions.Region)} (or AWS_REGION, or a profile), or pass a configured client.",
                 ProviderName, keyId, context.Entity, ex);
@@ -320,7 +320,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
             _ when ex.ErrorCode is "AccessDeniedException" or "AccessDenied" => new MasterKeyAccessRevokedException(
                 $"AWS KMS denied {operation} with key '{keyId}'{where}: check the key policy and the IAM permissions of the application's role.",
                 ProviderName, keyId, entity, ex),
-            NotFoundException => new MasterKeyException(
+            NotFoundException => new MasterKeyConfigurationException(
                 $"AWS KMS key '{keyId}' was not found{where}: deleted, misspelt, or in another Region or account.",
                 ProviderName, keyId, entity, ex),
             IncorrectKeyException => new EnvelopeDecryptionException(

@@ -165,7 +165,7 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
         if (!IsKeyConfigured(keyId))
         {
             // When unwrapping, the key id comes from the stored blob: it is whatever a database writer put there.
-            throw new MasterKeyException(
+            throw new MasterKeyConfigurationException(
                 $"Master key {Untrusted.Quote(keyId)} is not configured for token '{_configuration.TokenLabel}': add it to {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.AdditionalKeyLabels)} to use it.",
                 ProviderName, keyId, entity);
         }
@@ -265,7 +265,9 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
             if (_loginRefused is not null)
             {
                 // Trying a rejected PIN again would count towards the token's lockout: repeat the refusal instead.
-                throw new MasterKeyException(_loginRefused.Message, ProviderName, null, null, _loginRefused.InnerException);
+                throw _loginRefused is MasterKeyAccessRevokedException
+                    ? new MasterKeyAccessRevokedException(_loginRefused.Message, ProviderName, null, null, _loginRefused.InnerException)
+                    : new MasterKeyConfigurationException(_loginRefused.Message, ProviderName, null, null, _loginRefused.InnerException);
             }
 
             _module ??= Pkcs11Module.Load(_configuration.LibraryPath);
@@ -343,10 +345,10 @@ public sealed class Pkcs11MasterKeyProvider : IMasterKeyProvider, IDisposable
                 + " attribute is false, so its use was withdrawn or never granted. Set CKA_WRAP and CKA_UNWRAP to true on the key (and CKA_DECRYPT while data "
                 + $"wrapped by C_Encrypt remains), or name another key in {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)}.",
                 ProviderName, keyId, entity, ex),
-            CKR.CKR_MECHANISM_INVALID or CKR.CKR_MECHANISM_PARAM_INVALID => new MasterKeyException(
+            CKR.CKR_MECHANISM_INVALID or CKR.CKR_MECHANISM_PARAM_INVALID => new MasterKeyConfigurationException(
                 $"Token '{_configuration.TokenLabel}' does not support {mechanism} ({ex.RV}), which this provider needs to {action} with master key '{keyId}'.",
                 ProviderName, keyId, entity, ex),
-            CKR.CKR_KEY_TYPE_INCONSISTENT or CKR.CKR_KEY_SIZE_RANGE or CKR.CKR_WRAPPING_KEY_TYPE_INCONSISTENT or CKR.CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT => new MasterKeyException(
+            CKR.CKR_KEY_TYPE_INCONSISTENT or CKR.CKR_KEY_SIZE_RANGE or CKR.CKR_WRAPPING_KEY_TYPE_INCONSISTENT or CKR.CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT => new MasterKeyConfigurationException(
                 $"Master key '{keyId}' on token '{_configuration.TokenLabel}' is not usable for {mechanism} ({ex.RV}): give {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)} an AES-256 key.",
                 ProviderName, keyId, entity, ex),
             _ => Pkcs11Token.Unavailable(ex, _configuration, $"{action} with master key '{keyId}'", keyId, entity),

@@ -104,7 +104,11 @@ public sealed class EnvelopeEncryptionOptionsBuilder
     }
 
     /// <summary>Sends provider-call events to this logger factory.</summary>
-    /// <remarks>The default is the logger factory configured on the DbContext options, if any.</remarks>
+    /// <remarks>
+    /// Rarely needed: by default events go to the logger factory set on the DbContext options before
+    /// <c>UseEnvelopeEncryption</c>, else to the application's logging when the context is registered with
+    /// <c>AddDbContext</c>, <c>AddDbContextPool</c> or <c>AddDbContextFactory</c>.
+    /// </remarks>
     public EnvelopeEncryptionOptionsBuilder UseLoggerFactory(ILoggerFactory loggerFactory)
     {
         ArgumentNullException.ThrowIfNull(loggerFactory);

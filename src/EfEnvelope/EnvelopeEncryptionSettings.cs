@@ -13,6 +13,13 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
     public MasterKeySelector? KeySelector { get; set; }
     public TimeSpan ProviderTimeout { get; set; } = TimeSpan.FromSeconds(30);
     public ILoggerFactory? LoggerFactory { get; set; }
+
+    /// <summary>
+    /// The logger factory of the DbContext options this configuration was added to: EF's own, else the application's
+    /// (AddDbContext and its pooled and factory forms set the application service provider before the options action
+    /// runs). Part of equality, so that two hosts in one process do not share a runtime that logs to only one of them.
+    /// </summary>
+    public ILoggerFactory? HostLoggerFactory { get; set; }
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
     public IRandomSource Random { get; set; } = SystemRandomSource.Instance;
     public byte[]? BlindIndexKey { get; set; }
@@ -35,6 +42,7 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
         && Equals(KeySelector, other.KeySelector)
         && ProviderTimeout == other.ProviderTimeout
         && ReferenceEquals(LoggerFactory, other.LoggerFactory)
+        && ReferenceEquals(HostLoggerFactory, other.HostLoggerFactory)
         && ReferenceEquals(TimeProvider, other.TimeProvider)
         && ReferenceEquals(Random, other.Random)
         && (BlindIndexKey is null ? other.BlindIndexKey is null : other.BlindIndexKey is not null && BlindIndexKey.AsSpan().SequenceEqual(other.BlindIndexKey));

@@ -22,7 +22,7 @@ public sealed class FaultTests
         options.LibraryPath = path;
         using var provider = new Pkcs11MasterKeyProvider(options);
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
 
         Assert.Contains("Pkcs11Options.LibraryPath", error.Message, StringComparison.Ordinal);
         Assert.Contains(path, error.Message, StringComparison.Ordinal);
@@ -34,7 +34,7 @@ public sealed class FaultTests
     {
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.OptionsOn("no-such-token", "any-key"));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
 
         Assert.Contains("Pkcs11Options.TokenLabel", error.Message, StringComparison.Ordinal);
         Assert.Contains("'no-such-token'", error.Message, StringComparison.Ordinal);
@@ -52,8 +52,8 @@ public sealed class FaultTests
         options.Pin = wrongPin;
         using var provider = new Pkcs11MasterKeyProvider(options);
 
-        var first = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
-        var second = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+        var first = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+        var second = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
 
         Assert.Contains("Pkcs11Options.Pin", first.Message, StringComparison.Ordinal);
         Assert.Contains("CKR_PIN_INCORRECT", first.Message, StringComparison.Ordinal);
@@ -75,7 +75,7 @@ public sealed class FaultTests
         var label = SoftHsm.UniqueLabel("missing");
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
 
         Assert.IsNotType<MasterKeyAccessRevokedException>(error);
         Assert.Contains("Pkcs11Options.KeyLabel", error.Message, StringComparison.Ordinal);

@@ -26,8 +26,8 @@ public sealed class KeyAttributeTests
         var label = SoftHsm.GenerateKey("weak", (attribute, value));
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
 
-        var onWrap = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
-        var onUnwrap = await Assert.ThrowsAsync<MasterKeyException>(() => provider.DecryptDataKeyAsync(label, new byte[73], Context, Ct));
+        var onWrap = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+        var onUnwrap = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.DecryptDataKeyAsync(label, new byte[73], Context, Ct));
 
         foreach (var error in new[] { onWrap, onUnwrap })
         {
@@ -50,7 +50,7 @@ public sealed class KeyAttributeTests
         SoftHsm.GenerateKey(session, label, (CKA.CKA_TOKEN, false));
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
 
         Assert.Contains($"Master key '{label}'", error.Message, StringComparison.Ordinal);
         Assert.Contains("CKA_TOKEN", error.Message, StringComparison.Ordinal);
@@ -62,7 +62,7 @@ public sealed class KeyAttributeTests
         var label = SoftHsm.GenerateKey("weak-all", (CKA.CKA_SENSITIVE, false), (CKA.CKA_EXTRACTABLE, true));
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
 
         Assert.Contains("CKA_SENSITIVE", error.Message, StringComparison.Ordinal);
         Assert.Contains("CKA_EXTRACTABLE", error.Message, StringComparison.Ordinal);
@@ -77,7 +77,7 @@ public sealed class KeyAttributeTests
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(primary, old));
         using var fine = await provider.GenerateDataKeyAsync(primary, Context, Ct);
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.DecryptDataKeyAsync(old, new byte[73], Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.DecryptDataKeyAsync(old, new byte[73], Context, Ct));
 
         Assert.Contains($"Master key '{old}'", error.Message, StringComparison.Ordinal);
         Assert.Contains("CKA_EXTRACTABLE", error.Message, StringComparison.Ordinal);
@@ -89,7 +89,7 @@ public sealed class KeyAttributeTests
         var label = SoftHsm.GenerateKey("weak-existing", (CKA.CKA_EXTRACTABLE, true));
         var options = new Pkcs11Options { LibraryPath = SoftHsm.ModulePath, TokenLabel = SoftHsm.TokenLabel, Pin = SoftHsm.Pin };
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => Pkcs11KeySetup.EnsureKeyAsync(options, label, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => Pkcs11KeySetup.EnsureKeyAsync(options, label, Ct));
 
         Assert.Contains("CKA_EXTRACTABLE", error.Message, StringComparison.Ordinal);
     }

@@ -103,7 +103,7 @@ public sealed class KeySetupTests
         var label = SoftHsm.UniqueLabel("setup-absent");
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.Options(label));
 
-        await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, KeyManagement.KeyContext.For("app", "Entity"), Ct));
+        await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(label, KeyManagement.KeyContext.For("app", "Entity"), Ct));
 
         Assert.Empty(SoftHsm.WithSession((session, module) => Internal.Pkcs11Token.FindKeys(module, session, label)));
     }

@@ -53,8 +53,8 @@ public sealed class PinSourceTests
             return "wrong-pin"u8.ToArray();
         }));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
-        await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
+        await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("any-key", Context, Ct));
 
         Assert.Equal(CKR.CKR_PIN_INCORRECT, Assert.IsType<Pkcs11Exception>(error.InnerException).RV);
         Assert.Equal(1, calls);
@@ -74,8 +74,8 @@ public sealed class PinSourceTests
         ]);
         using var provider = new Pkcs11MasterKeyProvider(Options(token, label, () => answers.Dequeue()()));
 
-        var thrown = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
-        var empty = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+        var thrown = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
+        var empty = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(label, Context, Ct));
         using var key = await provider.GenerateDataKeyAsync(label, Context, Ct);
 
         Assert.Contains("Pkcs11Options.PinSource", thrown.Message, StringComparison.Ordinal);

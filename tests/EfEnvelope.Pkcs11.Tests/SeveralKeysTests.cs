@@ -38,7 +38,7 @@ public sealed class SeveralKeysTests
         using var key = await writer.GenerateDataKeyAsync(other, Context, Ct);
         using var reader = new Pkcs11MasterKeyProvider(SoftHsm.Options(known));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => reader.DecryptDataKeyAsync(other, key.WrappedKey, Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => reader.DecryptDataKeyAsync(other, key.WrappedKey, Context, Ct));
 
         Assert.False(reader.IsKeyConfigured(other));
         Assert.Equal(other, error.KeyId);

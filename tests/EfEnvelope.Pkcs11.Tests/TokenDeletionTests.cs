@@ -31,7 +31,7 @@ public sealed class TokenDeletionTests
         // What an administrator would do from another process; the running module sees the token's objects vanish.
         SoftHsm.DeleteToken(token);
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.DecryptDataKeyAsync(label, before.WrappedKey, Context, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.DecryptDataKeyAsync(label, before.WrappedKey, Context, Ct));
         Assert.Contains("Pkcs11Options.TokenLabel", error.Message, StringComparison.Ordinal);
         Assert.Contains($"'{token}'", error.Message, StringComparison.Ordinal);
         Assert.DoesNotContain(SoftHsm.Pin, error.ToString(), StringComparison.Ordinal);

@@ -45,7 +45,7 @@ public sealed class UntrustedTextTests
         using var provider = new Pkcs11MasterKeyProvider(options);
         var forged = "kek\u001b[2J\r\n2026-12-01 INFO forged line" + new string('A', 65536);
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() =>
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() =>
             provider.DecryptDataKeyAsync(forged, new byte[73], KeyContext.For("app", "Clinic.Patient"), Ct));
 
         Assert.DoesNotContain(error.Message, char.IsControl);
@@ -60,7 +60,7 @@ public sealed class UntrustedTextTests
         var token = SoftHsm.CreateToken("esc\u001b[31m");
         using var provider = new Pkcs11MasterKeyProvider(SoftHsm.OptionsOn("no-such-token-here", "any-key"));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("any-key", KeyContext.For("app", "Clinic.Patient"), Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("any-key", KeyContext.For("app", "Clinic.Patient"), Ct));
 
         Assert.Contains(Untrusted.Quote(token), error.Message, StringComparison.Ordinal);
         Assert.Contains("esc\\u001b[31m", error.Message, StringComparison.Ordinal);

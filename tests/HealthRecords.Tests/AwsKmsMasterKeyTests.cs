@@ -3,6 +3,9 @@ using System.Net.Http.Json;
 using Amazon.KeyManagementService.Model;
 using EfEnvelope.AwsKms.Tests.LocalKms;
 using HealthRecords.Api;
+using HealthRecords.Data;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace HealthRecords.Tests;
 
@@ -21,16 +24,7 @@ public class AwsKmsMasterKeyTests
             keyArn = (await admin.CreateKeyAsync(new CreateKeyRequest { Description = "healthrecords" }, cancel)).KeyMetadata.Arn;
         }
 
-        // The sample takes credentials from the SDK's usual chain; the local endpoint accepts any.
-        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
-        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "healthrecords-test-secret");
-        await using var app = new SampleApp(settings: new Dictionary<string, string?>
-        {
-            ["HealthRecords:MasterKey:Provider"] = "AwsKms",
-            ["HealthRecords:MasterKey:AwsKms:KeyId"] = keyArn,
-            ["HealthRecords:MasterKey:AwsKms:ServiceUrl"] = kms.Url.ToString(),
-            ["HealthRecords:MasterKey:AwsKms:Region"] = LocalKmsServer.Region,
-        });
+        await using var app = KmsSample(kms, keyArn);
         using var client = app.CreateClient();
 
         var ids = new List<int>();
@@ -58,5 +52,51 @@ public class AwsKmsMasterKeyTests
         // Six records written, two entity types: the cached key-encryption key means one GenerateDataKey per type,
         // plus one at first start for the blind index key (SSN search).
         Assert.InRange(kms.CallCount("GenerateDataKey"), 2, 3);
+    }
+
+    [Fact]
+    public async Task A_disabled_kms_key_is_answered_as_an_unavailable_key_service_not_as_a_bad_record()
+    {
+        var cancel = TestContext.Current.CancellationToken;
+        await using var kms = LocalKmsServer.Start();
+        using var admin = kms.CreateClient();
+        var keyArn = (await admin.CreateKeyAsync(new CreateKeyRequest { Description = "healthrecords-revoked" }, cancel)).KeyMetadata.Arn;
+        await using var app = KmsSample(kms, keyArn);
+        using var client = app.CreateClient();
+        var id = await SampleUnderAttackTests.CreateAsync(client, "Kai Revoked-Test", "432-10-9876", "Sinusitis");
+
+        // Access withdrawn, and the cached key dropped so that the next read has to ask KMS.
+        await admin.DisableKeyAsync(new DisableKeyRequest { KeyId = keyArn }, cancel);
+        await using (var scope = app.Services.CreateAsyncScope())
+        {
+            scope.ServiceProvider.GetRequiredService<ClinicDbContext>().ClearEnvelopeKeyCache();
+        }
+
+        using var read = await client.GetAsync($"/api/patients/{id}", cancel);
+        using var list = await client.GetAsync("/api/patients", cancel);
+
+        // Every record is under the same key: the list cannot be served either, and does not pretend the records are bad.
+        foreach (var response in new[] { read, list })
+        {
+            var problem = await SampleUnderAttackTests.ProblemAsync(response, HttpStatusCode.ServiceUnavailable);
+            Assert.Equal(ApiErrorHandler.MasterKeyUnavailableType, problem.GetProperty("type").GetString());
+            Assert.Equal("Access to the master key was withdrawn", problem.GetProperty("title").GetString());
+        }
+
+        Assert.DoesNotContain(app.Logs.Entries, e => e.Category == "HealthRecords.Api.RecordReader");
+    }
+
+    internal static SampleApp KmsSample(LocalKmsServer kms, string keyArn)
+    {
+        // The sample takes credentials from the SDK's usual chain; the local endpoint accepts any.
+        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
+        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "healthrecords-test-secret");
+        return new SampleApp(settings: new Dictionary<string, string?>
+        {
+            ["HealthRecords:MasterKey:Provider"] = "AwsKms",
+            ["HealthRecords:MasterKey:AwsKms:KeyId"] = keyArn,
+            ["HealthRecords:MasterKey:AwsKms:ServiceUrl"] = kms.Url.ToString(),
+            ["HealthRecords:MasterKey:AwsKms:Region"] = LocalKmsServer.Region,
+        });
     }
 }

@@ -60,11 +60,11 @@ public class PatientApiTests
         using var client = app.CreateClient();
         var created = await CreateAsync(client);
 
-        var found = await client.GetFromJsonAsync<List<PatientSummary>>($"/api/patients/search?ssn={Uri.EscapeDataString(" " + Input.Ssn + " ")}", Cancel);
-        var missing = await client.GetFromJsonAsync<List<PatientSummary>>("/api/patients/search?ssn=000-00-0000", Cancel);
+        var found = await SearchAsync(client, " " + Input.Ssn + " ");
+        var missing = await SearchAsync(client, "000-00-0000");
 
-        Assert.Equal(created.Id, Assert.Single(found!).Id);
-        Assert.Empty(missing!);
+        Assert.Equal(created.Id, Assert.Single(found.Items).Id);
+        Assert.Empty(missing.Items);
         Assert.False(app.StoresPlaintext(Input.Ssn!));
     }
 
@@ -111,7 +111,11 @@ public class PatientApiTests
             Assert.True(bytes.AsSpan().IndexOf(Encoding.UTF8.GetBytes(plaintext)) < 0, $"{column} holds its plaintext");
         }
 
+        // The blind index is a keyed HMAC of the SSN, neither plain nor ciphertext, and labelled as what it is.
+        Assert.Equal("blind-index", columns["Ssn_Index"].Kind);
+        Assert.Equal(32, columns["Ssn_Index"].Length);
         Assert.Equal("wrapped-key", columns[StoredRows.KeyColumn].Kind);
+        Assert.All(columns.Values.Where(c => c.Name is not ("Id" or "Name")), c => Assert.NotEqual("plain", c.Kind));
         Assert.Equal("in-memory", stored.Patient.WrappedKey!.Provider);
         Assert.StartsWith("healthrecords-dev-", stored.Patient.WrappedKey.MasterKeyId, StringComparison.Ordinal);
         Assert.Equal(typeof(HealthRecords.Data.Patient).FullName, stored.Patient.WrappedKey.Entity);
@@ -128,7 +132,7 @@ public class PatientApiTests
         await using var app = new SampleApp(seed: true);
         using var client = app.CreateClient();
 
-        var list = (await client.GetFromJsonAsync<List<PatientSummary>>("/api/patients", Cancel))!;
+        var list = (await client.GetFromJsonAsync<PatientPage>("/api/patients", Cancel))!.Items;
 
         var demo = DemoData.Patients();
         Assert.Equal(demo.Select(p => p.Name).Order(StringComparer.Ordinal), list.Select(p => p.Name).Order(StringComparer.Ordinal));
@@ -207,6 +211,13 @@ public class PatientApiTests
         var error = Assert.Throws<InvalidOperationException>(() => app.CreateClient());
 
         Assert.Contains(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    internal static async Task<SearchResult> SearchAsync(HttpClient client, string ssn)
+    {
+        var response = await client.PostAsJsonAsync("/api/patients/search", new SsnSearch(ssn), Cancel);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return (await response.Content.ReadFromJsonAsync<SearchResult>(Cancel))!;
     }
 
     private static async Task<PatientDetails> CreateAsync(HttpClient client)

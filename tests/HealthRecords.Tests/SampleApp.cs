@@ -1,9 +1,14 @@
 using System.Text;
+using HealthRecords.Data;
 using HealthRecords.Setup;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace HealthRecords.Tests;
 
@@ -28,6 +33,9 @@ public sealed class SampleApp : WebApplicationFactory<Program>
     }
 
     public string DataDirectory { get; }
+
+    /// <summary>Every log entry the app wrote, at every level from Trace up.</summary>
+    public CapturedLogs Logs { get; } = new();
 
     private bool OwnsDirectory { get; }
 
@@ -60,8 +68,64 @@ public sealed class SampleApp : WebApplicationFactory<Program>
             || stored.AsSpan().IndexOf(Encoding.Unicode.GetBytes(text)) >= 0;
     }
 
+    /// <summary>Runs SQL against the database file on a connection of its own, as anyone with write access could.</summary>
+    public void ExecuteSql(string sql, params (string Name, object Value)[] parameters)
+    {
+        using var connection = OpenDirect();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        command.ExecuteNonQuery();
+    }
+
+    /// <summary>One stored value of one row, read past the application (table and column are the test's own constants).</summary>
+    public object? ReadStored(string table, string column, int id)
+    {
+        using var connection = OpenDirect();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT \"{column}\" FROM \"{table}\" WHERE \"Id\" = $id";
+        command.Parameters.AddWithValue("$id", id);
+        var value = command.ExecuteScalar();
+        return value is DBNull ? null : value;
+    }
+
+    /// <summary>Overwrites one stored value of one row, past the application.</summary>
+    public void WriteStored(string table, string column, int id, object value) =>
+        ExecuteSql($"UPDATE \"{table}\" SET \"{column}\" = $value WHERE \"Id\" = $id", ("$value", value), ("$id", id));
+
+    /// <summary>How many rows a table holds, counted past the application.</summary>
+    public long CountRows(string table)
+    {
+        using var connection = OpenDirect();
+        using var command = connection.CreateCommand();
+        command.CommandText = $"SELECT COUNT(*) FROM \"{table}\"";
+        return (long)command.ExecuteScalar()!;
+    }
+
+    private SqliteConnection OpenDirect()
+    {
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = DatabaseFile, Pooling = false }.ToString());
+        connection.Open();
+        return connection;
+    }
+
     protected override void ConfigureWebHost(IWebHostBuilder builder) =>
-        builder.ConfigureAppConfiguration((_, configuration) => configuration.AddInMemoryCollection(_settings));
+        builder.ConfigureAppConfiguration((_, configuration) => configuration.AddInMemoryCollection(_settings))
+            .ConfigureServices(services => services.ConfigureDbContext<ClinicDbContext>(options => options.ConfigureWarnings(
+                warnings => warnings.Ignore(CoreEventId.ManyServiceProvidersCreatedWarning))))
+
+            // Each in-process app has a master-key provider instance of its own, so EF builds an internal service
+            // provider per app; one test process hosts dozens of apps, where a real process hosts one.
+            .ConfigureLogging(logging => logging
+                .AddProvider(Logs)
+
+                // A rule for this provider beats appsettings.json's rules, which name no provider: every category at
+                // every level reaches Logs, while the console keeps its usual levels.
+                .AddFilter<CapturedLogs>(category: null, LogLevel.Trace));
 
     public override async ValueTask DisposeAsync()
     {

@@ -13,7 +13,7 @@ namespace HealthRecords.Api;
 /// <summary>One column of a row exactly as the database returned it to a plain SQL query.</summary>
 /// <param name="Name">The column name.</param>
 /// <param name="StoreType">The type the database reports.</param>
-/// <param name="Kind"><c>plain</c>, <c>ciphertext</c> or <c>wrapped-key</c>.</param>
+/// <param name="Kind"><c>plain</c>, <c>ciphertext</c>, <c>blind-index</c> (a keyed HMAC of a searchable property) or <c>wrapped-key</c>.</param>
 /// <param name="Value">Text as stored, or hex for binary values; null for NULL.</param>
 /// <param name="Length">Bytes stored, for binary values.</param>
 public sealed record StoredColumn(string Name, string StoreType, string Kind, string? Value, int? Length);
@@ -38,6 +38,9 @@ public static class StoredRows
 
     /// <summary>Suffix of the shadow property that holds a property's ciphertext (its column keeps the property's name).</summary>
     private const string CiphertextSuffix = "_Ciphertext";
+
+    /// <summary>Suffix of the shadow property that holds a searchable property's blind index (its column is <c>{column}_Index</c>).</summary>
+    private const string IndexSuffix = "_Index";
 
     public static async Task<StoredRecord?> ReadAsync(ClinicDbContext db, int patientId, CancellationToken cancellationToken)
     {
@@ -120,6 +123,30 @@ public static class StoredRows
         return true;
     }
 
+    // A column that is neither the key, nor a ciphertext, nor the index of an encrypted property is stored as given.
+    private static string Kind(IEntityType entityType, IProperty property)
+    {
+        if (property.Name == KeyColumn)
+        {
+            return "wrapped-key";
+        }
+
+        if (!property.IsShadowProperty())
+        {
+            return "plain";
+        }
+
+        if (property.Name.EndsWith(CiphertextSuffix, StringComparison.Ordinal))
+        {
+            return "ciphertext";
+        }
+
+        return property.Name.EndsWith(IndexSuffix, StringComparison.Ordinal)
+            && entityType.FindProperty(property.Name[..^IndexSuffix.Length] + CiphertextSuffix) is not null
+            ? "blind-index"
+            : "plain";
+    }
+
     private static async Task<(string Sql, List<StoredRow> Rows)> ReadRowsAsync(
         ClinicDbContext db, Type clrType, string keyProperty, int key, CancellationToken cancellationToken)
     {
@@ -134,15 +161,10 @@ public static class StoredRows
         var kinds = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         foreach (var property in entityType.GetProperties())
         {
-            var column = property.GetColumnName(table);
-            if (column is null)
+            if (property.GetColumnName(table) is { } column)
             {
-                continue;
+                kinds[column] = Kind(entityType, property);
             }
-
-            kinds[column] = property.Name == KeyColumn ? "wrapped-key"
-                : property.IsShadowProperty() && property.Name.EndsWith(CiphertextSuffix, StringComparison.Ordinal) ? "ciphertext"
-                : "plain";
         }
 
         // The context's own connection, opened by the caller: the same database and transaction scope EF uses.

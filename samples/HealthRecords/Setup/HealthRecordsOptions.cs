@@ -24,6 +24,9 @@ public sealed class DatabaseOptions
 
     /// <summary>Required for PostgreSQL and SQL Server; for SQLite the default is a file in <see cref="HealthRecordsOptions.DataDirectory"/>.</summary>
     public string? ConnectionString { get; set; }
+
+    /// <summary>SQLite only: how often the write-ahead log is checkpointed and emptied (see <see cref="WalCheckpointer"/>); zero turns it off.</summary>
+    public TimeSpan WalCheckpointInterval { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>Where the master key lives and how data keys are wrapped.</summary>

@@ -37,6 +37,10 @@ public sealed class MasterKeySetup : IDisposable
     /// <summary>Set when the development key file was created at this start.</summary>
     public bool CreatedNewDevelopmentKey { get; private init; }
 
+    /// <summary>Whether stored data naming <paramref name="keyId"/> can be unwrapped with this configuration.</summary>
+    /// <remarks>A record naming any other key was written elsewhere or had its key id rewritten: no retry will read it.</remarks>
+    public bool AcceptsKey(string keyId) => _provider.IsKeyConfigured(keyId);
+
     public void Configure(EnvelopeEncryptionOptionsBuilder builder)
     {
         builder.UseProvider(_provider).UseKeyWrappingMode(Mode);

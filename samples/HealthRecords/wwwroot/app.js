@@ -20,8 +20,12 @@ async function api(method, url, body) {
   if (response.status === 204) return null;
   const data = await response.json().catch(() => null);
   if (!response.ok) {
+    // Problem details: the validation errors by field, or the title; the correlation id is what an administrator
+    // looks up in the server log (the details of a failure are there, not here).
     const errors = data && data.errors ? Object.entries(data.errors).map(([k, v]) => `${k}: ${v.join(' ')}`).join('; ') : '';
-    throw new Error(errors || (data && (data.detail || data.title)) || `${response.status} ${response.statusText}`);
+    const message = errors || (data && data.title) || `${response.status} ${response.statusText}`;
+    const correlation = data && data.correlationId ? ` (correlation id ${data.correlationId})` : '';
+    throw new Error(message + correlation);
   }
   return data;
 }
@@ -37,20 +41,50 @@ async function loadAbout() {
 }
 
 let searchedSsn = '';
+let page = 1;
+const pageSize = 25;
 
 async function loadList() {
-  const patients = searchedSsn
-    ? await api('GET', `/api/patients/search?ssn=${encodeURIComponent(searchedSsn)}`)
-    : await api('GET', '/api/patients');
+  let patients;
+  $('#list-note').textContent = '';
+  if (searchedSsn) {
+    // POST: the SSN travels in the body, never in a URL (and so in no request log or browser history).
+    const result = await api('POST', '/api/patients/search', { ssn: searchedSsn });
+    patients = result.items;
+    $('#pager').hidden = true;
+    if (result.unreadable > 0) {
+      $('#list-note').textContent = `${result.unreadable} matching record(s) cannot be decrypted, so their SSN could not be checked; not shown.`;
+    }
+  } else {
+    const result = await api('GET', `/api/patients?page=${page}&pageSize=${pageSize}`);
+    patients = result.items;
+    const pages = Math.max(1, Math.ceil(result.total / result.pageSize));
+    $('#pager').hidden = false;
+    $('#page-info').textContent = `Page ${result.page} of ${pages} · ${result.total} patients`;
+    $('#previous-page').disabled = result.page <= 1;
+    $('#next-page').disabled = result.page >= pages;
+  }
   const body = $('#patients tbody');
   body.replaceChildren();
   for (const p of patients) {
     const row = el('tr');
-    row.append(el('td', p.name), el('td', p.dateOfBirth), el('td', p.diagnosis ?? '—'), el('td', String(p.visits)));
+    if (p.problem) {
+      // Only the plain columns are known; the rest is marked, with the id to quote.
+      const marked = el('td', `record ${p.id} ${p.problem}`, 'problem');
+      marked.colSpan = 2;
+      row.append(el('td', p.name), marked, el('td', String(p.visits)));
+      row.classList.add('unreadable');
+    } else {
+      row.append(el('td', p.name), el('td', p.dateOfBirth), el('td', p.diagnosis ?? '—'), el('td', String(p.visits)));
+    }
     if (p.id === currentId) row.classList.add('selected');
-    row.addEventListener('click', () => openPatient(p.id));
+    row.addEventListener('click', () => openPatient(p.id).catch(showError));
     body.append(row);
   }
+}
+
+function showError(error) {
+  $('#list-note').textContent = error.message;
 }
 
 function fillForm(p) {
@@ -68,6 +102,8 @@ function newPatient() {
   $('#record-pane').hidden = false;
   $('#record-title').textContent = 'New patient';
   $('#delete-patient').hidden = true;
+  $('#record-problem').hidden = true;
+  $('#patient-form').hidden = false;
   $('#visits-block').hidden = true;
   $('#side-by-side').replaceChildren();
   $('#stored-sql').textContent = '';
@@ -80,11 +116,22 @@ async function openPatient(id) {
   const view = await api('GET', `/api/patients/${id}/side-by-side`);
   const p = view.application;
   $('#record-pane').hidden = false;
-  $('#record-title').textContent = p.name;
   $('#delete-patient').hidden = false;
-  $('#visits-block').hidden = false;
-  fillForm(p);
-  renderVisits(p.visits);
+  $('#record-problem').hidden = p !== null;
+  $('#patient-form').hidden = p === null;
+  $('#visits-block').hidden = p === null;
+  if (p === null) {
+    // The record failed authentication: nothing decrypted to show, but the stored row is worth seeing, and deleting
+    // works without decrypting.
+    const name = view.database.patient.columns.find((c) => c.name === 'Name');
+    $('#record-title').textContent = name ? name.value : `Patient ${id}`;
+    $('#record-problem').textContent = `Record ${id} ${view.problem}: it was altered, damaged or written under another master key. `
+      + 'It is not shown, and it can be deleted. The server log names the property and key.';
+  } else {
+    $('#record-title').textContent = p.name;
+    fillForm(p);
+    renderVisits(p.visits);
+  }
   renderSideBySide(view);
   await loadList();
 }
@@ -95,12 +142,16 @@ function renderVisits(visits) {
   for (const v of visits) {
     const row = el('tr');
     const actions = el('td');
-    const edit = el('button', 'Edit', 'secondary');
-    edit.addEventListener('click', () => editVisit(v));
     const remove = el('button', 'Delete', 'danger');
     remove.addEventListener('click', () => deleteVisit(v.id));
-    actions.append(edit, ' ', remove);
-    row.append(el('td', v.at.replace('T', ' ').replace('Z', '').slice(0, 16)), el('td', v.clinician), el('td', v.notes), actions);
+    if (!v.problem) {
+      const edit = el('button', 'Edit', 'secondary');
+      edit.addEventListener('click', () => editVisit(v));
+      actions.append(edit, ' ');
+    }
+    actions.append(remove);
+    const notes = v.problem ? el('td', `visit ${v.id} ${v.problem}`, 'problem') : el('td', v.notes);
+    row.append(el('td', v.at.replace('T', ' ').replace('Z', '').slice(0, 16)), el('td', v.clinician), notes, actions);
     body.append(row);
   }
   resetVisitForm();
@@ -126,6 +177,7 @@ function editVisit(v) {
 function tagFor(kind) {
   if (kind === 'ciphertext') return el('span', 'ciphertext', 'tag enc');
   if (kind === 'wrapped-key') return el('span', 'wrapped data key', 'tag key');
+  if (kind === 'blind-index') return el('span', 'blind index (keyed HMAC)', 'tag idx');
   return el('span', 'plain', 'tag plain');
 }
 
@@ -177,14 +229,18 @@ function renderSideBySide(view) {
   $('#stored-sql').textContent = db.sql.join('; ');
   const container = $('#side-by-side');
   container.replaceChildren();
-  container.append(block('Patient', seenTable([
-    ['Id', String(p.id)], ['Name', p.name], ['Ssn', p.ssn], ['DateOfBirth', p.dateOfBirth],
-    ['Diagnosis', p.diagnosis], ['Notes', p.notes],
-  ]), storedTable(db.patient)));
-  p.visits.forEach((v, i) => {
+  const seen = p === null
+    ? seenTable([['Id', String(currentId)], ['(all encrypted values)', view.problem]])
+    : seenTable([
+      ['Id', String(p.id)], ['Name', p.name], ['Ssn', p.ssn], ['DateOfBirth', p.dateOfBirth],
+      ['Diagnosis', p.diagnosis], ['Notes', p.notes],
+    ]);
+  container.append(block('Patient', seen, storedTable(db.patient)));
+  const visits = p === null ? [] : p.visits;
+  visits.forEach((v, i) => {
     const stored = db.visits.find((row) => row.columns.some((c) => c.name === 'Id' && c.value === String(v.id))) ?? db.visits[i];
     container.append(block(`Visit ${v.id}`, seenTable([
-      ['Id', String(v.id)], ['At', v.at], ['Clinician', v.clinician], ['Notes', v.notes],
+      ['Id', String(v.id)], ['At', v.at], ['Clinician', v.clinician], ['Notes', v.problem ?? v.notes],
     ]), storedTable(stored)));
   });
 }
@@ -194,14 +250,17 @@ $('#new-patient').addEventListener('click', newPatient);
 $('#search-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   searchedSsn = event.target.ssn.value.trim();
-  await loadList();
+  await loadList().catch(showError);
 });
 
 $('#clear-search').addEventListener('click', async () => {
   searchedSsn = '';
   $('#search-form').ssn.value = '';
-  await loadList();
+  await loadList().catch(showError);
 });
+
+$('#previous-page').addEventListener('click', () => { page -= 1; loadList().catch(showError); });
+$('#next-page').addEventListener('click', () => { page += 1; loadList().catch(showError); });
 
 $('#patient-form').addEventListener('submit', async (event) => {
   event.preventDefault();
@@ -223,7 +282,12 @@ $('#patient-form').addEventListener('submit', async (event) => {
 
 $('#delete-patient').addEventListener('click', async () => {
   if (currentId === null || !confirm('Delete this patient and their visits?')) return;
-  await api('DELETE', `/api/patients/${currentId}`);
+  try {
+    await api('DELETE', `/api/patients/${currentId}`);
+  } catch (error) {
+    showError(error);
+    return;
+  }
   currentId = null;
   $('#record-pane').hidden = true;
   await loadList();
@@ -247,12 +311,16 @@ $('#visit-form').addEventListener('submit', async (event) => {
 
 async function deleteVisit(visitId) {
   if (!confirm('Delete this visit?')) return;
-  await api('DELETE', `/api/patients/${currentId}/visits/${visitId}`);
-  await openPatient(currentId);
+  try {
+    await api('DELETE', `/api/patients/${currentId}/visits/${visitId}`);
+    await openPatient(currentId);
+  } catch (error) {
+    alert(error.message);
+  }
 }
 
 loadAbout().catch((error) => { $('#about').textContent = error.message; });
 loadList().then(() => {
   const first = $('#patients tbody tr');
   if (first) first.click();
-}).catch((error) => { $('#about').textContent = error.message; });
+}).catch(showError);

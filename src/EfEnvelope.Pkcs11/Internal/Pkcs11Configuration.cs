@@ -56,14 +56,14 @@ internal sealed class Pkcs11Configuration : IEquatable<Pkcs11Configuration>
         }
         catch (Exception ex)
         {
-            throw new MasterKeyException(
+            throw new MasterKeyConfigurationException(
                 $"{nameof(Pkcs11Options)}.{nameof(Pkcs11Options.PinSource)} failed to give the PIN for token '{TokenLabel}' ({ex.GetType().Name}).",
                 Pkcs11MasterKeyProvider.ProviderName, null, null, ex);
         }
 
         return pin is { Length: > 0 }
             ? pin
-            : throw new MasterKeyException(
+            : throw new MasterKeyConfigurationException(
                 $"{nameof(Pkcs11Options)}.{nameof(Pkcs11Options.PinSource)} gave no PIN for token '{TokenLabel}' (null or empty).",
                 Pkcs11MasterKeyProvider.ProviderName);
     }

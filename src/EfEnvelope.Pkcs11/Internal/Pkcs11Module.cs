@@ -66,7 +66,7 @@ internal sealed class Pkcs11Module
         }
     }
 
-    private static MasterKeyException LoadFailed(string libraryPath, string reason, Exception? inner) =>
+    private static MasterKeyConfigurationException LoadFailed(string libraryPath, string reason, Exception? inner) =>
         new(
             $"The PKCS#11 module '{libraryPath}' set in {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.LibraryPath)} cannot be used: {reason}. "
             + "Point it at the HSM vendor's PKCS#11 library (for SoftHSM2 on Debian: /usr/lib/softhsm/libsofthsm2.so), built for this process's architecture.",

@@ -40,7 +40,7 @@ internal static class Pkcs11Token
             {
                 if (found is not null)
                 {
-                    throw new MasterKeyException(
+                    throw new MasterKeyConfigurationException(
                         $"Two tokens of module '{configuration.LibraryPath}' are labelled '{configuration.TokenLabel}' ({nameof(Pkcs11Options)}.{nameof(Pkcs11Options.TokenLabel)}): relabel one of them so the label names one token.",
                         ProviderName);
                 }
@@ -49,7 +49,7 @@ internal static class Pkcs11Token
             }
         }
 
-        return found ?? throw new MasterKeyException(
+        return found ?? throw new MasterKeyConfigurationException(
             $"No token labelled '{configuration.TokenLabel}' ({nameof(Pkcs11Options)}.{nameof(Pkcs11Options.TokenLabel)}) is present in module '{configuration.LibraryPath}'. "
             + (labels.Count == 0 ? "The module reports no initialised token." : $"Tokens present: {string.Join(", ", labels.Select(Untrusted.Quote))}.")
             + (unreadable.Count == 0 ? "" : $" Unreadable: {string.Join(", ", unreadable)}."),
@@ -149,7 +149,7 @@ internal static class Pkcs11Token
 
         if (failing.Count > 0)
         {
-            throw new MasterKeyException(
+            throw new MasterKeyConfigurationException(
                 $"Master key '{label}' on token '{configuration.TokenLabel}' is refused: {string.Join("; ", failing)}. "
                 + "Create a token key with CKA_TOKEN and CKA_SENSITIVE true and CKA_EXTRACTABLE false "
                 + $"({nameof(Pkcs11KeySetup)}.{nameof(Pkcs11KeySetup.EnsureKeyAsync)} does), and name it in {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)}.",
@@ -161,7 +161,7 @@ internal static class Pkcs11Token
         return new Pkcs11MasterKey(handle, WrapAllowed: Flag(4) == true && Flag(5) == true);
     }
 
-    public static MasterKeyException KeyNotFound(string label, Pkcs11Configuration configuration, string? entity) =>
+    public static MasterKeyConfigurationException KeyNotFound(string label, Pkcs11Configuration configuration, string? entity) =>
         new(
             $"Token '{configuration.TokenLabel}' has no AES secret key labelled '{label}' "
             + $"(named by {nameof(Pkcs11Options)}.{nameof(Pkcs11Options.KeyLabel)} or {nameof(Pkcs11Options.AdditionalKeyLabels)}). "
@@ -170,7 +170,7 @@ internal static class Pkcs11Token
             label,
             entity);
 
-    public static MasterKeyException AmbiguousKey(string label, Pkcs11Configuration configuration, string? entity) =>
+    public static MasterKeyConfigurationException AmbiguousKey(string label, Pkcs11Configuration configuration, string? entity) =>
         new(
             $"Token '{configuration.TokenLabel}' has several AES keys labelled '{label}': give each key a distinct CKA_LABEL so that the label names one key.",
             ProviderName,
@@ -182,14 +182,14 @@ internal static class Pkcs11Token
         var option = $"{nameof(Pkcs11Options)}.{nameof(Pkcs11Options.Pin)}";
         return ex.RV switch
         {
-            CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LEN_RANGE => new MasterKeyException(
+            CKR.CKR_PIN_INCORRECT or CKR.CKR_PIN_INVALID or CKR.CKR_PIN_LEN_RANGE => new MasterKeyConfigurationException(
                 $"Token '{configuration.TokenLabel}' rejected the user PIN set in {option} ({ex.RV}). Set the token's user PIN; "
                 + "this provider does not try the same PIN again, so that it cannot lock the token.",
                 ProviderName, null, null, ex),
             CKR.CKR_PIN_LOCKED => new MasterKeyAccessRevokedException(
                 $"The user PIN of token '{configuration.TokenLabel}' is locked (CKR_PIN_LOCKED): the token's security officer must unlock it before {option} works again.",
                 ProviderName, null, null, ex),
-            CKR.CKR_PIN_EXPIRED => new MasterKeyException(
+            CKR.CKR_PIN_EXPIRED => new MasterKeyConfigurationException(
                 $"The user PIN of token '{configuration.TokenLabel}' has expired (CKR_PIN_EXPIRED): change it on the token and update {option}.",
                 ProviderName, null, null, ex),
             _ => Unavailable(ex, configuration, "log in"),

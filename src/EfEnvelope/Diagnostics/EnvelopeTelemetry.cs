@@ -6,7 +6,9 @@ namespace EfEnvelope.Diagnostics;
 /// <summary>Names of the meter, activity source and instruments EfEnvelope publishes.</summary>
 /// <remarks>
 /// Subscribe with OpenTelemetry (<c>AddMeter(EnvelopeTelemetry.MeterName)</c>, <c>AddSource(EnvelopeTelemetry.ActivitySourceName)</c>)
-/// or a <see cref="MeterListener"/>. No instrument or tag ever carries key bytes or plaintext.
+/// or a <see cref="MeterListener"/>. No instrument or tag ever carries key bytes or plaintext. The meter and source are
+/// process-wide (not created through an <c>IMeterFactory</c>), so every listener in the process sees them whichever
+/// DbContext registration is used; the README's Observability table lists them with their units and tests keep it true.
 /// </remarks>
 public static class EnvelopeTelemetry
 {
@@ -38,15 +40,15 @@ public static class EnvelopeTelemetry
 
     internal static readonly Meter Meter = new(MeterName);
 
-    internal static readonly Counter<long> ProviderCallCounter = Meter.CreateCounter<long>(ProviderCalls, description: "Master-key provider calls.");
+    internal static readonly Counter<long> ProviderCallCounter = Meter.CreateCounter<long>(ProviderCalls, "{call}", "Master-key provider calls.");
 
     internal static readonly Histogram<double> ProviderDurationHistogram = Meter.CreateHistogram<double>(ProviderDuration, "ms", "Master-key provider call duration.");
 
-    internal static readonly Counter<long> CacheHitCounter = Meter.CreateCounter<long>(CacheHits, description: "Key-cache hits.");
+    internal static readonly Counter<long> CacheHitCounter = Meter.CreateCounter<long>(CacheHits, "{hit}", "Key-cache hits.");
 
-    internal static readonly Counter<long> CacheMissCounter = Meter.CreateCounter<long>(CacheMisses, description: "Key-cache misses.");
+    internal static readonly Counter<long> CacheMissCounter = Meter.CreateCounter<long>(CacheMisses, "{miss}", "Key-cache misses.");
 
-    internal static readonly Counter<long> RecordsEncryptedCounter = Meter.CreateCounter<long>(RecordsEncrypted, description: "Records encrypted.");
+    internal static readonly Counter<long> RecordsEncryptedCounter = Meter.CreateCounter<long>(RecordsEncrypted, "{record}", "Records encrypted.");
 
-    internal static readonly Counter<long> RecordsDecryptedCounter = Meter.CreateCounter<long>(RecordsDecrypted, description: "Records decrypted.");
+    internal static readonly Counter<long> RecordsDecryptedCounter = Meter.CreateCounter<long>(RecordsDecrypted, "{record}", "Records decrypted.");
 }

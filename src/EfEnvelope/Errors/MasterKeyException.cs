@@ -73,3 +73,38 @@ public class MasterKeyAccessRevokedException : MasterKeyException
     {
     }
 }
+
+/// <summary>
+/// The provider answered, but its configuration names something unusable: a master key that does not exist or is not
+/// configured, a token label that matches no token, a rejected PIN, a key or mechanism of the wrong kind.
+/// </summary>
+/// <remarks>
+/// Retrying does not help; the application's settings (or the key store) must change. Health checks report it as
+/// misconfigured, apart from an unreachable provider (a plain <see cref="MasterKeyException"/>) and revoked access.
+/// </remarks>
+public class MasterKeyConfigurationException : MasterKeyException
+{
+    /// <summary>Creates the exception.</summary>
+    public MasterKeyConfigurationException(string message, string? provider = null, string? keyId = null, string? entity = null, Exception? innerException = null)
+        : base(message, provider, keyId, entity, innerException)
+    {
+    }
+
+    /// <summary>Creates the exception with a message only.</summary>
+    public MasterKeyConfigurationException()
+        : this("The master-key provider's configuration names an unusable key or token.")
+    {
+    }
+
+    /// <summary>Creates the exception with a message only.</summary>
+    public MasterKeyConfigurationException(string message)
+        : this(message, null, null, null, null)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and cause.</summary>
+    public MasterKeyConfigurationException(string message, Exception? innerException)
+        : this(message, null, null, null, innerException)
+    {
+    }
+}

@@ -1,6 +1,8 @@
 using EfEnvelope;
 using EfEnvelope.Infrastructure;
 using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 // Declared in EF's namespace so that no extra using is needed where the context is configured.
 namespace Microsoft.EntityFrameworkCore;
@@ -14,6 +16,9 @@ public static class EnvelopeEncryptionDbContextOptionsBuilderExtensions
     /// <remarks>
     /// Works with <c>AddDbContext</c>, <c>AddDbContextPool</c> and <c>AddDbContextFactory</c>. Contexts configured with the
     /// same provider instance and settings share one key cache. Calling it again refines the earlier configuration.
+    /// Log events go to <see cref="EnvelopeEncryptionOptionsBuilder.UseLoggerFactory"/> if given, else to the logger
+    /// factory set on these options with <c>UseLoggerFactory</c> before this call, else to the application's
+    /// <see cref="ILoggerFactory"/> when the context comes from dependency injection.
     /// </remarks>
     public static DbContextOptionsBuilder UseEnvelopeEncryption(this DbContextOptionsBuilder optionsBuilder, Action<EnvelopeEncryptionOptionsBuilder> configure)
     {
@@ -23,7 +28,13 @@ public static class EnvelopeEncryptionDbContextOptionsBuilderExtensions
         var existing = optionsBuilder.Options.FindExtension<EnvelopeEncryptionOptionsExtension>();
         var builder = new EnvelopeEncryptionOptionsBuilder(existing?.Settings.Clone());
         configure(builder);
-        ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(new EnvelopeEncryptionOptionsExtension(builder.Settings.Clone()));
+        var settings = builder.Settings.Clone();
+
+        // EF's internal service provider cannot resolve the context's options when it builds its singletons, so the
+        // logger factory is taken here, where the options are at hand: EF's own, else the host's.
+        var core = optionsBuilder.Options.FindExtension<CoreOptionsExtension>();
+        settings.HostLoggerFactory = core?.LoggerFactory ?? core?.ApplicationServiceProvider?.GetService<ILoggerFactory>();
+        ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(new EnvelopeEncryptionOptionsExtension(settings));
         return optionsBuilder;
     }
 

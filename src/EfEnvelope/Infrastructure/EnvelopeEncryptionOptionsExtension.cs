@@ -39,7 +39,7 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
             .TryAdd<IInterceptor, EncryptingSaveChangesInterceptor>()
             .TryAdd<IInterceptor, EncryptedQueryGuard>()
             .TryAdd<IInterceptor, KeyPrefetchInterceptor>();
-        services.AddSingleton(provider => new EnvelopeRuntime(settings, LoggerFactoryFor(settings, provider)));
+        services.AddSingleton(_ => new EnvelopeRuntime(settings, LoggerFactoryFor(settings)));
 
         // Replace, not TryAdd: the database provider's services may already have registered EF's own detector.
         services.Replace(ServiceDescriptor.Scoped<IChangeDetector, EncryptionChangeDetector>());
@@ -57,18 +57,10 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
         }
     }
 
-    private static ILoggerFactory LoggerFactoryFor(EnvelopeEncryptionSettings settings, IServiceProvider services)
-    {
-        if (settings.LoggerFactory is not null)
-        {
-            return settings.LoggerFactory;
-        }
-
-        var core = services.GetService<IDbContextOptions>()?.FindExtension<CoreOptionsExtension>();
-        return core?.LoggerFactory
-            ?? core?.ApplicationServiceProvider?.GetService<ILoggerFactory>()
-            ?? NullLoggerFactory.Instance;
-    }
+    // Not IDbContextOptions from the internal provider: a singleton is built before any context's options can be
+    // resolved there (and would see the first context's only); the settings carry the factory found at configuration.
+    private static ILoggerFactory LoggerFactoryFor(EnvelopeEncryptionSettings settings) =>
+        settings.LoggerFactory ?? settings.HostLoggerFactory ?? NullLoggerFactory.Instance;
 
     private sealed class ExtensionInfo(EnvelopeEncryptionOptionsExtension extension) : DbContextOptionsExtensionInfo(extension)
     {

@@ -203,7 +203,7 @@ public sealed class InsecureInMemoryMasterKeyProvider : IMasterKeyProvider
             ? key
             : _destroyed.ContainsKey(keyId)
                 ? throw new MasterKeyAccessRevokedException($"Master key '{keyId}' was destroyed: data under it cannot be read any more.", Name, keyId, entity)
-                : throw new MasterKeyException($"Master key '{keyId}' does not exist in the in-memory provider.", Name, keyId, entity);
+                : throw new MasterKeyConfigurationException($"Master key '{keyId}' does not exist in the in-memory provider.", Name, keyId, entity);
 
     private sealed class MasterKey(byte[] bytes)
     {

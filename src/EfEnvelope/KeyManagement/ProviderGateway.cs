@@ -17,7 +17,7 @@ internal sealed partial class ProviderGateway(IMasterKeyProvider provider, TimeS
         // A blob naming a key this configuration does not accept is refused here, before anything is sent.
         if (!provider.IsKeyConfigured(keyId))
         {
-            throw new MasterKeyException(
+            throw new MasterKeyConfigurationException(
                 $"The stored data names master key '{keyId}', which provider '{provider.Name}' is not configured to use. Add it to the provider's keys for reading (after a rotation), or the data was written by another configuration.",
                 provider.Name, keyId, context.Entity);
         }

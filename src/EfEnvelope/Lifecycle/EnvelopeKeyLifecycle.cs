@@ -75,4 +75,17 @@ public static class EnvelopeKeyLifecycle
     /// <param name="cancellationToken">Stops the pass.</param>
     public static Task<LifecycleResult> VerifyAsync(DbContext context, LifecycleOptions? options = null, IProgress<LifecycleProgress>? progress = null, CancellationToken cancellationToken = default) =>
         new LifecycleJob(context, LifecycleOperation.Verify, options, progress).RunAsync(cancellationToken);
+
+    /// <summary>
+    /// Counts, per encrypted entity type, the rows under each master key, wrapping mode and format version, the
+    /// distinct key-encryption keys and the rows still holding legacy plaintext; decrypts nothing and calls no provider.
+    /// </summary>
+    /// <remarks>
+    /// The answer to "can I disable the old master key now?" is <see cref="KeyInventory.StillNeeds"/>. Entity types
+    /// stored as JSON inside their owner's column are not listed (their keys are inside the JSON document).
+    /// </remarks>
+    /// <param name="context">A context of the configuration to inventory.</param>
+    /// <param name="cancellationToken">Stops the scan.</param>
+    public static Task<KeyInventory> InventoryAsync(DbContext context, CancellationToken cancellationToken = default) =>
+        KeyInventoryReader.ReadAsync(context, cancellationToken);
 }

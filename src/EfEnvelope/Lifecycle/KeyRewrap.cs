@@ -115,7 +115,7 @@ internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : 
 
         if (!runtime.Provider.IsKeyConfigured(keyId))
         {
-            throw new MasterKeyException($"The lifecycle job was asked to wrap data keys of entity '{entity}' under master key '{keyId}', which provider '{runtime.Provider.Name}' is not configured to use.", runtime.Provider.Name, keyId, entity);
+            throw new MasterKeyConfigurationException($"The lifecycle job was asked to wrap data keys of entity '{entity}' under master key '{keyId}', which provider '{runtime.Provider.Name}' is not configured to use.", runtime.Provider.Name, keyId, entity);
         }
 
         using var generated = await runtime.Gateway.GenerateDataKeyAsync(keyId, KeyContext.For(runtime.Cache.Application, entity), cancellationToken).ConfigureAwait(false);

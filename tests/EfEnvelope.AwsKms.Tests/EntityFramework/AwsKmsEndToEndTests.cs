@@ -210,7 +210,7 @@ public sealed class AwsKmsEndToEndTests : IAsyncLifetime
         using var forgetfulClient = Server.CreateClient();
         Server.ResetCounters();
         await using var forgetful = new ClinicContext(Options(forgetfulClient));
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => forgetful.Patients.AsNoTracking().ToListAsync(Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => forgetful.Patients.AsNoTracking().ToListAsync(Ct));
 
         Assert.Equal(old, error.KeyId);
         Assert.Equal(0, Server.CallCount("Decrypt"));

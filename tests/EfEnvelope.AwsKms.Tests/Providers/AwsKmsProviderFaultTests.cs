@@ -77,7 +77,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         const string missing = "alias/never-created";
         var provider = _kms.CreateProvider(o => o.KeyId = missing);
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(missing, Patients, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(missing, Patients, Ct));
 
         Assert.IsNotType<MasterKeyAccessRevokedException>(error);
         Assert.IsType<NotFoundException>(error.InnerException);
@@ -227,7 +227,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
 
         using var provider = new AwsKmsMasterKeyProvider(new AwsKmsOptions { KeyId = "alias/patients", Credentials = new Amazon.Runtime.BasicAWSCredentials("AKIDNOREGION", "no-region-secret") });
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync("alias/patients", Patients, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync("alias/patients", Patients, Ct));
 
         Assert.Contains("AWS_REGION", error.Message, StringComparison.Ordinal);
         Assert.Equal("alias/patients", error.KeyId);
@@ -244,8 +244,8 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         Server.ResetCounters();
 
         Assert.False(reader.IsKeyConfigured(other));
-        var onDecrypt = await Assert.ThrowsAsync<MasterKeyException>(() => reader.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
-        var onGenerate = await Assert.ThrowsAsync<MasterKeyException>(() => reader.GenerateDataKeyAsync(other, Patients, Ct));
+        var onDecrypt = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => reader.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
+        var onGenerate = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => reader.GenerateDataKeyAsync(other, Patients, Ct));
 
         Assert.Contains("not configured", onDecrypt.Message, StringComparison.Ordinal);
         Assert.Equal(other, onDecrypt.KeyId);

@@ -53,8 +53,8 @@ public sealed class AwsKmsProviderReEncryptTests : IAsyncLifetime
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         _kms.Server.ResetCounters();
 
-        await Assert.ThrowsAsync<MasterKeyException>(() => provider.ReEncryptDataKeyAsync(provider.PrimaryKeyId, key.WrappedKey, "alias/elsewhere", Patients, Ct));
-        await Assert.ThrowsAsync<MasterKeyException>(() => provider.ReEncryptDataKeyAsync("alias/elsewhere", key.WrappedKey, provider.PrimaryKeyId, Patients, Ct));
+        await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.ReEncryptDataKeyAsync(provider.PrimaryKeyId, key.WrappedKey, "alias/elsewhere", Patients, Ct));
+        await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.ReEncryptDataKeyAsync("alias/elsewhere", key.WrappedKey, provider.PrimaryKeyId, Patients, Ct));
 
         Assert.Equal(0, _kms.Server.TotalCalls);
     }

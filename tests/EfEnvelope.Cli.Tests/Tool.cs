@@ -1,0 +1,95 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace EfEnvelope.Cli.Tests;
+
+/// <summary>Runs <c>efenvelope</c> (its build output, through <c>dotnet</c>) from the sample's folder, output redirected.</summary>
+internal sealed class Tool : IDisposable
+{
+    private readonly StringBuilder _stdout = new();
+    private readonly StringBuilder _stderr = new();
+    private readonly Process _process;
+    private readonly Task _reading;
+    private readonly TaskCompletionSource _firstProgress = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private Tool(Process process)
+    {
+        _process = process;
+        _reading = Task.WhenAll(ReadAsync(process.StandardOutput, _stdout, progress: true), ReadAsync(process.StandardError, _stderr, progress: false));
+    }
+
+    public string Stdout => _stdout.ToString();
+
+    public string Stderr => _stderr.ToString();
+
+    public static Tool Start(SampleDatabase database, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = SampleDatabase.SampleFolder, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        start.ArgumentList.Add(Build.Tool);
+        foreach (var argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in database.Environment)
+        {
+            start.Environment[name] = value;
+        }
+
+        return new Tool(Process.Start(start)!);
+    }
+
+    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(SampleDatabase database, CancellationToken cancellationToken, params string[] arguments)
+    {
+        using var tool = Start(database, arguments);
+        var exitCode = await tool.WaitAsync(cancellationToken);
+        return (exitCode, tool.Stdout, tool.Stderr);
+    }
+
+    /// <summary>Completes when the tool has printed its first progress line (a batch has committed).</summary>
+    public Task FirstProgress => _firstProgress.Task;
+
+    /// <summary>What Ctrl+C does to a console process: SIGINT.</summary>
+    public void Interrupt()
+    {
+        using var kill = Process.Start("kill", ["-INT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
+    public async Task<int> WaitAsync(CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(TimeSpan.FromMinutes(4));
+        await _process.WaitForExitAsync(deadline.Token);
+        await _reading;
+        return _process.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+
+        _process.Dispose();
+    }
+
+    private async Task ReadAsync(StreamReader reader, StringBuilder into, bool progress)
+    {
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            lock (into)
+            {
+                into.AppendLine(line);
+            }
+
+            if (progress && line.Contains(" rows (", StringComparison.Ordinal))
+            {
+                _firstProgress.TrySetResult();
+            }
+        }
+
+        _firstProgress.TrySetResult();
+    }
+}
