@@ -57,7 +57,7 @@ public static class KnownDifferences
 
     public static readonly IReadOnlyDictionary<string, string> Reasons = Build(
         (NotInModel, [
-            "tracker-add-then-save", "tracker-after-query", "tracker-edit-encrypted-detect-changes", "entry-property-is-modified",
+            "tracker-add-then-save", "state-deleted-to-unchanged", "state-added-to-unchanged", "tracker-after-query", "tracker-edit-encrypted-detect-changes", "entry-property-is-modified",
             "entry-property-original-value", "entry-property-set-current-value", "entry-property-is-modified-partial-update",
             "entry-property-by-name", "entry-property-is-modified-false", "entry-modified-property-names", "current-values-indexer",
             "original-values-indexer", "current-values-to-object", "property-values-clone",

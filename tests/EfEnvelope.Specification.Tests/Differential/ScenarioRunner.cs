@@ -72,7 +72,7 @@ public sealed class ScenarioRunner(DifferentialFixture fixture)
     public static string? RefusalProblem(Exception error)
     {
         ArgumentNullException.ThrowIfNull(error);
-        if (error is not InvalidOperationException || error.GetType() != typeof(InvalidOperationException))
+        if (error is not InvalidOperationException)
         {
             return "not an InvalidOperationException";
         }

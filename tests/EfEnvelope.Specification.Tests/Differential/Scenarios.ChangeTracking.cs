@@ -573,6 +573,76 @@ public static partial class Scenarios
             await r.SaveAsync(db);
             r.Touch<Order>();
         });
+        yield return new("state-deleted-to-unchanged", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Notes = "edited before delete";
+            db.Remove(c);
+            db.Entry(c).State = EntityState.Unchanged;
+            r.Tracker(db);
+            await r.SaveAsync(db);
+        });
+        yield return new("state-deleted-to-modified", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            db.Remove(c);
+            c.Ssn = "edited while deleted";
+            db.Entry(c).State = EntityState.Modified;
+            await r.SaveAsync(db);
+        });
+        yield return new("state-modified-to-deleted", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.Include(x => x.Orders).SingleAsync(r.Ct);
+            c.Ssn = "edited then deleted";
+            db.ChangeTracker.DetectChanges();
+            db.Entry(c).State = EntityState.Deleted;
+            await r.SaveAsync(db);
+            r.Touch<Order>();
+        });
+        yield return new("state-added-to-unchanged", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = Shop.Customer(7);
+            c.Id = 1;
+            c.Orders.Clear();
+            db.Add(c);
+            db.Entry(c).State = EntityState.Unchanged;
+            r.Tracker(db);
+            await r.SaveAsync(db);
+        });
+        yield return new("edit-every-encrypted-type", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(x => x.Id == 1, r.Ct);
+            c.BirthDate = new DateOnly(1999, 12, 31);
+            c.Score = -1;
+            c.CreditLimit = 0.01m;
+            c.Vip = !c.Vip;
+            c.Tier = Tier.Gold;
+            c.LastSeen = new DateTimeOffset(2030, 6, 1, 0, 0, 0, TimeSpan.Zero);
+            c.Email = "changed@example.com";
+            await r.SaveAsync(db);
+        });
+        yield return new("null-to-value-and-back", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var one = await db.Customers.SingleAsync(x => x.Id == 1, r.Ct);
+            var two = await db.Customers.SingleAsync(x => x.Id == 2, r.Ct);
+            one.Notes = null;
+            one.LastSeen = null;
+            two.Notes = "was null";
+            two.LastSeen = DateTimeOffset.UnixEpoch;
+            await r.SaveAsync(db);
+        });
         yield return new("sync-save-and-query", Area, r =>
         {
             using var db = r.NewContext();
