@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text;
 
 namespace EfEnvelope.Specification.Tests.Differential;
 
@@ -46,20 +45,8 @@ public abstract class DifferentialTests<TFixture>(TFixture fixture) : IClassFixt
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"Differential suite on {Fixture.Name}: {results.Count} scenarios ran, {matched} matched, {refused} refused, {differ} differ ({results.Count(r => r.Verdict == Verdict.Differs && Listed(r))} of them known)."));
 
-        var problems = new StringBuilder();
-        foreach (var result in results)
-        {
-            if (result.Verdict == Verdict.Broken || (result.Verdict == Verdict.Differs && !Listed(result)))
-            {
-                problems.AppendLine(CultureInfo.InvariantCulture, $"{result.Id} differs and is not a known difference: {result.Detail}");
-            }
-            else if (result.Verdict is Verdict.Matched or Verdict.Refused && Listed(result))
-            {
-                problems.AppendLine(CultureInfo.InvariantCulture, $"{result.Id} now {result.Verdict.ToString().ToLowerInvariant()}: remove it from KnownDifferences.");
-            }
-        }
-
-        Assert.True(problems.Length == 0, problems.ToString());
+        var problems = KnownDifferences.Problems(results, Fixture.Name);
+        Assert.True(problems.Count == 0, string.Join(Environment.NewLine, problems));
     }
 
     private bool Listed(ScenarioResult result) => KnownDifferences.Find(result.Id, Fixture.Name) is not null;

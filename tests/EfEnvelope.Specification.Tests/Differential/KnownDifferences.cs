@@ -118,9 +118,40 @@ public static class KnownDifferences
             "issue-12",
         ]));
 
-    /// <summary>The entry for <paramref name="id"/> on <paramref name="database"/>, or null.</summary>
-    public static string? Find(string id, string database) =>
-        Reasons.GetValueOrDefault(id + "@" + database) ?? Reasons.GetValueOrDefault(id);
+    /// <summary>The entry for <paramref name="id"/> on <paramref name="database"/> in <paramref name="reasons"/> (default: this list), or null.</summary>
+    public static string? Find(string id, string database, IReadOnlyDictionary<string, string>? reasons = null)
+    {
+        reasons ??= Reasons;
+        return reasons.GetValueOrDefault(id + "@" + database) ?? reasons.GetValueOrDefault(id);
+    }
+
+    /// <summary>
+    /// What makes a run fail: a broken scenario, a difference that is not listed, and a listed scenario that no longer
+    /// differs (so that the list only shrinks).
+    /// </summary>
+    public static IReadOnlyList<string> Problems(IEnumerable<ScenarioResult> results, string database, IReadOnlyDictionary<string, string>? reasons = null)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        var problems = new List<string>();
+        foreach (var result in results)
+        {
+            var listed = Find(result.Id, database, reasons) is not null;
+            if (result.Verdict == Verdict.Broken)
+            {
+                problems.Add($"{result.Id} is broken (fix the scenario): {result.Detail}");
+            }
+            else if (result.Verdict == Verdict.Differs && !listed)
+            {
+                problems.Add($"{result.Id} differs and is not a known difference: {result.Detail}");
+            }
+            else if (result.Verdict != Verdict.Differs && listed)
+            {
+                problems.Add($"{result.Id} now {result.Verdict.ToString().ToLowerInvariant()} on {database}: remove it from KnownDifferences.");
+            }
+        }
+
+        return problems;
+    }
 
     /// <summary>The scenario id of an entry key.</summary>
     public static string ScenarioId(string key) => key.Split('@')[0];
