@@ -75,6 +75,9 @@ public abstract class FreshDatabase : IAsyncDisposable
     /// <summary>Points the options at this database with a retrying execution strategy.</summary>
     public abstract void UseWithRetries(DbContextOptionsBuilder builder);
 
+    /// <summary>An exception that this database's retrying strategy treats as transient.</summary>
+    public abstract Exception TransientFailure();
+
     public abstract ValueTask DisposeAsync();
 }
 
@@ -91,9 +94,12 @@ public sealed class SqliteDifferentialFixture : DifferentialFixture
 
         public override void Use(DbContextOptionsBuilder builder) => builder.UseSqlite(ConnectionString);
 
-        // SQLite has no transient errors to retry: a custom strategy with retries stands in for the providers' own.
+        // Microsoft.Data.Sqlite has no retrying strategy of its own; this one retries what TransientFailure returns, the
+        // way the server providers' strategies retry their transient error codes.
         public override void UseWithRetries(DbContextOptionsBuilder builder) =>
             builder.UseSqlite(ConnectionString, o => o.ExecutionStrategy(d => new RetryingStrategy(d)));
+
+        public override Exception TransientFailure() => new TimeoutException("injected transient failure");
 
         public override ValueTask DisposeAsync()
         {
@@ -109,7 +115,7 @@ public sealed class SqliteDifferentialFixture : DifferentialFixture
     private sealed class RetryingStrategy(Microsoft.EntityFrameworkCore.Storage.ExecutionStrategyDependencies dependencies)
         : Microsoft.EntityFrameworkCore.Storage.ExecutionStrategy(dependencies, 3, TimeSpan.FromMilliseconds(10))
     {
-        protected override bool ShouldRetryOn(Exception exception) => false;
+        protected override bool ShouldRetryOn(Exception exception) => exception is TimeoutException;
     }
 }
 
@@ -184,7 +190,10 @@ public sealed class PostgresDifferentialFixture : DifferentialFixture
         public override void Use(DbContextOptionsBuilder builder) => builder.UseNpgsql(Connection(name));
 
         public override void UseWithRetries(DbContextOptionsBuilder builder) =>
-            builder.UseNpgsql(Connection(name), o => o.EnableRetryOnFailure(3));
+            builder.UseNpgsql(Connection(name), o => o.EnableRetryOnFailure(3, TimeSpan.FromMilliseconds(10), errorCodesToAdd: null));
+
+        // 40001 (serialization_failure) is one of the codes Npgsql's strategy retries.
+        public override Exception TransientFailure() => new PostgresException("injected transient failure", "ERROR", "ERROR", "40001");
 
         public override async ValueTask DisposeAsync()
         {

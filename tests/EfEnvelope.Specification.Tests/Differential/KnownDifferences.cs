@@ -66,7 +66,7 @@ public static class KnownDifferences
             "query-keeps-local-edit", "track-graph", "insert-then-edit-in-same-context", "original-values-after-save",
             "cascade-delete-loaded-orders", "remove-from-loaded-collection", "save-without-accepting-then-accept", "tph-update-derived",
             "tph-update-base-property", "tph-delete", "tpt-update-both-tables", "tpt-delete", "tpc-delete", "tpc-update", "tpc-insert", "owned-edit-encrypted-member",
-            "owned-entry-reference", "transaction-rollback", "concurrency-conflict-entries", "retrying-execute-in-transaction", "issue-04",
+            "owned-entry-reference", "transaction-rollback", "concurrency-conflict-entries", "retrying-execute-in-transaction", "retrying-insert-after-transient-failure", "issue-04",
         ]),
         (ValuesBypassed, [
             "set-values-from-entity", "set-values-from-dto", "set-values-from-dictionary", "set-original-values-then-save",

@@ -1,4 +1,6 @@
+using System.Data.Common;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.DependencyInjection;
@@ -195,6 +197,49 @@ public static partial class Scenarios
                 r.Ct);
             db.ChangeTracker.AcceptAllChanges();
             r.Tracker(db);
+        });
+    }
+
+    /// <summary>Fails the first command whose text contains <paramref name="marker"/>, once, with the database's transient error.</summary>
+    private sealed class FailOnce(FreshDatabase database, string marker) : DbCommandInterceptor
+    {
+        private int _failed;
+
+        public override ValueTask<InterceptionResult<DbDataReader>> ReaderExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default) =>
+            command.CommandText.Contains(marker, StringComparison.Ordinal) && Interlocked.Exchange(ref _failed, 1) == 0
+                ? throw database.TransientFailure()
+                : ValueTask.FromResult(result);
+
+        public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default) =>
+            command.CommandText.Contains(marker, StringComparison.Ordinal) && Interlocked.Exchange(ref _failed, 1) == 0
+                ? throw database.TransientFailure()
+                : ValueTask.FromResult(result);
+    }
+
+    private static IEnumerable<Scenario> TransientFailures()
+    {
+        const string Area = "retrying";
+        yield return new("retrying-insert-after-transient-failure", Area, async r =>
+        {
+            await using var db = r.NewContext(o => r.Database.UseWithRetries(o.AddInterceptors(new FailOnce(r.Database, "INSERT"))));
+            db.Customers.Add(Shop.Customer(1));
+            await r.SaveAsync(db);
+            r.Tracker(db);
+        });
+        yield return new("retrying-update-after-transient-failure", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext(o => r.Database.UseWithRetries(o.AddInterceptors(new FailOnce(r.Database, "UPDATE"))));
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Ssn = "written on the second attempt";
+            c.Home!.Street = "also on the second attempt";
+            await r.SaveAsync(db);
+        });
+        yield return new("retrying-query-after-transient-failure", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext(o => r.Database.UseWithRetries(o.AddInterceptors(new FailOnce(r.Database, "SELECT"))));
+            r.Observe("customers", await db.Customers.Include(c => c.Orders).OrderBy(c => c.Id).ToListAsync(r.Ct));
         });
     }
 

@@ -9,7 +9,7 @@ public static partial class Scenarios
     [
         .. ChangeTracking(), .. Filters(), .. Projections(), .. Navigations(), .. SetsAndAggregates(), .. ConstructorBinding(),
         .. Inheritance(), .. Owned(), .. SeedDataAndTypes(), .. CompiledQueries(), .. RawSql(), .. BulkOperations(),
-        .. Transactions(), .. Concurrency(), .. ExecutionStrategies(), .. Pooling(), .. DependencyInjection(),
+        .. Transactions(), .. Concurrency(), .. ExecutionStrategies(), .. TransientFailures(), .. Pooling(), .. DependencyInjection(),
     ];
 
     /// <summary>Scenarios that only the issue-11 item checks run.</summary>
