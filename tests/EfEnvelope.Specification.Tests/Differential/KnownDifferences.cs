@@ -44,7 +44,7 @@ public static class KnownDifferences
         "Comparing an encrypted column with a plain one (Email == Name) is not refused and reaches PostgreSQL, which fails with 42883 (bytea = text).";
 
     private const string FailOpen =
-        "Fail closed: [Encrypted] without UseEnvelopeEncryption stores plaintext without a word; a compiled model used without the extension fails at SaveChanges with a raw database error.";
+        "Fail closed: [Encrypted] without UseEnvelopeEncryption stores plaintext without a word; a compiled (runtime) model of the encrypted configuration used without the extension saves a nullable encrypted value as NULL.";
 
     private const string Migration =
         "Adding a non-nullable encrypted column to a table with rows through the generated migration leaves rows that read as tampered (ciphertext without a data key).";

@@ -7,7 +7,7 @@ public static partial class Scenarios
 {
     public static IReadOnlyList<Scenario> All { get; } =
     [
-        .. ChangeTracking(), .. Filters(), .. Projections(), .. Navigations(), .. SetsAndAggregates(), .. ConstructorBinding(),
+        .. ChangeTracking(), .. StateTransitions(), .. Filters(), .. Projections(), .. Navigations(), .. SetsAndAggregates(), .. ConstructorBinding(),
         .. Inheritance(), .. Owned(), .. SeedDataAndTypes(), .. CompiledQueries(), .. RawSql(), .. BulkOperations(),
         .. Transactions(), .. Concurrency(), .. ExecutionStrategies(), .. TransientFailures(), .. Pooling(), .. DependencyInjection(),
     ];
