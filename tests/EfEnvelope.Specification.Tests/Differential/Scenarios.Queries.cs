@@ -1,0 +1,183 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Specification.Tests.Differential;
+
+// Queries: filters, ordering, projections and what is composed after them, navigations (Include, split queries,
+// explicit loading), set operations and aggregates.
+public static partial class Scenarios
+{
+    private static Scenario Query<T>(string id, string area, Func<ShopContext, CancellationToken, Task<T>> query, int customers = 4) =>
+        new(id, area, async r =>
+        {
+            await Shop.CustomersAsync(r, customers);
+            await using var db = r.NewContext();
+            r.Observe("result", await query(db, r.Ct));
+        });
+
+    private static IEnumerable<Scenario> Filters()
+    {
+        const string Area = "filter";
+        yield return Query("where-plain", Area, (db, ct) => db.Customers.Where(c => c.Name == "Customer 2").ToListAsync(ct));
+        yield return Query("where-searchable-equals", Area, (db, ct) => db.Customers.Where(c => c.Email == "c2@example.com").Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-searchable-equals-parameter", Area, (db, ct) =>
+        {
+            var email = "c4@example.com";
+            return db.Customers.Where(c => c.Email == email).Select(c => c.Name).ToListAsync(ct);
+        });
+        yield return Query("where-searchable-not-equals", Area, (db, ct) => db.Customers.Where(c => c.Email != "c2@example.com").OrderBy(c => c.Id).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-searchable-is-null", Area, (db, ct) => db.Customers.Where(c => c.Email == null).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-searchable-in-list", Area, (db, ct) =>
+        {
+            var emails = new[] { "c1@example.com", "c4@example.com", "nobody@example.com" };
+            return db.Customers.Where(c => emails.Contains(c.Email)).OrderBy(c => c.Id).Select(c => c.Id).ToListAsync(ct);
+        });
+        yield return Query("where-encrypted-equals", Area, (db, ct) => db.Customers.Where(c => c.Ssn == "000-00-0002").Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-encrypted-is-null", Area, (db, ct) => db.Customers.Where(c => c.Notes == null).OrderBy(c => c.Id).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-encrypted-is-not-null", Area, (db, ct) => db.Customers.Where(c => c.Notes != null).OrderBy(c => c.Id).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-encrypted-greater-than", Area, (db, ct) => db.Customers.Where(c => c.Score > 15).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-encrypted-bool", Area, (db, ct) => db.Customers.Where(c => c.Vip).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-encrypted-starts-with", Area, (db, ct) => db.Customers.Where(c => c.Ssn.StartsWith("000")).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-encrypted-is-null-or-empty", Area, (db, ct) => db.Customers.Where(c => string.IsNullOrEmpty(c.Notes)).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-two-columns-compared", Area, (db, ct) => db.Customers.Where(c => c.Email == c.Name).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-owned-plain", Area, (db, ct) => db.Customers.Where(c => c.Home!.City == "Springfield").Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-navigation-plain", Area, (db, ct) => db.Orders.Where(o => o.Customer!.Name == "Customer 1").OrderBy(o => o.Id).Select(o => o.Id).ToListAsync(ct));
+        yield return Query("where-navigation-searchable", Area, (db, ct) => db.Orders.Where(o => o.Customer!.Email == "c1@example.com").OrderBy(o => o.Id).Select(o => o.Id).ToListAsync(ct));
+        yield return Query("order-by-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Ssn).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("order-by-plain-then-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Home!.City).ThenByDescending(c => c.Score).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("first-or-default-missing", Area, (db, ct) => db.Customers.FirstOrDefaultAsync(c => c.Name == "nobody", ct));
+        yield return Query("single-by-key", Area, (db, ct) => db.Customers.SingleAsync(c => c.Id == 3, ct));
+        yield return Query("no-tracking-entities", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).ToListAsync(ct));
+        yield return Query("skip-take-entities", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Skip(1).Take(2).ToListAsync(ct));
+        yield return Query("tag-with", Area, (db, ct) => db.Customers.TagWith("differential").OrderBy(c => c.Id).Select(c => c.Ssn).ToListAsync(ct));
+    }
+
+    private static IEnumerable<Scenario> Projections()
+    {
+        const string Area = "projection";
+        yield return Query("select-encrypted-scalar", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Ssn).ToListAsync(ct));
+        yield return Query("select-every-type", Area, (db, ct) => db.Customers.OrderBy(c => c.Id)
+            .Select(c => new { c.BirthDate, c.Score, c.CreditLimit, c.Vip, c.Tier, c.LastSeen, c.Notes }).ToListAsync(ct));
+        yield return Query("select-anonymous", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Name, c.Notes }).ToListAsync(ct));
+        yield return Query("select-dto-class", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new CustomerPatch { Ssn = c.Ssn, Notes = c.Notes, Score = c.Score }).ToListAsync(ct));
+        yield return Query("select-dto-paging", Area, (db, ct) => db.Customers.Select(c => new { c.Name, c.Notes }).OrderBy(x => x.Name).Skip(1).Take(2).ToListAsync(ct)).MustMatch();
+        yield return Query("select-then-where-plain", Area, (db, ct) => db.Customers.Select(c => new { c.Name, c.Ssn }).Where(x => x.Name != "Customer 1").OrderBy(x => x.Name).ToListAsync(ct)).MustMatch();
+        yield return Query("select-then-where-searchable", Area, (db, ct) => db.Customers.Select(c => new { c.Id, c.Email }).Where(x => x.Email == "c2@example.com").ToListAsync(ct)).MustMatch();
+        yield return Query("select-then-count", Area, (db, ct) => db.Customers.Select(c => new { c.Name, c.Notes }).CountAsync(ct)).MustMatch();
+        yield return Query("select-then-order-by-encrypted", Area, (db, ct) => db.Customers.Select(c => new { c.Id, c.Ssn }).OrderByDescending(x => x.Ssn).ToListAsync(ct));
+        yield return Query("select-then-first", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Ssn, c.Home!.Street }).FirstAsync(ct)).MustMatch();
+        yield return Query("select-owned-member-tracking", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Home!.Street }).ToListAsync(ct)).MustMatch();
+        yield return Query("select-owned-object", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).Select(c => c.Home).ToListAsync(ct));
+        yield return Query("select-nested-anonymous", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Name, Private = new { c.Ssn, c.BirthDate } }).ToListAsync(ct)).MustMatch();
+        yield return Query("select-entity-and-count", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { Customer = c, Orders = c.Orders.Count }).ToListAsync(ct));
+        yield return Query("select-collection-navigation", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Orders.OrderBy(o => o.Id).Select(o => o.CardNumber).ToList()).ToListAsync(ct)).MustMatch();
+        yield return Query("select-reference-navigation", Area, (db, ct) => db.Orders.OrderBy(o => o.Id).Select(o => new { o.Id, o.Customer!.Ssn }).ToListAsync(ct)).MustMatch();
+        yield return Query("select-many-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).SelectMany(c => c.Orders).OrderBy(o => o.Id).Select(o => o.CardNumber).ToListAsync(ct)).MustMatch();
+        yield return Query("select-coalesce", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Notes ?? "(none)").ToListAsync(ct));
+        yield return Query("select-concatenation", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Name + ": " + c.Ssn).ToListAsync(ct));
+        yield return Query("select-client-method", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => Mask(c.Ssn)).ToListAsync(ct));
+        yield return Query("select-conditional", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Vip ? c.Ssn : c.Name).ToListAsync(ct));
+        yield return Query("select-distinct-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Notes).Distinct().ToListAsync(ct));
+        yield return Query("select-distinct-plain", Area, (db, ct) => db.Customers.Select(c => c.Home!.City).Distinct().OrderBy(x => x).ToListAsync(ct));
+        yield return Query("select-encrypted-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).Select(c => new { c.Id, c.Home!.Street, c.Email }).ToListAsync(ct));
+    }
+
+    private static string Mask(string value) => "***" + value[^4..];
+
+    private static IEnumerable<Scenario> Navigations()
+    {
+        const string Area = "navigation";
+        yield return Query("include-orders", Area, (db, ct) => db.Customers.Include(c => c.Orders.OrderBy(o => o.Id)).OrderBy(c => c.Id).ToListAsync(ct));
+        yield return Query("include-filtered", Area, (db, ct) => db.Customers.Include(c => c.Orders.Where(o => o.Quantity > 3)).OrderBy(c => c.Id).Select(c => c).ToListAsync(ct));
+        yield return Query("include-split-query", Area, (db, ct) => db.Customers.Include(c => c.Orders).AsSplitQuery().OrderBy(c => c.Id).ToListAsync(ct));
+        yield return Query("include-reference", Area, (db, ct) => db.Orders.Include(o => o.Customer).OrderBy(o => o.Id).Select(o => o.Customer!.Ssn).ToListAsync(ct));
+        yield return Query("include-reference-entities", Area, async (db, ct) => (await db.Orders.Include(o => o.Customer).OrderBy(o => o.Id).ToListAsync(ct)).Select(o => new { o.CardNumber, o.Customer!.Notes }).ToList());
+        yield return Query("include-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().Include(c => c.Orders).OrderBy(c => c.Id).ToListAsync(ct));
+        yield return Query("include-split-no-tracking-paged", Area, (db, ct) => db.Customers.AsNoTracking().Include(c => c.Orders).AsSplitQuery().OrderBy(c => c.Id).Skip(1).Take(2).ToListAsync(ct));
+        yield return new("explicit-load-collection", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(x => x.Id == 2, r.Ct);
+            await db.Entry(c).Collection(x => x.Orders).LoadAsync(r.Ct);
+            r.Observe("orders", c.Orders.OrderBy(o => o.Id).Select(o => o.CardNumber).ToList());
+            r.Observe("loaded", db.Entry(c).Collection(x => x.Orders).IsLoaded);
+        });
+        yield return new("explicit-load-reference", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var o = await db.Orders.SingleAsync(x => x.Id == 3, r.Ct);
+            await db.Entry(o).Reference(x => x.Customer).LoadAsync(r.Ct);
+            r.Observe("customer", o.Customer!.Ssn);
+        });
+        yield return new("collection-query-projection", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(x => x.Id == 1, r.Ct);
+            r.Observe("cards", await db.Entry(c).Collection(x => x.Orders).Query().OrderBy(o => o.Id).Select(o => o.CardNumber).ToListAsync(r.Ct));
+        });
+        yield return new("fix-up-between-queries", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var customers = await db.Customers.OrderBy(c => c.Id).ToListAsync(r.Ct);
+            await db.Orders.LoadAsync(r.Ct);
+            r.Observe("orders", customers.Select(c => c.Orders.OrderBy(o => o.Id).Select(o => o.Note).ToList()).ToList());
+        });
+        yield return new("add-to-loaded-collection", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.Include(x => x.Orders).SingleAsync(r.Ct);
+            c.Orders.Add(Shop.Order(1, 3));
+            await r.SaveAsync(db);
+            r.Touch<Order>();
+        });
+        yield return new("remove-from-loaded-collection", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.Include(x => x.Orders).SingleAsync(r.Ct);
+            c.Orders.RemoveAt(0);
+            await r.SaveAsync(db);
+            r.Tracker(db);
+            r.Touch<Order>();
+        });
+        yield return new("move-order-to-other-customer", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var order = await db.Orders.Include(o => o.Customer).SingleAsync(o => o.Id == 1, r.Ct);
+            order.Customer = await db.Customers.SingleAsync(c => c.Id == 2, r.Ct);
+            await r.SaveAsync(db);
+            r.Touch<Order>();
+        });
+    }
+
+    private static IEnumerable<Scenario> SetsAndAggregates()
+    {
+        const string Area = "aggregate";
+        yield return Query("count", Area, (db, ct) => db.Customers.CountAsync(ct));
+        yield return Query("count-where-searchable", Area, (db, ct) => db.Customers.CountAsync(c => c.Email == "c1@example.com", ct));
+        yield return Query("long-count", Area, (db, ct) => db.Orders.LongCountAsync(ct));
+        yield return Query("any-searchable", Area, (db, ct) => db.Customers.AnyAsync(c => c.Email == "c3@example.com", ct));
+        yield return Query("all-plain", Area, (db, ct) => db.Orders.AllAsync(o => o.Quantity > 0, ct));
+        yield return Query("contains-entity-key", Area, (db, ct) => db.Customers.Select(c => c.Id).ContainsAsync(2, ct));
+        yield return Query("sum-plain", Area, (db, ct) => db.Orders.SumAsync(o => o.Quantity, ct));
+        yield return Query("sum-encrypted", Area, (db, ct) => db.Customers.SumAsync(c => c.Score, ct));
+        yield return Query("max-encrypted", Area, (db, ct) => db.Customers.MaxAsync(c => c.BirthDate, ct));
+        yield return Query("min-plain", Area, (db, ct) => db.Orders.MinAsync(o => o.Quantity, ct));
+        yield return Query("average-plain", Area, (db, ct) => db.Orders.AverageAsync(o => o.Quantity, ct));
+        yield return Query("distinct-count-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Notes).Distinct().CountAsync(ct));
+        yield return Query("group-by-plain", Area, (db, ct) => db.Orders.GroupBy(o => o.CustomerId).Select(g => new { g.Key, Count = g.Count(), Quantity = g.Sum(o => o.Quantity) }).OrderBy(x => x.Key).ToListAsync(ct));
+        yield return Query("group-by-encrypted-key", Area, (db, ct) => db.Customers.GroupBy(c => c.Tier).Select(g => new { g.Key, Count = g.Count() }).ToListAsync(ct));
+        yield return Query("group-by-client-side", Area, async (db, ct) => (await db.Customers.ToListAsync(ct)).GroupBy(c => c.Tier).OrderBy(g => g.Key).Select(g => new { g.Key, Ids = g.Select(c => c.Id).ToList() }).ToList());
+        yield return Query("union-plain", Area, (db, ct) => db.Customers.Select(c => c.Name).Union(db.Customers.Select(c => c.Home!.City)).OrderBy(x => x).ToListAsync(ct));
+        yield return Query("union-encrypted", Area, (db, ct) => db.Customers.Where(c => c.Id < 3).Select(c => c.Ssn).Union(db.Customers.Where(c => c.Id > 1).Select(c => c.Ssn)).ToListAsync(ct));
+        yield return Query("concat-encrypted", Area, (db, ct) => db.Customers.Where(c => c.Id == 1).Select(c => c.Ssn).Concat(db.Customers.Where(c => c.Id == 2).Select(c => c.Ssn)).ToListAsync(ct));
+        yield return Query("intersect-entities", Area, (db, ct) => db.Customers.Where(c => c.Id < 3).Intersect(db.Customers.Where(c => c.Id > 1)).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("except-entities", Area, (db, ct) => db.Customers.Except(db.Customers.Where(c => c.Id > 1)).Select(c => c.Ssn).ToListAsync(ct));
+        yield return Query("union-entities", Area, (db, ct) => db.Customers.Where(c => c.Id == 1).Union(db.Customers.Where(c => c.Id == 2)).OrderBy(c => c.Id).ToListAsync(ct));
+    }
+}
