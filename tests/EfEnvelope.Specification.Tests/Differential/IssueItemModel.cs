@@ -45,6 +45,20 @@ public class SeedContext(DbContextOptions<SeedContext> options) : DifferentialCo
         });
 }
 
+/// <summary>HasData with a nullable encrypted property, in its own model: refusing it at model build must not hide the other scenarios.</summary>
+public class CountryContext(DbContextOptions<CountryContext> options) : DifferentialContext(options)
+{
+    public DbSet<Country> Countries => Set<Country>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.Entity<Country>(country =>
+        {
+            country.Property(c => c.Id).ValueGeneratedNever();
+            Encrypt(country.Property(c => c.Motto));
+            country.HasData(new Country { Id = 1, Code = "FR", Motto = "Liberté" }, new Country { Id = 2, Code = "XX" });
+        });
+}
+
 /// <summary>Item 10, before the migration: a table with rows and no encrypted column.</summary>
 [Table("Ledger")]
 public class LedgerEntry

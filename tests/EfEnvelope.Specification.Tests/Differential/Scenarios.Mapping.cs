@@ -201,18 +201,21 @@ public static partial class Scenarios
         const string Area = "has-data";
         yield return new("has-data-read", Area, async r =>
         {
-            await using var db = r.NewContext();
+            await r.CreateTablesAsync<CountryContext>();
+            await using var db = r.NewContext<CountryContext>();
             r.Observe("countries", await db.Countries.OrderBy(c => c.Id).ToListAsync(r.Ct));
         });
         yield return new("has-data-update-seeded-row", Area, async r =>
         {
-            await using var db = r.NewContext();
+            await r.CreateTablesAsync<CountryContext>();
+            await using var db = r.NewContext<CountryContext>();
             (await db.Countries.SingleAsync(c => c.Id == 2, r.Ct)).Motto = "now has a motto";
             await r.SaveAsync(db);
         });
         yield return new("has-data-project-encrypted", Area, async r =>
         {
-            await using var db = r.NewContext();
+            await r.CreateTablesAsync<CountryContext>();
+            await using var db = r.NewContext<CountryContext>();
             r.Observe("mottos", await db.Countries.OrderBy(c => c.Id).Select(c => c.Motto).ToListAsync(r.Ct));
         });
         yield return new("date-time-utc-round-trip", "types", async r =>

@@ -224,7 +224,7 @@ public class ShopContext(DbContextOptions<ShopContext> options) : DifferentialCo
         "Customer.Email", "Customer.Ssn", "Customer.Notes", "Customer.BirthDate", "Customer.Score", "Customer.CreditLimit",
         "Customer.Vip", "Customer.Tier", "Customer.LastSeen", "Address.Street", "Order.CardNumber", "Order.Note", "Order.ShippedAt",
         "Profile.Nickname", "Social.Handle", "Secret.Pin", "Payment.Reference", "CardPayment.Pan", "BankPayment.Iban",
-        "Document.Body", "Contract.Party", "Vehicle.Plate", "Car.Vin", "Book.Isbn", "Badge.Code", "Country.Motto",
+        "Document.Body", "Contract.Party", "Vehicle.Plate", "Car.Vin", "Book.Isbn", "Badge.Code", "Country.Motto", "Region.Anthem", "Region.Motto",
     ];
 
     public DbSet<Customer> Customers => Set<Customer>();
@@ -243,7 +243,6 @@ public class ShopContext(DbContextOptions<ShopContext> options) : DifferentialCo
 
     public DbSet<Vehicle> Vehicles => Set<Vehicle>();
 
-    public DbSet<Country> Countries => Set<Country>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder)
     {
@@ -303,12 +302,6 @@ public class ShopContext(DbContextOptions<ShopContext> options) : DifferentialCo
         });
         Encrypt(modelBuilder.Entity<Car>().Property(c => c.Vin));
         modelBuilder.Entity<Truck>();
-        modelBuilder.Entity<Country>(country =>
-        {
-            country.Property(c => c.Id).ValueGeneratedNever();
-            Encrypt(country.Property(c => c.Motto));
-            country.HasData(new Country { Id = 1, Code = "FR", Motto = "Liberté" }, new Country { Id = 2, Code = "XX" });
-        });
     }
 
 }
