@@ -11,8 +11,8 @@ internal sealed class QuerySymbols
     // EF's async and client-side methods that end a query: what they consume is the query EF compiles.
     private static readonly HashSet<string> Materializers =
     [
-        "AsAsyncEnumerable", "ToListAsync", "ToArrayAsync", "ToDictionaryAsync", "ToHashSetAsync", "ToLookupAsync",
-        "ForEachAsync", "Load", "LoadAsync",
+        "AsAsyncEnumerable", "ToListAsync", "ToArrayAsync", "ToDictionaryAsync", "ToHashSetAsync",
+        "ForEachAsync", "Load", "LoadAsync", "ToQueryString", "CreateDbCommand",
     ];
 
     private readonly INamedTypeSymbol? _queryable;

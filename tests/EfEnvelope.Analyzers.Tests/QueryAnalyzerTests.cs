@@ -91,6 +91,7 @@ public sealed class QueryAnalyzerTests
     [InlineData("await db.Patients.Include(p => p.Visits).AsNoTracking().Where(p => p.Id > 3).ToListAsync();")]
     [InlineData("await db.Patients.Where(p => p.Id == 1).ExecuteUpdateAsync(s => s.SetProperty(p => p.Name, other.Diagnosis));")]
     [InlineData("await db.Patients.Take(other.Score).ToListAsync();")]
+    [InlineData("db.Patients.Where(p => p.Name == text).Select(p => new { p.Name, p.Ssn }).ToQueryString();")]
     [InlineData("await db.Patients.FromSql($\"SELECT * FROM Patients WHERE Name = {other.Diagnosis}\").ToListAsync();")]
     [InlineData("db.Patients.AsEnumerable().Where(p => p.Diagnosis == text).OrderBy(p => p.DateOfBirth).ToList();")]
     [InlineData("(await db.Patients.ToListAsync()).Where(p => p.Diagnosis!.StartsWith(text)).ToList();")]

@@ -21,6 +21,7 @@ internal static class Verify
         using System.Threading.Tasks;
         using EfEnvelope;
         using Microsoft.EntityFrameworkCore;
+        using Microsoft.Extensions.DependencyInjection;
 
         """;
 
