@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.Operations;
@@ -439,11 +440,17 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         }
     }
 
+    // A property of a row the query reads: its instance depends on a lambda parameter. Anything else (a captured
+    // entity's property) EF evaluates before the query runs and passes as a parameter, as EfEnvelope then sees it.
     private (IPropertyReferenceOperation Operation, EncryptedMember Member)? Encrypted(IOperation operation) =>
-        QuerySymbols.Strip(operation) is IPropertyReferenceOperation { Instance: not null } property
+        QuerySymbols.Strip(operation) is IPropertyReferenceOperation { Instance: { } instance } property
+        && DependsOnRow(instance)
         && members.Find(property.Property, cancellationToken) is { } member
             ? (property, member)
             : null;
+
+    private static bool DependsOnRow(IOperation instance) =>
+        instance.DescendantsAndSelf().Any(operation => operation is IParameterReferenceOperation { Parameter.ContainingSymbol: IMethodSymbol { MethodKind: MethodKind.AnonymousFunction } });
 
     private static bool IsNullConstant(IOperation operation) =>
         QuerySymbols.Strip(operation) is { ConstantValue: { HasValue: true, Value: null } };

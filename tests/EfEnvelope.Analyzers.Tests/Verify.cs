@@ -25,7 +25,7 @@ internal static class Verify
 
         """;
 
-    private static readonly ImmutableArray<MetadataReference> References = LoadReferences();
+    internal static ImmutableArray<MetadataReference> References { get; } = LoadReferences();
 
     public static Task Analyzer<TAnalyzer>(string source)
         where TAnalyzer : DiagnosticAnalyzer, new()
