@@ -65,23 +65,6 @@ internal sealed class EncryptedMembers
         return new EncryptedMember($"{property.ContainingType.Name}.{property.Name}", property, searchable, searchable && truncated);
     }
 
-    /// <summary>Whether the type declares or inherits any encrypted property (attribute or fluent).</summary>
-    public bool HasEncrypted(ITypeSymbol type, CancellationToken cancellationToken)
-    {
-        for (var current = type; current is not null && current.SpecialType != SpecialType.System_Object; current = current.BaseType)
-        {
-            foreach (var member in current.GetMembers())
-            {
-                if (member is IPropertySymbol property && Find(property, cancellationToken) is not null)
-                {
-                    return true;
-                }
-            }
-        }
-
-        return false;
-    }
-
     // [Encrypted] is Inherited = true: an override without it is still encrypted.
     private AttributeData? FindAttribute(IPropertySymbol property)
     {

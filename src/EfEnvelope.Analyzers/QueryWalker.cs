@@ -434,7 +434,7 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
             case OperatorKind.Query when op.StartsWith("SetProperty", StringComparison.Ordinal) || op.StartsWith("ExecuteUpdate", StringComparison.Ordinal):
                 return (Rules.InExecuteUpdate, "set it or compute with it (SetProperty)");
             case OperatorKind.Query when op == "Select":
-                return (Rules.ReadByDatabase, "in a Select that is not the query's last step (move it after the other operators)");
+                return (Rules.ReadByDatabase, "in a Select that runs in the database (only the query's last Select runs after loading)");
             default:
                 return (Rules.ReadByDatabase, $"in {op}");
         }

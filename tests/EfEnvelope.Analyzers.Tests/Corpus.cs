@@ -45,6 +45,8 @@ public static class Corpus
     [
         "await db.Patients.GroupBy(p => {|EFENV004:p.Diagnosis|}).Select(g => g.Count()).ToListAsync();",
         "await db.Patients.SumAsync(p => {|EFENV004:p.Score|});",
+        "await db.Patients.AverageAsync(p => {|EFENV004:p.Score|});",
+        "await db.Patients.DistinctBy(p => {|EFENV004:p.Diagnosis|}).ToListAsync();",
         "await db.Patients.Join(db.Visits, p => {|EFENV004:p.Ssn|}, v => v.Ssn, (p, v) => v.Id).ToListAsync();",
         "await db.Patients.Join(db.Visits, p => {|EFENV004:p.Ssn|}, v => v.Id.ToString(), (p, v) => v.Id).ToListAsync();",
     ];
@@ -72,6 +74,7 @@ public static class Corpus
         "await db.Patients.Where(p => {|EFENV008:p.Phone|} == text || p.Active).ToListAsync();",
         "await db.Patients.Where(p => {|EFENV008:p.Phone|} == text).Select(p => p.Name).ToListAsync();",
         "await db.Patients.Where(p => {|EFENV008:p.Phone|} == text).Take(5).ToListAsync();",
+        "await db.Patients.Join(db.Patients, a => {|EFENV008:a.Phone|}, b => b.Phone, (a, b) => a.Id).ToListAsync();",
         "await db.Patients.Where(p => p.Visits.Any(v => db.Patients.Any(q => {|EFENV008:q.Phone|} == text))).ToListAsync();",
     ];
 
