@@ -2,7 +2,7 @@ using Microsoft.CodeAnalysis;
 
 namespace EfEnvelope.Analyzers.Tests;
 
-/// <summary>Every diagnostic id has its README section, its help link to that section, and its release-tracking line.</summary>
+/// <summary>The analyzer's documentation, and its wiring into the repository's own projects.</summary>
 public sealed class DocumentationTests
 {
     private static readonly DiagnosticDescriptor[] Descriptors =
@@ -23,6 +23,24 @@ public sealed class DocumentationTests
             Assert.Contains($"{descriptor.Id} | EfEnvelope | Warning |", releases, StringComparison.Ordinal);
             Assert.Equal(DiagnosticSeverity.Warning, descriptor.DefaultSeverity);
         });
+    }
+
+    // The repository's tests, sample and benchmarks build with the analyzer and warnings as errors, so a query it
+    // reports there fails the build: that is the check that they have no EFENV warning, as long as it stays wired.
+    [Fact]
+    public void The_repositorys_tests_sample_and_benchmarks_build_with_the_analyzer()
+    {
+        const string Reference = "EfEnvelope.Analyzers.csproj\" OutputItemType=\"Analyzer\" ReferenceOutputAssembly=\"false\"";
+        var root = RepositoryRoot();
+        var consumers = Directory.GetFiles(Path.Combine(root, "samples"), "*.csproj", SearchOption.AllDirectories)
+            .Concat(Directory.GetFiles(Path.Combine(root, "benchmarks"), "*.csproj", SearchOption.AllDirectories))
+            .Where(project => File.ReadAllText(project).Contains("EfEnvelope.csproj", StringComparison.Ordinal))
+            .ToList();
+
+        Assert.NotEmpty(consumers);
+        Assert.All(consumers, project => Assert.Contains(Reference, File.ReadAllText(project), StringComparison.Ordinal));
+        Assert.Contains(Reference, File.ReadAllText(Path.Combine(root, "tests", "Directory.Build.props")), StringComparison.Ordinal);
+        Assert.Contains("TreatWarningsAsErrors>true<", File.ReadAllText(Path.Combine(root, "Directory.Build.props")), StringComparison.Ordinal);
     }
 
     private static string RepositoryRoot()
