@@ -74,6 +74,7 @@ public static class Corpus
         "await db.Patients.Where(p => {|EFENV008:p.Phone|} == text || p.Active).ToListAsync();",
         "await db.Patients.Where(p => {|EFENV008:p.Phone|} == text).Select(p => p.Name).ToListAsync();",
         "await db.Patients.Where(p => {|EFENV008:p.Phone|} == text).Take(5).ToListAsync();",
+        "await db.Patients.Where(p => {|EFENV008:p.Phone|} == text).ExecuteDeleteAsync();",
         "await db.Patients.Join(db.Patients, a => {|EFENV008:a.Phone|}, b => b.Phone, (a, b) => a.Id).ToListAsync();",
         "await db.Patients.Where(p => p.Visits.Any(v => db.Patients.Any(q => {|EFENV008:q.Phone|} == text))).ToListAsync();",
     ];
