@@ -52,20 +52,9 @@ internal static class DataKeyWrapping
             dataKey.CopyTo(secret, 0);
             Commit(dataKey, keyId, context, secret.AsSpan(KeySize));
 
-            // The secret has to be an object on the token before C_WrapKey can take it: a session object, extractable
-            // (that is what wrapping needs) and gone as soon as it is wrapped.
-            var attributes = factories.ObjectAttributeFactory;
+            // The secret has to be an object on the token before C_WrapKey can take it; it is gone once wrapped.
             IObjectHandle handle;
-            using (var template = new AttributeList(
-            [
-                attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
-                attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_GENERIC_SECRET),
-                attributes.Create(CKA.CKA_TOKEN, false),
-                attributes.Create(CKA.CKA_PRIVATE, true),
-                attributes.Create(CKA.CKA_SENSITIVE, true),
-                attributes.Create(CKA.CKA_EXTRACTABLE, true),
-                attributes.Create(CKA.CKA_VALUE, secret),
-            ]))
+            using (var template = SessionSecret(factories, sensitive: true, secret))
             {
                 handle = session.CreateObject(template.Items);
             }
@@ -109,18 +98,9 @@ internal static class DataKeyWrapping
 
         // The unwrapped secret must come back out of the token, so the new session object is deliberately not
         // sensitive; it lives only until its value has been read.
-        var attributes = factories.ObjectAttributeFactory;
         IObjectHandle handle;
         using (var mechanism = factories.MechanismFactory.Create(CKM.CKM_AES_KEY_WRAP))
-        using (var template = new AttributeList(
-        [
-            attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
-            attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_GENERIC_SECRET),
-            attributes.Create(CKA.CKA_TOKEN, false),
-            attributes.Create(CKA.CKA_PRIVATE, true),
-            attributes.Create(CKA.CKA_SENSITIVE, false),
-            attributes.Create(CKA.CKA_EXTRACTABLE, true),
-        ]))
+        using (var template = SessionSecret(factories, sensitive: false, value: null))
         {
             handle = session.UnwrapKey(mechanism, masterKey, blob[1..], template.Items);
         }
@@ -197,6 +177,27 @@ internal static class DataKeyWrapping
     {
         var parameters = factories.MechanismParamsFactory.CreateCkGcmParams(iv, IvSize * 8, AssociatedData(keyId, context), TagSize * 8);
         return factories.MechanismFactory.Create(CKM.CKM_AES_GCM, parameters);
+    }
+
+    // A generic secret that lives in this session only (never a token object) and may be wrapped (extractable).
+    private static AttributeList SessionSecret(Pkcs11InteropFactories factories, bool sensitive, byte[]? value)
+    {
+        var attributes = factories.ObjectAttributeFactory;
+        var template = new AttributeList(
+        [
+            attributes.Create(CKA.CKA_CLASS, CKO.CKO_SECRET_KEY),
+            attributes.Create(CKA.CKA_KEY_TYPE, CKK.CKK_GENERIC_SECRET),
+            attributes.Create(CKA.CKA_TOKEN, false),
+            attributes.Create(CKA.CKA_PRIVATE, true),
+            attributes.Create(CKA.CKA_SENSITIVE, sensitive),
+            attributes.Create(CKA.CKA_EXTRACTABLE, true),
+        ]);
+        if (value is not null)
+        {
+            template.Items.Add(attributes.Create(CKA.CKA_VALUE, value));
+        }
+
+        return template;
     }
 
     private static void Commit(ReadOnlySpan<byte> dataKey, string keyId, KeyContext context, Span<byte> commitment)
