@@ -292,8 +292,11 @@ public abstract class BlindIndexTests<TFixture>(TFixture fixture) : IClassFixtur
     {
         using var db = Search();
 
+        // The compile-time analyzer flags both queries; this checks the run-time refusal behind it.
+#pragma warning disable EFENV003, EFENV004
         var sum = Assert.Throws<InvalidOperationException>(() => db.People.Sum(p => p.BadgeNumber));
         var empty = Assert.Throws<InvalidOperationException>(() => db.People.Where(p => string.IsNullOrEmpty(p.Notes)).ToList());
+#pragma warning restore EFENV003, EFENV004
 
         Assert.Contains("'Person.BadgeNumber'", sum.Message, StringComparison.Ordinal);
         Assert.Contains("add up", sum.Message, StringComparison.Ordinal);
