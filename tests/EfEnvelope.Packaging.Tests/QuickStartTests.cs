@@ -87,6 +87,21 @@ public sealed partial class QuickStartTests(PackagedFeed feed)
         Assert.DoesNotContain("\"type\": \"project\"", assets, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task The_tool_installs_from_the_feed_and_runs_as_efenvelope()
+    {
+        var tools = Path.Combine(feed.Work.FullName, "tools");
+        var environment = new Dictionary<string, string> { ["NUGET_PACKAGES"] = Path.Combine(feed.Work.FullName, "tool-packages") };
+
+        await Processes.RunAsync(feed.Work.FullName, "dotnet", ["tool", "install", "EfEnvelope.Cli", "--version", feed.Version, "--tool-path", tools, "--add-source", feed.Feed], environment);
+        var help = await Processes.RunAsync(feed.Work.FullName, Path.Combine(tools, "efenvelope"), ["--help"]);
+
+        foreach (var verb in new[] { "inventory", "rotate", "reencrypt", "encrypt-legacy", "verify", "rebuild-indexes" })
+        {
+            Assert.Contains(verb, help, StringComparison.Ordinal);
+        }
+    }
+
     private static string Section(string markdown, string heading)
     {
         var start = markdown.IndexOf(heading + "\n", StringComparison.Ordinal);
