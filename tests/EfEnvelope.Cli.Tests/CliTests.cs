@@ -122,6 +122,21 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task On_a_terminal_progress_is_a_bar_redrawn_in_place()
+    {
+        await using var database = await SampleDatabase.CreateAsync(extraPatients: 0, Ct);
+
+        // script(1) gives the tool a pseudo-terminal, as an operator's shell would.
+        var command = $"dotnet '{Build.Tool}' verify -a '{SampleDatabase.SampleAssembly}' --batch-size 1";
+        var (exitCode, stdout, stderr) = await Tool.RunProgramAsync(database, "script", Ct, "-q", "-e", "-c", command, "/dev/null");
+
+        // The bar (drawn only on a terminal), never the plain per-batch lines of redirected output.
+        Assert.True(exitCode == 0, stdout + stderr);
+        Assert.Matches(@"verify Patient\s+\[#+\.*\]\s+\d+%\s+\d+/\d+ rows", stdout);
+        Assert.DoesNotContain(" rows (", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_row_that_no_longer_decrypts_is_listed_and_fails_verification_with_exit_code_1()
     {
         await using var database = await SampleDatabase.CreateAsync(extraPatients: 0, Ct);
