@@ -66,7 +66,8 @@ internal sealed class ApplicationLoader : IAsyncDisposable
         var candidates = types.Where(t => typeof(DbContext).IsAssignableFrom(t) && !t.IsAbstract && Matches(t, contextName)).ToList();
         var scope = services.CreateAsyncScope();
         _owned.Add(scope);
-        var registered = candidates.Where(t => scope.ServiceProvider.GetService(t) is not null || scope.ServiceProvider.GetService(typeof(IDbContextFactory<>).MakeGenericType(t)) is not null).ToList();
+        var registrations = scope.ServiceProvider.GetRequiredService<IServiceProviderIsService>();
+        var registered = candidates.Where(t => registrations.IsService(t) || registrations.IsService(typeof(IDbContextFactory<>).MakeGenericType(t))).ToList();
         return registered switch
         {
             [var type] => (DbContext?)scope.ServiceProvider.GetService(type) ?? CreateFromFactory(scope.ServiceProvider, type),

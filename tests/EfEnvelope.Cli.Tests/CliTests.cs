@@ -6,14 +6,18 @@ namespace EfEnvelope.Cli.Tests;
 /// efenvelope end to end against the sample's database: the sample's own host provides the context, the development
 /// master key and the blind index key; the tool runs as its own process with redirected output.
 /// </summary>
-public sealed class CliTests
+/// <remarks>
+/// Tests that leave the data as they found it share one database (the tests of a class run one after another);
+/// interrupting a re-encryption and tampering with a row get databases of their own.
+/// </remarks>
+public sealed class CliTests(SharedSampleDatabase shared) : IClassFixture<SharedSampleDatabase>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
     public async Task Inventory_counts_rows_by_master_key_and_says_whether_a_key_can_be_retired()
     {
-        await using var database = await SampleDatabase.CreateAsync(extraPatients: 2, Ct);
+        var database = shared.Database;
 
         var (exitCode, stdout, stderr) = await Tool.RunAsync(database, Ct, "inventory", "-a", SampleDatabase.SampleAssembly, "--json");
 
@@ -83,7 +87,7 @@ public sealed class CliTests
     [Fact]
     public async Task Every_job_verb_runs_against_the_sample_and_reports_what_it_did()
     {
-        await using var database = await SampleDatabase.CreateAsync(extraPatients: 0, Ct);
+        var database = shared.Database;
         string[] app = ["-a", SampleDatabase.SampleAssembly, "--json"];
 
         var rotate = await Tool.RunAsync(database, Ct, ["rotate", .. app, "--verify"]);
@@ -122,6 +126,21 @@ public sealed class CliTests
     }
 
     [Fact]
+    public async Task On_a_terminal_progress_is_a_bar_redrawn_in_place()
+    {
+        var database = shared.Database;
+
+        // script(1) gives the tool a pseudo-terminal, as an operator's shell would.
+        var command = $"dotnet '{Build.Tool}' verify -a '{SampleDatabase.SampleAssembly}' --batch-size 1";
+        var (exitCode, stdout, stderr) = await Tool.RunProgramAsync(database, "script", Ct, "-q", "-e", "-c", command, "/dev/null");
+
+        // The bar (drawn only on a terminal), never the plain per-batch lines of redirected output.
+        Assert.True(exitCode == 0, stdout + stderr);
+        Assert.Matches(@"verify Patient\s+\[#+\.*\]\s+\d+%\s+\d+/\d+ rows", stdout);
+        Assert.DoesNotContain(" rows (", stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_row_that_no_longer_decrypts_is_listed_and_fails_verification_with_exit_code_1()
     {
         await using var database = await SampleDatabase.CreateAsync(extraPatients: 0, Ct);
@@ -137,7 +156,7 @@ public sealed class CliTests
     [Fact]
     public async Task Usage_and_configuration_errors_exit_with_2_and_say_what_is_wrong()
     {
-        await using var database = await SampleDatabase.CreateAsync(extraPatients: 0, Ct);
+        var database = shared.Database;
 
         var missing = await Tool.RunAsync(database, Ct, "verify", "-a", "no-such-app.dll");
         Assert.Equal(2, missing.ExitCode);
@@ -179,4 +198,14 @@ public sealed class CliTests
         write.Parameters.AddWithValue("$id", id);
         Assert.Equal(1, write.ExecuteNonQuery());
     }
+}
+
+/// <summary>The sample's database with two patients beside the seeded ones, for the tests that change nothing in it.</summary>
+public sealed class SharedSampleDatabase : IAsyncLifetime
+{
+    public SampleDatabase Database { get; private set; } = null!;
+
+    public async ValueTask InitializeAsync() => Database = await SampleDatabase.CreateAsync(extraPatients: 2, TestContext.Current.CancellationToken);
+
+    public ValueTask DisposeAsync() => Database.DisposeAsync();
 }

@@ -11,7 +11,11 @@ namespace EfEnvelope.Cli.Tests;
 /// </summary>
 public sealed partial class SampleDatabase : IAsyncDisposable
 {
-    private SampleDatabase(string dataDirectory) => DataDirectory = dataDirectory;
+    private SampleDatabase(string dataDirectory)
+    {
+        DataDirectory = dataDirectory;
+        Environment["HealthRecords__DataDirectory"] = dataDirectory;
+    }
 
     public string DataDirectory { get; }
 
@@ -20,8 +24,11 @@ public sealed partial class SampleDatabase : IAsyncDisposable
 
     public static string SampleAssembly => Path.Combine(SampleFolder, "HealthRecords.dll");
 
-    /// <summary>The environment that points the sample (and so the tool, through the sample's host) at this database.</summary>
-    public IDictionary<string, string> Environment => new Dictionary<string, string> { ["HealthRecords__DataDirectory"] = DataDirectory };
+    /// <summary>The environment the tool runs with: it points the sample (and so the tool, through the sample's host) at this database.</summary>
+    public IDictionary<string, string> Environment { get; } = new Dictionary<string, string>();
+
+    /// <summary>A data directory for an application other than the sample, deleted with this object.</summary>
+    public static SampleDatabase ForDirectory(string dataDirectory) => new(dataDirectory);
 
     public static async Task<SampleDatabase> CreateAsync(int extraPatients, CancellationToken cancellationToken)
     {

@@ -22,10 +22,19 @@ internal sealed class Tool : IDisposable
 
     public string Stderr => _stderr.ToString();
 
-    public static Tool Start(SampleDatabase database, params string[] arguments)
+    public static Tool Start(SampleDatabase database, params string[] arguments) => StartProgram(database, "dotnet", [Build.Tool, .. arguments]);
+
+    /// <summary>Runs another program (a wrapper such as script(1)) with the database's environment, from the sample's folder.</summary>
+    public static async Task<(int ExitCode, string Stdout, string Stderr)> RunProgramAsync(SampleDatabase database, string program, CancellationToken cancellationToken, params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet") { WorkingDirectory = SampleDatabase.SampleFolder, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        start.ArgumentList.Add(Build.Tool);
+        using var tool = StartProgram(database, program, arguments);
+        var exitCode = await tool.WaitAsync(cancellationToken);
+        return (exitCode, tool.Stdout, tool.Stderr);
+    }
+
+    private static Tool StartProgram(SampleDatabase database, string program, string[] arguments)
+    {
+        var start = new ProcessStartInfo(program) { WorkingDirectory = SampleDatabase.SampleFolder, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in arguments)
         {
             start.ArgumentList.Add(argument);

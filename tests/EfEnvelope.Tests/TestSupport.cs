@@ -52,3 +52,19 @@ internal sealed class InMemoryClinic : IDisposable
 
     public void Dispose() => _connection.Dispose();
 }
+
+/// <summary>A real provider seen through a wrapper that changes one aspect of it (its name, its keys, its unwrapping).</summary>
+internal class DelegatingProvider(IMasterKeyProvider inner) : IMasterKeyProvider
+{
+    public virtual string Name => inner.Name;
+
+    public virtual string PrimaryKeyId => inner.PrimaryKeyId;
+
+    public virtual bool IsKeyConfigured(string keyId) => inner.IsKeyConfigured(keyId);
+
+    public virtual Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken) =>
+        inner.GenerateDataKeyAsync(keyId, context, cancellationToken);
+
+    public virtual Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken) =>
+        inner.DecryptDataKeyAsync(keyId, wrappedKey, context, cancellationToken);
+}

@@ -171,34 +171,17 @@ public sealed class HealthCheckTests : IDisposable
     }
 
     /// <summary>Names a primary key that its store does not hold (and, with <c>claims: false</c>, does not even list).</summary>
-    private sealed class ClaimedKeyProvider(IMasterKeyProvider inner, string primaryKeyId, bool claims = true) : IMasterKeyProvider
+    private sealed class ClaimedKeyProvider(IMasterKeyProvider inner, string primaryKeyId, bool claims = true) : DelegatingProvider(inner)
     {
-        public string Name => inner.Name;
+        public override string PrimaryKeyId => primaryKeyId;
 
-        public string PrimaryKeyId => primaryKeyId;
-
-        public bool IsKeyConfigured(string keyId) => (claims && keyId == primaryKeyId) || inner.IsKeyConfigured(keyId);
-
-        public Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken) =>
-            inner.GenerateDataKeyAsync(keyId, context, cancellationToken);
-
-        public Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken) =>
-            inner.DecryptDataKeyAsync(keyId, wrappedKey, context, cancellationToken);
+        public override bool IsKeyConfigured(string keyId) => (claims && keyId == primaryKeyId) || base.IsKeyConfigured(keyId);
     }
 
     /// <summary>Generates with one key store and unwraps with another holding a different key under the same id.</summary>
-    private sealed class SplitProvider(IMasterKeyProvider writer, IMasterKeyProvider reader) : IMasterKeyProvider
+    private sealed class SplitProvider(IMasterKeyProvider writer, IMasterKeyProvider reader) : DelegatingProvider(writer)
     {
-        public string Name => writer.Name;
-
-        public string PrimaryKeyId => writer.PrimaryKeyId;
-
-        public bool IsKeyConfigured(string keyId) => writer.IsKeyConfigured(keyId);
-
-        public Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken) =>
-            writer.GenerateDataKeyAsync(keyId, context, cancellationToken);
-
-        public Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken) =>
+        public override Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken) =>
             reader.DecryptDataKeyAsync(keyId, wrappedKey, context, cancellationToken);
     }
 

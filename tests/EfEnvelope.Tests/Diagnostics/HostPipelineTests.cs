@@ -162,19 +162,9 @@ public sealed partial class HostPipelineTests : IDisposable
     }
 
     /// <summary>Another name for a real provider, so that this test's telemetry can be told apart.</summary>
-    private sealed class NamedProvider(string name, IMasterKeyProvider inner) : IMasterKeyProvider
+    private sealed class NamedProvider(string name, IMasterKeyProvider inner) : DelegatingProvider(inner)
     {
-        public string Name => name;
-
-        public string PrimaryKeyId => inner.PrimaryKeyId;
-
-        public bool IsKeyConfigured(string keyId) => inner.IsKeyConfigured(keyId);
-
-        public Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken) =>
-            inner.GenerateDataKeyAsync(keyId, context, cancellationToken);
-
-        public Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken) =>
-            inner.DecryptDataKeyAsync(keyId, wrappedKey, context, cancellationToken);
+        public override string Name => name;
     }
 
     /// <summary>What a metrics and tracing pipeline (OpenTelemetry's listeners) receives for one provider name.</summary>
