@@ -89,7 +89,7 @@ public sealed class AwsKmsEndToEndTests : IAsyncLifetime
     [Fact]
     public async Task Separately_built_options_with_equal_settings_share_one_key_cache()
     {
-        var credentials = new BasicAWSCredentials("AKIDSHARED", "shared-secret");
+        var credentials = new BasicAWSCredentials("test", "test");
         void Configure(AwsKmsOptions o)
         {
             o.KeyId = LocalKmsFixture.PrimaryAlias;
