@@ -44,6 +44,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
     private readonly KeyTrust _trust;
     private readonly IAmazonKeyManagementService? _givenClient;
     private readonly ClientSettings _settings;
+    private readonly Func<ClientSettings, IAmazonKeyManagementService> _createClient;
     private readonly TimeSpan _operationTimeout;
     private readonly Lock _clientGate = new();
     private IAmazonKeyManagementService? _ownClient;
@@ -51,6 +52,12 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
 
     /// <summary>Creates the provider from a snapshot of <paramref name="options"/>; later changes to them have no effect.</summary>
     public AwsKmsMasterKeyProvider(AwsKmsOptions options)
+        : this(options, settings => settings.CreateClient())
+    {
+    }
+
+    // The factory is a seam for tests that count the clients built.
+    internal AwsKmsMasterKeyProvider(AwsKmsOptions options, Func<ClientSettings, IAmazonKeyManagementService> createClient)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (options.KeyId is null)
@@ -83,6 +90,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         _givenClient = options.Client;
         _settings = new ClientSettings(options.Region, options.ServiceUrl, options.AuthenticationRegion, options.Credentials, options.MaxErrorRetry, options.AttemptTimeout);
         _operationTimeout = options.OperationTimeout;
+        _createClient = createClient;
     }
 
     /// <inheritdoc />
@@ -338,7 +346,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
                 throw NotTrusted(keyId, resolutions.Length == 0 ? "that key is not configured" : $"that key is not configured (the configured aliases resolve to: {resolutions})", context);
             }
 
-            return arn.In(ClientRegion()).ToString();
+            return arn.In(ClientRegion(keyId, context)).ToString();
         }
 
         var resolved = await _trust.ResolveAsync(keyId, name => DescribeAsync(name, context, deadline, cancellationToken)).ConfigureAwait(false);
@@ -389,18 +397,43 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         {
             return true;
         }
-        catch (Exception e) when (e is AmazonClientException or OperationCanceledException or HttpRequestException or IOException)
+        catch (Exception e) when (e is AmazonClientException or OperationCanceledException or HttpRequestException or IOException or ObjectDisposedException)
         {
             // The destination cannot be examined (denied, unreachable, out of time): the source's error stands.
             return false;
         }
     }
 
-    private string? ClientRegion()
+    private string? ClientRegion(string keyId, KeyContext context)
     {
-        var config = GetClient().Config;
+        var config = AcquireClient(keyId, context).Config;
         return config.RegionEndpoint?.SystemName ?? config.AuthenticationRegion;
     }
+
+    // The client, or the reason there is none as a MasterKeyException naming the key and entity.
+    private IAmazonKeyManagementService AcquireClient(string keyId, KeyContext context)
+    {
+        try
+        {
+            return GetClient();
+        }
+        catch (AmazonClientException ex)
+        {
+            throw new MasterKeyException(
+                $"Could not create the AWS KMS client for key '{keyId}'{ForEntity(context)}: {ex.Message}. " +
+                $"Set {nameof(AwsKmsOptions)}.{nameof(AwsKmsOptions.Region)} (or AWS_REGION, or a profile), or pass a configured client.",
+                ProviderName, keyId, context.Entity, ex);
+        }
+        catch (ObjectDisposedException ex)
+        {
+            throw Disposed(keyId, context, ex);
+        }
+    }
+
+    private static MasterKeyException Disposed(string keyId, KeyContext context, ObjectDisposedException ex) => new(
+        $"AWS KMS was asked about key '{keyId}'{ForEntity(context)} after the provider or its KMS client was disposed; " +
+        "dispose the provider only when no DbContext uses it any more.",
+        ProviderName, keyId, context.Entity, ex);
 
     // The client is built on first use, not in the constructor, so that configuring a DbContext never fails for want
     // of a Region or credentials; the first KMS call reports that instead. Building under the lock means concurrent
@@ -416,7 +449,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         lock (_clientGate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            return _ownClient ??= _settings.CreateClient();
+            return _ownClient ??= _createClient(_settings);
         }
     }
 
@@ -430,21 +463,9 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         bool raw = false)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        var client = AcquireClient(keyId, context);
         try
         {
-            IAmazonKeyManagementService client;
-            try
-            {
-                client = GetClient();
-            }
-            catch (AmazonClientException ex)
-            {
-                throw new MasterKeyException(
-                    $"Could not create the AWS KMS client for key '{keyId}'{ForEntity(context)}: {ex.Message}. " +
-                    $"Set {nameof(AwsKmsOptions)}.{nameof(AwsKmsOptions.Region)} (or AWS_REGION, or a profile), or pass a configured client.",
-                    ProviderName, keyId, context.Entity, ex);
-            }
-
             return await call(client, deadline).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -459,10 +480,7 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         }
         catch (ObjectDisposedException ex)
         {
-            throw new MasterKeyException(
-                $"AWS KMS {operation} with key '{keyId}'{ForEntity(context)} was attempted after the provider or its KMS client was disposed; " +
-                "dispose the provider only when no DbContext uses it any more.",
-                ProviderName, keyId, context.Entity, ex);
+            throw Disposed(keyId, context, ex);
         }
         catch (AmazonServiceException ex) when (!raw)
         {
