@@ -24,6 +24,7 @@ public sealed class LocalKmsServer : IAsyncDisposable
     private const string TargetPrefix = "TrentService.";
 
     private readonly HttpListener _listener;
+    private readonly KeyStore _store;
     private readonly KmsOperations _operations;
     private readonly SigV4Verifier _verifier;
     private readonly Func<LocalKmsRequest, CancellationToken, ValueTask>? _onRequest;
@@ -35,6 +36,7 @@ public sealed class LocalKmsServer : IAsyncDisposable
     {
         _listener = listener;
         Url = url;
+        _store = store;
         _operations = new KmsOperations(store);
         _verifier = new SigV4Verifier(options.AccessKeyId, options.SecretAccessKey, options.SessionToken, options.TimeProvider);
         _onRequest = options.OnRequest;
@@ -88,6 +90,28 @@ public sealed class LocalKmsServer : IAsyncDisposable
             {
             }
         }
+    }
+
+    /// <summary>Returns the key ARN behind <paramref name="aliasName"/> in <paramref name="region"/>, creating a key and the alias if it does not exist.</summary>
+    /// <remarks>For setting a development environment up without a KMS client: the program's <c>--create-alias</c>.</remarks>
+    /// <exception cref="KmsErrorException">The alias name or Region is invalid.</exception>
+    public string EnsureAlias(string region, string aliasName)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(region);
+        ArgumentException.ThrowIfNullOrWhiteSpace(aliasName);
+        if (!KmsOperations.IsRegionName(region))
+        {
+            throw KmsErrorException.Validation($"'{region}' is not a Region name.");
+        }
+
+        if (_store.ListAliases(region, null).FirstOrDefault(a => a.Name == aliasName) is { } existing)
+        {
+            return _store.Resolve(region, existing.TargetKeyId).Arn;
+        }
+
+        var key = _store.CreateKey(region, $"Created for {aliasName}", multiRegion: false);
+        _store.CreateAlias(region, aliasName, key.Id);
+        return key.Arn;
     }
 
     /// <summary>Stops listening; requests in flight are abandoned.</summary>
