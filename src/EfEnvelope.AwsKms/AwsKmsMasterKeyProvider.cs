@@ -170,7 +170,11 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
             response = await DecryptAsync(keyId, wrappedKey, null, encryptionContext, context, deadline.Token, cancellationToken).ConfigureAwait(false);
             if (KmsKeyArn.TryParse(response.KeyId) is not { } actual || !await TrustsAsync(actual, context, deadline.Token, cancellationToken).ConfigureAwait(false))
             {
-                TakeBytes(response.Plaintext).AsSpan().Clear();
+                using (response.Plaintext)
+                {
+                    System.Security.Cryptography.CryptographicOperations.ZeroMemory(TakeBytes(response.Plaintext));
+                }
+
                 throw NotTrusted(keyId, $"the data was written under key '{response.KeyId}' (the alias has moved since), which is not configured", context);
             }
         }

@@ -71,7 +71,7 @@ public sealed class LocalKmsServer : IAsyncDisposable
         for (var attempt = 0; ; attempt++)
         {
             int port;
-            var probe = new TcpListener(IPAddress.Parse(options.Host), 0);
+            var probe = new TcpListener(IPAddress.TryParse(options.Host, out var address) ? address : IPAddress.Any, 0);
             probe.Start();
             try
             {

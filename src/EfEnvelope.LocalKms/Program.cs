@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using EfEnvelope.LocalKms;
 
 const string Usage = "efenvelope-localkms [--port 4599] [--data ./kms-data] [--host 127.0.0.1] [--access-key-id test] [--secret-access-key test] [--session-token TOKEN] [--account-id 111122223333] [--region us-east-1] [--create-alias alias/NAME]...";
@@ -92,13 +93,17 @@ catch (Exception ex) when (ex is InvalidDataException or ArgumentException or Sy
 
 await using (server)
 {
+    // Ctrl+C and SIGTERM end the wait below instead of the process, so the listener closes cleanly. The
+    // registrations are disposed before the token source (reverse order of declaration).
     using var stop = new CancellationTokenSource();
-    Console.CancelKeyPress += (_, e) =>
+    using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+    using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+
+    void Stop(PosixSignalContext context)
     {
-        e.Cancel = true;
+        context.Cancel = true;
         stop.Cancel();
-    };
-    AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+    }
 
     // The first line is the contract with scripts: they wait for it and read the URL from it.
     Console.WriteLine($"Local KMS listening on {server.Url} (account {options.AccountId}, keys in {options.DataDirectory})");
