@@ -132,6 +132,46 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
         Assert.Equal(3, (await reader.Patients.AsNoTracking().Include(p => p.Visits).ToListAsync(Ct)).Count);
     }
 
+    [Fact]
+    public async Task Rows_that_name_the_alias_itself_still_read_and_the_rotation_job_rewrites_them_to_the_key_ARN()
+    {
+        // Rows as versions before key ARNs wrote them, under the alias as it points now (the new key).
+        using var client = Server.CreateClient();
+        var current = Options(client, o =>
+        {
+            o.KeyId = Alias;
+            o.AdditionalKeyIds.Add(_oldKey);
+        });
+        await using (var db = new ClinicContext(LegacyOptions(client)))
+        {
+            db.Patients.Add(NewPatient(5));
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using (var db = new ClinicContext(current))
+        {
+            Assert.Equal(NewPatient(5).Ssn, (await db.Patients.AsNoTracking().SingleAsync(p => p.Id == NewPatient(5).Id, Ct)).Ssn);
+            var rotated = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { TargetKeyId = _newKey }, cancellationToken: Ct);
+            Assert.True(rotated.Succeeded, string.Join("; ", rotated.Failures));
+        }
+
+        Assert.Equal(1, Server.CallCount("DescribeKey"));
+
+        // No alias configured now: the row reads only because it names the key ARN, as do the rows moved off the old key.
+        using var strictClient = Server.CreateClient();
+        await using var strict = new ClinicContext(Options(strictClient, o => o.KeyId = _newKey));
+        var all = await strict.Patients.AsNoTracking().OrderBy(p => p.Name).ToListAsync(Ct);
+        Assert.Equal([0, 1, 2, 5], all.Select(p => int.Parse(p.Name[1..], System.Globalization.CultureInfo.InvariantCulture)));
+        Assert.Equal(NewPatient(5).Ssn, all[^1].Ssn);
+    }
+
+    private DbContextOptions LegacyOptions(IAmazonKeyManagementService client) =>
+        new DbContextOptionsBuilder()
+            .UseSqlite(_connection)
+            .ConfigureWarnings(w => w.Ignore(CoreEventId.ManyServiceProvidersCreatedWarning))
+            .UseEnvelopeEncryption(e => e.UseProvider(new AliasRecordingProvider(_kms.CreateProvider(client, o => o.KeyId = Alias))).UseApplicationName("clinic"))
+            .Options;
+
     private DbContextOptions Options(IAmazonKeyManagementService client, Action<AwsKmsOptions> configure) =>
         new DbContextOptionsBuilder()
             .UseSqlite(_connection)
@@ -152,4 +192,23 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
         HomeAddress = new Address { City = "Springfield", Street = $"{i} Evergreen Terrace" },
         Visits = [new Visit { At = new DateTime(2024, 1, 1, 0, 0, 0, DateTimeKind.Utc).AddDays(i), Notes = $"visit of {i}" }],
     };
+}
+
+/// <summary>Writes as the provider did before key ARNs: the blob records the configured key string, not the ARN.</summary>
+internal sealed class AliasRecordingProvider(AwsKmsMasterKeyProvider inner) : EfEnvelope.KeyManagement.IMasterKeyProvider
+{
+    public string Name => inner.Name;
+
+    public string PrimaryKeyId => inner.PrimaryKeyId;
+
+    public bool IsKeyConfigured(string keyId) => inner.IsKeyConfigured(keyId);
+
+    public async Task<EfEnvelope.KeyManagement.GeneratedDataKey> GenerateDataKeyAsync(string keyId, EfEnvelope.KeyManagement.KeyContext context, CancellationToken cancellationToken)
+    {
+        using var generated = await inner.GenerateDataKeyAsync(keyId, context, cancellationToken);
+        return new EfEnvelope.KeyManagement.GeneratedDataKey(keyId, generated.Plaintext.ToArray(), generated.WrappedKey);
+    }
+
+    public Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, EfEnvelope.KeyManagement.KeyContext context, CancellationToken cancellationToken) =>
+        inner.DecryptDataKeyAsync(keyId, wrappedKey, context, cancellationToken);
 }

@@ -39,6 +39,21 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_signature_dated_more_than_five_minutes_from_the_server_clock_has_expired()
+    {
+        var clock = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var server = EfEnvelope.LocalKms.LocalKmsServer.Start(new LocalKmsOptions { TimeProvider = clock });
+        using var client = new AmazonKeyManagementServiceClient(LocalKmsServer.Credentials, new AmazonKeyManagementServiceConfig { ServiceURL = server.Url.ToString(), AuthenticationRegion = "us-east-1", MaxErrorRetry = 0 });
+
+        await client.CreateKeyAsync(new CreateKeyRequest(), Ct);
+        clock.Advance(TimeSpan.FromMinutes(6));
+        var expired = await Assert.ThrowsAnyAsync<AmazonKeyManagementServiceException>(() => client.CreateKeyAsync(new CreateKeyRequest(), Ct));
+
+        Assert.Equal("InvalidSignatureException", expired.ErrorCode);
+        Assert.Contains("Signature expired", expired.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_tampered_body_fails_the_signature_even_with_the_right_credentials()
     {
         using var http = new HttpClient();
