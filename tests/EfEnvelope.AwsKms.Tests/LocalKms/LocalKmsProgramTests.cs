@@ -17,7 +17,7 @@ public sealed class LocalKmsProgramTests : IDisposable
     public void Dispose() => Directory.Delete(_data, recursive: true);
 
     [Fact]
-    public async Task Keys_created_through_the_program_outlive_a_restart_and_requests_must_be_signed_with_the_configured_secret()
+    public async Task Keys_created_through_the_program_outlive_a_restart_and_requests_must_be_signed_with_the_secret_from_options_or_environment()
     {
         var port = FreePort();
         string arn;
@@ -33,7 +33,8 @@ public sealed class LocalKmsProgramTests : IDisposable
             Assert.Equal("InvalidSignatureException", refused.ErrorCode);
         }
 
-        using var second = await StartAsync("--port", port, "--data", _data, "--secret-access-key", "dev-secret");
+        // The same settings through the environment this time.
+        using var second = await StartAsync(new Dictionary<string, string> { ["LOCALKMS_PORT"] = port, ["LOCALKMS_DATA"] = _data, ["LOCALKMS_SECRET_ACCESS_KEY"] = "dev-secret" });
         using var again = Client(second.Url, "dev-secret");
         var decrypted = await again.DecryptAsync(new DecryptRequest { CiphertextBlob = blob, KeyId = arn }, Ct);
 
@@ -70,7 +71,9 @@ public sealed class LocalKmsProgramTests : IDisposable
         }
     }
 
-    private static ProcessStartInfo StartInfo(params string[] arguments)
+    private static ProcessStartInfo StartInfo(params string[] arguments) => StartInfo(new Dictionary<string, string>(), arguments);
+
+    private static ProcessStartInfo StartInfo(Dictionary<string, string> environment, params string[] arguments)
     {
         // The program's build output is copied next to the tests by the project reference.
         var info = new ProcessStartInfo("dotnet")
@@ -80,6 +83,11 @@ public sealed class LocalKmsProgramTests : IDisposable
             UseShellExecute = false,
         };
         info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "EfEnvelope.LocalKms.dll"));
+        foreach (var (name, value) in environment)
+        {
+            info.Environment[name] = value;
+        }
+
         foreach (var argument in arguments)
         {
             info.ArgumentList.Add(argument);
@@ -88,9 +96,11 @@ public sealed class LocalKmsProgramTests : IDisposable
         return info;
     }
 
-    private static async Task<RunningProgram> StartAsync(params string[] arguments)
+    private static Task<RunningProgram> StartAsync(params string[] arguments) => StartAsync(new Dictionary<string, string>(), arguments);
+
+    private static async Task<RunningProgram> StartAsync(Dictionary<string, string> environment, params string[] arguments)
     {
-        var process = Process.Start(StartInfo(arguments))!;
+        var process = Process.Start(StartInfo(environment, arguments))!;
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         wait.CancelAfter(TimeSpan.FromSeconds(30));
         var line = await process.StandardOutput.ReadLineAsync(wait.Token);
