@@ -26,6 +26,7 @@ pg_bin=""
 pg_data=""           # set while our PostgreSQL cluster may be running
 softhsm_started=false
 policy_rc_d_added=false
+kms_pid=""           # the local KMS program, while it runs
 
 log() { printf '==> %s\n' "$*"; }
 problem() {
@@ -59,6 +60,7 @@ stop_postgres() {
 # and again from the EXIT trap, where it then has nothing left to do.
 cleanup() {
     stop_postgres
+    stop_local_kms
     if $softhsm_started; then
         softhsm_teardown "$run_dir/softhsm"
         softhsm_started=false
@@ -279,6 +281,44 @@ run_project() {
     fi
 }
 
+stop_local_kms() {
+    [[ -n $kms_pid ]] || return 0
+    kill "$kms_pid" 2>/dev/null || true
+    wait "$kms_pid" 2>/dev/null || true
+    kms_pid=""
+}
+
+# The AWS KMS suites gated on EFENVELOPE_KMS_* (see docs/aws-kms.md) run against the local KMS program, so the gate
+# and the program are both exercised. With EFENVELOPE_KMS_KEY_ARN already set they run against that KMS instead.
+start_local_kms() {
+    local out=$run_dir/localkms.out line i
+    if [[ -n ${EFENVELOPE_KMS_KEY_ARN:-} ]]; then
+        log "AWS KMS suites run against $EFENVELOPE_KMS_KEY_ARN (EFENVELOPE_KMS_KEY_ARN is set)"
+        return 0
+    fi
+    dotnet src/EfEnvelope.LocalKms/bin/Release/net10.0/EfEnvelope.LocalKms.dll --port 0 --data "$run_dir/kms" \
+        --create-alias alias/efenvelope-ci-primary --create-alias alias/efenvelope-ci-second >"$out" 2>&1 &
+    kms_pid=$!
+    for ((i = 0; i < 60; i++)); do
+        grep -q '^Alias alias/efenvelope-ci-second ' "$out" 2>/dev/null && break
+        kill -0 "$kms_pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    if ! grep -q '^Alias alias/efenvelope-ci-second ' "$out" 2>/dev/null; then
+        problem "the local KMS did not start: $(cat "$out" 2>/dev/null)"
+        stop_local_kms
+        return 0
+    fi
+    line=$(head -n 1 "$out")
+    line=${line#Local KMS listening on }
+    export EFENVELOPE_KMS_ENDPOINT=${line%% *}
+    export EFENVELOPE_KMS_KEY_ARN EFENVELOPE_KMS_SECOND_KEY_ARN
+    EFENVELOPE_KMS_KEY_ARN=$(sed -n 's/^Alias alias\/efenvelope-ci-primary -> //p' "$out")
+    EFENVELOPE_KMS_SECOND_KEY_ARN=$(sed -n 's/^Alias alias\/efenvelope-ci-second -> //p' "$out")
+    export EFENVELOPE_KMS_ACCESS_KEY_ID=test EFENVELOPE_KMS_SECRET_ACCESS_KEY=test
+    log "Local KMS at $EFENVELOPE_KMS_ENDPOINT for the AWS KMS suites gated on EFENVELOPE_KMS_*"
+}
+
 main() {
     local started projects=() project
     started=$(date +%s)
@@ -297,6 +337,7 @@ main() {
     chmod 711 "$run_dir" # the postgres user must reach its data directory inside
     start_postgres
     start_softhsm
+    start_local_kms
 
     for project in tests/*/*.csproj; do
         if is_test_project "$project"; then projects+=("$project"); fi

@@ -88,9 +88,9 @@ public class AwsKmsMasterKeyTests
 
     internal static SampleApp KmsSample(LocalKmsServer kms, string keyArn)
     {
-        // The sample takes credentials from the SDK's usual chain; the local endpoint accepts any.
-        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
-        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "healthrecords-test-secret");
+        // The sample takes credentials from the SDK's usual chain; the local KMS accepts the pair test/test.
+        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "test");
+        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "test");
         return new SampleApp(settings: new Dictionary<string, string?>
         {
             ["HealthRecords:MasterKey:Provider"] = "AwsKms",

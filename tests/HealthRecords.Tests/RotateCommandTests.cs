@@ -22,8 +22,8 @@ public class RotateCommandTests
             newKey = (await admin.CreateKeyAsync(new CreateKeyRequest { Description = "new" }, cancel)).KeyMetadata.Arn;
         }
 
-        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "AKIDHEALTHRECORDSTEST");
-        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "healthrecords-test-secret");
+        Environment.SetEnvironmentVariable("AWS_ACCESS_KEY_ID", "test");
+        Environment.SetEnvironmentVariable("AWS_SECRET_ACCESS_KEY", "test");
         var dataDirectory = Path.Combine(Path.GetTempPath(), "healthrecords-rotate-" + Guid.NewGuid().ToString("N"));
         Dictionary<string, string?> Settings(string keyId, params string[] additional)
         {

@@ -85,7 +85,7 @@ public sealed class AwsKmsLifecycleTests : IAsyncLifetime
             var verification = await EnvelopeKeyLifecycle.VerifyAsync(db, cancellationToken: Ct);
             Assert.True(verification.Succeeded, string.Join("; ", verification.Failures));
             Assert.Equal(0, Server.CallCount("GenerateDataKey"));
-            Assert.All(Server.Requests("Decrypt"), r => Assert.Equal(LocalKmsFixture.PrimaryAlias, r.KeyId));
+            Assert.All(Server.Requests("Decrypt"), r => Assert.Equal(_kms.PrimaryKeyArn, r.KeyId));
         }
     }
 

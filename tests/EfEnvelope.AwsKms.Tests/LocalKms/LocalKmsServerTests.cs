@@ -165,7 +165,7 @@ public sealed class LocalKmsServerTests : IAsyncLifetime
             Content = new StringContent("""{"KeyId":"alias/missing"}""", Encoding.UTF8, "application/x-amz-json-1.1"),
         };
         request.Headers.Add("X-Amz-Target", "TrentService.DescribeKey");
-        request.Headers.TryAddWithoutValidation("Authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kms/aws4_request");
+        request.Headers.TryAddWithoutValidation("Authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/kms/aws4_request");
 
         using var response = await http.SendAsync(request, Ct);
         var body = await response.Content.ReadAsStringAsync(Ct);
@@ -173,7 +173,7 @@ public sealed class LocalKmsServerTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         Assert.Equal(Encoding.UTF8.GetByteCount(body), response.Content.Headers.ContentLength);
         Assert.NotEqual(true, response.Headers.TransferEncodingChunked);
-        Assert.Contains("\"__type\":\"NotFoundException\"", body, StringComparison.Ordinal);
+        Assert.Contains("\"__type\":\"IncompleteSignatureException\"", body, StringComparison.Ordinal);
     }
 
     [Fact]

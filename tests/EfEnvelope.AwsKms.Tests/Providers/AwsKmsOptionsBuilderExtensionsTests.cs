@@ -51,7 +51,8 @@ public sealed class AwsKmsOptionsBuilderExtensionsTests
                 o.KeyId = "alias/patients";
                 o.Region = region;
                 o.Credentials = creds;
-                o.RequestTimeout = TimeSpan.FromSeconds(5);
+                o.AttemptTimeout = TimeSpan.FromSeconds(2);
+                o.OperationTimeout = TimeSpan.FromSeconds(5);
             });
 
         var first = Configure(Settings("eu-west-1", credentials));

@@ -91,9 +91,14 @@ public sealed class AwsKmsProviderConfigurationTests
 
         Assert.Throws<ArgumentException>(() => options.KeyId = " ");
         Assert.Throws<ArgumentOutOfRangeException>(() => options.MaxErrorRetry = -1);
-        Assert.Throws<ArgumentOutOfRangeException>(() => options.RequestTimeout = TimeSpan.Zero);
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.OperationTimeout = TimeSpan.Zero);
+        Assert.Throws<ArgumentOutOfRangeException>(() => options.AttemptTimeout = TimeSpan.FromSeconds(-1));
         Assert.Throws<ArgumentException>(() => new AwsKmsMasterKeyProvider(options));
         options.KeyId = "alias/a";
+        options.AttemptTimeout = TimeSpan.FromSeconds(20);
+        options.OperationTimeout = TimeSpan.FromSeconds(10);
+        Assert.Contains(nameof(AwsKmsOptions.AttemptTimeout), Assert.Throws<ArgumentException>(() => new AwsKmsMasterKeyProvider(options)).Message, StringComparison.Ordinal);
+        options.OperationTimeout = TimeSpan.FromSeconds(30);
         options.AdditionalKeyIds.Add("");
         Assert.Throws<ArgumentException>(() => new AwsKmsMasterKeyProvider(options));
     }

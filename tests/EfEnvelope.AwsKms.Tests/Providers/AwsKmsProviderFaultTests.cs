@@ -31,13 +31,14 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         var onDecrypt = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
         var onGenerate = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
 
-        foreach (var error in new[] { onDecrypt, onGenerate })
+        // Each names the key as the caller did: the row's key ARN on reads, the configured alias on writes.
+        foreach (var (error, keyId) in new[] { (onDecrypt, _kms.PrimaryKeyArn), (onGenerate, LocalKmsFixture.PrimaryAlias) })
         {
             Assert.IsType<DisabledException>(error.InnerException);
             Assert.Equal("aws-kms", error.Provider);
-            Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
+            Assert.Equal(keyId, error.KeyId);
             Assert.Equal("Clinic.Patient", error.Entity);
-            Assert.Contains(LocalKmsFixture.PrimaryAlias, error.Message, StringComparison.Ordinal);
+            Assert.Contains(keyId, error.Message, StringComparison.Ordinal);
             Assert.Contains("disabled", error.Message, StringComparison.Ordinal);
             Assert.Contains("Clinic.Patient", error.Message, StringComparison.Ordinal);
         }
@@ -67,7 +68,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         var error = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
 
         Assert.Contains("denied", error.Message, StringComparison.Ordinal);
-        Assert.Contains(LocalKmsFixture.PrimaryAlias, error.Message, StringComparison.Ordinal);
+        Assert.Contains(_kms.PrimaryKeyArn, error.Message, StringComparison.Ordinal);
         Assert.Equal(1, Server.CallCount("Decrypt"));
     }
 
@@ -91,10 +92,10 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         var provider = _kms.CreateProvider();
         using var underSecond = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, Patients, Ct);
 
-        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(provider.PrimaryKeyId, underSecond.WrappedKey, Patients, Ct));
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(_kms.PrimaryKeyArn, underSecond.WrappedKey, Patients, Ct));
 
         Assert.IsType<IncorrectKeyException>(error.InnerException);
-        Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
+        Assert.Equal(_kms.PrimaryKeyArn, error.KeyId);
         Assert.Equal("Clinic.Patient", error.Entity);
     }
 
@@ -173,7 +174,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     [Fact]
     public async Task Endpoint_slower_than_the_configured_timeout_is_a_timed_out_master_key_error()
     {
-        var provider = _kms.CreateProvider(o => o.RequestTimeout = TimeSpan.FromMilliseconds(300));
+        var provider = _kms.CreateProvider(o => o.OperationTimeout = TimeSpan.FromMilliseconds(300));
         Server.Latency = TimeSpan.FromSeconds(5);
         var clock = Stopwatch.StartNew();
 
@@ -235,22 +236,33 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Blob_naming_an_unconfigured_key_is_refused_without_calling_KMS()
+    public async Task Blob_naming_an_unconfigured_key_is_refused_without_sending_it_to_KMS()
     {
         var other = await LocalKmsFixture.CreateKeyAsync(_kms.Client, "not configured");
         var writer = _kms.CreateProvider(o => o.KeyId = other);
         using var key = await writer.GenerateDataKeyAsync(other, Patients, Ct);
-        var reader = _kms.CreateProvider();
+        var byArn = _kms.CreateProvider(o => o.KeyId = _kms.PrimaryKeyArn);
+        var byAlias = _kms.CreateProvider();
         Server.ResetCounters();
 
-        Assert.False(reader.IsKeyConfigured(other));
-        var onDecrypt = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => reader.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
-        var onGenerate = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => reader.GenerateDataKeyAsync(other, Patients, Ct));
+        // With only key ARNs configured, the refusal needs no call at all.
+        Assert.False(byArn.IsKeyConfigured(other));
+        Assert.False(byArn.IsKeyConfigured("alias/elsewhere"));
+        await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => byArn.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
+        Assert.Equal(0, Server.TotalCalls);
+
+        // With an alias configured, an unknown ARN may be what the alias points at: DescribeKey tells, and the ARN is
+        // refused without Decrypt or GenerateDataKey ever being sent.
+        var onDecrypt = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => byAlias.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
+        var onGenerate = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => byAlias.GenerateDataKeyAsync(other, Patients, Ct));
 
         Assert.Contains("not configured", onDecrypt.Message, StringComparison.Ordinal);
+        Assert.Contains($"{LocalKmsFixture.PrimaryAlias} -> {_kms.PrimaryKeyArn}", onDecrypt.Message, StringComparison.Ordinal);
         Assert.Equal(other, onDecrypt.KeyId);
         Assert.Equal(other, onGenerate.KeyId);
-        Assert.Equal(0, Server.TotalCalls);
+        Assert.Equal(0, Server.CallCount("Decrypt"));
+        Assert.Equal(0, Server.CallCount("GenerateDataKey"));
+        Assert.NotEqual(0, Server.CallCount("DescribeKey"));
     }
 
     [Fact]
@@ -272,8 +284,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
             Assert.DoesNotContain(Convert.ToBase64String(key.Plaintext), message, StringComparison.Ordinal);
             Assert.DoesNotContain(Convert.ToHexString(key.Plaintext), message, StringComparison.OrdinalIgnoreCase);
             Assert.DoesNotContain(Convert.ToBase64String(key.WrappedKey), message, StringComparison.Ordinal);
-            Assert.DoesNotContain("AKIDLOCALKMSTEST", message, StringComparison.Ordinal);
-            Assert.DoesNotContain("local-kms-test-secret", message, StringComparison.Ordinal);
+            Assert.DoesNotContain(LocalKmsServer.Credentials.GetCredentials().SecretKey, message, StringComparison.Ordinal);
         }
     }
 }

@@ -25,8 +25,9 @@ public sealed class AwsKmsProviderReEncryptTests : IAsyncLifetime
 
         var moved = await provider.ReEncryptDataKeyAsync(_kms.SecondKeyArn, old.WrappedKey, provider.PrimaryKeyId, Patients, Ct);
 
-        Assert.Equal(old.Plaintext, await provider.DecryptDataKeyAsync(provider.PrimaryKeyId, moved, Patients, Ct));
-        await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(_kms.SecondKeyArn, moved, Patients, Ct));
+        Assert.Equal(_kms.PrimaryKeyArn, moved.KeyId);
+        Assert.Equal(old.Plaintext, await provider.DecryptDataKeyAsync(moved.KeyId, moved.WrappedKey, Patients, Ct));
+        await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(_kms.SecondKeyArn, moved.WrappedKey, Patients, Ct));
         var request = Assert.Single(_kms.Server.Requests("ReEncrypt"));
         Assert.DoesNotContain("Plaintext", request.Body, StringComparison.Ordinal);
     }
@@ -44,6 +45,30 @@ public sealed class AwsKmsProviderReEncryptTests : IAsyncLifetime
             () => provider.ReEncryptDataKeyAsync(_kms.SecondKeyArn, old.WrappedKey, provider.PrimaryKeyId, Patients, Ct));
 
         Assert.Equal(_kms.SecondKeyArn, revoked.KeyId);
+    }
+
+    [Fact]
+    public async Task ReEncrypt_failures_on_the_destination_name_the_destination_key()
+    {
+        var provider = _kms.CreateProvider();
+        using var old = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, Patients, Ct);
+        await _kms.Client.DisableKeyAsync(new DisableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
+
+        var disabled = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(
+            () => provider.ReEncryptDataKeyAsync(_kms.SecondKeyArn, old.WrappedKey, provider.PrimaryKeyId, Patients, Ct));
+        await _kms.Client.EnableKeyAsync(new EnableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
+        _kms.Server.FailNext(1, "AccessDeniedException", "User: arn:aws:iam::111122223333:user/app is not authorized to perform: kms:ReEncryptTo on this resource", operation: "ReEncrypt");
+        var denied = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(
+            () => provider.ReEncryptDataKeyAsync(_kms.SecondKeyArn, old.WrappedKey, provider.PrimaryKeyId, Patients, Ct));
+        _kms.Server.FailNext(1, "AccessDeniedException", "User: arn:aws:iam::111122223333:user/app is not authorized to perform: kms:ReEncryptFrom on this resource", operation: "ReEncrypt");
+        var deniedSource = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(
+            () => provider.ReEncryptDataKeyAsync(_kms.SecondKeyArn, old.WrappedKey, provider.PrimaryKeyId, Patients, Ct));
+
+        Assert.Equal(LocalKmsFixture.PrimaryAlias, disabled.KeyId);
+        Assert.Contains("destination", disabled.Message, StringComparison.Ordinal);
+        Assert.IsType<DisabledException>(disabled.InnerException);
+        Assert.Equal(LocalKmsFixture.PrimaryAlias, denied.KeyId);
+        Assert.Equal(_kms.SecondKeyArn, deniedSource.KeyId);
     }
 
     [Fact]

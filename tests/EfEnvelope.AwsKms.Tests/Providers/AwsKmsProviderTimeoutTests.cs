@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using EfEnvelope.AwsKms.Tests.LocalKms;
+using EfEnvelope.KeyManagement;
+
+namespace EfEnvelope.AwsKms.Tests.Providers;
+
+/// <summary>The per-attempt timeout and the operation's deadline, against a KMS that stalls.</summary>
+public sealed class AwsKmsProviderTimeoutTests : IAsyncLifetime
+{
+    private static readonly KeyContext Patients = KeyContext.For("clinic", "Clinic.Patient");
+
+    private LocalKmsFixture _kms = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private LocalKmsServer Server => _kms.Server;
+
+    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
+
+    public ValueTask DisposeAsync() => _kms.DisposeAsync();
+
+    [Fact]
+    public async Task A_stalled_attempt_is_abandoned_after_the_attempt_timeout_and_retried_within_the_deadline()
+    {
+        using var provider = BuiltProvider(attempt: TimeSpan.FromSeconds(1), operation: TimeSpan.FromSeconds(20));
+        Server.StallNext(1, TimeSpan.FromSeconds(60), "GenerateDataKey");
+        Server.ResetCounters();
+        var clock = Stopwatch.StartNew();
+
+        using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
+
+        Assert.Equal(2, Server.CallCount("GenerateDataKey"));
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
+        Assert.Equal(_kms.PrimaryKeyArn, key.KeyId);
+    }
+
+    [Fact]
+    public async Task When_every_attempt_stalls_the_deadline_ends_the_operation_as_a_timeout()
+    {
+        using var provider = BuiltProvider(attempt: TimeSpan.FromSeconds(1), operation: TimeSpan.FromSeconds(2.5));
+        Server.StallNext(10, TimeSpan.FromSeconds(60), "GenerateDataKey");
+        var clock = Stopwatch.StartNew();
+
+        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
+
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(10));
+        Assert.Contains("timed out after 2.5 s", error.Message, StringComparison.Ordinal);
+        Assert.Equal(LocalKmsFixture.PrimaryAlias, error.KeyId);
+        Assert.True(Server.CallCount("GenerateDataKey") >= 2, "the first stalled attempt was not retried");
+    }
+
+    private AwsKmsMasterKeyProvider BuiltProvider(TimeSpan attempt, TimeSpan operation) => new(new AwsKmsOptions
+    {
+        KeyId = LocalKmsFixture.PrimaryAlias,
+        ServiceUrl = Server.Url.ToString(),
+        AuthenticationRegion = LocalKmsServer.Region,
+        Credentials = LocalKmsServer.Credentials,
+        MaxErrorRetry = 3,
+        AttemptTimeout = attempt,
+        OperationTimeout = operation,
+    });
+}
