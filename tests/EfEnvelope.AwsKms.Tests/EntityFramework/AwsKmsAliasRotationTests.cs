@@ -76,7 +76,7 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
         using var strictClient = Server.CreateClient();
         await using var strict = new ClinicContext(Options(strictClient, o => o.KeyId = _newKey));
         Assert.Equal(NewPatient(4).Ssn, (await strict.Patients.AsNoTracking().SingleAsync(p => p.Id == NewPatient(4).Id, Ct)).Ssn);
-        var refused = await Assert.ThrowsAsync<MasterKeyException>(() => strict.Patients.AsNoTracking().SingleAsync(p => p.Id == NewPatient(0).Id, Ct));
+        var refused = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => strict.Patients.AsNoTracking().SingleAsync(p => p.Id == NewPatient(0).Id, Ct));
         Assert.Equal(_oldKey, refused.KeyId);
     }
 
@@ -100,7 +100,7 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
         using var client = Server.CreateClient();
         await using var db = new ClinicContext(Options(client, o => o.KeyId = Alias));
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => db.Patients.AsNoTracking().ToListAsync(Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => db.Patients.AsNoTracking().ToListAsync(Ct));
 
         Assert.Equal(_oldKey, error.KeyId);
         Assert.Contains($"{Alias} -> {_newKey}", error.Message, StringComparison.Ordinal);

@@ -94,7 +94,7 @@ public sealed class AwsKmsMultiRegionTests : IAsyncLifetime
         });
 
         Assert.False(reader.IsKeyConfigured(single));
-        await Assert.ThrowsAsync<MasterKeyException>(() => reader.DecryptDataKeyAsync(single, key.WrappedKey, context, Ct));
+        await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => reader.DecryptDataKeyAsync(single, key.WrappedKey, context, Ct));
     }
 
     private DbContextOptions Options(IAmazonKeyManagementService client, string keyId) =>

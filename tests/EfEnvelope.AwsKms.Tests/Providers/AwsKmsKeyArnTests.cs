@@ -48,7 +48,7 @@ public sealed class AwsKmsKeyArnTests : IAsyncLifetime
         var aliasOnly = _kms.CreateProvider(Server.CreateClient(), o => o.AdditionalKeyIds.Clear());
 
         Assert.Equal(key.Plaintext, await trusting.DecryptDataKeyAsync(LocalKmsFixture.PrimaryAlias, key.WrappedKey, Patients, Ct));
-        var refused = await Assert.ThrowsAsync<MasterKeyException>(() => aliasOnly.DecryptDataKeyAsync(LocalKmsFixture.PrimaryAlias, key.WrappedKey, Patients, Ct));
+        var refused = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => aliasOnly.DecryptDataKeyAsync(LocalKmsFixture.PrimaryAlias, key.WrappedKey, Patients, Ct));
 
         Assert.Equal(LocalKmsFixture.PrimaryAlias, refused.KeyId);
         Assert.Contains(_kms.PrimaryKeyArn, refused.Message, StringComparison.Ordinal);
@@ -68,7 +68,7 @@ public sealed class AwsKmsKeyArnTests : IAsyncLifetime
         Assert.Equal(key.Plaintext, await sameAccount.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
         Assert.False(otherAccount.IsKeyConfigured(other));
         Assert.False(otherPartition.IsKeyConfigured(other));
-        await Assert.ThrowsAsync<MasterKeyException>(() => otherAccount.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
+        await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => otherAccount.DecryptDataKeyAsync(other, key.WrappedKey, Patients, Ct));
         Assert.Throws<ArgumentException>(() => new AwsKmsDiscoveryFilter("aws"));
         Assert.Throws<ArgumentException>(() => new AwsKmsDiscoveryFilter("aws", "12345"));
     }

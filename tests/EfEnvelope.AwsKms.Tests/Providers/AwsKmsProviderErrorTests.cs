@@ -26,8 +26,8 @@ public sealed class AwsKmsProviderErrorTests : IAsyncLifetime
         using var wrongSecret = Built(new BasicAWSCredentials("test", "wrong-secret-value"));
         using var unknownKey = Built(new BasicAWSCredentials("AKIDUNKNOWNKEY", "test"));
 
-        var signature = await Assert.ThrowsAsync<MasterKeyException>(() => wrongSecret.GenerateDataKeyAsync(wrongSecret.PrimaryKeyId, Patients, Ct));
-        var unknown = await Assert.ThrowsAsync<MasterKeyException>(() => unknownKey.GenerateDataKeyAsync(unknownKey.PrimaryKeyId, Patients, Ct));
+        var signature = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => wrongSecret.GenerateDataKeyAsync(wrongSecret.PrimaryKeyId, Patients, Ct));
+        var unknown = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => unknownKey.GenerateDataKeyAsync(unknownKey.PrimaryKeyId, Patients, Ct));
 
         Assert.IsNotType<MasterKeyAccessRevokedException>(signature);
         Assert.Contains("rejected the application's credentials", signature.Message, StringComparison.Ordinal);
@@ -46,7 +46,7 @@ public sealed class AwsKmsProviderErrorTests : IAsyncLifetime
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         Server.FailNext(1, "ExpiredTokenException", "The security token included in the request is expired", operation: "Decrypt");
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
 
         Assert.IsNotType<MasterKeyAccessRevokedException>(error);
         Assert.Contains("ExpiredTokenException", error.Message, StringComparison.Ordinal);
@@ -60,7 +60,7 @@ public sealed class AwsKmsProviderErrorTests : IAsyncLifetime
         var provider = _kms.CreateProvider();
         Server.FailNext(1, "InvalidKeyUsageException", "KeyUsage SIGN_VERIFY is not compatible with GenerateDataKey", operation: "GenerateDataKey");
 
-        var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
+        var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
 
         Assert.IsType<Amazon.KeyManagementService.Model.InvalidKeyUsageException>(error.InnerException);
         Assert.Contains("symmetric ENCRYPT_DECRYPT", error.Message, StringComparison.Ordinal);
