@@ -85,6 +85,11 @@ public sealed partial class QuickStartTests(PackagedFeed feed)
         var assets = File.ReadAllText(Path.Combine(app, "obj", "project.assets.json"));
         Assert.Contains($"\"EfEnvelope/{feed.Version}\"", assets, StringComparison.Ordinal);
         Assert.DoesNotContain("\"type\": \"project\"", assets, StringComparison.Ordinal);
+
+        // The compile-time analyzer comes with the package: a query EfEnvelope refuses is reported by the build.
+        File.WriteAllLines(Path.Combine(app, "Refused.cs"), [.. usings, "", "internal static class Refused", "{", """    internal static int Count(ClinicDb db) => db.Patients.Count(p => p.Diagnosis == "flu");""", "}"]);
+        var build = await Processes.RunAsync(app, "dotnet", ["build", "-c", "Release", "-nodeReuse:false", "-p:UseSharedCompilation=false"], timeout: TimeSpan.FromMinutes(8));
+        Assert.Contains("warning EFENV001", build, StringComparison.Ordinal);
     }
 
     [Fact]
