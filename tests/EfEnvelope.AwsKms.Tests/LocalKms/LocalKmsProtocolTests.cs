@@ -8,24 +8,16 @@ using EfEnvelope.LocalKms;
 namespace EfEnvelope.AwsKms.Tests.LocalKms;
 
 /// <summary>The local KMS checks what KMS checks: signatures, Regions, dry runs, grant tokens, and refuses what it lacks.</summary>
-public sealed class LocalKmsProtocolTests : IAsyncLifetime
+public sealed class LocalKmsProtocolTests : LocalKmsTestBase
 {
-    private LocalKmsFixture _kms = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
-
-    public ValueTask DisposeAsync() => _kms.DisposeAsync();
-
     [Fact]
     public async Task A_wrong_secret_an_unknown_access_key_and_an_unexpected_session_token_are_refused()
     {
-        using var wrongSecret = _kms.Server.CreateClient(credentials: new BasicAWSCredentials("test", "not-the-secret"));
-        using var unknownKey = _kms.Server.CreateClient(credentials: new BasicAWSCredentials("AKIDUNKNOWN", "test"));
-        using var withToken = _kms.Server.CreateClient(credentials: new SessionAWSCredentials("test", "test", "a-session-token"));
+        using var wrongSecret = Kms.Server.CreateClient(credentials: new BasicAWSCredentials("test", "not-the-secret"));
+        using var unknownKey = Kms.Server.CreateClient(credentials: new BasicAWSCredentials("AKIDUNKNOWN", "test"));
+        using var withToken = Kms.Server.CreateClient(credentials: new SessionAWSCredentials("test", "test", "a-session-token"));
         var describe = new DescribeKeyRequest { KeyId = LocalKmsFixture.PrimaryAlias };
-        _kms.Server.ResetCounters();
+        Kms.Server.ResetCounters();
 
         var signature = await Assert.ThrowsAsync<AmazonKeyManagementServiceException>(() => wrongSecret.DescribeKeyAsync(describe, Ct));
         var unknown = await Assert.ThrowsAsync<AmazonKeyManagementServiceException>(() => unknownKey.DescribeKeyAsync(describe, Ct));
@@ -35,7 +27,7 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
         Assert.Equal("UnrecognizedClientException", unknown.ErrorCode);
         Assert.Equal("UnrecognizedClientException", token.ErrorCode);
         // Refused before the operation runs: the server's request hook never saw them.
-        Assert.Equal(0, _kms.Server.TotalCalls);
+        Assert.Equal(0, Kms.Server.TotalCalls);
     }
 
     [Fact]
@@ -58,7 +50,7 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
     {
         using var http = new HttpClient();
         var body = """{"KeyId":"alias/efenvelope-tests"}""";
-        using var request = new HttpRequestMessage(HttpMethod.Post, _kms.Server.Url)
+        using var request = new HttpRequestMessage(HttpMethod.Post, Kms.Server.Url)
         {
             Content = new StringContent(body, Encoding.UTF8, "application/x-amz-json-1.1"),
         };
@@ -76,10 +68,10 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
     [Fact]
     public async Task Keys_and_aliases_belong_to_the_Region_a_request_is_signed_for()
     {
-        using var west = _kms.Server.CreateClient(region: "eu-west-1");
+        using var west = Kms.Server.CreateClient(region: "eu-west-1");
 
         await Assert.ThrowsAsync<NotFoundException>(() => west.DescribeKeyAsync(new DescribeKeyRequest { KeyId = LocalKmsFixture.PrimaryAlias }, Ct));
-        await Assert.ThrowsAsync<NotFoundException>(() => west.DescribeKeyAsync(new DescribeKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct));
+        await Assert.ThrowsAsync<NotFoundException>(() => west.DescribeKeyAsync(new DescribeKeyRequest { KeyId = Kms.PrimaryKeyArn }, Ct));
         var created = await west.CreateKeyAsync(new CreateKeyRequest(), Ct);
         Assert.StartsWith($"arn:aws:kms:eu-west-1:{LocalKmsServer.AccountId}:key/", created.KeyMetadata.Arn, StringComparison.Ordinal);
     }
@@ -87,18 +79,18 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
     [Fact]
     public async Task UpdateAlias_moves_an_alias_ListAliases_shows_it_and_DeleteAlias_removes_it()
     {
-        var client = _kms.Client;
-        await client.CreateAliasAsync(new CreateAliasRequest { AliasName = "alias/b-second", TargetKeyId = _kms.SecondKeyArn }, Ct);
+        var client = Kms.Client;
+        await client.CreateAliasAsync(new CreateAliasRequest { AliasName = "alias/b-second", TargetKeyId = Kms.SecondKeyArn }, Ct);
 
-        await client.UpdateAliasAsync(new UpdateAliasRequest { AliasName = LocalKmsFixture.PrimaryAlias, TargetKeyId = _kms.SecondKeyArn }, Ct);
+        await client.UpdateAliasAsync(new UpdateAliasRequest { AliasName = LocalKmsFixture.PrimaryAlias, TargetKeyId = Kms.SecondKeyArn }, Ct);
         var moved = await client.DescribeKeyAsync(new DescribeKeyRequest { KeyId = LocalKmsFixture.PrimaryAlias }, Ct);
         var all = await client.ListAliasesAsync(new ListAliasesRequest(), Ct);
         var page = await client.ListAliasesAsync(new ListAliasesRequest { Limit = 1 }, Ct);
         var next = await client.ListAliasesAsync(new ListAliasesRequest { Limit = 1, Marker = page.NextMarker }, Ct);
-        var ofSecond = await client.ListAliasesAsync(new ListAliasesRequest { KeyId = _kms.SecondKeyArn }, Ct);
+        var ofSecond = await client.ListAliasesAsync(new ListAliasesRequest { KeyId = Kms.SecondKeyArn }, Ct);
         await client.DeleteAliasAsync(new DeleteAliasRequest { AliasName = "alias/b-second" }, Ct);
 
-        Assert.Equal(_kms.SecondKeyArn, moved.KeyMetadata.Arn);
+        Assert.Equal(Kms.SecondKeyArn, moved.KeyMetadata.Arn);
         Assert.Equal(["alias/b-second", LocalKmsFixture.PrimaryAlias], all.Aliases.Select(a => a.AliasName));
         Assert.All(all.Aliases, a => Assert.Equal($"arn:aws:kms:us-east-1:{LocalKmsServer.AccountId}:{a.AliasName}", a.AliasArn));
         Assert.True(page.Truncated);
@@ -108,18 +100,18 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
         Assert.Equal(2, ofSecond.Aliases.Count);
         await Assert.ThrowsAsync<NotFoundException>(() => client.DescribeKeyAsync(new DescribeKeyRequest { KeyId = "alias/b-second" }, Ct));
         await Assert.ThrowsAsync<NotFoundException>(() => client.DeleteAliasAsync(new DeleteAliasRequest { AliasName = "alias/b-second" }, Ct));
-        await Assert.ThrowsAsync<NotFoundException>(() => client.UpdateAliasAsync(new UpdateAliasRequest { AliasName = "alias/missing", TargetKeyId = _kms.SecondKeyArn }, Ct));
+        await Assert.ThrowsAsync<NotFoundException>(() => client.UpdateAliasAsync(new UpdateAliasRequest { AliasName = "alias/missing", TargetKeyId = Kms.SecondKeyArn }, Ct));
     }
 
     [Fact]
     public async Task DryRun_checks_the_key_and_answers_DryRunOperationException_without_doing_the_work()
     {
-        var client = _kms.Client;
+        var client = Kms.Client;
         var encrypted = await client.EncryptAsync(new EncryptRequest { KeyId = LocalKmsFixture.PrimaryAlias, Plaintext = new MemoryStream([1, 2, 3]) }, Ct);
 
         var generate = await Assert.ThrowsAsync<DryRunOperationException>(() => client.GenerateDataKeyAsync(new GenerateDataKeyRequest { KeyId = LocalKmsFixture.PrimaryAlias, KeySpec = DataKeySpec.AES_256, DryRun = true }, Ct));
         var decrypt = await Assert.ThrowsAsync<DryRunOperationException>(() => client.DecryptAsync(new DecryptRequest { CiphertextBlob = encrypted.CiphertextBlob, DryRun = true }, Ct));
-        await client.DisableKeyAsync(new DisableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
+        await client.DisableKeyAsync(new DisableKeyRequest { KeyId = Kms.PrimaryKeyArn }, Ct);
         await Assert.ThrowsAsync<DisabledException>(() => client.GenerateDataKeyAsync(new GenerateDataKeyRequest { KeyId = LocalKmsFixture.PrimaryAlias, KeySpec = DataKeySpec.AES_256, DryRun = true }, Ct));
 
         Assert.Equal(HttpStatusCode.PreconditionFailed, generate.StatusCode);
@@ -129,7 +121,7 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
     [Fact]
     public async Task Unsupported_operations_and_parameters_are_refused_not_ignored()
     {
-        var client = _kms.Client;
+        var client = Kms.Client;
 
         // ListKeys does not declare this error, so the SDK raises its base exception with KMS's error code.
         var listKeys = await Assert.ThrowsAnyAsync<AmazonKeyManagementServiceException>(() => client.ListKeysAsync(new ListKeysRequest(), Ct));
@@ -144,10 +136,10 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
     [Fact]
     public async Task A_multi_Region_key_replicated_to_another_Region_decrypts_there_what_the_primary_encrypted()
     {
-        using var west = _kms.Server.CreateClient(region: "eu-west-1");
-        var primary = (await _kms.Client.CreateKeyAsync(new CreateKeyRequest { MultiRegion = true }, Ct)).KeyMetadata;
-        var replica = (await _kms.Client.ReplicateKeyAsync(new ReplicateKeyRequest { KeyId = primary.Arn, ReplicaRegion = "eu-west-1" }, Ct)).ReplicaKeyMetadata;
-        var blob = (await _kms.Client.EncryptAsync(new EncryptRequest { KeyId = primary.Arn, Plaintext = new MemoryStream([7, 7]) }, Ct)).CiphertextBlob;
+        using var west = Kms.Server.CreateClient(region: "eu-west-1");
+        var primary = (await Kms.Client.CreateKeyAsync(new CreateKeyRequest { MultiRegion = true }, Ct)).KeyMetadata;
+        var replica = (await Kms.Client.ReplicateKeyAsync(new ReplicateKeyRequest { KeyId = primary.Arn, ReplicaRegion = "eu-west-1" }, Ct)).ReplicaKeyMetadata;
+        var blob = (await Kms.Client.EncryptAsync(new EncryptRequest { KeyId = primary.Arn, Plaintext = new MemoryStream([7, 7]) }, Ct)).CiphertextBlob;
 
         var decrypted = await west.DecryptAsync(new DecryptRequest { CiphertextBlob = blob, KeyId = replica.Arn }, Ct);
         var described = (await west.DescribeKeyAsync(new DescribeKeyRequest { KeyId = replica.Arn }, Ct)).KeyMetadata;
@@ -159,8 +151,8 @@ public sealed class LocalKmsProtocolTests : IAsyncLifetime
         Assert.True(described.MultiRegion);
         Assert.Equal(MultiRegionKeyType.REPLICA, described.MultiRegionConfiguration.MultiRegionKeyType);
         Assert.Equal(primary.Arn, described.MultiRegionConfiguration.PrimaryKey.Arn);
-        await Assert.ThrowsAsync<AlreadyExistsException>(() => _kms.Client.ReplicateKeyAsync(new ReplicateKeyRequest { KeyId = primary.Arn, ReplicaRegion = "eu-west-1" }, Ct));
-        await Assert.ThrowsAsync<UnsupportedOperationException>(() => _kms.Client.ReplicateKeyAsync(new ReplicateKeyRequest { KeyId = _kms.PrimaryKeyArn, ReplicaRegion = "eu-west-1" }, Ct));
+        await Assert.ThrowsAsync<AlreadyExistsException>(() => Kms.Client.ReplicateKeyAsync(new ReplicateKeyRequest { KeyId = primary.Arn, ReplicaRegion = "eu-west-1" }, Ct));
+        await Assert.ThrowsAsync<UnsupportedOperationException>(() => Kms.Client.ReplicateKeyAsync(new ReplicateKeyRequest { KeyId = Kms.PrimaryKeyArn, ReplicaRegion = "eu-west-1" }, Ct));
     }
 
     [Fact]

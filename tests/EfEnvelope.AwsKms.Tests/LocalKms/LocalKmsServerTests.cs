@@ -7,17 +7,9 @@ using Xunit;
 namespace EfEnvelope.AwsKms.Tests.LocalKms;
 
 /// <summary>The local endpoint behaves like KMS where the provider's tests depend on it (the SDK client drives it).</summary>
-public sealed class LocalKmsServerTests : IAsyncLifetime
+public sealed class LocalKmsServerTests : LocalKmsTestBase
 {
-    private LocalKmsFixture _kms = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private AmazonKeyManagementServiceClient Client => _kms.Client;
-
-    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
-
-    public ValueTask DisposeAsync() => _kms.DisposeAsync();
+    private AmazonKeyManagementServiceClient Client => Kms.Client;
 
     private static Dictionary<string, string> Context(params (string Name, string Value)[] pairs) =>
         pairs.ToDictionary(p => p.Name, p => p.Value);
@@ -39,7 +31,7 @@ public sealed class LocalKmsServerTests : IAsyncLifetime
         var reply = await DecryptAsync(blob, Context(("a", "1")));
 
         Assert.Equal("hello", Encoding.UTF8.GetString(reply.Plaintext.ToArray()));
-        Assert.Equal(_kms.PrimaryKeyArn, reply.KeyId);
+        Assert.Equal(Kms.PrimaryKeyArn, reply.KeyId);
     }
 
     [Fact]
@@ -47,19 +39,19 @@ public sealed class LocalKmsServerTests : IAsyncLifetime
     {
         var blob = await EncryptAsync(LocalKmsFixture.PrimaryAlias, "hello", Context());
 
-        await Assert.ThrowsAsync<IncorrectKeyException>(() => DecryptAsync(blob, Context(), _kms.SecondKeyArn));
+        await Assert.ThrowsAsync<IncorrectKeyException>(() => DecryptAsync(blob, Context(), Kms.SecondKeyArn));
     }
 
     [Fact]
     public async Task Every_way_of_naming_a_key_resolves_to_it()
     {
-        var keyId = _kms.PrimaryKeyArn[(_kms.PrimaryKeyArn.LastIndexOf('/') + 1)..];
+        var keyId = Kms.PrimaryKeyArn[(Kms.PrimaryKeyArn.LastIndexOf('/') + 1)..];
         var aliasArn = $"arn:aws:kms:{LocalKmsServer.Region}:{LocalKmsServer.AccountId}:{LocalKmsFixture.PrimaryAlias}";
 
-        foreach (var name in new[] { keyId, _kms.PrimaryKeyArn, LocalKmsFixture.PrimaryAlias, aliasArn })
+        foreach (var name in new[] { keyId, Kms.PrimaryKeyArn, LocalKmsFixture.PrimaryAlias, aliasArn })
         {
             var described = await Client.DescribeKeyAsync(new DescribeKeyRequest { KeyId = name }, Ct);
-            Assert.Equal(_kms.PrimaryKeyArn, described.KeyMetadata.Arn);
+            Assert.Equal(Kms.PrimaryKeyArn, described.KeyMetadata.Arn);
             Assert.Equal(KeyState.Enabled, described.KeyMetadata.KeyState);
         }
     }
@@ -86,18 +78,18 @@ public sealed class LocalKmsServerTests : IAsyncLifetime
     [Fact]
     public async Task Disabled_and_pending_deletion_keys_refuse_and_only_enabling_restores()
     {
-        var blob = await EncryptAsync(_kms.SecondKeyArn, "hello", Context());
+        var blob = await EncryptAsync(Kms.SecondKeyArn, "hello", Context());
 
-        await Client.DisableKeyAsync(new DisableKeyRequest { KeyId = _kms.SecondKeyArn }, Ct);
+        await Client.DisableKeyAsync(new DisableKeyRequest { KeyId = Kms.SecondKeyArn }, Ct);
         await Assert.ThrowsAsync<DisabledException>(() => DecryptAsync(blob, Context()));
-        await Client.EnableKeyAsync(new EnableKeyRequest { KeyId = _kms.SecondKeyArn }, Ct);
+        await Client.EnableKeyAsync(new EnableKeyRequest { KeyId = Kms.SecondKeyArn }, Ct);
         Assert.Equal("hello", Encoding.UTF8.GetString((await DecryptAsync(blob, Context())).Plaintext.ToArray()));
 
-        var scheduled = await Client.ScheduleKeyDeletionAsync(new ScheduleKeyDeletionRequest { KeyId = _kms.SecondKeyArn, PendingWindowInDays = 7 }, Ct);
+        var scheduled = await Client.ScheduleKeyDeletionAsync(new ScheduleKeyDeletionRequest { KeyId = Kms.SecondKeyArn, PendingWindowInDays = 7 }, Ct);
         Assert.Equal(KeyState.PendingDeletion, scheduled.KeyState);
         await Assert.ThrowsAsync<KMSInvalidStateException>(() => DecryptAsync(blob, Context()));
-        await Assert.ThrowsAsync<KMSInvalidStateException>(() => Client.EnableKeyAsync(new EnableKeyRequest { KeyId = _kms.SecondKeyArn }, Ct));
-        var described = await Client.DescribeKeyAsync(new DescribeKeyRequest { KeyId = _kms.SecondKeyArn }, Ct);
+        await Assert.ThrowsAsync<KMSInvalidStateException>(() => Client.EnableKeyAsync(new EnableKeyRequest { KeyId = Kms.SecondKeyArn }, Ct));
+        var described = await Client.DescribeKeyAsync(new DescribeKeyRequest { KeyId = Kms.SecondKeyArn }, Ct);
         Assert.NotNull(described.KeyMetadata.DeletionDate);
     }
 
@@ -124,43 +116,43 @@ public sealed class LocalKmsServerTests : IAsyncLifetime
             CiphertextBlob = blob,
             SourceKeyId = LocalKmsFixture.PrimaryAlias,
             SourceEncryptionContext = Context(("v", "1")),
-            DestinationKeyId = _kms.SecondKeyArn,
+            DestinationKeyId = Kms.SecondKeyArn,
             DestinationEncryptionContext = Context(("v", "2")),
         }, Ct);
 
-        Assert.Equal(_kms.PrimaryKeyArn, moved.SourceKeyId);
-        Assert.Equal(_kms.SecondKeyArn, moved.KeyId);
-        Assert.Equal("hello", Encoding.UTF8.GetString((await DecryptAsync(moved.CiphertextBlob, Context(("v", "2")), _kms.SecondKeyArn)).Plaintext.ToArray()));
+        Assert.Equal(Kms.PrimaryKeyArn, moved.SourceKeyId);
+        Assert.Equal(Kms.SecondKeyArn, moved.KeyId);
+        Assert.Equal("hello", Encoding.UTF8.GetString((await DecryptAsync(moved.CiphertextBlob, Context(("v", "2")), Kms.SecondKeyArn)).Plaintext.ToArray()));
         await Assert.ThrowsAsync<IncorrectKeyException>(() => DecryptAsync(moved.CiphertextBlob, Context(("v", "2")), LocalKmsFixture.PrimaryAlias));
     }
 
     [Fact]
     public async Task Aliases_are_unique_and_cannot_use_the_reserved_prefix()
     {
-        await Assert.ThrowsAsync<AlreadyExistsException>(() => Client.CreateAliasAsync(new CreateAliasRequest { AliasName = LocalKmsFixture.PrimaryAlias, TargetKeyId = _kms.SecondKeyArn }, Ct));
-        await Assert.ThrowsAsync<InvalidAliasNameException>(() => Client.CreateAliasAsync(new CreateAliasRequest { AliasName = "alias/aws/mine", TargetKeyId = _kms.SecondKeyArn }, Ct));
+        await Assert.ThrowsAsync<AlreadyExistsException>(() => Client.CreateAliasAsync(new CreateAliasRequest { AliasName = LocalKmsFixture.PrimaryAlias, TargetKeyId = Kms.SecondKeyArn }, Ct));
+        await Assert.ThrowsAsync<InvalidAliasNameException>(() => Client.CreateAliasAsync(new CreateAliasRequest { AliasName = "alias/aws/mine", TargetKeyId = Kms.SecondKeyArn }, Ct));
     }
 
     [Fact]
     public async Task Calls_are_counted_per_operation_including_refused_ones()
     {
-        _kms.Server.ResetCounters();
-        _kms.Server.DenyAccess = true;
+        Kms.Server.ResetCounters();
+        Kms.Server.DenyAccess = true;
 
         await Assert.ThrowsAsync<AmazonKeyManagementServiceException>(() => Client.DescribeKeyAsync(new DescribeKeyRequest { KeyId = LocalKmsFixture.PrimaryAlias }, Ct));
-        _kms.Server.DenyAccess = false;
+        Kms.Server.DenyAccess = false;
         await Client.DescribeKeyAsync(new DescribeKeyRequest { KeyId = LocalKmsFixture.PrimaryAlias }, Ct);
 
-        Assert.Equal(2, _kms.Server.CallCount("DescribeKey"));
-        Assert.Equal(0, _kms.Server.CallCount("Decrypt"));
-        Assert.Equal(2, _kms.Server.TotalCalls);
+        Assert.Equal(2, Kms.Server.CallCount("DescribeKey"));
+        Assert.Equal(0, Kms.Server.CallCount("Decrypt"));
+        Assert.Equal(2, Kms.Server.TotalCalls);
     }
 
     [Fact]
     public async Task Replies_have_a_content_length_and_errors_are_json_with_a_type()
     {
         using var http = new HttpClient();
-        using var request = new HttpRequestMessage(HttpMethod.Post, _kms.Server.Url)
+        using var request = new HttpRequestMessage(HttpMethod.Post, Kms.Server.Url)
         {
             Content = new StringContent("""{"KeyId":"alias/missing"}""", Encoding.UTF8, "application/x-amz-json-1.1"),
         };
@@ -180,7 +172,7 @@ public sealed class LocalKmsServerTests : IAsyncLifetime
     public async Task Unsigned_requests_are_refused()
     {
         using var http = new HttpClient();
-        using var request = new HttpRequestMessage(HttpMethod.Post, _kms.Server.Url)
+        using var request = new HttpRequestMessage(HttpMethod.Post, Kms.Server.Url)
         {
             Content = new StringContent("{}", Encoding.UTF8, "application/x-amz-json-1.1"),
         };

@@ -1,25 +1,12 @@
 using Amazon.KeyManagementService;
 using Amazon.Runtime;
 using EfEnvelope.AwsKms.Tests.LocalKms;
-using EfEnvelope.KeyManagement;
 
 namespace EfEnvelope.AwsKms.Tests.Providers;
 
 /// <summary>Credential failures, a key of the wrong kind and use after disposal, each reported as what it is.</summary>
-public sealed class AwsKmsProviderErrorTests : IAsyncLifetime
+public sealed class AwsKmsProviderErrorTests : LocalKmsTestBase
 {
-    private static readonly KeyContext Patients = KeyContext.For("clinic", "Clinic.Patient");
-
-    private LocalKmsFixture _kms = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private LocalKmsServer Server => _kms.Server;
-
-    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
-
-    public ValueTask DisposeAsync() => _kms.DisposeAsync();
-
     [Fact]
     public async Task A_wrong_secret_and_an_unknown_access_key_are_credential_errors_naming_the_cause_but_not_the_secret()
     {
@@ -42,7 +29,7 @@ public sealed class AwsKmsProviderErrorTests : IAsyncLifetime
     [Fact]
     public async Task Expired_temporary_credentials_are_reported_as_expired()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         Server.FailNext(1, "ExpiredTokenException", "The security token included in the request is expired", operation: "Decrypt");
 
@@ -57,7 +44,7 @@ public sealed class AwsKmsProviderErrorTests : IAsyncLifetime
     [Fact]
     public async Task A_key_that_cannot_encrypt_is_reported_as_the_wrong_kind_of_key()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         Server.FailNext(1, "InvalidKeyUsageException", "KeyUsage SIGN_VERIFY is not compatible with GenerateDataKey", operation: "GenerateDataKey");
 
         var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
@@ -104,7 +91,7 @@ public sealed class AwsKmsProviderErrorTests : IAsyncLifetime
     public async Task A_given_client_disposed_by_its_owner_is_reported_not_thrown_raw()
     {
         var client = Server.CreateClient();
-        var provider = _kms.CreateProvider(client);
+        var provider = Kms.CreateProvider(client);
         client.Dispose();
 
         var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));

@@ -1,38 +1,25 @@
 using System.Diagnostics;
 using Amazon.KeyManagementService.Model;
 using EfEnvelope.AwsKms.Tests.LocalKms;
-using EfEnvelope.KeyManagement;
 using Xunit;
 
 namespace EfEnvelope.AwsKms.Tests.Providers;
 
 /// <summary>How KMS faults reach the application: each one mapped to the library's exceptions, retried where it should be.</summary>
-public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
+public sealed class AwsKmsProviderFaultTests : LocalKmsTestBase
 {
-    private static readonly KeyContext Patients = KeyContext.For("clinic", "Clinic.Patient");
-
-    private LocalKmsFixture _kms = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private LocalKmsServer Server => _kms.Server;
-
-    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
-
-    public ValueTask DisposeAsync() => _kms.DisposeAsync();
-
     [Fact]
     public async Task Disabled_key_is_reported_as_revoked_access_naming_provider_key_and_entity()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
-        await _kms.Client.DisableKeyAsync(new DisableKeyRequest { KeyId = _kms.PrimaryKeyArn }, Ct);
+        await Kms.Client.DisableKeyAsync(new DisableKeyRequest { KeyId = Kms.PrimaryKeyArn }, Ct);
 
         var onDecrypt = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
         var onGenerate = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
 
         // Each names the key as the caller did: the row's key ARN on reads, the configured alias on writes.
-        foreach (var (error, keyId) in new[] { (onDecrypt, _kms.PrimaryKeyArn), (onGenerate, LocalKmsFixture.PrimaryAlias) })
+        foreach (var (error, keyId) in new[] { (onDecrypt, Kms.PrimaryKeyArn), (onGenerate, LocalKmsFixture.PrimaryAlias) })
         {
             Assert.IsType<DisabledException>(error.InnerException);
             Assert.Equal("aws-kms", error.Provider);
@@ -47,28 +34,28 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     [Fact]
     public async Task Key_pending_deletion_is_reported_as_revoked_access()
     {
-        var provider = _kms.CreateProvider();
-        using var key = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, Patients, Ct);
-        await _kms.Client.ScheduleKeyDeletionAsync(new ScheduleKeyDeletionRequest { KeyId = _kms.SecondKeyArn, PendingWindowInDays = 7 }, Ct);
+        var provider = Kms.CreateProvider();
+        using var key = await provider.GenerateDataKeyAsync(Kms.SecondKeyArn, Patients, Ct);
+        await Kms.Client.ScheduleKeyDeletionAsync(new ScheduleKeyDeletionRequest { KeyId = Kms.SecondKeyArn, PendingWindowInDays = 7 }, Ct);
 
         var error = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
 
         Assert.IsType<KMSInvalidStateException>(error.InnerException);
-        Assert.Equal(_kms.SecondKeyArn, error.KeyId);
+        Assert.Equal(Kms.SecondKeyArn, error.KeyId);
         Assert.Contains("pending deletion", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public async Task Denied_access_is_reported_as_revoked_access()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         Server.DenyAccess = true;
 
         var error = await Assert.ThrowsAsync<MasterKeyAccessRevokedException>(() => provider.DecryptDataKeyAsync(key.KeyId, key.WrappedKey, Patients, Ct));
 
         Assert.Contains("denied", error.Message, StringComparison.Ordinal);
-        Assert.Contains(_kms.PrimaryKeyArn, error.Message, StringComparison.Ordinal);
+        Assert.Contains(Kms.PrimaryKeyArn, error.Message, StringComparison.Ordinal);
         Assert.Equal(1, Server.CallCount("Decrypt"));
     }
 
@@ -76,7 +63,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     public async Task Missing_key_is_a_master_key_error_naming_the_key_not_a_revocation()
     {
         const string missing = "alias/never-created";
-        var provider = _kms.CreateProvider(o => o.KeyId = missing);
+        var provider = Kms.CreateProvider(o => o.KeyId = missing);
 
         var error = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => provider.GenerateDataKeyAsync(missing, Patients, Ct));
 
@@ -89,20 +76,20 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     [Fact]
     public async Task Blob_of_another_key_is_refused_by_KMS_as_incorrect_key_and_reported_as_tamper()
     {
-        var provider = _kms.CreateProvider();
-        using var underSecond = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, Patients, Ct);
+        var provider = Kms.CreateProvider();
+        using var underSecond = await provider.GenerateDataKeyAsync(Kms.SecondKeyArn, Patients, Ct);
 
-        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(_kms.PrimaryKeyArn, underSecond.WrappedKey, Patients, Ct));
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => provider.DecryptDataKeyAsync(Kms.PrimaryKeyArn, underSecond.WrappedKey, Patients, Ct));
 
         Assert.IsType<IncorrectKeyException>(error.InnerException);
-        Assert.Equal(_kms.PrimaryKeyArn, error.KeyId);
+        Assert.Equal(Kms.PrimaryKeyArn, error.KeyId);
         Assert.Equal("Clinic.Patient", error.Entity);
     }
 
     [Fact]
     public async Task Tampered_blob_is_refused_by_KMS_as_invalid_ciphertext_and_reported_as_tamper()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         var tampered = key.WrappedKey.ToArray();
         tampered[^1] ^= 0x80;
@@ -117,7 +104,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     public async Task Throttled_calls_are_retried_by_the_SDK_and_then_succeed()
     {
         using var client = Server.CreateClient(maxErrorRetry: 3);
-        var provider = _kms.CreateProvider(client);
+        var provider = Kms.CreateProvider(client);
         Server.ThrottleNext(2);
 
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
@@ -130,7 +117,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     public async Task Throttling_that_outlasts_the_retries_is_a_master_key_error()
     {
         using var client = Server.CreateClient(maxErrorRetry: 2);
-        var provider = _kms.CreateProvider(client);
+        var provider = Kms.CreateProvider(client);
         Server.ThrottleNext(100);
 
         var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
@@ -144,7 +131,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     public async Task Server_error_is_retried_and_then_succeeds()
     {
         using var client = Server.CreateClient(maxErrorRetry: 2);
-        var provider = _kms.CreateProvider(client);
+        var provider = Kms.CreateProvider(client);
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         Server.ResetCounters();
         Server.FailNextWithServerError(1);
@@ -159,7 +146,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     public async Task Server_errors_that_outlast_the_retries_are_reported_with_the_status()
     {
         using var client = Server.CreateClient(maxErrorRetry: 2);
-        var provider = _kms.CreateProvider(client);
+        var provider = Kms.CreateProvider(client);
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         Server.ResetCounters();
         Server.FailNextWithServerError(100);
@@ -174,7 +161,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     [Fact]
     public async Task Endpoint_slower_than_the_configured_timeout_is_a_timed_out_master_key_error()
     {
-        var provider = _kms.CreateProvider(o => o.OperationTimeout = TimeSpan.FromMilliseconds(300));
+        var provider = Kms.CreateProvider(o => o.OperationTimeout = TimeSpan.FromMilliseconds(300));
         Server.Latency = TimeSpan.FromSeconds(5);
         var clock = Stopwatch.StartNew();
 
@@ -188,7 +175,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     [Fact]
     public async Task Caller_cancellation_of_a_slow_call_is_an_OperationCanceledException()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         Server.Latency = TimeSpan.FromSeconds(5);
         using var caller = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         caller.CancelAfter(TimeSpan.FromMilliseconds(200));
@@ -206,7 +193,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         await using var gone = LocalKmsServer.Start();
         using var client = gone.CreateClient(maxErrorRetry: 0);
         await gone.DisposeAsync();
-        var provider = _kms.CreateProvider(client);
+        var provider = Kms.CreateProvider(client);
 
         var error = await Assert.ThrowsAsync<MasterKeyException>(() => provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct));
 
@@ -238,11 +225,11 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     [Fact]
     public async Task Blob_naming_an_unconfigured_key_is_refused_without_sending_it_to_KMS()
     {
-        var other = await LocalKmsFixture.CreateKeyAsync(_kms.Client, "not configured");
-        var writer = _kms.CreateProvider(o => o.KeyId = other);
+        var other = await LocalKmsFixture.CreateKeyAsync(Kms.Client, "not configured");
+        var writer = Kms.CreateProvider(o => o.KeyId = other);
         using var key = await writer.GenerateDataKeyAsync(other, Patients, Ct);
-        var byArn = _kms.CreateProvider(o => o.KeyId = _kms.PrimaryKeyArn);
-        var byAlias = _kms.CreateProvider();
+        var byArn = Kms.CreateProvider(o => o.KeyId = Kms.PrimaryKeyArn);
+        var byAlias = Kms.CreateProvider();
         Server.ResetCounters();
 
         // With only key ARNs configured, the refusal needs no call at all.
@@ -257,7 +244,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
         var onGenerate = await Assert.ThrowsAsync<MasterKeyConfigurationException>(() => byAlias.GenerateDataKeyAsync(other, Patients, Ct));
 
         Assert.Contains("not configured", onDecrypt.Message, StringComparison.Ordinal);
-        Assert.Contains($"{LocalKmsFixture.PrimaryAlias} -> {_kms.PrimaryKeyArn}", onDecrypt.Message, StringComparison.Ordinal);
+        Assert.Contains($"{LocalKmsFixture.PrimaryAlias} -> {Kms.PrimaryKeyArn}", onDecrypt.Message, StringComparison.Ordinal);
         Assert.Equal(other, onDecrypt.KeyId);
         Assert.Equal(other, onGenerate.KeyId);
         Assert.Equal(0, Server.CallCount("Decrypt"));
@@ -268,7 +255,7 @@ public sealed class AwsKmsProviderFaultTests : IAsyncLifetime
     [Fact]
     public async Task Error_messages_never_contain_key_bytes_or_credentials()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, Patients, Ct);
         var tampered = key.WrappedKey.ToArray();
         tampered[^1] ^= 1;

@@ -7,26 +7,16 @@ using Xunit;
 namespace EfEnvelope.AwsKms.Tests.Providers;
 
 /// <summary>What the provider sends to KMS: the calls, the pinned key, the encryption context, and nothing secret.</summary>
-public sealed class AwsKmsProviderRequestTests : IAsyncLifetime
+public sealed class AwsKmsProviderRequestTests : LocalKmsTestBase
 {
-    private LocalKmsFixture _kms = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private LocalKmsServer Server => _kms.Server;
-
-    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
-
-    public ValueTask DisposeAsync() => _kms.DisposeAsync();
-
     [Fact]
     public async Task Generated_key_is_named_by_the_key_ARN_KMS_answers_with_not_the_configured_alias()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
 
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, KeyContext.For("clinic", "Clinic.Patient"), Ct);
 
-        Assert.Equal(_kms.PrimaryKeyArn, key.KeyId);
+        Assert.Equal(Kms.PrimaryKeyArn, key.KeyId);
         Assert.Equal(LocalKmsFixture.PrimaryAlias, Server.Requests("GenerateDataKey").Single().KeyId);
         Assert.True(provider.IsKeyConfigured(key.KeyId));
     }
@@ -34,23 +24,23 @@ public sealed class AwsKmsProviderRequestTests : IAsyncLifetime
     [Fact]
     public async Task GenerateDataKey_asks_for_AES_256_under_the_requested_key()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         Server.ResetCounters();
 
-        using var key = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, KeyContext.For("clinic", "Clinic.Patient"), Ct);
+        using var key = await provider.GenerateDataKeyAsync(Kms.SecondKeyArn, KeyContext.For("clinic", "Clinic.Patient"), Ct);
 
         var request = Assert.Single(Server.Requests("GenerateDataKey"));
         using var body = JsonDocument.Parse(request.Body);
         Assert.Equal("AES_256", body.RootElement.GetProperty("KeySpec").GetString());
         Assert.False(body.RootElement.TryGetProperty("NumberOfBytes", out _));
-        Assert.Equal(_kms.SecondKeyArn, request.KeyId);
+        Assert.Equal(Kms.SecondKeyArn, request.KeyId);
         Assert.Equal(1, Server.TotalCalls);
     }
 
     [Fact]
     public async Task Encryption_context_holds_application_and_entity_and_nothing_else()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         var context = KeyContext.For("clinic", "Clinic.Patient");
         Server.ResetCounters();
 
@@ -79,7 +69,7 @@ public sealed class AwsKmsProviderRequestTests : IAsyncLifetime
     [Fact]
     public async Task Direct_mode_context_carries_the_record_as_well()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         var context = KeyContext.For("clinic", "Clinic.Patient", "3f2a9c1e");
         Server.ResetCounters();
 
@@ -95,22 +85,22 @@ public sealed class AwsKmsProviderRequestTests : IAsyncLifetime
     [Fact]
     public async Task Decrypt_is_pinned_to_the_key_the_blob_names()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         var context = KeyContext.For("clinic", "Clinic.Patient");
         using var underPrimary = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, context, Ct);
-        using var underSecond = await provider.GenerateDataKeyAsync(_kms.SecondKeyArn, context, Ct);
+        using var underSecond = await provider.GenerateDataKeyAsync(Kms.SecondKeyArn, context, Ct);
         Server.ResetCounters();
 
         await provider.DecryptDataKeyAsync(underPrimary.KeyId, underPrimary.WrappedKey, context, Ct);
         await provider.DecryptDataKeyAsync(underSecond.KeyId, underSecond.WrappedKey, context, Ct);
 
-        Assert.Equal([_kms.PrimaryKeyArn, _kms.SecondKeyArn], Server.Requests("Decrypt").Select(r => r.KeyId));
+        Assert.Equal([Kms.PrimaryKeyArn, Kms.SecondKeyArn], Server.Requests("Decrypt").Select(r => r.KeyId));
     }
 
     [Fact]
     public async Task Every_request_is_signed_with_SigV4_for_the_configured_region()
     {
-        var provider = _kms.CreateProvider();
+        var provider = Kms.CreateProvider();
         Server.ResetCounters();
 
         using var key = await provider.GenerateDataKeyAsync(provider.PrimaryKeyId, KeyContext.For("clinic", "Clinic.Patient"), Ct);

@@ -1,24 +1,11 @@
 using System.Diagnostics;
 using EfEnvelope.AwsKms.Tests.LocalKms;
-using EfEnvelope.KeyManagement;
 
 namespace EfEnvelope.AwsKms.Tests.Providers;
 
 /// <summary>The per-attempt timeout and the operation's deadline, against a KMS that stalls.</summary>
-public sealed class AwsKmsProviderTimeoutTests : IAsyncLifetime
+public sealed class AwsKmsProviderTimeoutTests : LocalKmsTestBase
 {
-    private static readonly KeyContext Patients = KeyContext.For("clinic", "Clinic.Patient");
-
-    private LocalKmsFixture _kms = null!;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    private LocalKmsServer Server => _kms.Server;
-
-    public async ValueTask InitializeAsync() => _kms = await LocalKmsFixture.StartAsync();
-
-    public ValueTask DisposeAsync() => _kms.DisposeAsync();
-
     [Fact]
     public async Task A_stalled_attempt_is_abandoned_after_the_attempt_timeout_and_retried_within_the_deadline()
     {
@@ -31,7 +18,7 @@ public sealed class AwsKmsProviderTimeoutTests : IAsyncLifetime
 
         Assert.Equal(2, Server.CallCount("GenerateDataKey"));
         Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(15));
-        Assert.Equal(_kms.PrimaryKeyArn, key.KeyId);
+        Assert.Equal(Kms.PrimaryKeyArn, key.KeyId);
     }
 
     [Fact]
