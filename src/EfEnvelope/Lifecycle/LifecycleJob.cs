@@ -45,6 +45,9 @@ internal sealed partial class LifecycleJob
     private readonly Stopwatch _clock = new();
     private long _rowsTotal;
 
+    // Where the job will be once the batch being written commits (a retried row re-commits the same one).
+    private string? _batchCheckpoint;
+
     public LifecycleJob(DbContext context, LifecycleOperation operation, LifecycleOptions? options, IProgress<LifecycleProgress>? progress)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -62,6 +65,9 @@ internal sealed partial class LifecycleJob
         _result = new LifecycleResult(operation);
     }
 
+    /// <summary>What the job has done so far: after a failure, the batches it committed.</summary>
+    internal LifecycleResult Result => _result;
+
     public async Task<LifecycleResult> RunAsync(CancellationToken cancellationToken)
     {
         if (_context.Database.CurrentTransaction is not null)
@@ -75,6 +81,11 @@ internal sealed partial class LifecycleJob
         }
 
         var roots = SelectRoots();
+        if (_options.Range is not null && roots.Count != 1)
+        {
+            throw new InvalidOperationException("A job over a key range processes exactly one root entity type.");
+        }
+
         foreach (var type in roots.SelectMany(Aggregate).Where(t => _runtime.Find(t) is not null && !t.IsMappedToJson()))
         {
             Table(type);
@@ -82,7 +93,7 @@ internal sealed partial class LifecycleJob
 
         var checkpoint = Checkpoint.Parse(_options.ResumeFrom, _operation);
         _clock.Start();
-        var pagers = roots.Select(r => (Root: r, Pager: Pager.Create(_context, r))).ToList();
+        var pagers = roots.Select(r => (Root: r, Pager: Pager.Create(_context, r, _options.Range))).ToList();
         foreach (var (_, pager) in pagers)
         {
             _rowsTotal += await pager.CountAsync(cancellationToken).ConfigureAwait(false);
@@ -102,9 +113,10 @@ internal sealed partial class LifecycleJob
                 }
 
                 var after = checkpoint.Entity == root.Name ? checkpoint.After(pager.KeyProperties) : null;
-                if (after is not null)
+                if (after is not null && _options.Range is null)
                 {
-                    // Rows up to the checkpoint were finished by the interrupted run.
+                    // Rows up to the checkpoint were finished by the interrupted run (a partition's previous owner
+                    // counted them in its own result).
                     _result.RowsExamined += await pager.CountAsync(cancellationToken).ConfigureAwait(false)
                         - await pager.CountAfterAsync(after, cancellationToken).ConfigureAwait(false);
                 }
@@ -160,6 +172,7 @@ internal sealed partial class LifecycleJob
                 await hook(cancellationToken).ConfigureAwait(false);
             }
 
+            _batchCheckpoint = checkpoint.At(root.Name, pager.KeyProperties, last).ToString();
             var conflicts = await WriteAsync(root, entities, keyring, cancellationToken).ConfigureAwait(false);
             _context.ChangeTracker.Clear();
             foreach (var key in conflicts)
@@ -170,7 +183,7 @@ internal sealed partial class LifecycleJob
             _result.RowsExamined += entities.Count + failedKeys;
             _result.Batches++;
             after = last;
-            _result.Checkpoint = checkpoint.At(root.Name, pager.KeyProperties, last).ToString();
+            _result.Checkpoint = _batchCheckpoint;
             var seconds = Math.Max(_clock.Elapsed.TotalSeconds, 1e-6);
             _progress?.Report(new LifecycleProgress(_operation, root.DisplayName(), _result.RowsExamined, Math.Max(_rowsTotal, _result.RowsExamined), _result.RowsExamined / seconds, _result.Checkpoint));
         }
@@ -240,6 +253,12 @@ internal sealed partial class LifecycleJob
 
         if (planned.Count == 0)
         {
+            if (_options.BatchCommitting is { } committing)
+            {
+                // Nothing to write, so nothing to keep atomic with the checkpoint.
+                await committing(_batchCheckpoint!, cancellationToken).ConfigureAwait(false);
+            }
+
             return [];
         }
 
@@ -266,6 +285,12 @@ internal sealed partial class LifecycleJob
             if (json.Count > 0)
             {
                 written += await WriteJsonAsync(json, conflicts, token).ConfigureAwait(false);
+            }
+
+            if (_options.BatchCommitting is { } committing)
+            {
+                // In the batch's transaction: the checkpoint commits with the rows or not at all (partitioned jobs).
+                await committing(_batchCheckpoint!, token).ConfigureAwait(false);
             }
 
             await transaction.CommitAsync(token).ConfigureAwait(false);
@@ -470,7 +495,8 @@ internal sealed partial class LifecycleJob
         }
     }
 
-    private List<IEntityType> SelectRoots()
+    /// <summary>The root entity types the job processes, in order.</summary>
+    internal List<IEntityType> SelectRoots()
     {
         var model = _context.Model;
         List<IEntityType> roots;
@@ -617,6 +643,17 @@ internal sealed class Checkpoint
 
     public Checkpoint At(string entity, IReadOnlyList<IProperty> keyProperties, object?[] key) =>
         new(Operation, Done, entity, [.. keyProperties.Select((p, i) => JsonSerializer.SerializeToNode(key[i], p.ClrType))]);
+
+    /// <summary>A primary key as JSON text, each value serialized by its property's CLR type (as in a checkpoint).</summary>
+    public static string KeyText(IReadOnlyList<IProperty> keyProperties, object?[] key) =>
+        new JsonArray([.. keyProperties.Select((p, i) => JsonSerializer.SerializeToNode(key[i], p.ClrType))]).ToJsonString();
+
+    /// <summary>The primary key <see cref="KeyText"/> wrote.</summary>
+    public static object?[] ParseKey(IReadOnlyList<IProperty> keyProperties, string text)
+    {
+        var values = JsonNode.Parse(text)!.AsArray();
+        return [.. keyProperties.Select((p, i) => values[i].Deserialize(p.ClrType))];
+    }
 
     public Checkpoint Finished(string entity) => new(Operation, [.. Done, entity], null, null);
 
