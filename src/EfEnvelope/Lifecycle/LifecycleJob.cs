@@ -269,15 +269,17 @@ internal sealed partial class LifecycleJob
             var conflicts = new List<object?[]>();
             var written = 0;
             await using var transaction = await _context.Database.BeginTransactionAsync(token).ConfigureAwait(false);
-            foreach (var (plan, key) in planned.Where(p => p.Plan.Json is null))
+            var tables = planned.Where(p => p.Plan.Json is null).ToList();
+            var affected = await RecordWrite.ExecuteAsync(_context, [.. tables.Select(p => p.Plan.Write!)], token).ConfigureAwait(false);
+            for (var i = 0; i < tables.Count; i++)
             {
-                if (await plan.WriteAsync(token).ConfigureAwait(false) == 1)
+                if (affected[i] == 1)
                 {
                     written++;
                 }
-                else if (!conflicts.Contains(key))
+                else if (!conflicts.Contains(tables[i].Key))
                 {
-                    conflicts.Add(key);
+                    conflicts.Add(tables[i].Key);
                 }
             }
 
@@ -429,7 +431,7 @@ internal sealed partial class LifecycleJob
                 {
                     var to = await keyring.ReserveAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false);
                     var newKey = KeyRewrap.Rewrap(encrypted, blob, from, to, _runtime.Random);
-                    return new Planned(token => table!.ReplaceKeyAsync(_context, entry, newKey, token));
+                    return new Planned(table!.ReplaceKey(_context, entry, newKey));
                 }
                 finally
                 {
@@ -462,7 +464,7 @@ internal sealed partial class LifecycleJob
         }
 
         var plaintext = encrypted.Properties.Select(p => p.Capture(entry.Entity)).ToArray();
-        return new Planned(token => table!.ReplaceRecordAsync(_context, entry, wrapped, fields, plaintext, token));
+        return new Planned(table!.ReplaceRecord(_context, entry, wrapped, fields, plaintext));
     }
 
     /// <summary>The root entity's record and those of its owned entities (each has its own wrapped key).</summary>
@@ -564,19 +566,17 @@ internal sealed partial class LifecycleJob
     // Errors that belong to one row: its data or its master key. Anything else (connection lost, cancelled) stops the job.
     private static bool IsRecordError(Exception ex) => ex is EnvelopeDecryptionException or MasterKeyException;
 
-    /// <summary>A record's planned write; returns the rows it changed (0 when another writer got there first).</summary>
+    /// <summary>A record's planned write: a compare-and-swap UPDATE, or for a JSON-mapped record its entry.</summary>
     private sealed class Planned
     {
-        private readonly Func<CancellationToken, Task<int>>? _write;
-
-        public Planned(Func<CancellationToken, Task<int>> write) => _write = write;
+        public Planned(RecordWrite write) => Write = write;
 
         /// <summary>A JSON-mapped record, written through SaveChanges with the rest of its batch.</summary>
         public Planned(EntityEntry json) => Json = json;
 
-        public EntityEntry? Json { get; }
+        public RecordWrite? Write { get; }
 
-        public Task<int> WriteAsync(CancellationToken cancellationToken) => _write!(cancellationToken);
+        public EntityEntry? Json { get; }
     }
 
     private static partial class Log

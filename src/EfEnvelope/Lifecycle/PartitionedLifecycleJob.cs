@@ -39,7 +39,8 @@ internal sealed class PartitionedLifecycleJob(DbContext context, LifecycleOperat
         var clock = Stopwatch.StartNew();
         await _table.EnsureCreatedAsync(cancellationToken).ConfigureAwait(false);
         await PlanAsync(cancellationToken).ConfigureAwait(false);
-        var poll = TimeSpan.FromTicks(Math.Clamp(options.LeaseDuration.Ticks / 4, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(5).Ticks));
+        // Often enough that a worker waiting for the last partitions returns soon after they finish; the table is tiny.
+        var poll = TimeSpan.FromTicks(Math.Clamp(options.LeaseDuration.Ticks / 8, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(1).Ticks));
         while (true)
         {
             var now = Now();
