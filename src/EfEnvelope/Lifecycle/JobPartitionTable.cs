@@ -44,17 +44,7 @@ internal sealed class JobPartitionTable(DbContext context)
             return;
         }
 
-        var types = context.GetService<IRelationalTypeMappingSource>();
-        string Type(Type clr, int? size = null) =>
-            (size is null ? types.FindMapping(clr) : types.FindMapping(clr, storeTypeName: null, unicode: true, size: size))!.StoreType;
-
-        var name = Type(typeof(string), 200);
-        var text = Type(typeof(string));
-        var create =
-            $"CREATE TABLE {Table} ({Column("Job")} {name} NOT NULL, {Column("Partition")} {Type(typeof(int))} NOT NULL, "
-            + $"{Column("Entity")} {text} NOT NULL, {Column("After")} {text} NULL, {Column("UpTo")} {text} NULL, {Column("Checkpoint")} {text} NULL, "
-            + $"{Column("Owner")} {name} NULL, {Column("LeaseUntil")} {Type(typeof(long))} NULL, {Column("Done")} {Type(typeof(int))} NOT NULL, "
-            + $"PRIMARY KEY ({Column("Job")}, {Column("Partition")}))";
+        var create = CreateTableSql();
         try
         {
             await ExecuteAsync(create, [], cancellationToken).ConfigureAwait(false);
@@ -67,6 +57,22 @@ internal sealed class JobPartitionTable(DbContext context)
                 throw new InvalidOperationException($"Could not create table {TableName}, which partitioned lifecycle jobs share work through: create it beforehand (docs/KEY-MANAGEMENT.md) or grant the right to.", ex);
             }
         }
+    }
+
+    /// <summary>The table's CREATE statement, in the database provider's own column types and identifier quoting.</summary>
+    public string CreateTableSql()
+    {
+        var types = context.GetService<IRelationalTypeMappingSource>();
+        string Type(Type clr, int? size = null) =>
+            (size is null ? types.FindMapping(clr) : types.FindMapping(clr, storeTypeName: null, unicode: true, size: size))!.StoreType;
+
+        var name = Type(typeof(string), 200);
+        var text = Type(typeof(string));
+        return
+            $"CREATE TABLE {Table} ({Column("Job")} {name} NOT NULL, {Column("Partition")} {Type(typeof(int))} NOT NULL, "
+            + $"{Column("Entity")} {text} NOT NULL, {Column("After")} {text} NULL, {Column("UpTo")} {text} NULL, {Column("Checkpoint")} {text} NULL, "
+            + $"{Column("Owner")} {name} NULL, {Column("LeaseUntil")} {Type(typeof(long))} NULL, {Column("Done")} {Type(typeof(int))} NOT NULL, "
+            + $"PRIMARY KEY ({Column("Job")}, {Column("Partition")}))";
     }
 
     /// <summary>Stores the plan unless the job has one: true when this worker's plan was stored.</summary>
