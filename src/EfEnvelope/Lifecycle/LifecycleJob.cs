@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EfEnvelope.Crypto;
+using EfEnvelope.Diagnostics;
 using EfEnvelope.Infrastructure;
 using EfEnvelope.Internal;
 using EfEnvelope.Metadata;
@@ -530,7 +531,8 @@ internal sealed partial class LifecycleJob
 
     private void Fail(IEntityType root, object?[] key, Exception error)
     {
-        var text = string.Join(", ", key.Select(k => Convert.ToString(k, CultureInfo.InvariantCulture)));
+        // The key values were read from the row: a forged one must not break the log line it is written to.
+        var text = UntrustedText.Escape(string.Join(", ", key.Select(k => Convert.ToString(k, CultureInfo.InvariantCulture))))!;
         _result.FailureList.Add(new LifecycleFailure(root.DisplayName(), text, error.Message, error.GetType().Name));
         Log.RowFailed(_logger, _operation, root.DisplayName(), text, error.GetType().Name, error.Message);
     }
