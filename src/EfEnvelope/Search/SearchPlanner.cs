@@ -96,7 +96,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
                     Require(item, "Contains");
                 }
 
-                if (truncated || Checkable(item))
+                if (truncated || (Checkable(item) && IsClientValue(list)))
                 {
                     var values = Evaluate(Unspan(list));
                     (truncated ? _filters : _checks).Add(new SearchFilter(item.Property, item.Entity, () => ((System.Collections.IEnumerable?)values() ?? Array.Empty<object>()).Cast<object?>().ToList()));
@@ -203,7 +203,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
             Require(member, "==");
             _filters.Add(new SearchFilter(member.Property, member.Entity, Single(Evaluate(value))));
         }
-        else if (comparison == ExpressionType.Equal && Checkable(member))
+        else if (comparison == ExpressionType.Equal && Checkable(member) && IsClientValue(value))
         {
             // A full-length index matches one value only, so a returned row holding another value cannot be a
             // collision: its index column was copied from another row. Checked after decryption (issue 12, item 4).
@@ -227,6 +227,10 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
     // Where, no projection, nothing that limits or reshapes rows): only then can each result be checked against it.
     private bool Checkable((MemberExpression Member, EncryptedProperty Property, EncryptedEntity Entity) found) =>
         _projection is null && _rootChainPreservesRows && _conjunctOf is not null && EncryptedQueryGuard.Strip(found.Member.Expression!) == _conjunctOf;
+
+    // A value the client knows before the query runs (a constant or captured variable), not a column or a compiled
+    // query's parameter: only such a value can be compared with the decrypted results.
+    private static bool IsClientValue(Expression value) => !ParameterFinder.Finds(value);
 
     private static Func<IReadOnlyList<object?>> Single(Func<object?> value) => () => [value()];
 
@@ -267,6 +271,31 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
 
     private static Expression ReplaceWithin(Expression root, Expression target, Expression replacement) =>
         ReferenceEquals(root, target) ? replacement : new Replacer(target, replacement).Visit(root)!;
+
+    private sealed class ParameterFinder : ExpressionVisitor
+    {
+        private bool _found;
+
+        public static bool Finds(Expression expression)
+        {
+            var finder = new ParameterFinder();
+            finder.Visit(expression);
+            return finder._found;
+        }
+
+        protected override Expression VisitParameter(ParameterExpression node)
+        {
+            _found = true;
+            return node;
+        }
+
+        // EF's own nodes (a compiled query's parameters) are known only when the query runs.
+        protected override Expression VisitExtension(Expression node)
+        {
+            _found = true;
+            return node;
+        }
+    }
 
     private sealed class Replacer(Expression target, Expression replacement) : ExpressionVisitor
     {
