@@ -139,6 +139,30 @@ public sealed partial class KnownAnswerTests
             Convert.ToHexString(stored["BadgeNumber_Index"]!));
     }
 
+    [Fact]
+    public async Task Decimals_instants_and_zeros_are_indexed_in_their_canonical_form()
+    {
+        var provider = new InsecureInMemoryMasterKeyProvider(MasterKeyId, MasterKey, new CountingRandomSource(0xA0));
+        var indexKey = await BlindIndexKey.CreateAsync(provider, Application, random: new CountingRandomSource(0x30), cancellationToken: TestContext.Current.CancellationToken);
+        using var cache = new KeyCache(new ProviderGateway(provider, TimeSpan.FromSeconds(30), Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance), new KeyCacheOptions(), TimeProvider.System, Application);
+        var indexer = new Search.BlindIndexer(cache, indexKey);
+        string Expected(string property, string encoding) =>
+            Convert.ToHexString(DocumentDecoder.BlindIndex(indexKey, "E", property, Convert.FromHexString(encoding), 32));
+
+        // 1.50m and 1.5m: both as 1.5 (lo 15, scale 1).
+        var number = indexer.For<decimal>("E", "Amount", new BlindIndexOptions());
+        Assert.Equal(Expected("Amount", "0F000000" + "00000000" + "00000000" + "00000100"), Convert.ToHexString(number.Compute(1.50m)));
+        Assert.Equal(Convert.ToHexString(number.Compute(1.5m)), Convert.ToHexString(number.Compute(1.50m)));
+
+        // 01:00+01:00 is indexed as 00:00+00:00, the same instant.
+        var instant = indexer.For<DateTimeOffset>("E", "At", new BlindIndexOptions());
+        Assert.Equal(Expected("At", "0040E4470222C108" + "0000"), Convert.ToHexString(instant.Compute(new DateTimeOffset(2000, 1, 1, 1, 0, 0, TimeSpan.FromHours(1)))));
+
+        // -0.0 is indexed as +0.0.
+        var real = indexer.For<double>("E", "Ratio", new BlindIndexOptions());
+        Assert.Equal(Expected("Ratio", "0000000000000000"), Convert.ToHexString(real.Compute(-0.0)));
+    }
+
     /// <summary>Writes one person with fixed keys and randomness; returns the index key and the stored index columns.</summary>
     private static async Task<(byte[] IndexKey, Dictionary<string, byte[]?> Stored)> WriteKnownPersonAsync(Person person)
     {
