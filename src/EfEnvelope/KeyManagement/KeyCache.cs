@@ -11,7 +11,8 @@ namespace EfEnvelope.KeyManagement;
 /// <para>
 /// Two kinds of entries: the current key-encryption key per (entity, master key) for writing, and unwrapped keys
 /// found in stored blobs for reading, keyed by their <see cref="KeySlot"/>: what the key is for (domain and mode),
-/// the entity it is bound to, the bytes that identify it and, for a data key the provider wrapped, its record. Both expire after <see cref="KeyCacheOptions.TimeToLive"/>; the read side holds at most
+/// the entity it is bound to, the bytes that identify it and, for a data key the provider wrapped, its record. Both
+/// expire after <see cref="KeyCacheOptions.TimeToLive"/>; the read side holds at most
 /// <see cref="KeyCacheOptions.MaxEntries"/> keys. Evicted keys are zeroed once no reader holds them.
 /// </para>
 /// <para>
