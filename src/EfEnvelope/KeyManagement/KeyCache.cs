@@ -303,9 +303,11 @@ internal sealed class KeyCache : IDisposable
             var providerName = blob.ProviderName;
             if (providerName != _gateway.Provider.Name)
             {
-                throw new MasterKeyConfigurationException(
+                var otherProvider = new MasterKeyException(
                     $"The stored data was wrapped by provider '{UntrustedText.Escape(providerName)}', but this configuration uses '{_gateway.Provider.Name}'.",
                     _gateway.Provider.Name, keyId, cacheKey.Entity);
+                Remember(cacheKey, otherProvider);
+                throw otherProvider;
             }
 
             if (blob.Entity != cacheKey.Entity)
@@ -370,6 +372,7 @@ internal sealed class KeyCache : IDisposable
         {
             EnvelopeDecryptionException tamper => tamper.WithLocation(null, null, null),
             MasterKeyConfigurationException configuration => new MasterKeyConfigurationException(configuration.Message, configuration.Provider, configuration.KeyId, configuration.Entity, configuration.InnerException),
+            MasterKeyException otherProvider => new MasterKeyException(otherProvider.Message, otherProvider.Provider, otherProvider.KeyId, otherProvider.Entity, otherProvider.InnerException),
             var other => other,
         };
     }

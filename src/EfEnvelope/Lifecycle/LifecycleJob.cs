@@ -295,14 +295,24 @@ internal sealed partial class LifecycleJob
             var encrypted = _runtime.Find(entry.Metadata)!;
             var read = detector.Find(entry.Entity, (byte[]?)entry.Property(encrypted.KeyProperty.Name).CurrentValue)
                 ?? throw new InvalidOperationException($"The record of '{encrypted.Name}' read by the job has no change-tracking snapshot.");
-            entry.Property(encrypted.KeyProperty.Name).CurrentValue = plan.WrappedKey;
-            for (var i = 0; i < encrypted.Properties.Length && plan.Fields is not null; i++)
+            // The job's own assignment, not a reload: the detector must not decrypt the record again (a synchronous
+            // provider call for the job's new KEK) as it does when stored values change under a tracked record.
+            detector.Assigning = true;
+            try
             {
-                entry.Property(encrypted.Properties[i].Ciphertext.Name).CurrentValue = plan.Fields[i];
-                if (encrypted.Properties[i].LegacyPlaintext is { } legacy)
+                entry.Property(encrypted.KeyProperty.Name).CurrentValue = plan.WrappedKey;
+                for (var i = 0; i < encrypted.Properties.Length && plan.Fields is not null; i++)
                 {
-                    entry.Property(legacy.Name).CurrentValue = null;
+                    entry.Property(encrypted.Properties[i].Ciphertext.Name).CurrentValue = plan.Fields[i];
+                    if (encrypted.Properties[i].LegacyPlaintext is { } legacy)
+                    {
+                        entry.Property(legacy.Name).CurrentValue = null;
+                    }
                 }
+            }
+            finally
+            {
+                detector.Assigning = false;
             }
 
             detector.Remember(entry.Entity, new RecordSnapshot(plan.WrappedKey, read.Values, written: plan.Fields));
