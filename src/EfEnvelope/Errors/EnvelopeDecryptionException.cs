@@ -1,22 +1,24 @@
 using System.Security.Cryptography;
+using EfEnvelope.Diagnostics;
 
 namespace EfEnvelope;
 
 /// <summary>Stored data failed authentication: it was tampered with, moved, truncated or wrapped under another key.</summary>
 /// <remarks>
 /// The one exception type for data that cannot be trusted. The message names the entity, property and master key
-/// where known, and never contains plaintext or key bytes.
+/// where known, and never contains plaintext or key bytes. Names may have been read from a forged row, so they are
+/// kept truncated and escaped (no control characters or line breaks) in the message and the properties alike.
 /// </remarks>
 public class EnvelopeDecryptionException : CryptographicException
 {
     /// <summary>Creates the exception.</summary>
     public EnvelopeDecryptionException(string message, string? entity = null, string? property = null, string? keyId = null, Exception? innerException = null)
-        : base(Describe(message, entity, property, keyId), innerException)
+        : base(Describe(message, UntrustedText.Escape(entity), UntrustedText.Escape(property), UntrustedText.Escape(keyId)), innerException)
     {
         Reason = message;
-        Entity = entity;
-        Property = property;
-        KeyId = keyId;
+        Entity = UntrustedText.Escape(entity);
+        Property = UntrustedText.Escape(property);
+        KeyId = UntrustedText.Escape(keyId);
     }
 
     /// <summary>Creates the exception with a message only.</summary>

@@ -1,16 +1,21 @@
+using EfEnvelope.Diagnostics;
+
 namespace EfEnvelope;
 
 /// <summary>A master-key provider could not perform an operation (key missing, not configured, unreachable, timed out).</summary>
-/// <remarks>Messages name the provider, the key and the entity, never key bytes, PINs or credentials.</remarks>
+/// <remarks>
+/// Messages name the provider, the key and the entity, never key bytes, PINs or credentials. The names may have been
+/// read from a stored blob, so the properties keep them truncated and escaped (no control characters or line breaks).
+/// </remarks>
 public class MasterKeyException : Exception
 {
     /// <summary>Creates the exception.</summary>
     public MasterKeyException(string message, string? provider = null, string? keyId = null, string? entity = null, Exception? innerException = null)
         : base(message, innerException)
     {
-        Provider = provider;
-        KeyId = keyId;
-        Entity = entity;
+        Provider = UntrustedText.Escape(provider);
+        KeyId = UntrustedText.Escape(keyId);
+        Entity = UntrustedText.Escape(entity);
     }
 
     /// <summary>Creates the exception with a message only.</summary>

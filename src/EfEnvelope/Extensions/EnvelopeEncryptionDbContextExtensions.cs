@@ -51,7 +51,7 @@ public static class EnvelopeEncryptionDbContextExtensions
         var sql = context.GetService<ISqlGenerationHelper>();
         var tables = encryptedTypes
             .Where(t => !t.IsMappedToJson())
-            .SelectMany(t => t.GetTableMappings().Select(m => (Table: m.Table, Column: m.Table.FindColumn(runtime.Find(t)!.KeyProperty))))
+            .SelectMany(t => t.GetTableMappings().Select(m => (Table: m.Table, Column: m.Table.FindColumn(runtime.Find(t)!.KeyProperty), Entity: runtime.Find(t)!.Name)))
             .Where(m => m.Column is not null)
             .GroupBy(m => m.Table)
             .ToList();
@@ -68,7 +68,9 @@ public static class EnvelopeEncryptionDbContextExtensions
         {
             foreach (var table in tables)
             {
-                var columns = string.Join(", ", table.Select(m => sql.DelimitIdentifier(m.Column!.Name)).Distinct());
+                // Each key column is unwrapped for the entities mapped to it, never for the entity a stored blob names.
+                var keyColumns = table.GroupBy(m => m.Column!.Name).Select(c => (Name: c.Key, Entities: c.Select(m => m.Entity).Distinct().ToArray())).ToList();
+                var columns = string.Join(", ", keyColumns.Select(c => sql.DelimitIdentifier(c.Name)));
                 await using var command = connection.CreateCommand();
                 command.CommandText = $"SELECT {columns} FROM {sql.DelimitIdentifier(table.Key.Name, table.Key.Schema)}";
                 command.Transaction = context.Database.CurrentTransaction?.GetDbTransaction();
@@ -79,7 +81,7 @@ public static class EnvelopeEncryptionDbContextExtensions
                     {
                         if (!await reader.IsDBNullAsync(i, cancellationToken).ConfigureAwait(false))
                         {
-                            await prefetcher.EnsureAsync(reader.GetFieldValue<byte[]>(i), cancellationToken).ConfigureAwait(false);
+                            await prefetcher.EnsureAsync(reader.GetFieldValue<byte[]>(i), keyColumns[i].Entities, cancellationToken).ConfigureAwait(false);
                         }
                     }
                 }

@@ -4,7 +4,11 @@ using System.Data;
 using System.Data.Common;
 using EfEnvelope.Crypto;
 using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace EfEnvelope.Internal;
 
@@ -16,14 +20,24 @@ namespace EfEnvelope.Internal;
 /// </remarks>
 internal sealed class KeyPrefetchInterceptor(EnvelopeRuntime runtime) : DbCommandInterceptor
 {
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, KeyColumnOwners> _owners = new();
+
     public override ValueTask<DbDataReader> ReaderExecutedAsync(DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default)
     {
-        List<int>? keyColumns = null;
+        if (eventData.Context is not { } context)
+        {
+            return ValueTask.FromResult(result);
+        }
+
+        var owners = _owners.GetValue(context.Model, model => KeyColumnOwners.Build(runtime, model));
+        List<(int Ordinal, string[] Entities)>? keyColumns = null;
         for (var i = 0; i < result.FieldCount; i++)
         {
-            if (result.GetName(i).Contains(EncryptionAnnotations.KeyPropertyName, StringComparison.Ordinal))
+            var name = result.GetName(i);
+            if (name.Contains(EncryptionAnnotations.KeyPropertyName, StringComparison.Ordinal)
+                && owners.EntitiesFor(name, command.CommandText, context.GetService<ISqlGenerationHelper>()) is { Length: > 0 } entities)
             {
-                (keyColumns ??= []).Add(i);
+                (keyColumns ??= []).Add((i, entities));
             }
         }
 
@@ -31,20 +45,73 @@ internal sealed class KeyPrefetchInterceptor(EnvelopeRuntime runtime) : DbComman
     }
 }
 
+/// <summary>Which entities' wrapped keys a result column can hold: the model's key columns by name and table.</summary>
+/// <remarks>
+/// The prefetch must unwrap a key for the entity whose column it read, never for the entity a (possibly forged)
+/// blob names: otherwise a row of one table makes the provider decrypt, and audit, a key of another entity. A
+/// reader only gives column names, which EF makes unique by appending digits when a query joins tables with the
+/// same column; so a column is matched by its name without those digits, and narrowed to the entities whose table or
+/// view the command text names. A blob naming any other entity is not sent to the provider (materialization then
+/// refuses it as copied from another table, also without a provider call).
+/// </remarks>
+internal sealed class KeyColumnOwners
+{
+    private readonly Dictionary<string, List<(string Entity, string Table, string? Schema)>> _byColumn = new(StringComparer.Ordinal);
+
+    public static KeyColumnOwners Build(EnvelopeRuntime runtime, IModel model)
+    {
+        var owners = new KeyColumnOwners();
+        foreach (var entityType in model.GetEntityTypes())
+        {
+            if (runtime.Find(entityType) is not { } encrypted)
+            {
+                continue;
+            }
+
+            foreach (var mapping in entityType.GetTableMappings().Cast<ITableMappingBase>().Concat(entityType.GetViewMappings()))
+            {
+                var column = mapping.ColumnMappings.FirstOrDefault(c => c.Property == encrypted.KeyProperty)?.Column.Name;
+                if (column is not null)
+                {
+                    var list = owners._byColumn.TryGetValue(column, out var found) ? found : owners._byColumn[column] = [];
+                    list.Add((encrypted.Name, mapping.Table.Name, mapping.Table.Schema));
+                }
+            }
+        }
+
+        return owners;
+    }
+
+    /// <summary>The entities whose key column a result column named <paramref name="name"/> can be, in this command.</summary>
+    public string[] EntitiesFor(string name, string commandText, ISqlGenerationHelper sql)
+    {
+        if (!_byColumn.TryGetValue(name, out var owners) && !_byColumn.TryGetValue(name.TrimEnd("0123456789".ToCharArray()), out owners))
+        {
+            return [];
+        }
+
+        var named = owners.Where(o => commandText.Contains(sql.DelimitIdentifier(o.Table, o.Schema), StringComparison.Ordinal)).ToList();
+
+        // Raw SQL (FromSql) may name its table without delimiters: then the column name alone decides.
+        return [.. (named.Count > 0 ? named : owners).Select(o => o.Entity).Distinct(StringComparer.Ordinal)];
+    }
+}
+
 /// <summary>Ensures the keys named by stored wrapped-key blobs are cached, asking the provider asynchronously.</summary>
 internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
 {
-    // Identifying bytes of keys recently ensured: rows written in the same period share a KEK, so after the first
-    // row the check is a byte comparison, with no allocation. Bounded: in direct mode every row has its own key,
-    // and an ever-growing list would make a large read quadratic.
+    // Mode byte and identifying bytes of keys recently ensured: rows written in the same period share a KEK, so after
+    // the first row the check is a byte comparison, with no allocation. Bounded: in direct mode every row has its
+    // own key, and an ever-growing list would make a large read quadratic.
     private const int Remembered = 16;
     private readonly List<byte[]> _ensured = [];
 
     public bool IsEnsured(ReadOnlySpan<byte> stored)
     {
-        foreach (var tail in _ensured)
+        foreach (var seen in _ensured)
         {
-            if (stored.Length > EnvelopeFormat.TailOffset + tail.Length && stored.Slice(EnvelopeFormat.TailOffset, tail.Length).SequenceEqual(tail))
+            var tail = seen.AsSpan(1);
+            if (stored.Length > EnvelopeFormat.TailOffset + tail.Length && stored[1] == seen[0] && stored.Slice(EnvelopeFormat.TailOffset, tail.Length).SequenceEqual(tail))
             {
                 return true;
             }
@@ -53,7 +120,8 @@ internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
         return false;
     }
 
-    public async Task EnsureAsync(byte[] stored, CancellationToken cancellationToken)
+    /// <summary>Caches the key of <paramref name="stored"/> when it is a blob of one of <paramref name="entities"/>.</summary>
+    public async Task EnsureAsync(byte[] stored, string[] entities, CancellationToken cancellationToken)
     {
         if (IsEnsured(stored) || !WrappedKeyBlob.TryParse(stored, out var blob, out _))
         {
@@ -65,22 +133,31 @@ internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
             _ensured.RemoveAt(0);
         }
 
-        _ensured.Add(blob.Tail.ToArray());
-        try
+        _ensured.Add([blob.Mode, .. blob.Tail]);
+
+        // The key is asked for as the column's entity, never as the entity the blob names. A blob naming another
+        // entity was moved here from another table: the cache refuses it without calling the provider, and
+        // remembers the refusal for whichever of the column's entities materialization then asks for.
+        var entity = Array.Find(entities, e => e == blob.Entity);
+        foreach (var expected in entity is null ? entities : [entity])
         {
-            var key = await runtime.Cache.GetAsync(blob.Entity, blob, hint: null, cancellationToken).ConfigureAwait(false);
-            key.Release();
-        }
-        catch (EnvelopeDecryptionException)
-        {
-            // Materialization reports tampering with the entity and property it belongs to; a prefetch has neither.
-            // A provider refusal (revoked, missing key) is reported from here: asking again would only repeat it.
+            try
+            {
+                var key = await runtime.Cache.GetAsync(expected, blob, hint: null, cancellationToken).ConfigureAwait(false);
+                key.Release();
+            }
+            catch (EnvelopeDecryptionException)
+            {
+                // Materialization reports tampering with the entity and property it belongs to; a prefetch has neither.
+                // The cache remembers the refusal, so materialization fails at once without asking the provider again.
+                // A provider refusal (revoked, missing key) is reported from here: asking again would only repeat it.
+            }
         }
     }
 }
 
 /// <summary>A reader that, after each async read, ensures the keys named by the row's wrapped-key columns are cached.</summary>
-internal sealed class KeyPrefetchingDataReader(DbDataReader inner, int[] keyColumns, EnvelopeRuntime runtime) : DbDataReader
+internal sealed class KeyPrefetchingDataReader(DbDataReader inner, (int Ordinal, string[] Entities)[] keyColumns, EnvelopeRuntime runtime) : DbDataReader
 {
     private readonly KeyPrefetcher _prefetcher = new(runtime);
     private byte[] _buffer = new byte[512];
@@ -92,7 +169,7 @@ internal sealed class KeyPrefetchingDataReader(DbDataReader inner, int[] keyColu
             return false;
         }
 
-        foreach (var ordinal in keyColumns)
+        foreach (var (ordinal, entities) in keyColumns)
         {
             if (await inner.IsDBNullAsync(ordinal, cancellationToken).ConfigureAwait(false))
             {
@@ -109,7 +186,7 @@ internal sealed class KeyPrefetchingDataReader(DbDataReader inner, int[] keyColu
             inner.GetBytes(ordinal, 0, _buffer, 0, length);
             if (!_prefetcher.IsEnsured(_buffer.AsSpan(0, length)))
             {
-                await _prefetcher.EnsureAsync(_buffer.AsSpan(0, length).ToArray(), cancellationToken).ConfigureAwait(false);
+                await _prefetcher.EnsureAsync(_buffer.AsSpan(0, length).ToArray(), entities, cancellationToken).ConfigureAwait(false);
             }
         }
 

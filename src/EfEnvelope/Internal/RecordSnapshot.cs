@@ -5,8 +5,10 @@ namespace EfEnvelope.Internal;
 /// EF cannot see edits to the plaintext properties (they are not in the model), so changes are found by comparing
 /// against this. It is trusted only while the record's wrapped key is still the one it was taken with.
 /// </remarks>
-internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false, bool storedWithoutKey = false)
+internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false, bool storedWithoutKey = false, byte[]?[]? written = null)
 {
+    private readonly byte[]?[]? _written = written;
+
     /// <summary>
     /// True when the row was read from the database and has no data key (its encrypted columns were added by a
     /// migration, or hold only NULLs): an edit gives it a fresh key. False for an attached instance, whose stored key
@@ -23,6 +25,12 @@ internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool 
     public byte[]? WrappedKey { get; } = wrappedKey;
 
     public object?[] Values { get; } = values;
+
+    /// <summary>
+    /// Whether <paramref name="ciphertext"/> is the very ciphertext a lifecycle job produced for property
+    /// <paramref name="index"/> from these values under this wrapped key: the save then writes it as it is.
+    /// </summary>
+    public bool Wrote(int index, object? ciphertext) => _written is not null && ReferenceEquals(_written[index], ciphertext);
 
     public bool IsFor(byte[]? currentWrappedKey) =>
         WrappedKey is null ? currentWrappedKey is null : currentWrappedKey is not null && WrappedKey.AsSpan().SequenceEqual(currentWrappedKey);

@@ -124,7 +124,8 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 // database failed; if the plaintext was since edited back, writing that ciphertext would store the
                 // abandoned value. Re-encrypting from the current plaintext is always right. A value still in its
                 // legacy plaintext column is encrypted on this save too (and the column emptied).
-                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]) || entry.IsModified(encrypted.Properties[i].Ciphertext)
+                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i])
+                    || (entry.IsModified(encrypted.Properties[i].Ciphertext) && !snapshot.Wrote(i, entry[encrypted.Properties[i].Ciphertext]))
                     || (encrypted.Properties[i].LegacyPlaintext is { } legacy && entry[legacy] is not null))
                 {
                     changed ??= new bool[encrypted.Properties.Length];

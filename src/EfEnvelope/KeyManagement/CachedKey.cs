@@ -19,23 +19,25 @@ internal sealed class CachedKey
     private readonly byte[] _key;
     private readonly ConcurrentBag<AesGcm> _ciphers = [];
 
-    public CachedKey(string entity, string keyId, byte[] tail, ReadOnlySpan<byte> key, DateTimeOffset expiresAt, long maxUses)
+    public CachedKey(KeySlot slot, string keyId, ReadOnlySpan<byte> key, DateTimeOffset expiresAt, long maxUses)
     {
-        Entity = entity;
+        Slot = slot;
         KeyId = keyId;
-        Tail = tail;
         ExpiresAt = expiresAt;
         _remainingUses = maxUses;
         _key = GC.AllocateArray<byte>(EnvelopeFormat.KeySize, pinned: true);
         key.CopyTo(_key);
     }
 
-    public string Entity { get; }
+    /// <summary>What the key is for and the bytes that identify it: the cache looks it up by this alone.</summary>
+    public KeySlot Slot { get; }
+
+    public string Entity => Slot.Entity;
 
     public string KeyId { get; }
 
     /// <summary>Provider name, key id and provider-wrapped KEK, as they appear in every blob under this KEK.</summary>
-    public byte[] Tail { get; }
+    public byte[] Tail => Slot.Tail;
 
     public DateTimeOffset ExpiresAt { get; }
 

@@ -10,13 +10,20 @@ namespace EfEnvelope.KeyManagement;
 /// <remarks>
 /// <para>
 /// Two kinds of entries: the current key-encryption key per (entity, master key) for writing, and unwrapped keys
-/// found in stored blobs for reading, keyed by the bytes that identify them (provider, key id, wrapped key) and the
-/// entity they are bound to. Both expire after <see cref="KeyCacheOptions.TimeToLive"/>; the read side holds at most
+/// found in stored blobs for reading, keyed by their <see cref="KeySlot"/>: what the key is for (domain and mode),
+/// the entity it is bound to, the bytes that identify it and, for a data key the provider wrapped, its record. Both
+/// expire after <see cref="KeyCacheOptions.TimeToLive"/>; the read side holds at most
 /// <see cref="KeyCacheOptions.MaxEntries"/> keys. Evicted keys are zeroed once no reader holds them.
 /// </para>
 /// <para>
 /// Concurrent misses on the same key share one provider call, so a burst of parallel reads after expiry costs one
 /// call, not one per thread.
+/// </para>
+/// <para>
+/// Refusals are remembered too, for <see cref="KeyCacheOptions.FailureMemory"/> and at most
+/// <see cref="KeyCacheOptions.MaxRememberedFailures"/> of them: a forged row read again and again (or once by the
+/// async prefetch and once more by EF's synchronous materializer) costs one provider call per period, not one per
+/// read, and the synchronous read that follows a failed prefetch fails at once instead of blocking a thread.
 /// </para>
 /// </remarks>
 internal sealed class KeyCache : IDisposable
@@ -27,12 +34,14 @@ internal sealed class KeyCache : IDisposable
     private readonly string _application;
     private readonly MemoryCache _readKeys;
     private readonly ConcurrentDictionary<(string Entity, string KeyId), CachedKey> _writeKeys = new();
-    private readonly ConcurrentDictionary<TailKey, Lazy<Task<CachedKey>>> _pendingReads = new();
+    private readonly ConcurrentDictionary<KeySlot, Lazy<Task<CachedKey>>> _pendingReads = new();
     private readonly ConcurrentDictionary<(string Entity, string KeyId), SemaphoreSlim> _writeKeyLocks = new();
+    private readonly ConcurrentDictionary<KeySlot, Refusal> _refused = new();
     private readonly ITimer _sweeper;
     private long _hits;
     private long _misses;
     private long _synchronousMisses;
+    private long _refusalsRepeated;
 
     public KeyCache(ProviderGateway gateway, KeyCacheOptions options, TimeProvider time, string application)
     {
@@ -62,6 +71,13 @@ internal sealed class KeyCache : IDisposable
 
         // Compacting by 0 % removes just the entries that have expired.
         _readKeys.Compact(0);
+        foreach (var (slot, refusal) in _refused)
+        {
+            if (now >= refusal.Until)
+            {
+                _refused.TryRemove(new KeyValuePair<KeySlot, Refusal>(slot, refusal));
+            }
+        }
     }
 
     public long Hits => Interlocked.Read(ref _hits);
@@ -73,22 +89,28 @@ internal sealed class KeyCache : IDisposable
 
     public int Count => _readKeys.Count;
 
+    /// <summary>Refused blobs remembered now (bounded by <see cref="KeyCacheOptions.MaxRememberedFailures"/>).</summary>
+    public int RememberedRefusals => _refused.Count;
+
+    /// <summary>Reads failed at once from a remembered refusal, without asking the provider.</summary>
+    public long RefusalsRepeated => Interlocked.Read(ref _refusalsRepeated);
+
     public string Application => _application;
 
     public KeyContext ContextFor(string entity, ReadOnlySpan<byte> recordId, bool direct) =>
         KeyContext.For(_application, entity, direct ? Convert.ToHexStringLower(recordId) : null);
 
     /// <summary>Finds a cached key for a stored blob and leases it; false on a miss.</summary>
-    public bool TryGet(string entity, ReadOnlySpan<byte> tail, CachedKey? hint, out CachedKey key)
+    public bool TryGet(string entity, in WrappedKeyBlob blob, CachedKey? hint, out CachedKey key)
     {
-        if (hint is not null && Usable(hint) && hint.Tail.AsSpan().SequenceEqual(tail) && hint.Entity == entity && hint.TryAcquire())
+        if (hint is not null && Usable(hint) && hint.Slot.Matches(entity, blob) && hint.TryAcquire())
         {
             Hit();
             key = hint;
             return true;
         }
 
-        var cacheKey = new TailKey(entity, tail.ToArray());
+        var cacheKey = KeySlot.For(entity, blob);
         if (_readKeys.TryGetValue(cacheKey, out CachedKey? found) && found is not null)
         {
             if (Usable(found) && found.TryAcquire())
@@ -108,11 +130,12 @@ internal sealed class KeyCache : IDisposable
     /// <summary>Returns the leased key for a stored blob, asking the provider on a miss.</summary>
     public async Task<CachedKey> GetAsync(string entity, WrappedKeyBlob blob, CachedKey? hint, CancellationToken cancellationToken)
     {
-        if (TryGet(entity, blob.Tail, hint, out var key))
+        if (TryGet(entity, blob, hint, out var key))
         {
             return key;
         }
 
+        ThrowIfRefused(entity, blob);
         while (true)
         {
             key = await UnwrapSharedAsync(entity, blob, cancellationToken).ConfigureAwait(false);
@@ -126,11 +149,12 @@ internal sealed class KeyCache : IDisposable
     /// <summary>The synchronous form of <see cref="GetAsync"/>, for EF's synchronous paths; a miss blocks on the provider.</summary>
     public CachedKey Get(string entity, WrappedKeyBlob blob, CachedKey? hint)
     {
-        if (TryGet(entity, blob.Tail, hint, out var key))
+        if (TryGet(entity, blob, hint, out var key))
         {
             return key;
         }
 
+        ThrowIfRefused(entity, blob);
         Interlocked.Increment(ref _synchronousMisses);
         return ProviderGateway.RunSynchronously(() => GetAsync(entity, blob, null, CancellationToken.None));
     }
@@ -181,6 +205,7 @@ internal sealed class KeyCache : IDisposable
     public void Clear()
     {
         _readKeys.Compact(1.0);
+        _refused.Clear();
         foreach (var key in _writeKeys.Keys)
         {
             if (_writeKeys.TryRemove(key, out var removed))
@@ -218,8 +243,8 @@ internal sealed class KeyCache : IDisposable
 
     private async Task<CachedKey> CurrentWriteKeyAsync(string entity, string keyId, CancellationToken cancellationToken)
     {
-        var slot = (entity, keyId);
-        if (_writeKeys.TryGetValue(slot, out var current) && Usable(current) && current.RemainingUses > 0 && current.TryAcquire())
+        var writeSlot = (entity, keyId);
+        if (_writeKeys.TryGetValue(writeSlot, out var current) && Usable(current) && current.RemainingUses > 0 && current.TryAcquire())
         {
             Hit();
             return current;
@@ -227,11 +252,11 @@ internal sealed class KeyCache : IDisposable
 
         // One generation at a time per (entity, master key): the first caller asks the provider, the others find
         // its key when they get in; other entities and keys are not held up by a slow call.
-        var writeKeyLock = _writeKeyLocks.GetOrAdd(slot, _ => new SemaphoreSlim(1, 1));
+        var writeKeyLock = _writeKeyLocks.GetOrAdd(writeSlot, _ => new SemaphoreSlim(1, 1));
         await writeKeyLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_writeKeys.TryGetValue(slot, out current) && Usable(current) && current.RemainingUses > 0 && current.TryAcquire())
+            if (_writeKeys.TryGetValue(writeSlot, out current) && Usable(current) && current.RemainingUses > 0 && current.TryAcquire())
             {
                 Hit();
                 return current;
@@ -240,17 +265,18 @@ internal sealed class KeyCache : IDisposable
             Miss();
             using var generated = await _gateway.GenerateDataKeyAsync(keyId, KeyContext.For(_application, entity), cancellationToken).ConfigureAwait(false);
             var tail = EnvelopeFormat.BuildTail(_gateway.Provider.Name, generated.KeyId, entity, generated.WrappedKey);
-            var fresh = new CachedKey(entity, generated.KeyId, tail, generated.Plaintext, _time.GetUtcNow() + _options.TimeToLive, _options.MaxEncryptionUses);
+            var slot = KeySlot.ForKek(entity, tail);
+            var fresh = new CachedKey(slot, generated.KeyId, generated.Plaintext, _time.GetUtcNow() + _options.TimeToLive, _options.MaxEncryptionUses);
             fresh.TryAcquire();
-            if (_writeKeys.TryGetValue(slot, out var replaced))
+            if (_writeKeys.TryGetValue(writeSlot, out var replaced))
             {
                 replaced.Evict();
             }
 
-            _writeKeys[slot] = fresh;
+            _writeKeys[writeSlot] = fresh;
 
             // Reads of rows just written find the key without asking the provider again.
-            AddReadKey(new TailKey(entity, tail), fresh);
+            AddReadKey(slot, fresh);
             return fresh;
         }
         finally
@@ -263,12 +289,12 @@ internal sealed class KeyCache : IDisposable
     {
         // The shared call must not die with the first caller's token (one aborted request would fail every reader
         // waiting for the same key); it is bounded by the provider timeout, and each caller waits with its own token.
-        var cacheKey = new TailKey(entity, blob.Tail.ToArray());
+        var cacheKey = KeySlot.For(entity, blob);
         var pending = _pendingReads.GetOrAdd(cacheKey, k => new Lazy<Task<CachedKey>>(() => UnwrapAsync(k, blob, CancellationToken.None)));
         return pending.Value.WaitAsync(cancellationToken);
     }
 
-    private async Task<CachedKey> UnwrapAsync(TailKey cacheKey, WrappedKeyBlob blob, CancellationToken cancellationToken)
+    private async Task<CachedKey> UnwrapAsync(KeySlot cacheKey, WrappedKeyBlob blob, CancellationToken cancellationToken)
     {
         try
         {
@@ -277,15 +303,17 @@ internal sealed class KeyCache : IDisposable
             var providerName = blob.ProviderName;
             if (providerName != _gateway.Provider.Name)
             {
-                throw new MasterKeyException(
-                    $"The stored data was wrapped by provider '{providerName}', but this configuration uses '{_gateway.Provider.Name}'.",
+                var otherProvider = new MasterKeyException(
+                    $"The stored data was wrapped by provider '{UntrustedText.Escape(providerName)}', but this configuration uses '{_gateway.Provider.Name}'.",
                     _gateway.Provider.Name, keyId, cacheKey.Entity);
+                Remember(cacheKey, otherProvider);
+                throw otherProvider;
             }
 
             if (blob.Entity != cacheKey.Entity)
             {
                 throw new EnvelopeDecryptionException(
-                    $"The record's wrapped data key was written for entity '{blob.Entity}': it was copied from another table.",
+                    $"The record's wrapped data key was written for entity '{UntrustedText.Escape(blob.Entity)}': it was copied from another table.",
                     cacheKey.Entity, null, keyId);
             }
 
@@ -298,7 +326,7 @@ internal sealed class KeyCache : IDisposable
                     throw new EnvelopeDecryptionException($"The provider returned a {plaintext.Length}-byte key where 32 were expected.", cacheKey.Entity, null, keyId);
                 }
 
-                var key = new CachedKey(cacheKey.Entity, keyId, cacheKey.Tail, plaintext, _time.GetUtcNow() + _options.TimeToLive, maxUses: 0);
+                var key = new CachedKey(cacheKey, keyId, plaintext, _time.GetUtcNow() + _options.TimeToLive, maxUses: 0);
                 AddReadKey(cacheKey, key);
                 return key;
             }
@@ -309,7 +337,14 @@ internal sealed class KeyCache : IDisposable
         }
         catch (EnvelopeDecryptionException ex)
         {
-            throw ex.WithLocation(cacheKey.Entity, null, null);
+            var located = ex.WithLocation(cacheKey.Entity, null, null);
+            Remember(cacheKey, located);
+            throw located;
+        }
+        catch (MasterKeyConfigurationException ex)
+        {
+            Remember(cacheKey, ex);
+            throw;
         }
         finally
         {
@@ -317,7 +352,66 @@ internal sealed class KeyCache : IDisposable
         }
     }
 
-    private void AddReadKey(TailKey cacheKey, CachedKey key)
+    /// <summary>Rethrows (as a new instance) the refusal remembered for this blob, if it is still remembered.</summary>
+    private void ThrowIfRefused(string entity, in WrappedKeyBlob blob)
+    {
+        if (_refused.IsEmpty || !_refused.TryGetValue(KeySlot.For(entity, blob), out var refusal))
+        {
+            return;
+        }
+
+        if (_time.GetUtcNow() >= refusal.Until)
+        {
+            return;
+        }
+
+        Interlocked.Increment(ref _refusalsRepeated);
+
+        // A new instance per throw: one exception object rethrown on many threads at once would share its stack trace.
+        throw refusal.Error switch
+        {
+            EnvelopeDecryptionException tamper => tamper.WithLocation(null, null, null),
+            MasterKeyConfigurationException configuration => new MasterKeyConfigurationException(configuration.Message, configuration.Provider, configuration.KeyId, configuration.Entity, configuration.InnerException),
+            MasterKeyException otherProvider => new MasterKeyException(otherProvider.Message, otherProvider.Provider, otherProvider.KeyId, otherProvider.Entity, otherProvider.InnerException),
+            var other => other,
+        };
+    }
+
+    private void Remember(KeySlot slot, Exception error)
+    {
+        if (_options.FailureMemory == TimeSpan.Zero)
+        {
+            return;
+        }
+
+        var now = _time.GetUtcNow();
+        if (_refused.Count >= _options.MaxRememberedFailures)
+        {
+            // Full: forget what has expired, and if that is not enough the refusal that expires first. O(n) with n
+            // bounded by the option, and only while rows keep failing.
+            KeyValuePair<KeySlot, Refusal>? oldest = null;
+            foreach (var pair in _refused)
+            {
+                if (now >= pair.Value.Until)
+                {
+                    _refused.TryRemove(pair);
+                }
+                else if (oldest is null || pair.Value.Until < oldest.Value.Value.Until)
+                {
+                    oldest = pair;
+                }
+            }
+
+            if (_refused.Count >= _options.MaxRememberedFailures && oldest is { } drop)
+            {
+                _refused.TryRemove(drop);
+            }
+        }
+
+        _refused[slot] = new Refusal(now + _options.FailureMemory, error);
+    }
+
+    private void AddReadKey(KeySlot cacheKey, CachedKey key)
     {
         using var entry = _readKeys.CreateEntry(cacheKey);
         entry.Value = key;
@@ -340,29 +434,6 @@ internal sealed class KeyCache : IDisposable
         EnvelopeTelemetry.CacheMissCounter.Add(1);
     }
 
-    /// <summary>Cache key: entity and identifying bytes, compared by content.</summary>
-    private sealed class TailKey : IEquatable<TailKey>
-    {
-        private readonly int _hash;
-
-        public TailKey(string entity, byte[] tail)
-        {
-            Entity = entity;
-            Tail = tail;
-            var hash = new HashCode();
-            hash.Add(entity);
-            hash.AddBytes(tail);
-            _hash = hash.ToHashCode();
-        }
-
-        public string Entity { get; }
-
-        public byte[] Tail { get; }
-
-        public bool Equals(TailKey? other) => other is not null && _hash == other._hash && Entity == other.Entity && Tail.AsSpan().SequenceEqual(other.Tail);
-
-        public override bool Equals(object? obj) => Equals(obj as TailKey);
-
-        public override int GetHashCode() => _hash;
-    }
+    /// <summary>A refusal of one blob and until when it is repeated without asking the provider.</summary>
+    private sealed record Refusal(DateTimeOffset Until, Exception Error);
 }

@@ -7,6 +7,8 @@ public sealed class KeyCacheOptions
     private int _maxEntries = 1000;
     private TimeSpan _timeToLive = TimeSpan.FromMinutes(5);
     private long _maxEncryptionUses = 1_000_000;
+    private TimeSpan _failureMemory = TimeSpan.FromSeconds(30);
+    private int _maxRememberedFailures = 1000;
 
     /// <summary>The most unwrapped keys held at once.</summary>
     /// <remarks>The default is 1000. Past it the least recently used keys are evicted and zeroed.</remarks>
@@ -37,8 +39,33 @@ public sealed class KeyCacheOptions
             : throw new ArgumentOutOfRangeException(nameof(MaxEncryptionUses), value, "Must be between 1 and 2^32.");
     }
 
+    /// <summary>How long a stored wrapped key the provider refused is remembered as refused.</summary>
+    /// <remarks>
+    /// The default is 30 seconds; <see cref="TimeSpan.Zero"/> turns the memory off. Within this time a read of the
+    /// same blob fails again at once with the same error instead of asking the provider, so a forged or corrupt row
+    /// costs at most one provider call per period however often it is read. Only refusals are remembered (data that
+    /// failed authentication, a master key the configuration does not have), never timeouts or an unreachable
+    /// provider. A key that was refused and then repaired (say, added to the provider's keys) reads after this time.
+    /// </remarks>
+    public TimeSpan FailureMemory
+    {
+        get => _failureMemory;
+        set => _failureMemory = value >= TimeSpan.Zero && value <= TimeSpan.FromHours(1)
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(FailureMemory), value, "Must be between zero and one hour.");
+    }
+
+    /// <summary>The most refused wrapped keys remembered at once (see <see cref="FailureMemory"/>).</summary>
+    /// <remarks>The default is 1000. Past it the oldest are forgotten, so many forged rows cannot grow the memory.</remarks>
+    public int MaxRememberedFailures
+    {
+        get => _maxRememberedFailures;
+        set => _maxRememberedFailures = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxRememberedFailures), value, "Must be positive.");
+    }
+
     internal KeyCacheOptions Clone() => (KeyCacheOptions)MemberwiseClone();
 
     internal bool SameAs(KeyCacheOptions other) =>
-        _maxEntries == other._maxEntries && _timeToLive == other._timeToLive && _maxEncryptionUses == other._maxEncryptionUses;
+        _maxEntries == other._maxEntries && _timeToLive == other._timeToLive && _maxEncryptionUses == other._maxEncryptionUses
+        && _failureMemory == other._failureMemory && _maxRememberedFailures == other._maxRememberedFailures;
 }

@@ -18,7 +18,7 @@ internal sealed partial class ProviderGateway(IMasterKeyProvider provider, TimeS
         if (!provider.IsKeyConfigured(keyId))
         {
             throw new MasterKeyConfigurationException(
-                $"The stored data names master key '{keyId}', which provider '{provider.Name}' is not configured to use. Add it to the provider's keys for reading (after a rotation), or the data was written by another configuration.",
+                $"The stored data names master key '{UntrustedText.Escape(keyId)}', which provider '{provider.Name}' is not configured to use. Add it to the provider's keys for reading (after a rotation), or the data was written by another configuration.",
                 provider.Name, keyId, context.Entity);
         }
 
@@ -103,7 +103,7 @@ internal sealed partial class ProviderGateway(IMasterKeyProvider provider, TimeS
                 activity?.SetStatus(ActivityStatusCode.Error, outcome);
             }
 
-            LogProviderCall(logger, provider.Name, operation, keyId, context.Entity, outcome, elapsed);
+            LogProviderCall(logger, provider.Name, operation, UntrustedText.Escape(keyId)!, UntrustedText.Escape(context.Entity), outcome, elapsed);
         }
     }
 

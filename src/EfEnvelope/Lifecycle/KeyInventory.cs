@@ -1,5 +1,6 @@
 using System.Data.Common;
 using EfEnvelope.Crypto;
+using EfEnvelope.Diagnostics;
 using EfEnvelope.Infrastructure;
 using EfEnvelope.Internal;
 using Microsoft.EntityFrameworkCore;
@@ -130,7 +131,8 @@ internal static class KeyInventoryReader
                 continue;
             }
 
-            Add(byKey, parsed.KeyId);
+            // Read from the row: the report is printed (the CLI), so a forged id must not reach a terminal raw.
+            Add(byKey, UntrustedText.Escape(parsed.KeyId)!);
             if (parsed.Mode == EnvelopeFormat.ModeDirect)
             {
                 Add(byMode, "direct");

@@ -120,7 +120,7 @@ internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : 
 
         using var generated = await runtime.Gateway.GenerateDataKeyAsync(keyId, KeyContext.For(runtime.Cache.Application, entity), cancellationToken).ConfigureAwait(false);
         var tail = EnvelopeFormat.BuildTail(runtime.Provider.Name, generated.KeyId, entity, generated.WrappedKey);
-        key = new CachedKey(entity, generated.KeyId, tail, generated.Plaintext, now + runtime.Settings.Cache.TimeToLive, runtime.Settings.Cache.MaxEncryptionUses);
+        key = new CachedKey(KeySlot.ForKek(entity, tail), generated.KeyId, generated.Plaintext, now + runtime.Settings.Cache.TimeToLive, runtime.Settings.Cache.MaxEncryptionUses);
         key.TryAcquire();
         key.TryReserveUses(1);
         _keys[(entity, keyId)] = key;

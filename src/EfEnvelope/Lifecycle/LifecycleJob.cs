@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using EfEnvelope.Crypto;
+using EfEnvelope.Diagnostics;
 using EfEnvelope.Infrastructure;
 using EfEnvelope.Internal;
 using EfEnvelope.Metadata;
@@ -302,10 +303,10 @@ internal sealed partial class LifecycleJob
     }
 
     /// <summary>
-    /// Records stored as JSON inside their owner's column cannot be updated column by column: they are re-keyed through
-    /// SaveChanges, which rewrites the owner's JSON document. Marking a record's snapshot as replacing the stored row
-    /// makes SaveChanges encrypt it afresh under the configuration's current write key, as it does for Update() of a
-    /// detached instance (the instance holds every value: it was just read).
+    /// Records stored as JSON inside their owner's column cannot be updated column by column: SaveChanges writes them,
+    /// rewriting the owner's JSON document. The job encrypts them itself, exactly as it does table rows (its own KEKs
+    /// under the target key, never the shared cache's write key), and hands SaveChanges the finished key and
+    /// ciphertexts: the snapshot names them, so the save writes them as they are instead of encrypting again.
     /// </summary>
     /// <remarks>
     /// There is no compare-and-swap on a JSON document: a concurrency token on the owner makes EF check it, and a
@@ -319,10 +320,29 @@ internal sealed partial class LifecycleJob
         {
             var entry = plan.Json!;
             var encrypted = _runtime.Find(entry.Metadata)!;
-            var wrappedKey = (byte[]?)entry.Property(encrypted.KeyProperty.Name).CurrentValue;
-            var read = detector.Find(entry.Entity, wrappedKey)
+            var read = detector.Find(entry.Entity, (byte[]?)entry.Property(encrypted.KeyProperty.Name).CurrentValue)
                 ?? throw new InvalidOperationException($"The record of '{encrypted.Name}' read by the job has no change-tracking snapshot.");
-            detector.Remember(entry.Entity, new RecordSnapshot(wrappedKey, read.Values, replacesStored: true));
+            // The job's own assignment, not a reload: the detector must not decrypt the record again (a synchronous
+            // provider call for the job's new KEK) as it does when stored values change under a tracked record.
+            detector.Assigning = true;
+            try
+            {
+                entry.Property(encrypted.KeyProperty.Name).CurrentValue = plan.WrappedKey;
+                for (var i = 0; i < encrypted.Properties.Length && plan.Fields is not null; i++)
+                {
+                    entry.Property(encrypted.Properties[i].Ciphertext.Name).CurrentValue = plan.Fields[i];
+                    if (encrypted.Properties[i].LegacyPlaintext is { } legacy)
+                    {
+                        entry.Property(legacy.Name).CurrentValue = null;
+                    }
+                }
+            }
+            finally
+            {
+                detector.Assigning = false;
+            }
+
+            detector.Remember(entry.Entity, new RecordSnapshot(plan.WrappedKey, read.Values, written: plan.Fields));
         }
 
         try
@@ -402,9 +422,8 @@ internal sealed partial class LifecycleJob
         }
 
         var selector = _runtime.Settings.KeySelector;
-        var target = _options.TargetKeyId
-            ?? (selector is null ? null : selector(SaveEncryption.SelectorSubject(entry.GetInfrastructure())))
-            ?? _runtime.Provider.PrimaryKeyId;
+        var chosen = _options.TargetKeyId ?? (selector is null ? null : selector(SaveEncryption.SelectorSubject(entry.GetInfrastructure())));
+        var target = chosen ?? _runtime.Provider.PrimaryKeyId;
         if (_operation == LifecycleOperation.Rotate)
         {
             if (!WrappedKeyBlob.TryParse(storedKey!, out var blob, out var error))
@@ -418,12 +437,13 @@ internal sealed partial class LifecycleJob
                 return null;
             }
 
-            if (isJson)
-            {
-                return new Planned(entry);
-            }
-
-            if (blob.Mode == EnvelopeFormat.ModeCachedKek && !direct)
+            // A record moved to a master key chosen for it (a selector's per-subject key, or TargetKeyId) gets a fresh
+            // data key and record id. Rewrapping would keep the data key: a backup of the key column from before the
+            // move, opened with the old master key (still live for other records), would then decrypt the record's
+            // current and future values after the subject's own key is destroyed. Plain rotation to the provider's
+            // new primary key replaces that key for everyone, so it may keep the data key and rewrite one column.
+            var movesToChosenKey = chosen is not null && blob.KeyId != chosen;
+            if (blob.Mode == EnvelopeFormat.ModeCachedKek && !direct && !movesToChosenKey)
             {
                 // The record's KEK was unwrapped when the batch was read, so this is a cache hit.
                 var from = await _runtime.Cache.GetAsync(encrypted.Name, blob, encrypted.LastKey, cancellationToken).ConfigureAwait(false);
@@ -431,7 +451,9 @@ internal sealed partial class LifecycleJob
                 {
                     var to = await keyring.ReserveAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false);
                     var newKey = KeyRewrap.Rewrap(encrypted, blob, from, to, _runtime.Random);
-                    return new Planned(table!.ReplaceKey(_context, entry, newKey));
+                    return isJson
+                        ? new Planned(entry, newKey, fields: null)
+                        : new Planned(table!.ReplaceKey(_context, entry, newKey));
                 }
                 finally
                 {
@@ -441,11 +463,6 @@ internal sealed partial class LifecycleJob
 
             // A data key the provider wrapped directly cannot be rewrapped without a provider call per row; and moving
             // between modes changes the blob's shape. Either way the record gets a fresh data key, as re-encryption does.
-        }
-
-        if (isJson)
-        {
-            return new Planned(entry);
         }
 
         var fields = new byte[]?[encrypted.Properties.Length];
@@ -461,6 +478,11 @@ internal sealed partial class LifecycleJob
         {
             var kek = await keyring.ReserveAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false);
             wrapped = encrypted.EncryptNew(entry.Entity, kek, _runtime.Random, fields);
+        }
+
+        if (isJson)
+        {
+            return new Planned(entry, wrapped, fields);
         }
 
         var plaintext = encrypted.Properties.Select(p => p.Capture(entry.Entity)).ToArray();
@@ -558,7 +580,8 @@ internal sealed partial class LifecycleJob
 
     private void Fail(IEntityType root, object?[] key, Exception error)
     {
-        var text = string.Join(", ", key.Select(k => Convert.ToString(k, CultureInfo.InvariantCulture)));
+        // The key values were read from the row: a forged one must not break the log line it is written to.
+        var text = UntrustedText.Escape(string.Join(", ", key.Select(k => Convert.ToString(k, CultureInfo.InvariantCulture))))!;
         _result.FailureList.Add(new LifecycleFailure(root.DisplayName(), text, error.Message, error.GetType().Name));
         Log.RowFailed(_logger, _operation, root.DisplayName(), text, error.GetType().Name, error.Message);
     }
@@ -572,11 +595,23 @@ internal sealed partial class LifecycleJob
         public Planned(RecordWrite write) => Write = write;
 
         /// <summary>A JSON-mapped record, written through SaveChanges with the rest of its batch.</summary>
-        public Planned(EntityEntry json) => Json = json;
+        /// <param name="json">The record's entry.</param>
+        /// <param name="wrappedKey">Its new wrapped-key blob, made with the job's own keys.</param>
+        /// <param name="fields">Its new ciphertexts, or null when only the key is rewrapped.</param>
+        public Planned(EntityEntry json, byte[] wrappedKey, byte[]?[]? fields)
+        {
+            Json = json;
+            WrappedKey = wrappedKey;
+            Fields = fields;
+        }
 
         public RecordWrite? Write { get; }
 
         public EntityEntry? Json { get; }
+
+        public byte[]? WrappedKey { get; }
+
+        public byte[]?[]? Fields { get; }
     }
 
     private static partial class Log

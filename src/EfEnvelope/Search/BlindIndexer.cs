@@ -23,7 +23,7 @@ internal sealed class BlindIndexer(KeyCache cache, byte[]? wrappedIndexKey)
     /// <summary>Whether the index key is cached now (so computing an index will not call the provider).</summary>
     public bool IsCached()
     {
-        if (wrappedIndexKey is null || !cache.TryGet(BlindIndexKey.EntityName, Parse().Tail, _last, out var key))
+        if (wrappedIndexKey is null || !cache.TryGet(BlindIndexKey.EntityName, Parse(), _last, out var key))
         {
             return false;
         }

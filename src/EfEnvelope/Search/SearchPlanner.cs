@@ -8,12 +8,13 @@ namespace EfEnvelope.Search;
 
 /// <summary>A query prepared for execution, and the checks its results need after decryption.</summary>
 /// <param name="Query">The query to run (constants compared with searchable properties turned into parameters).</param>
-/// <param name="Filters">Checks on results, one per comparison with a truncated index.</param>
+/// <param name="Filters">Checks on results, one per comparison with a truncated index: rows that fail are dropped.</param>
+/// <param name="Checks">Checks on results, one per equality with a full-length index: a row that fails is tampering.</param>
 /// <param name="UsesIndex">Whether the query compares any blind index (its key must be at hand).</param>
-internal sealed record SearchPlan(Expression Query, IReadOnlyList<SearchFilter> Filters, bool UsesIndex);
+internal sealed record SearchPlan(Expression Query, IReadOnlyList<SearchFilter> Filters, IReadOnlyList<SearchFilter> Checks, bool UsesIndex);
 
-/// <summary>A comparison with a truncated blind index: a result row must hold one of the searched values.</summary>
-internal sealed record SearchFilter(EncryptedProperty Property, Func<IReadOnlyList<object?>> Values);
+/// <summary>A comparison with a blind index: a result row must hold one of the searched values.</summary>
+internal sealed record SearchFilter(EncryptedProperty Property, EncryptedEntity Entity, Func<IReadOnlyList<object?>> Values);
 
 /// <summary>Finds comparisons with searchable encrypted properties in a LINQ query (before EF parameterizes it).</summary>
 internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : ExpressionVisitor
@@ -28,6 +29,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
          "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes", .. SearchQueryCompiler.Terminals];
 
     private readonly List<SearchFilter> _filters = [];
+    private readonly List<SearchFilter> _checks = [];
     private readonly HashSet<MethodCallExpression> _rootChain = [];
     private bool _rootChainPreservesRows = true;
     private bool _usesIndex;
@@ -47,7 +49,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
         }
 
         var prepared = Visit(query);
-        return new SearchPlan(prepared, _filters, _usesIndex);
+        return new SearchPlan(prepared, _filters, _checks, _usesIndex);
     }
 
     protected override Expression VisitMethodCall(MethodCallExpression node)
@@ -88,11 +90,16 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
                         : node.Update(list, node.Arguments);
                 }
 
-                if (IsTruncated(item.Property))
+                var truncated = IsTruncated(item.Property);
+                if (truncated)
                 {
                     Require(item, "Contains");
-                    var values = Evaluate(list);
-                    _filters.Add(new SearchFilter(item.Property, () => ((System.Collections.IEnumerable?)values() ?? Array.Empty<object>()).Cast<object?>().ToList()));
+                }
+
+                if (truncated || (Checkable(item) && IsClientValue(list)))
+                {
+                    var values = Evaluate(Unspan(list));
+                    (truncated ? _filters : _checks).Add(new SearchFilter(item.Property, item.Entity, () => ((System.Collections.IEnumerable?)values() ?? Array.Empty<object>()).Cast<object?>().ToList()));
                 }
 
                 return node;
@@ -194,21 +201,36 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
             }
 
             Require(member, "==");
-            _filters.Add(new SearchFilter(member.Property, Single(Evaluate(value))));
+            _filters.Add(new SearchFilter(member.Property, member.Entity, Single(Evaluate(value))));
+        }
+        else if (comparison == ExpressionType.Equal && Checkable(member) && IsClientValue(value))
+        {
+            // A full-length index matches one value only, so a returned row holding another value cannot be a
+            // collision: its index column was copied from another row. Checked after decryption (issue 12, item 4).
+            _checks.Add(new SearchFilter(member.Property, member.Entity, Single(Evaluate(value))));
         }
 
         return leftMember is not null ? Expression.MakeBinary(comparison, left, value) : Expression.MakeBinary(comparison, value, right);
     }
 
-    private void Require((MemberExpression Member, EncryptedProperty Property) found, string what)
+    private void Require((MemberExpression Member, EncryptedProperty Property, EncryptedEntity Entity) found, string what)
     {
-        if (_projection is not null || !_rootChainPreservesRows || _conjunctOf is null || EncryptedQueryGuard.Strip(found.Member.Expression!) != _conjunctOf)
+        if (!Checkable(found))
         {
             throw new InvalidOperationException(
                 $"The query compares '{found.Property.EntityName}.{found.Property.Name}' ({what}), whose blind index is truncated, where its false positives cannot be removed after decryption. "
                 + "Such a comparison must be a top-level AND condition of a Where (or First, Single, Count, Any) over the entities the query returns: no projection, subquery, join, Take or Skip.");
         }
     }
+
+    // Whether the comparison filters the very entities the query returns (a top-level AND condition of the query's own
+    // Where, no projection, nothing that limits or reshapes rows): only then can each result be checked against it.
+    private bool Checkable((MemberExpression Member, EncryptedProperty Property, EncryptedEntity Entity) found) =>
+        _projection is null && _rootChainPreservesRows && _conjunctOf is not null && EncryptedQueryGuard.Strip(found.Member.Expression!) == _conjunctOf;
+
+    // A value the client knows before the query runs (a constant or captured variable), not a column or a compiled
+    // query's parameter: only such a value can be compared with the decrypted results.
+    private static bool IsClientValue(Expression value) => !ParameterFinder.Finds(value);
 
     private static Func<IReadOnlyList<object?>> Single(Func<object?> value) => () => [value()];
 
@@ -224,6 +246,18 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
         return inner is ConstantExpression { Value: not null } or NewArrayExpression or ListInitExpression ? inner : null;
     }
 
+    // The list itself, not the span C# 14 converts it to for MemoryExtensions.Contains (a span cannot be boxed).
+    private static Expression Unspan(Expression list)
+    {
+        var inner = EncryptedQueryGuard.Strip(list);
+        while (inner is MethodCallExpression { Method.Name: "op_Implicit", Arguments: [var argument] })
+        {
+            inner = EncryptedQueryGuard.Strip(argument);
+        }
+
+        return inner;
+    }
+
     private static Func<object?> Evaluate(Expression expression)
     {
         var lambda = Expression.Lambda<Func<object?>>(Expression.Convert(expression, typeof(object)));
@@ -232,11 +266,36 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
 
     private static bool IsTruncated(EncryptedProperty property) => property.Search?.IsTruncated == true;
 
-    private (MemberExpression Member, EncryptedProperty Property)? Searchable(Expression expression) =>
-        EncryptedQueryGuard.Resolve(runtime, model, expression) is { Property.Index: not null } found ? (found.Member, found.Property) : null;
+    private (MemberExpression Member, EncryptedProperty Property, EncryptedEntity Entity)? Searchable(Expression expression) =>
+        EncryptedQueryGuard.Resolve(runtime, model, expression) is { Property.Index: not null } found ? found : null;
 
     private static Expression ReplaceWithin(Expression root, Expression target, Expression replacement) =>
         ReferenceEquals(root, target) ? replacement : new Replacer(target, replacement).Visit(root)!;
+
+    private sealed class ParameterFinder : ExpressionVisitor
+    {
+        private bool _found;
+
+        public static bool Finds(Expression expression)
+        {
+            var finder = new ParameterFinder();
+            finder.Visit(expression);
+            return finder._found;
+        }
+
+        protected override Expression VisitParameter(ParameterExpression node)
+        {
+            _found = true;
+            return node;
+        }
+
+        // EF's own nodes (a compiled query's parameters) are known only when the query runs.
+        protected override Expression VisitExtension(Expression node)
+        {
+            _found = true;
+            return node;
+        }
+    }
 
     private sealed class Replacer(Expression target, Expression replacement) : ExpressionVisitor
     {

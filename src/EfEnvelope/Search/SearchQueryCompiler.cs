@@ -24,6 +24,13 @@ namespace EfEnvelope.Search;
 /// checked against the decrypted values here and false positives are dropped. Other shapes (projections, OR,
 /// not-equal) are refused with a reason rather than answered wrongly.
 /// </para>
+/// <para>
+/// A full-length index matches one value only, so a returned entity whose decrypted value differs from the searched
+/// one had its index column copied from another row: that is tampering, and the query throws an
+/// <see cref="EnvelopeDecryptionException"/> naming entity, property and row rather than return it. This check runs
+/// where the query returns the entities it compared (lists, First, Single and the like, sync and async); Count and
+/// Any, projections and compiled queries do not decrypt the rows they count or project, and are not checked.
+/// </para>
 /// </remarks>
 internal sealed class SearchQueryCompiler(
     IQueryContextFactory queryContextFactory,
@@ -49,6 +56,9 @@ internal sealed class SearchQueryCompiler(
     private static readonly MethodInfo AfterKeySequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(AfterKeySequenceAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo BaseExecuteMethod = typeof(SearchQueryCompiler).GetMethod(nameof(BaseExecute), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo BaseExecuteAsyncMethod = typeof(SearchQueryCompiler).GetMethod(nameof(BaseExecuteAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo VerifySequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(VerifySequence), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo VerifyAsyncSequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(VerifyAsyncSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo VerifyTaskMethod = typeof(SearchQueryCompiler).GetMethod(nameof(VerifyTaskAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
     private static readonly MethodInfo AsyncTerminalMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ApplyTerminalAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
 
     public override TResult Execute<TResult>(Expression query)
@@ -56,11 +66,12 @@ internal sealed class SearchQueryCompiler(
         var plan = Prepare(query);
         if (plan?.Filters is not { Count: > 0 } filters)
         {
-            return base.Execute<TResult>(plan?.Query ?? query);
+            var result = base.Execute<TResult>(plan?.Query ?? query);
+            return plan?.Checks is { Count: > 0 } checks ? Verified(result, Verifier(checks)) : result;
         }
 
         var (source, terminal, elementType) = Split(plan.Query, typeof(TResult), async: false);
-        var predicate = Predicate(filters);
+        var predicate = Predicate(filters, plan.Checks);
         if (terminal is null)
         {
             var rows = ExecuteSequence(source, elementType);
@@ -105,11 +116,12 @@ internal sealed class SearchQueryCompiler(
     {
         if (plan?.Filters is not { Count: > 0 } filters)
         {
-            return base.ExecuteAsync<TResult>(plan?.Query ?? query, cancellationToken);
+            var result = base.ExecuteAsync<TResult>(plan?.Query ?? query, cancellationToken);
+            return plan?.Checks is { Count: > 0 } checks ? Verified(result, Verifier(checks)) : result;
         }
 
         var (source, terminal, elementType) = Split(plan.Query, typeof(TResult), async: true);
-        var predicate = Predicate(filters);
+        var predicate = Predicate(filters, plan.Checks);
         var rows = BaseExecuteAsyncMethod
             .MakeGenericMethod(typeof(IAsyncEnumerable<>).MakeGenericType(elementType))
             .Invoke(this, [source, cancellationToken]);
@@ -149,12 +161,14 @@ internal sealed class SearchQueryCompiler(
 
     private TResult BaseExecuteAsync<TResult>(Expression query, CancellationToken cancellationToken) => base.ExecuteAsync<TResult>(query, cancellationToken);
 
-    private static Func<object, bool> Predicate(IReadOnlyList<SearchFilter> filters)
+    private static Func<object, bool> Predicate(IReadOnlyList<SearchFilter> filters, IReadOnlyList<SearchFilter> checks)
     {
         // Values are evaluated once per execution (they may be captured variables).
         var values = filters.Select(f => f.Values()).ToList();
+        var verify = Verifier(checks);
         return entity =>
         {
+            verify(entity);
             for (var i = 0; i < filters.Count; i++)
             {
                 if (!values[i].Any(value => filters[i].Property.MatchesSearch(entity, value)))
@@ -165,6 +179,90 @@ internal sealed class SearchQueryCompiler(
 
             return true;
         };
+    }
+
+    /// <summary>Returns a check that throws when a returned entity fails a full-length index comparison.</summary>
+    private static Action<object?> Verifier(IReadOnlyList<SearchFilter> checks)
+    {
+        var values = checks.Select(c => c.Values()).ToList();
+        return entity =>
+        {
+            if (entity is null)
+            {
+                return;
+            }
+
+            for (var i = 0; i < checks.Count; i++)
+            {
+                if (checks[i].Entity.EntityType.ClrType.IsInstanceOfType(entity) && !values[i].Any(value => checks[i].Property.MatchesSearch(entity, value)))
+                {
+                    throw new EnvelopeDecryptionException(
+                        $"A search on the full-length blind index of this property returned {RowOf(checks[i].Entity, entity)}, whose value is another: its index column was copied from another row.",
+                        checks[i].Entity.Name, checks[i].Property.Name);
+                }
+            }
+        };
+    }
+
+    // The primary key of a returned row, for the message (read from the row: truncated and escaped).
+    private static string RowOf(EncryptedEntity encrypted, object entity)
+    {
+        var key = encrypted.EntityType.FindPrimaryKey();
+        var parts = key?.Properties
+            .Where(p => p.PropertyInfo is not null || p.FieldInfo is not null)
+            .Select(p => $"{p.Name} = {Convert.ToString(p.PropertyInfo?.GetValue(entity) ?? p.FieldInfo!.GetValue(entity), System.Globalization.CultureInfo.InvariantCulture)}")
+            .ToList();
+        return parts is { Count: > 0 } ? $"the row with {Diagnostics.UntrustedText.Escape(string.Join(", ", parts))}" : "a row";
+    }
+
+    /// <summary>Applies <paramref name="verify"/> to what a query returns: each entity of a sequence, or the one entity.</summary>
+    private static TResult Verified<TResult>(TResult result, Action<object?> verify)
+    {
+        var type = typeof(TResult);
+        if (type.IsGenericType)
+        {
+            var definition = type.GetGenericTypeDefinition();
+            var element = type.GetGenericArguments()[0];
+            var wrapper = definition == typeof(IEnumerable<>) ? VerifySequenceMethod
+                : definition == typeof(IAsyncEnumerable<>) ? VerifyAsyncSequenceMethod
+                : definition == typeof(Task<>) ? VerifyTaskMethod
+                : null;
+            if (wrapper is not null)
+            {
+                // The async sequence's token comes from whoever enumerates it ([EnumeratorCancellation]).
+                object?[] arguments = wrapper == VerifyAsyncSequenceMethod ? [result, verify, CancellationToken.None] : [result, verify];
+                return (TResult)wrapper.MakeGenericMethod(element).Invoke(null, arguments)!;
+            }
+        }
+
+        // First, Single and the like return the entity itself; Count and Any a number or a flag, left alone.
+        verify(result);
+        return result;
+    }
+
+    private static IEnumerable<T> VerifySequence<T>(IEnumerable<T> rows, Action<object?> verify)
+    {
+        foreach (var row in rows)
+        {
+            verify(row);
+            yield return row;
+        }
+    }
+
+    private static async IAsyncEnumerable<T> VerifyAsyncSequence<T>(IAsyncEnumerable<T> rows, Action<object?> verify, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await foreach (var row in rows.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            verify(row);
+            yield return row;
+        }
+    }
+
+    private static async Task<T> VerifyTaskAsync<T>(Task<T> result, Action<object?> verify)
+    {
+        var value = await result.ConfigureAwait(false);
+        verify(value);
+        return value;
     }
 
     // Splits Terminal(source[, predicate]) into a sequence query and the terminal to apply after filtering.

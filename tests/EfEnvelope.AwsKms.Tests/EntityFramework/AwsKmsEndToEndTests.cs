@@ -216,6 +216,71 @@ public sealed class AwsKmsEndToEndTests : IAsyncLifetime
         Assert.Equal(0, Server.CallCount("Decrypt"));
     }
 
+    [Fact]
+    public async Task A_moved_or_forged_key_column_never_reaches_KMS_for_another_entity_and_costs_one_Decrypt_per_period()
+    {
+        var patient = NewPatient(1);
+        await using (var db = new ClinicContext(Options(_kms.Client)))
+        {
+            db.Patients.AddRange(patient, NewPatient(2));
+            db.Visits.Add(new Visit { PatientId = patient.Id, At = DateTime.UtcNow, Notes = "moved" });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        async Task SetKeyAsync(byte[] value)
+        {
+            await using var command = _connection.CreateCommand();
+            command.CommandText = "UPDATE Patients SET EfEnvelopeKey = $key WHERE Name = 'P00001'";
+            command.Parameters.AddWithValue("$key", value);
+            Assert.Equal(1, await command.ExecuteNonQueryAsync(Ct));
+        }
+
+        async Task<byte[]> ReadKeyAsync(string table, string where)
+        {
+            await using var command = _connection.CreateCommand();
+            command.CommandText = $"SELECT EfEnvelopeKey FROM {table} WHERE {where}";
+            return (byte[])(await command.ExecuteScalarAsync(Ct))!;
+        }
+
+        var original = await ReadKeyAsync("Patients", "Name = 'P00001'");
+
+        // Another client: another configuration and key cache, as in a fresh process.
+        using var freshClient = Server.CreateClient();
+        await using var reader = new ClinicContext(Options(freshClient));
+        async Task ReadFailsAsync(bool synchronous) =>
+            await Assert.ThrowsAnyAsync<Exception>(async () =>
+            {
+                if (synchronous)
+                {
+                    _ = reader.Patients.AsNoTracking().Single(p => p.Id == patient.Id);
+                }
+                else
+                {
+                    _ = await reader.Patients.AsNoTracking().SingleAsync(p => p.Id == patient.Id, Ct);
+                }
+            });
+
+        // A Visit's authentic key blob in the Patient row: KMS would decrypt it for entity Visit, and log that.
+        await SetKeyAsync(await ReadKeyAsync("Visits", "1 = 1"));
+        Server.ResetCounters();
+        await ReadFailsAsync(synchronous: false);
+        await ReadFailsAsync(synchronous: true);
+        Assert.Equal(0, Server.CallCount("Decrypt"));
+
+        // The Patient's own blob with its KMS ciphertext damaged: KMS refuses it once, and the refusal is remembered.
+        var damaged = original.ToArray();
+        damaged[^70] ^= 0x01;
+        await SetKeyAsync(damaged);
+        for (var read = 0; read < 4; read++)
+        {
+            await ReadFailsAsync(synchronous: read == 3);
+        }
+
+        Assert.Equal(1, Server.CallCount("Decrypt"));
+        Assert.All(Server.Requests("Decrypt"), r => Assert.Equal(typeof(Patient).FullName, r.EncryptionContext[EfEnvelope.KeyManagement.KeyContext.EntityKey]));
+        Assert.Equal(0, reader.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
+    }
+
     private DbContextOptions Options(
         IAmazonKeyManagementService client,
         Action<EnvelopeEncryptionOptionsBuilder>? configure = null,

@@ -158,10 +158,15 @@ public sealed class CacheBoundTests
         Assert.All(samples, s => Assert.True(s.IsZeroed));
     }
 
-    /// <summary>Whether the cache still holds <paramref name="key"/> (looked up by its blob tail; the lease taken is given back).</summary>
+    /// <summary>Whether the cache still holds <paramref name="key"/> (looked up by a mode 1 blob with its tail; the lease taken is given back).</summary>
     private static bool InCache(KeyCache cache, CachedKey key)
     {
-        if (!cache.TryGet(Entity, key.Tail, null, out var found))
+        var stored = new byte[EnvelopeFormat.TailOffset + key.Tail.Length + EnvelopeFormat.WrappedDekSize];
+        stored[0] = EnvelopeFormat.Version;
+        stored[1] = EnvelopeFormat.ModeCachedKek;
+        key.Tail.CopyTo(stored, EnvelopeFormat.TailOffset);
+        Assert.True(WrappedKeyBlob.TryParse(stored, out var blob, out _));
+        if (!cache.TryGet(Entity, blob, null, out var found))
         {
             return false;
         }

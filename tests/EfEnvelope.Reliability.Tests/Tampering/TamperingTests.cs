@@ -513,12 +513,11 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public async Task A_blind_index_copied_from_another_row_makes_an_untruncated_search_return_that_row_with_its_own_values()
+    public async Task A_full_length_blind_index_copied_from_another_row_makes_a_search_returning_entities_throw_naming_the_row()
     {
-        // Documents a limit stated in docs/SECURITY.md: the blind index column is not authenticated, and results of a
-        // search on a full-length (untruncated) index are not re-checked against the decrypted value. A database
-        // writer can therefore make a row answer a search for another value; the row still decrypts to its own,
-        // authentic values, never to the searched-for plaintext.
+        // The blind index column is not authenticated: a database writer can copy another row's index into it. A
+        // full-length index matches one value only, so a returned row whose decrypted value differs is tampering,
+        // never a collision: every query shape that returns the entities it compared must refuse, naming the row.
         SkipIfUnavailable();
         var indexKey = await BlindIndexKey.CreateAsync(fixture.Provider, cancellationToken: Ct);
         SearchContext Search() => new(fixture.CreateOptions<SearchContext>(e => e.UseProvider(fixture.Provider).UseBlindIndexKey(indexKey)));
@@ -536,11 +535,38 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
             await db.Database.ExecuteSqlRawAsync("UPDATE \"People\" SET \"Email_Index\" = {0} WHERE \"Id\" = {1}", [index, other.Id], Ct);
         }
 
+        var email = wanted.Email;
+        var emails = new[] { wanted.Email, "nobody@example.org" };
+        var shapes = new (string What, Func<SearchContext, Task> Run)[]
+        {
+            ("ToListAsync", db => db.People.AsNoTracking().Where(p => p.Email == email).OrderBy(p => p.Id).ToListAsync(Ct)),
+            ("ToList", db => Task.FromResult(db.People.Where(p => p.Email == email).ToList())),
+            ("SingleAsync on the copied row", db => db.People.SingleAsync(p => p.Email == email && p.Id == other.Id, Ct)),
+            ("FirstOrDefault on the copied row", db => Task.FromResult(db.People.Where(p => p.Id == other.Id).FirstOrDefault(p => p.Email == email))),
+            ("Contains", db => db.People.AsNoTracking().Where(p => emails.Contains(p.Email)).ToListAsync(Ct)),
+            ("AsAsyncEnumerable", async db =>
+            {
+                await foreach (var _ in db.People.Where(p => p.Email == email).AsAsyncEnumerable().WithCancellation(Ct))
+                {
+                }
+            }),
+        };
+
+        foreach (var (what, run) in shapes)
+        {
+            await using var db = Search();
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => run(db));
+            Assert.True(error.Entity == typeof(Person).FullName, $"{what}: entity was '{error.Entity}'");
+            Assert.True(error.Property == nameof(Person.Email), $"{what}: property was '{error.Property}'");
+            Assert.Contains($"Id = {other.Id}", error.Message, StringComparison.Ordinal);
+            SecretScan.AssertFree(SecretScan.Describe(error), [wanted.Email, other.Email], [], what);
+        }
+
+        // The authentic row alone still answers, and a count (which decrypts nothing) is not checked.
         await using (var db = Search())
         {
-            var found = await db.People.AsNoTracking().Where(p => p.Email == wanted.Email).OrderBy(p => p.Id).ToListAsync(Ct);
-            Assert.Equal([wanted.Id, other.Id], found.Select(p => p.Id));
-            Assert.Equal([wanted.Email, other.Email], found.Select(p => p.Email));
+            Assert.Equal(wanted.Id, (await db.People.SingleAsync(p => p.Email == email && p.Id == wanted.Id, Ct)).Id);
+            Assert.Equal(2, await db.People.CountAsync(p => p.Email == email, Ct));
         }
     }
 

@@ -10,7 +10,7 @@ namespace EfEnvelope.Tests.Format;
 /// Pins the stored format (docs/FORMAT.md): fixed keys and randomness must give fixed bytes, and a decoder written
 /// from the document alone, sharing no code with the library, must decrypt them.
 /// </summary>
-public sealed class KnownAnswerTests
+public sealed partial class KnownAnswerTests
 {
     private const string MasterKeyId = "kat-master";
     private const string Application = "kat";
@@ -66,7 +66,7 @@ public sealed class KnownAnswerTests
     }
 
     /// <summary>Follows docs/FORMAT.md step by step, with nothing but AES-GCM.</summary>
-    private static class DocumentDecoder
+    private static partial class DocumentDecoder
     {
         public static byte[] DecryptField(byte[] keyBlob, byte[] field, string entity, string property)
         {

@@ -141,7 +141,7 @@ public sealed class KeyCacheTests
     [Fact]
     public void An_evicted_key_is_zeroed_once_its_last_reader_releases_it()
     {
-        var key = new CachedKey("Entity", "primary", [1, 2, 3], Enumerable.Repeat((byte)0xAB, 32).ToArray(), DateTimeOffset.MaxValue, 0);
+        var key = new CachedKey(KeySlot.ForKek("Entity", [1, 2, 3]), "primary", Enumerable.Repeat((byte)0xAB, 32).ToArray(), DateTimeOffset.MaxValue, 0);
         Assert.True(key.TryAcquire());
         var cipher = key.RentCipher();
 
@@ -165,7 +165,7 @@ public sealed class KeyCacheTests
     {
         for (var round = 0; round < 200; round++)
         {
-            var key = new CachedKey("Entity", "primary", [1], Enumerable.Repeat((byte)0x5A, 32).ToArray(), DateTimeOffset.MaxValue, 0);
+            var key = new CachedKey(KeySlot.ForKek("Entity", [1]), "primary", Enumerable.Repeat((byte)0x5A, 32).ToArray(), DateTimeOffset.MaxValue, 0);
             var failures = 0;
             Parallel.For(0, 8, i =>
             {

@@ -82,6 +82,23 @@ public sealed class KeyInventoryTests : IDisposable
         Assert.True((await EnvelopeKeyLifecycle.InventoryAsync(db, Ct)).StillNeeds("any-key"), "an unreadable row might need any key");
     }
 
+    [Fact]
+    public async Task A_forged_key_id_is_reported_escaped()
+    {
+        await using var db = Clinic();
+        await db.Database.EnsureCreatedAsync(Ct);
+        db.Invoices.Add(new Invoice { CardNumber = "4000-1", Amount = 1 });
+        await db.SaveChangesAsync(Ct);
+
+        // Version, mode, record id, provider "in-memory", then a key id with a line break and a terminal escape.
+        var forgedId = "k\n\u001b[2J";
+        var blob = (byte[])[1, 1, .. new byte[16], 9, .. "in-memory"u8, 0, (byte)System.Text.Encoding.UTF8.GetByteCount(forgedId), .. System.Text.Encoding.UTF8.GetBytes(forgedId), 0, 1, (byte)'E', 0, 1, 0, .. new byte[60]];
+        await db.Database.ExecuteSqlRawAsync("UPDATE Invoices SET EfEnvelopeKey = {0}", [blob], Ct);
+
+        var invoices = Assert.Single((await EnvelopeKeyLifecycle.InventoryAsync(db, Ct)).Entities, e => e.Entity == nameof(Invoice));
+        Assert.Equal(["k\\u000a\\u001b[2J"], invoices.ByMasterKey.Keys);
+    }
+
     private ClinicContext Clinic(KeyWrappingMode mode = KeyWrappingMode.CachedKeyEncryptionKey) =>
         new(new DbContextOptionsBuilder<ClinicContext>().UseSqlite(_connection).ManyConfigurationsPerProcess()
             .UseEnvelopeEncryption(e => e.UseProvider(_provider).UseKeyWrappingMode(mode)).Options);
