@@ -24,11 +24,27 @@ namespace EfEnvelope.Analyzers;
 internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members, Action<Diagnostic> report, CancellationToken cancellationToken)
 {
     // Operators between the final Select and the end of the query that only pick rows of the projection's result.
+    // (Distinct is not one: it compares the projected values, which the runtime refuses for encrypted ones.)
     private static readonly HashSet<string> ResultOperators =
     [
         "First", "FirstOrDefault", "Single", "SingleOrDefault", "Last", "LastOrDefault", "ElementAt", "ElementAtOrDefault",
-        "Take", "Skip", "Distinct", "AsNoTracking", "AsTracking", "AsNoTrackingWithIdentityResolution", "AsSplitQuery",
+        "Take", "Skip", "AsNoTracking", "AsTracking", "AsNoTrackingWithIdentityResolution", "AsSplitQuery",
         "AsSingleQuery", "TagWith", "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes",
+    ];
+
+    // Operators with a lambda that the runtime moves below the final Select (ProjectionComposition), substituting the
+    // selector into the lambda: the projection stays the final one.
+    private static readonly HashSet<string> ComposedOperators = ["Where", "OrderBy", "OrderByDescending", "ThenBy", "ThenByDescending"];
+
+    // The same for the operator that ends the query, whose predicate the runtime moves below the Select.
+    private static readonly HashSet<string> ComposedTerminals =
+        ["First", "FirstOrDefault", "Single", "SingleOrDefault", "Last", "LastOrDefault", "Count", "LongCount", "Any", "All"];
+
+    // Operators between a collection read inside the final Select and its own last Select that only gather or pick its elements.
+    private static readonly HashSet<string> NestedResultOperators =
+    [
+        "ToList", "ToArray", "ToHashSet", "AsEnumerable", "AsQueryable", "Distinct", "First", "FirstOrDefault", "Single",
+        "SingleOrDefault", "Last", "LastOrDefault",
     ];
 
     // Operators whose predicate filters the rows the query returns (the search planner's terminals and Where).
@@ -85,6 +101,7 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
     // encrypted properties (EF runs it on the decrypted entities).
     private IInvocationOperation? FindProjection(IOperation expression)
     {
+        var outermost = true;
         while (QuerySymbols.Strip(expression) is IInvocationOperation call && symbols.IsQueryOperator(call.TargetMethod))
         {
             var arguments = symbols.Arguments(call);
@@ -99,7 +116,36 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
                 return call;
             }
 
-            if (!ResultOperators.Contains(name) || arguments.Count > 2 || (arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is not null))
+            var lambda = arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is not null;
+            var picksRows = ResultOperators.Contains(name) && arguments.Count <= 2 && !lambda;
+            var composed = (ComposedOperators.Contains(name) || (outermost && ComposedTerminals.Contains(name))) && arguments.Count <= 2;
+            if (!picksRows && !composed)
+            {
+                return null;
+            }
+
+            outermost = false;
+            expression = arguments[0];
+        }
+
+        return null;
+    }
+
+    // The last Select of a collection read inside the final Select (p.Visits.Select(v => v.Notes).ToList()): the
+    // runtime runs its selector on the loaded elements too.
+    private IInvocationOperation? FindNestedProjection(IInvocationOperation node)
+    {
+        IOperation expression = node;
+        while (QuerySymbols.Strip(expression) is IInvocationOperation call && symbols.IsNestedQueryOperator(call.TargetMethod))
+        {
+            var arguments = symbols.Arguments(call);
+            var name = QuerySymbols.EfName(call.TargetMethod);
+            if (name == "Select" && arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is { Symbol.Parameters.Length: 1 })
+            {
+                return call;
+            }
+
+            if (!NestedResultOperators.Contains(name) || arguments.Count != 1)
             {
                 return null;
             }
@@ -196,6 +242,14 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
         if (!_inProjection && TrySearch(node, arguments))
         {
+            return;
+        }
+
+        if (_inProjection && FindNestedProjection(node) is { } nested)
+        {
+            var nestedArguments = symbols.Arguments(nested);
+            WithOperator("Select", OperatorKind.Query, () => Visit(nestedArguments[0]));
+            Visit(nestedArguments[1]);
             return;
         }
 
