@@ -25,9 +25,6 @@ public static class KnownDifferences
     private const string Distinct =
         "Distinct over a projection that reads an encrypted property is refused (the database would compare random ciphertext and keep equal values apart), with the advice AsEnumerable().Distinct(); plain EF answers it in the database.";
 
-    private const string SqliteTpc =
-        "SQLite, TPC: a query that returns a Car (encrypted properties in the base and the concrete table, read through EF's UNION ALL) fails with SQLite's 'no such rowid'.";
-
     private const string DateTimeKind =
         "SQLite: plain EF reads a DateTime back as Unspecified, the encrypted value keeps its Kind (Utc): a different value for the same column type.";
 
@@ -67,9 +64,6 @@ public static class KnownDifferences
         ]),
         (Distinct, [
             "issue-07",
-        ]),
-        (SqliteTpc, [
-            "tpc-read-all@SQLite", "tpc-of-type@SQLite", "tpc-update@SQLite", "tpc-insert@SQLite",
         ]),
         (DateTimeKind, [
             "date-time-utc-round-trip@SQLite",
