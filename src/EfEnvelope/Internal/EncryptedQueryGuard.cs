@@ -43,7 +43,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     {
         if (eventData.Context is { } context)
         {
-            queryExpression = ProjectionComposition.Compose(queryExpression, e => new EncryptedMemberFinder(runtime, context.Model).Find(e));
+            queryExpression = Compose(runtime, context.Model, queryExpression);
             return new Visitor(runtime, context, FindProjection(queryExpression)).Visit(queryExpression);
         }
 
@@ -71,6 +71,10 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         return null;
     }
+
+    /// <summary>The query with a projection that reads encrypted properties moved after what is composed on it (<see cref="ProjectionComposition"/>).</summary>
+    internal static Expression Compose(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression query) =>
+        ProjectionComposition.Compose(query, e => new EncryptedMemberFinder(runtime, model).Find(e));
 
     /// <summary>The entity itself; EF cannot translate it, so it materializes the entity passed in (see <c>ReadThroughOwner</c>).</summary>
     private static T Loaded<T>(T entity) => entity;
