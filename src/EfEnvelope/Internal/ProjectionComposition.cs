@@ -67,7 +67,7 @@ internal static class ProjectionComposition
         {
             if (call.Method.Name == nameof(Queryable.Select) && operators.Count > 0 && Lambda(call, 1) is { Parameters.Count: 1 } selector)
             {
-                return encryptedMember(selector.Body) is { } property ? Rebuild(call, selector, operators, property) : query;
+                return encryptedMember(selector.Body) is { } property ? Rebuild(call, selector, operators, property) ?? query : query;
             }
 
             if (SetOperators.Contains(call.Method.Name) && call.Arguments.Count > 1 && ProjectedMember(call.Arguments[1], encryptedMember) is { } other)
@@ -102,7 +102,8 @@ internal static class ProjectionComposition
         new($"The query applies {name} to a projection that reads encrypted property '{property}'. {name} would compare or combine the values in the database, where they are random ciphertext (equal values look different). "
             + $"Call AsEnumerable() before {name} to apply it to the decrypted values after loading.");
 
-    private static Expression Rebuild(MethodCallExpression select, LambdaExpression selector, List<MethodCallExpression> operators, string property)
+    // Null when an operator cannot move: the query then stays as written.
+    private static Expression? Rebuild(MethodCallExpression select, LambdaExpression selector, List<MethodCallExpression> operators, string property)
     {
         var source = select.Arguments[0];
         var sourceType = selector.Parameters[0].Type;
@@ -116,7 +117,7 @@ internal static class ProjectionComposition
                 throw SetOperatorRefused(name, property);
             }
 
-            if (Movable.Contains(name))
+            if (Movable.Contains(name) && op.Arguments.Skip(1).All(a => Lambda(a) is null or { Parameters.Count: 1 }))
             {
                 source = Reapply(op, source, sourceType, selector);
             }
@@ -141,25 +142,13 @@ internal static class ProjectionComposition
             }
             else
             {
-                // Anything else (GroupBy, Join, a second Select, an aggregate of the values) stays as written; the
-                // guard refuses what of it would run over ciphertext.
-                return Rebuilt(select, operators);
+                // Anything else (GroupBy, Join, a second Select, an aggregate of the values, an indexed Where) stays
+                // as written; the guard refuses what of it would run over ciphertext.
+                return null;
             }
         }
 
         return Expression.Call(typeof(Queryable), nameof(Queryable.Select), [sourceType, selector.Body.Type], source, Expression.Quote(selector));
-    }
-
-    // The original chain, unchanged (the operators are re-applied to the same select).
-    private static Expression Rebuilt(MethodCallExpression select, List<MethodCallExpression> operators)
-    {
-        Expression current = select;
-        foreach (var op in operators)
-        {
-            current = op.Update(op.Object, [current, .. op.Arguments.Skip(1)]);
-        }
-
-        return current;
     }
 
     private static Expression Reapply(MethodCallExpression op, Expression source, Type sourceType, LambdaExpression selector)
