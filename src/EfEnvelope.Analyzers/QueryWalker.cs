@@ -65,6 +65,10 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
     private static readonly HashSet<string> GroupingOperators =
         ["GroupBy", "Join", "GroupJoin", "LeftJoin", "RightJoin", "Distinct", "DistinctBy", "Sum", "Average", "Aggregate", "CountBy", "AggregateBy", "Union", "UnionBy", "Intersect", "IntersectBy", "Except", "ExceptBy"];
 
+    // The parameters of the lambdas composed after the final Select (x in Where(x => ...)), with the selector's body:
+    // the runtime substitutes the selector into those lambdas, so what they read of x is what the selector reads.
+    private readonly Dictionary<IParameterSymbol, IOperation> _projectedRows = new(SymbolEqualityComparer.Default);
+
     private readonly HashSet<IInvocationOperation> _rootChain = [];
     private bool _rootChainPreservesRows = true;
     private IInvocationOperation? _projection;
@@ -102,6 +106,7 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
     private IInvocationOperation? FindProjection(IOperation expression)
     {
         var outermost = true;
+        var composed = new List<IAnonymousFunctionOperation>();
         while (QuerySymbols.Strip(expression) is IInvocationOperation call && symbols.IsQueryOperator(call.TargetMethod))
         {
             var arguments = symbols.Arguments(call);
@@ -113,13 +118,26 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
             var name = QuerySymbols.EfName(call.TargetMethod);
             if (name == "Select" && symbols.IsQueryable(call.TargetMethod))
             {
+                if (arguments.Count == 2 && QuerySymbols.LambdaBody(arguments[1]) is { } body)
+                {
+                    foreach (var parameter in composed.SelectMany(lambda => lambda.Symbol.Parameters))
+                    {
+                        _projectedRows[parameter] = body;
+                    }
+                }
+
                 return call;
+            }
+
+            if (arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is { } composedLambda)
+            {
+                composed.Add(composedLambda);
             }
 
             var lambda = arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is not null;
             var picksRows = ResultOperators.Contains(name) && arguments.Count <= 2 && !lambda;
-            var composed = (ComposedOperators.Contains(name) || (outermost && ComposedTerminals.Contains(name))) && arguments.Count <= 2;
-            if (!picksRows && !composed)
+            var movesBelow = (ComposedOperators.Contains(name) || (outermost && ComposedTerminals.Contains(name))) && arguments.Count <= 2;
+            if (!picksRows && !movesBelow)
             {
                 return null;
             }
@@ -171,6 +189,11 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
                 return;
             case IPropertyReferenceOperation property:
                 VisitProperty(property);
+                return;
+            case IParameterReferenceOperation parameter when !_inProjection && _treeDepth > 0 && Encrypted(parameter) is { } projected:
+                // The projected value itself, read by a lambda composed after the final Select.
+                var (rule, what) = Classify();
+                Report(rule, projected.Operation, what);
                 return;
             case IAnonymousFunctionOperation lambda:
                 VisitLambda(lambda);
@@ -496,12 +519,43 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
     // A property of a row the query reads: its instance depends on a lambda parameter. Anything else (a captured
     // entity's property) EF evaluates before the query runs and passes as a parameter, as EfEnvelope then sees it.
-    private (IPropertyReferenceOperation Operation, EncryptedMember Member)? Encrypted(IOperation operation) =>
-        QuerySymbols.Strip(operation) is IPropertyReferenceOperation { Instance: { } instance } property
-        && DependsOnRow(instance)
-        && members.Find(property.Property, cancellationToken) is { } member
-            ? (property, member)
+    private (IPropertyReferenceOperation Operation, EncryptedMember Member)? Encrypted(IOperation operation)
+    {
+        var stripped = QuerySymbols.Strip(operation);
+        if (stripped is IPropertyReferenceOperation { Instance: { } instance } property && DependsOnRow(instance))
+        {
+            if (members.Find(property.Property, cancellationToken) is { } member)
+            {
+                return (property, member);
+            }
+
+            // x.Ssn in a lambda composed after Select(p => new { p.Ssn }): the value the selector gave that member.
+            if (QuerySymbols.Strip(instance) is IParameterReferenceOperation row && _projectedRows.TryGetValue(row.Parameter, out var projected)
+                && Initializer(projected, property.Property) is { } value && Encrypted(value) is { } read)
+            {
+                return (property, read.Member);
+            }
+        }
+
+        // s in Where(s => ...) after Select(p => p.Ssn): the value itself.
+        return stripped is IParameterReferenceOperation parameter && _projectedRows.TryGetValue(parameter.Parameter, out var scalar)
+            && Encrypted(scalar) is { } scalarRead
+            ? scalarRead
             : null;
+    }
+
+    // The value a projection's object creation gives a member (new { p.Ssn }, new Dto { Ssn = p.Ssn }).
+    private static IOperation? Initializer(IOperation projection, IPropertySymbol member)
+    {
+        var assignments = QuerySymbols.Strip(projection) switch
+        {
+            IAnonymousObjectCreationOperation anonymous => anonymous.Initializers,
+            IObjectCreationOperation { Initializer: { } initializer } => initializer.Initializers,
+            _ => [],
+        };
+        return assignments.OfType<ISimpleAssignmentOperation>()
+            .FirstOrDefault(a => a.Target is IPropertyReferenceOperation target && SymbolEqualityComparer.Default.Equals(target.Property, member))?.Value;
+    }
 
     private static bool DependsOnRow(IOperation instance) =>
         instance.DescendantsAndSelf().Any(operation => operation is IParameterReferenceOperation { Parameter.ContainingSymbol: IMethodSymbol { MethodKind: MethodKind.AnonymousFunction } });
