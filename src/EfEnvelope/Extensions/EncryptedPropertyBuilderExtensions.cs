@@ -13,6 +13,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 
@@ -26,6 +27,7 @@ public static class EncryptedPropertyBuilderExtensions
         var options = new EfEnvelope.BlindIndexOptions();
         configureSearch(options);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Searchable, options);
         return propertyBuilder;
     }
@@ -35,6 +37,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 
@@ -94,6 +97,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 }

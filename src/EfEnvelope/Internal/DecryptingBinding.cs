@@ -47,14 +47,20 @@ internal sealed class DecryptingBinding : InstantiationBinding
 
     public override Type RuntimeType => _inner.RuntimeType;
 
-    public override Expression CreateConstructorExpression(ParameterBindingInfo bindingInfo) =>
-        Expression.Convert(
+    // A block ending in the instance variable: EF's JSON materializer accepts an instance creation only in that shape
+    // (or a bare constructor call), and it is all that remains of a JSON-owned type whose properties are all encrypted.
+    public override Expression CreateConstructorExpression(ParameterBindingInfo bindingInfo)
+    {
+        var instance = Expression.Variable(RuntimeType, "instance");
+        var decrypted = Expression.Convert(
             Expression.Call(
                 Expression.Constant(_decryptor),
                 DecryptMethod,
                 Expression.Convert(_inner.CreateConstructorExpression(bindingInfo), typeof(object)),
                 _stored.BindToParameter(bindingInfo)),
             RuntimeType);
+        return Expression.Block([instance], Expression.Assign(instance, decrypted), instance);
+    }
 
     public override InstantiationBinding With(IReadOnlyList<ParameterBinding> parameterBindings) =>
         new DecryptingBinding(_inner.With([.. parameterBindings.Take(_inner.ParameterBindings.Count)]), _decryptor);
