@@ -76,7 +76,8 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <param name="entity">The instance whose plaintext properties receive the values.</param>
     /// <param name="stored">
     /// The record's wrapped-key blob, then its field blobs in <see cref="EncryptedEntity.Properties"/> order, then
-    /// (while a column is migrated from plaintext) the legacy plaintext values of the properties that map one.
+    /// (while a column is migrated from plaintext) the legacy plaintext values of the properties that map one, then
+    /// the values of the columns the record seal binds (<see cref="EncryptedEntity.BoundKey"/>, <see cref="EncryptedEntity.BoundColumns"/>).
     /// </param>
     /// <param name="snapshot">Whether to return a snapshot (tracked records only: it costs an allocation per value).</param>
     /// <returns>The snapshot of what was decrypted, for change tracking, or null when not asked for.</returns>
@@ -97,6 +98,12 @@ internal sealed class EnvelopeRuntime : IDisposable
                 else if (stored[i + 1] is not null)
                 {
                     throw new EnvelopeDecryptionException("The record has ciphertext but no wrapped data key.", encrypted.Name, properties[i].Name);
+                }
+                else if (!properties[i].Ciphertext.IsNullable && (properties[i].LegacyPlaintext is not { } legacy || stored[LegacyIndex(encrypted, legacy)] is null))
+                {
+                    // Every record written gets a key column, and a migration that adds a required column gives existing
+                    // rows an empty value, not NULL: a required value that is NULL beside a NULL key was erased.
+                    throw new EnvelopeDecryptionException("The stored value of a required property is missing (NULL) and so is the record's wrapped data key.", encrypted.Name, properties[i].Name);
                 }
             }
 
@@ -122,6 +129,16 @@ internal sealed class EnvelopeRuntime : IDisposable
         {
             DecryptFields(encrypted, entity, blob, key, stored);
         }
+        catch (EnvelopeDecryptionException) when (blob.IsSealed)
+        {
+            // Some fields may already hold plaintext of a record that is being refused: none of it is left behind.
+            foreach (var property in properties)
+            {
+                property.Reset(entity);
+            }
+
+            throw;
+        }
         finally
         {
             key.Release();
@@ -140,9 +157,33 @@ internal sealed class EnvelopeRuntime : IDisposable
         return snapshot ? new RecordSnapshot(wrappedKey, Capture(encrypted, entity)) : null;
     }
 
-    /// <summary>The stored columns a record is decrypted from: wrapped key, ciphertexts, then legacy plaintext columns.</summary>
+    /// <summary>The stored columns a record is decrypted from: wrapped key, ciphertexts, legacy plaintext columns, then bound columns.</summary>
     public static IEnumerable<IProperty> StoredProperties(EncryptedEntity encrypted) =>
+        [.. EncryptionColumns(encrypted), .. BoundProperties(encrypted)];
+
+    /// <summary>The columns EfEnvelope itself maps: wrapped key, ciphertexts, then legacy plaintext columns.</summary>
+    public static IEnumerable<IProperty> EncryptionColumns(EncryptedEntity encrypted) =>
         [encrypted.KeyProperty, .. encrypted.Properties.Select(p => p.Ciphertext), .. encrypted.Properties.Where(p => p.LegacyPlaintext is not null).Select(p => p.LegacyPlaintext!)];
+
+    /// <summary>The plain columns the record seal binds, in the order <see cref="EncryptedEntity.BindingOf"/> reads them.</summary>
+    public static IEnumerable<IProperty> BoundProperties(EncryptedEntity encrypted) =>
+        [.. encrypted.BoundKey.Select(c => c.Property), .. encrypted.BoundColumns.Select(c => c.Property)];
+
+    private static int LegacyIndex(EncryptedEntity encrypted, IProperty legacy)
+    {
+        var index = 1 + encrypted.Properties.Length;
+        foreach (var property in encrypted.Properties)
+        {
+            if (ReferenceEquals(property.LegacyPlaintext, legacy))
+            {
+                return index;
+            }
+
+            index += property.LegacyPlaintext is null ? 0 : 1;
+        }
+
+        throw new InvalidOperationException($"Legacy column '{legacy.Name}' is not one of entity '{encrypted.Name}'.");
+    }
 
     private static object?[] Capture(EncryptedEntity encrypted, object entity)
     {
@@ -175,9 +216,25 @@ internal sealed class EnvelopeRuntime : IDisposable
         }
     }
 
-    /// <summary>Opens a record's data key: under its KEK (mode 1), or the cached key itself (direct mode).</summary>
-    public static AesGcm OpenDataKey(EncryptedEntity encrypted, in WrappedKeyBlob blob, CachedKey key) =>
-        blob.Mode == EnvelopeFormat.ModeCachedKek ? encrypted.OpenDataKey(blob, key) : key.RentCipher();
+    /// <summary>
+    /// Opens a record's data key: under its KEK (mode 1), or the cached key itself (direct mode); for a version 2
+    /// record, also derives its seal key into <paramref name="sealKey"/> (32 bytes, the caller zeroes it).
+    /// </summary>
+    public static AesGcm OpenDataKey(EncryptedEntity encrypted, in WrappedKeyBlob blob, CachedKey key, Span<byte> sealKey)
+    {
+        if (blob.Mode == EnvelopeFormat.ModeCachedKek)
+        {
+            return encrypted.OpenDataKey(blob, key, sealKey);
+        }
+
+        if (blob.IsSealed)
+        {
+            // Direct mode: the cached key is the record's data key; the same derivation as in mode 1.
+            key.DeriveKey(EnvelopeFormat.SealKeyInfo, sealKey);
+        }
+
+        return key.RentCipher();
+    }
 
     public static void CloseDataKey(in WrappedKeyBlob blob, CachedKey key, AesGcm cipher)
     {
@@ -195,18 +252,40 @@ internal sealed class EnvelopeRuntime : IDisposable
 
     private static void DecryptFields(EncryptedEntity encrypted, object entity, in WrappedKeyBlob blob, CachedKey key, object?[] stored)
     {
-        var cipher = OpenDataKey(encrypted, blob, key);
+        Span<byte> sealKey = stackalloc byte[EnvelopeFormat.SealSize];
+        var cipher = OpenDataKey(encrypted, blob, key, sealKey);
         try
         {
+            // Each field first (its own tag names the property that failed), then the seal over all of them: the
+            // instance is not handed to EF before both passed.
             var recordId = blob.RecordId;
             for (var i = 0; i < encrypted.Properties.Length; i++)
             {
-                encrypted.Properties[i].Decrypt(entity, (byte[]?)stored[i + 1], cipher, recordId, key.KeyId);
+                encrypted.Properties[i].Decrypt(entity, (byte[]?)stored[i + 1], cipher, recordId, key.KeyId, blob.Version);
+            }
+
+            if (blob.IsSealed)
+            {
+                VerifySeal(encrypted, blob, sealKey, stored, key.KeyId);
             }
         }
         finally
         {
             CloseDataKey(blob, key, cipher);
+            CryptographicOperations.ZeroMemory(sealKey);
+        }
+    }
+
+    /// <summary>Checks a version 2 record's seal against its stored fields and bound row values (in <paramref name="stored"/>, <see cref="StoredProperties"/> order).</summary>
+    /// <exception cref="EnvelopeDecryptionException">The seal does not match.</exception>
+    public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, object?[] stored, string keyId)
+    {
+        var boundAt = stored.Length - encrypted.BoundKey.Length - encrypted.BoundColumns.Length;
+        if (!encrypted.SealMatches(blob, sealKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(boundAt)))
+        {
+            throw new EnvelopeDecryptionException(
+                $"The record's seal does not match its stored values (record id {Convert.ToHexStringLower(blob.RecordId)}): a value was set to NULL or replaced by an older one, or the record's columns were moved from another row or changed a bound column.",
+                encrypted.Name, null, keyId);
         }
     }
 

@@ -1,6 +1,9 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using System.Security.Cryptography;
 using EfEnvelope.Crypto;
 using EfEnvelope.KeyManagement;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Metadata;
@@ -24,7 +27,33 @@ internal sealed class EncryptedEntity
         HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
         EntityTag = new("entity", Name);
         HasLegacyPlaintext = Properties.Any(p => p.LegacyPlaintext is not null);
+        SealOrder = [.. Enumerable.Range(0, Properties.Length).OrderBy(i => Properties[i].PropertyBinding, ByteOrder.Instance)];
+        if (Properties.Select(p => Convert.ToHexString(p.NameId)).Distinct().Count() != Properties.Length)
+        {
+            // The seal's trailer names properties by a 4-byte hash of their binding names; two that collide (or share a
+            // binding name) could not be told apart.
+            throw new InvalidOperationException($"Two encrypted properties of entity '{Name}' have binding names whose 4-byte name ids collide; give one of them another binding name (HasEncryptionBindingName).");
+        }
+
+        BoundKey = KeyColumns(entityType);
+        BoundColumns = [.. entityType.GetProperties()
+            .Where(p => p.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true)
+            .Select(p => new BoundColumn(p, named: true))
+            .OrderBy(c => c.Prefix, ByteOrder.Instance)];
     }
+
+    /// <summary>
+    /// The key values a record is bound to: its primary key, or for an owned type the key of its owner (the ownership
+    /// foreign key; an owned collection's own ordinal or identity is not bound). Empty when they cannot be bound: a
+    /// keyless or JSON-mapped type, or a key of a type without a plaintext encoding.
+    /// </summary>
+    public BoundColumn[] BoundKey { get; }
+
+    /// <summary>The columns configured with <c>IsBoundToRecord()</c>, in seal order.</summary>
+    public BoundColumn[] BoundColumns { get; }
+
+    /// <summary>Indexes into <see cref="Properties"/> in the order the seal lists them (ordinal by binding name).</summary>
+    private int[] SealOrder { get; }
 
     /// <summary>The metric tag naming this entity, built once rather than per record.</summary>
     public KeyValuePair<string, object?> EntityTag { get; }
@@ -58,7 +87,8 @@ internal sealed class EncryptedEntity
     /// <param name="kek">A leased key-encryption key with a use reserved for this record.</param>
     /// <param name="random">The source of the data key, record id and nonces.</param>
     /// <param name="fields">Receives one ciphertext (or null) per property, in <see cref="Properties"/> order.</param>
-    public byte[] EncryptNew(object entity, CachedKey kek, IRandomSource random, byte[]?[] fields)
+    /// <param name="binding">The row values the record is bound to (<see cref="BindingOf"/>).</param>
+    public byte[] EncryptNew(object entity, CachedKey kek, IRandomSource random, byte[]?[] fields, in RowBinding binding)
     {
         // One call to the random source for everything this record needs: each call costs about a microsecond.
         Span<byte> randomness = stackalloc byte[EnvelopeFormat.KeySize + EnvelopeFormat.RecordIdSize + EnvelopeFormat.NonceSize * (1 + Properties.Length)];
@@ -69,7 +99,7 @@ internal sealed class EncryptedEntity
         try
         {
             var blob = new byte[EnvelopeFormat.TailOffset + kek.Tail.Length + EnvelopeFormat.WrappedDekSize];
-            blob[0] = EnvelopeFormat.Version;
+            blob[0] = EnvelopeFormat.Version2;
             blob[1] = EnvelopeFormat.ModeCachedKek;
             recordId.CopyTo(blob.AsSpan(2));
             kek.Tail.CopyTo(blob, EnvelopeFormat.TailOffset);
@@ -77,15 +107,13 @@ internal sealed class EncryptedEntity
             var nonce = blob.AsSpan(headerLength, EnvelopeFormat.NonceSize);
             nonces[..EnvelopeFormat.NonceSize].CopyTo(nonce);
 
-            var aadLength = headerLength + BindingBytes.Length;
-            var aad = aadLength <= StackLimit ? stackalloc byte[aadLength] : new byte[aadLength];
-            blob.AsSpan(0, headerLength).CopyTo(aad);
-            BindingBytes.CopyTo(aad[headerLength..]);
+            var aad = EnvelopeFormat.DataKeyAssociatedData(EnvelopeFormat.Version2, blob.AsSpan(0, headerLength), BindingBytes, stackalloc byte[StackLimit]);
+            var tagAt = headerLength + EnvelopeFormat.NonceSize + EnvelopeFormat.KeySize;
 
             var kekCipher = kek.RentCipher();
             try
             {
-                kekCipher.Encrypt(nonce, dataKey, blob.AsSpan(headerLength + EnvelopeFormat.NonceSize, EnvelopeFormat.KeySize), blob.AsSpan(blob.Length - EnvelopeFormat.TagSize), aad);
+                kekCipher.Encrypt(nonce, dataKey, blob.AsSpan(headerLength + EnvelopeFormat.NonceSize, EnvelopeFormat.KeySize), blob.AsSpan(tagAt, EnvelopeFormat.TagSize), aad);
             }
             finally
             {
@@ -94,7 +122,16 @@ internal sealed class EncryptedEntity
 
             using var cipher = new AesGcm(dataKey, EnvelopeFormat.TagSize);
             EncryptFields(entity, cipher, recordId, nonces[EnvelopeFormat.NonceSize..], fields, null);
-            return blob;
+            Span<byte> sealKey = stackalloc byte[EnvelopeFormat.SealSize];
+            try
+            {
+                RecordSeal.DeriveKey(dataKey, sealKey);
+                return AppendTrailer(blob, sealKey, recordId, binding, fields);
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(sealKey);
+            }
         }
         finally
         {
@@ -103,11 +140,11 @@ internal sealed class EncryptedEntity
     }
 
     /// <summary>Creates a record's wrapped-key blob (mode 2, direct) around a provider-wrapped data key.</summary>
-    public byte[] EncryptNewDirect(object entity, GeneratedDataKey dataKey, ReadOnlySpan<byte> recordId, string providerName, IRandomSource random, byte[]?[] fields)
+    public byte[] EncryptNewDirect(object entity, GeneratedDataKey dataKey, ReadOnlySpan<byte> recordId, string providerName, IRandomSource random, byte[]?[] fields, in RowBinding binding)
     {
         var tail = EnvelopeFormat.BuildTail(providerName, dataKey.KeyId, Name, dataKey.WrappedKey);
         var blob = new byte[EnvelopeFormat.TailOffset + tail.Length];
-        blob[0] = EnvelopeFormat.Version;
+        blob[0] = EnvelopeFormat.Version2;
         blob[1] = EnvelopeFormat.ModeDirect;
         recordId.CopyTo(blob.AsSpan(2));
         tail.CopyTo(blob, EnvelopeFormat.TailOffset);
@@ -116,25 +153,46 @@ internal sealed class EncryptedEntity
         random.Fill(nonces);
         using var cipher = new AesGcm(dataKey.Plaintext, EnvelopeFormat.TagSize);
         EncryptFields(entity, cipher, recordId, nonces, fields, null);
-        return blob;
+        Span<byte> sealKey = stackalloc byte[EnvelopeFormat.SealSize];
+        try
+        {
+            RecordSeal.DeriveKey(dataKey.Plaintext, sealKey);
+            return AppendTrailer(blob, sealKey, recordId, binding, fields);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(sealKey);
+        }
     }
 
-    /// <summary>Re-encrypts the chosen properties under the record's existing data key, with fresh nonces.</summary>
-    public void EncryptChanged(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, IRandomSource random, byte[]?[] fields, bool[] changed)
+    /// <summary>
+    /// Re-encrypts the chosen properties of a version 2 record under its existing data key, with fresh nonces, and
+    /// returns its wrapped-key blob with a new seal over the new fields, the unchanged stored ones and the binding.
+    /// </summary>
+    /// <remarks>
+    /// <paramref name="stored"/> is the record's stored wrapped-key blob (version 2), <paramref name="sealKey"/> its seal
+    /// key, and <paramref name="storedFields"/> its stored field blobs in <see cref="Properties"/> order (those of the
+    /// unchanged properties are sealed again as they are).
+    /// </remarks>
+    public byte[] EncryptChanged(object entity, AesGcm dataKey, in WrappedKeyBlob stored, ReadOnlySpan<byte> sealKey, IRandomSource random, byte[]?[] fields, bool[] changed, object?[] storedFields, in RowBinding binding)
     {
         Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * Properties.Length];
         random.Fill(nonces);
-        EncryptFields(entity, dataKey, recordId, nonces, fields, changed);
+        EncryptFields(entity, dataKey, stored.RecordId, nonces, fields, changed);
+
+        var merged = new object?[Properties.Length];
+        for (var i = 0; i < merged.Length; i++)
+        {
+            merged[i] = changed[i] ? fields[i] : storedFields[i];
+        }
+
+        return AppendTrailer(stored.Unsealed, sealKey, stored.RecordId, binding, merged);
     }
 
-    /// <summary>Opens a mode 1 record's data key with its (leased) KEK.</summary>
-    public AesGcm OpenDataKey(in WrappedKeyBlob blob, CachedKey kek)
+    /// <summary>Opens a mode 1 record's data key with its (leased) KEK; for a version 2 record also derives its seal key.</summary>
+    public AesGcm OpenDataKey(in WrappedKeyBlob blob, CachedKey kek, Span<byte> sealKey)
     {
-        var header = blob.Header;
-        var aadLength = header.Length + BindingBytes.Length;
-        var aad = aadLength <= StackLimit ? stackalloc byte[aadLength] : new byte[aadLength];
-        header.CopyTo(aad);
-        BindingBytes.CopyTo(aad[header.Length..]);
+        var aad = EnvelopeFormat.DataKeyAssociatedData(blob.Version, blob.Header, BindingBytes, stackalloc byte[StackLimit]);
 
         var wrapped = blob.WrappedDek;
         Span<byte> dataKey = stackalloc byte[EnvelopeFormat.KeySize];
@@ -147,6 +205,11 @@ internal sealed class EncryptedEntity
                 wrapped[(EnvelopeFormat.NonceSize + EnvelopeFormat.KeySize)..],
                 dataKey,
                 aad);
+            if (blob.IsSealed)
+            {
+                RecordSeal.DeriveKey(dataKey, sealKey);
+            }
+
             return new AesGcm(dataKey, EnvelopeFormat.TagSize);
         }
         catch (AuthenticationTagMismatchException ex)
@@ -162,7 +225,158 @@ internal sealed class EncryptedEntity
         }
     }
 
+    /// <summary>The row values a record is bound to when it is written from an entry in this state.</summary>
+    /// <param name="valueOf">Reads a column's current value.</param>
+    /// <param name="keyKnown">
+    /// Whether the key values are final: false while the database still has to generate them (an identity column on
+    /// insert), in which case the key is left out of the seal until the record's next write.
+    /// </param>
+    public RowBinding BindingOf(Func<IProperty, object?> valueOf, bool keyKnown)
+    {
+        var flags = (byte)((keyKnown && BoundKey.Length > 0 ? EnvelopeFormat.FlagKeyBound : 0) | (BoundColumns.Length > 0 ? EnvelopeFormat.FlagColumnsBound : 0));
+        var values = new object?[BoundKey.Length + BoundColumns.Length];
+        for (var i = 0; i < BoundKey.Length; i++)
+        {
+            values[i] = valueOf(BoundKey[i].Property);
+        }
+
+        for (var i = 0; i < BoundColumns.Length; i++)
+        {
+            values[BoundKey.Length + i] = valueOf(BoundColumns[i].Property);
+        }
+
+        return new RowBinding(flags, values);
+    }
+
+    /// <summary>Whether a stored version 2 record's seal matches its stored fields and row values.</summary>
+    /// <param name="blob">The record's wrapped-key blob.</param>
+    /// <param name="sealKey">The seal key derived from its data key.</param>
+    /// <param name="fields">The stored field blobs, in <see cref="Properties"/> order.</param>
+    /// <param name="bound">The stored values of <see cref="BoundKey"/> then <see cref="BoundColumns"/>.</param>
+    public bool SealMatches(in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound)
+    {
+        var flags = blob.BindingFlags;
+        if ((flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound)) != 0
+            || ((flags & EnvelopeFormat.FlagKeyBound) != 0 && BoundKey.Length == 0)
+            || ((flags & EnvelopeFormat.FlagColumnsBound) != 0 && BoundColumns.Length == 0))
+        {
+            // Bound to values this model does not have (or unknown flags): it cannot be verified, so it is refused.
+            return false;
+        }
+
+        // Each property holding a value must be listed with its field's tag, and none listed may be NULL now. Listed
+        // name ids the model does not know are properties removed since (their columns were dropped): the seal still
+        // covers them, so they cannot be added or removed by anyone without the data key.
+        var entries = blob.TrailerEntries;
+        for (var i = 0; i < Properties.Length; i++)
+        {
+            var entry = FindEntry(entries, Properties[i].NameId);
+            var field = fields[i] as byte[];
+            if (field is not null && HasValue(field)
+                ? entry < 0 || !entries.Slice(entry + 4, EnvelopeFormat.TagSize).SequenceEqual(field.AsSpan(field.Length - EnvelopeFormat.TagSize))
+                : entry >= 0)
+            {
+                return false;
+            }
+        }
+
+        Span<byte> actual = stackalloc byte[EnvelopeFormat.SealSize];
+        ComputeSeal(blob.RecordId, blob.TrailerWithoutSeal, bound, sealKey, actual);
+        return CryptographicOperations.FixedTimeEquals(actual, blob.Seal);
+    }
+
     public override string ToString() => $"EncryptedEntity({Name}, {Properties.Length} properties)";
+
+    /// <summary>Returns <paramref name="unsealed"/> followed by the version 2 trailer: flags, the present properties' entries, seal.</summary>
+    private byte[] AppendTrailer(ReadOnlySpan<byte> unsealed, ReadOnlySpan<byte> sealKey, ReadOnlySpan<byte> recordId, in RowBinding binding, ReadOnlySpan<object?> fields)
+    {
+        var present = 0;
+        foreach (var field in fields)
+        {
+            present += field is byte[] bytes && HasValue(bytes) ? 1 : 0;
+        }
+
+        var blob = new byte[unsealed.Length + EnvelopeFormat.TrailerFixedSize + present * EnvelopeFormat.TrailerEntrySize];
+        unsealed.CopyTo(blob);
+        var at = unsealed.Length;
+        blob[at] = binding.Flags;
+        BinaryPrimitives.WriteUInt16BigEndian(blob.AsSpan(at + 1), (ushort)present);
+        at += 3;
+        foreach (var i in SealOrder)
+        {
+            if (fields[i] is byte[] field && HasValue(field))
+            {
+                at = Put(blob, at, Properties[i].NameId);
+                at = Put(blob, at, field.AsSpan(field.Length - EnvelopeFormat.TagSize));
+            }
+        }
+
+        ComputeSeal(recordId, blob.AsSpan(unsealed.Length, at - unsealed.Length), binding.Values, sealKey, blob.AsSpan(at));
+        return blob;
+    }
+
+    private static int FindEntry(ReadOnlySpan<byte> entries, byte[] nameId)
+    {
+        for (var at = 0; at + EnvelopeFormat.TrailerEntrySize <= entries.Length; at += EnvelopeFormat.TrailerEntrySize)
+        {
+            if (entries.Slice(at, 4).SequenceEqual(nameId))
+            {
+                return at;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// Computes the seal (docs/FORMAT.md, "Record seal") of: label, record id, entity, the trailer up to the seal
+    /// (flags and the present properties' name ids and tags), then the bound row values the flags select.
+    /// </summary>
+    private void ComputeSeal(ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> trailer, ReadOnlySpan<object?> bound, ReadOnlySpan<byte> sealKey, Span<byte> seal)
+    {
+        var flags = trailer[0];
+        var keyBound = (flags & EnvelopeFormat.FlagKeyBound) != 0;
+        var columnsBound = (flags & EnvelopeFormat.FlagColumnsBound) != 0;
+        var length = EnvelopeFormat.SealLabel.Length + EnvelopeFormat.RecordIdSize + BindingBytes.Length + trailer.Length + 2;
+        var boundCount = 0;
+        for (var i = 0; i < bound.Length; i++)
+        {
+            if (i < BoundKey.Length ? keyBound : columnsBound)
+            {
+                length += Column(i).Length(bound[i]);
+                boundCount++;
+            }
+        }
+
+        byte[]? rented = null;
+        var message = length <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(length));
+        message = message[..length];
+        try
+        {
+            var at = Put(message, 0, EnvelopeFormat.SealLabel);
+            at = Put(message, at, recordId);
+            at = Put(message, at, BindingBytes);
+            at = Put(message, at, trailer);
+            BinaryPrimitives.WriteUInt16BigEndian(message[at..], (ushort)boundCount);
+            at += 2;
+            for (var i = 0; i < bound.Length; i++)
+            {
+                if (i < BoundKey.Length ? keyBound : columnsBound)
+                {
+                    at = Column(i).Write(bound[i], message, at);
+                }
+            }
+
+            RecordSeal.Compute(sealKey, message, seal);
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
 
     private void EncryptFields(object entity, AesGcm cipher, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonces, byte[]?[] fields, bool[]? only)
     {
@@ -174,4 +388,81 @@ internal sealed class EncryptedEntity
             }
         }
     }
+
+    // An empty value is what a migration writes into existing rows of a new non-nullable column: like NULL, no value.
+    private static bool HasValue(byte[] field) => field.Length > 0;
+
+    private BoundColumn Column(int index) => index < BoundKey.Length ? BoundKey[index] : BoundColumns[index - BoundKey.Length];
+
+    private static int Put(Span<byte> destination, int at, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(destination[at..]);
+        return at + bytes.Length;
+    }
+
+    private static BoundColumn[] KeyColumns(IEntityType entityType)
+    {
+        if (entityType.IsMappedToJson())
+        {
+            return [];
+        }
+
+        var properties = entityType.FindOwnership() is { } ownership ? ownership.Properties : entityType.FindPrimaryKey()?.Properties;
+        return properties is null || properties.Any(p => !ValueCodecs.IsSupported(p.ClrType)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
+    }
+
+    private sealed class ByteOrder : IComparer<byte[]>
+    {
+        public static readonly ByteOrder Instance = new();
+
+        public int Compare(byte[]? x, byte[]? y) => x.AsSpan().SequenceCompareTo(y);
+    }
 }
+
+/// <summary>A plain column bound into a record's seal: its name (for an opted-in column), type tag and plaintext encoding.</summary>
+/// <remarks>
+/// Key columns are bound by position, without their names: an owned type's key is its owner's, named after the owner,
+/// and renaming the owner (with its binding name kept, docs/MIGRATIONS.md) must not make its rows fail.
+/// </remarks>
+internal sealed class BoundColumn
+{
+    public BoundColumn(IProperty property, bool named)
+    {
+        Property = property;
+        var tag = EnvelopeFormat.BindingName(ValueCodecs.TypeTag(property.ClrType));
+        Prefix = named ? [.. EnvelopeFormat.BindingName(property.Name), .. tag] : tag;
+        _codec = (IBoxedValueCodec)ValueCodecs.For(property.ClrType);
+    }
+
+    private readonly IBoxedValueCodec _codec;
+
+    public IProperty Property { get; }
+
+    /// <summary>The column's binding name (opted-in columns only) then its type tag, each uint16 length + UTF-8.</summary>
+    public byte[] Prefix { get; }
+
+    /// <summary>Bytes this value takes in the seal message: prefix, then <c>0x00</c> for NULL or <c>0x01 || uint32 length || encoding</c>.</summary>
+    public int Length(object? value) => Prefix.Length + 1 + (value is null ? 0 : 4 + _codec.GetByteCountBoxed(value));
+
+    public int Write(object? value, Span<byte> message, int at)
+    {
+        Prefix.CopyTo(message[at..]);
+        at += Prefix.Length;
+        if (value is null)
+        {
+            message[at] = 0x00;
+            return at + 1;
+        }
+
+        message[at] = 0x01;
+        var length = _codec.GetByteCountBoxed(value);
+        BinaryPrimitives.WriteUInt32BigEndian(message[(at + 1)..], (uint)length);
+        _codec.WriteBoxed(value, message.Slice(at + 5, length));
+        return at + 5 + length;
+    }
+}
+
+/// <summary>What a record seal binds besides the fields: the binding flags and the bound row values.</summary>
+/// <param name="Flags">Which groups are bound (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</param>
+/// <param name="Values">The values of <see cref="EncryptedEntity.BoundKey"/> then <see cref="EncryptedEntity.BoundColumns"/>.</param>
+internal readonly record struct RowBinding(byte Flags, object?[] Values);

@@ -62,6 +62,16 @@ internal sealed class EncryptionConvention(BlindIndexer indexer) : IModelFinaliz
             entityType.SetAnnotation(EncryptionAnnotations.EncryptedProperties, names.ToArray());
             AddKeyProperty(entityType.GetRootType());
         }
+
+        foreach (var entityType in model.GetEntityTypes())
+        {
+            var bound = entityType.GetDeclaredProperties().FirstOrDefault(p => p.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true);
+            if (bound is not null && (entityType.IsMappedToJson() || IsMarkedEncrypted(bound) || entityType.FindAnnotation(EncryptionAnnotations.EncryptedProperties) is null && !entityType.GetDerivedTypes().Concat(entityType.GetAllBaseTypes()).Any(t => t.FindAnnotation(EncryptionAnnotations.EncryptedProperties) is not null)))
+            {
+                throw new InvalidOperationException(
+                    $"Property '{entityType.DisplayName()}.{bound.Name}' is bound to its record (IsBoundToRecord), which needs a plain column of an entity type with encrypted properties that is not JSON-mapped.");
+            }
+        }
     }
 
     private static bool IsMarkedEncrypted(IReadOnlyPropertyBase property) =>
