@@ -129,16 +129,6 @@ internal sealed class EnvelopeRuntime : IDisposable
         {
             DecryptFields(encrypted, entity, blob, key, stored);
         }
-        catch (EnvelopeDecryptionException) when (blob.IsSealed)
-        {
-            // Some fields may already hold plaintext of a record that is being refused: none of it is left behind.
-            foreach (var property in properties)
-            {
-                property.Reset(entity);
-            }
-
-            throw;
-        }
         finally
         {
             key.Release();
@@ -256,17 +246,17 @@ internal sealed class EnvelopeRuntime : IDisposable
         var cipher = OpenDataKey(encrypted, blob, key, sealKey);
         try
         {
-            // Each field first (its own tag names the property that failed), then the seal over all of them: the
-            // instance is not handed to EF before both passed.
+            // The seal first, over the stored blobs as they are: a record that is refused leaves no plaintext in
+            // the instance. Then each field, whose own tag check names the property that fails.
+            if (blob.IsSealed)
+            {
+                VerifySeal(encrypted, blob, sealKey, stored, key.KeyId);
+            }
+
             var recordId = blob.RecordId;
             for (var i = 0; i < encrypted.Properties.Length; i++)
             {
                 encrypted.Properties[i].Decrypt(entity, (byte[]?)stored[i + 1], cipher, recordId, key.KeyId, blob.Version);
-            }
-
-            if (blob.IsSealed)
-            {
-                VerifySeal(encrypted, blob, sealKey, stored, key.KeyId);
             }
         }
         finally
@@ -277,17 +267,9 @@ internal sealed class EnvelopeRuntime : IDisposable
     }
 
     /// <summary>Checks a version 2 record's seal against its stored fields and bound row values (in <paramref name="stored"/>, <see cref="StoredProperties"/> order).</summary>
-    /// <exception cref="EnvelopeDecryptionException">The seal does not match.</exception>
-    public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, object?[] stored, string keyId)
-    {
-        var boundAt = stored.Length - encrypted.BoundKey.Length - encrypted.BoundColumns.Length;
-        if (!encrypted.SealMatches(blob, sealKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(boundAt)))
-        {
-            throw new EnvelopeDecryptionException(
-                $"The record's seal does not match its stored values (record id {Convert.ToHexStringLower(blob.RecordId)}): a value was set to NULL or replaced by an older one, or the record's columns were moved from another row or changed a bound column.",
-                encrypted.Name, null, keyId);
-        }
-    }
+    /// <exception cref="EnvelopeDecryptionException">The record is not what was sealed.</exception>
+    public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, object?[] stored, string keyId) =>
+        encrypted.VerifySeal(blob, sealKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(stored.Length - encrypted.BoundKey.Length - encrypted.BoundColumns.Length), keyId);
 
     private static EncryptedEntity? Build(IEntityType entityType)
     {

@@ -248,41 +248,55 @@ internal sealed class EncryptedEntity
         return new RowBinding(flags, values);
     }
 
-    /// <summary>Whether a stored version 2 record's seal matches its stored fields and row values.</summary>
+    /// <summary>Checks a stored version 2 record against its seal, before anything of it is decrypted.</summary>
     /// <param name="blob">The record's wrapped-key blob.</param>
     /// <param name="sealKey">The seal key derived from its data key.</param>
     /// <param name="fields">The stored field blobs, in <see cref="Properties"/> order.</param>
     /// <param name="bound">The stored values of <see cref="BoundKey"/> then <see cref="BoundColumns"/>.</param>
-    public bool SealMatches(in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound)
+    /// <param name="keyId">The master key the blob names, for the error.</param>
+    /// <exception cref="EnvelopeDecryptionException">
+    /// A field is not the one sealed (naming the property), or the seal does not match the record id, entity, the
+    /// listed values or the bound row values (naming no property).
+    /// </exception>
+    public void VerifySeal(in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound, string keyId)
     {
-        var flags = blob.BindingFlags;
-        if ((flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound)) != 0
-            || ((flags & EnvelopeFormat.FlagKeyBound) != 0 && BoundKey.Length == 0)
-            || ((flags & EnvelopeFormat.FlagColumnsBound) != 0 && BoundColumns.Length == 0))
-        {
-            // Bound to values this model does not have (or unknown flags): it cannot be verified, so it is refused.
-            return false;
-        }
-
         // Each property holding a value must be listed with its field's tag, and none listed may be NULL now. Listed
         // name ids the model does not know are properties removed since (their columns were dropped): the seal still
-        // covers them, so they cannot be added or removed by anyone without the data key.
+        // covers them, so nobody without the data key can add or remove one.
         var entries = blob.TrailerEntries;
         for (var i = 0; i < Properties.Length; i++)
         {
             var entry = FindEntry(entries, Properties[i].NameId);
             var field = fields[i] as byte[];
-            if (field is not null && HasValue(field)
-                ? entry < 0 || !entries.Slice(entry + 4, EnvelopeFormat.TagSize).SequenceEqual(field.AsSpan(field.Length - EnvelopeFormat.TagSize))
-                : entry >= 0)
+            var present = field is not null && HasValue(field);
+            if (present != entry >= 0
+                || (present && (field!.Length < EnvelopeFormat.FieldOverhead || !entries.Slice(entry + 4, EnvelopeFormat.TagSize).SequenceEqual(field.AsSpan(field.Length - EnvelopeFormat.TagSize)))))
             {
-                return false;
+                throw new EnvelopeDecryptionException(
+                    present
+                        ? (entry < 0 ? "The stored value is one the record's seal says was NULL." : "The stored ciphertext is not the one the record was sealed with: it was replaced (by an older value, or one from another record) or tampered with.")
+                        : "The stored value is NULL (or empty) where the record's seal lists a value: it was erased.",
+                    Name, Properties[i].Name, keyId);
             }
         }
 
+        var flags = blob.BindingFlags;
+        var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound)) == 0
+            && ((flags & EnvelopeFormat.FlagKeyBound) == 0 || BoundKey.Length > 0)
+            && ((flags & EnvelopeFormat.FlagColumnsBound) == 0 || BoundColumns.Length > 0);
         Span<byte> actual = stackalloc byte[EnvelopeFormat.SealSize];
-        ComputeSeal(blob.RecordId, blob.TrailerWithoutSeal, bound, sealKey, actual);
-        return CryptographicOperations.FixedTimeEquals(actual, blob.Seal);
+        if (known)
+        {
+            ComputeSeal(blob.RecordId, blob.TrailerWithoutSeal, bound, sealKey, actual);
+        }
+
+        // Flags naming bound values this model does not have cannot be verified, so they fail like a wrong seal.
+        if (!known || !CryptographicOperations.FixedTimeEquals(actual, blob.Seal))
+        {
+            throw new EnvelopeDecryptionException(
+                $"The record's seal does not match (record id {Convert.ToHexStringLower(blob.RecordId)}): its columns were moved from another row, a bound column or the key column was changed, or a column bound to the record was changed outside EF.",
+                Name, null, keyId);
+        }
     }
 
     public override string ToString() => $"EncryptedEntity({Name}, {Properties.Length} properties)";
