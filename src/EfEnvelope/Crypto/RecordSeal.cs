@@ -27,12 +27,4 @@ internal static class RecordSeal
     /// <summary>Computes the seal of a complete seal message.</summary>
     public static void Compute(ReadOnlySpan<byte> sealKey, ReadOnlySpan<byte> message, Span<byte> seal) =>
         HMACSHA256.HashData(sealKey, message, seal);
-
-    /// <summary>Whether <paramref name="expected"/> is the seal of the message, compared in constant time.</summary>
-    public static bool Verify(ReadOnlySpan<byte> sealKey, ReadOnlySpan<byte> message, ReadOnlySpan<byte> expected)
-    {
-        Span<byte> actual = stackalloc byte[EnvelopeFormat.SealSize];
-        Compute(sealKey, message, actual);
-        return CryptographicOperations.FixedTimeEquals(actual, expected);
-    }
 }

@@ -191,6 +191,31 @@ public abstract class RecordIntegrityTests<TFixture>(TFixture fixture) : IClassF
     }
 
     [Fact]
+    public async Task Item05_a_ciphertext_set_to_NULL_beside_a_forged_legacy_plaintext_is_refused()
+    {
+        SkipIfUnavailable();
+        var options = fixture.CreateOptions<LegacyAccountsContext>(e => e.UseProvider(fixture.Provider));
+        await EnsureTablesAsync(new LegacyAccountsContext(options));
+        var encrypted = new LegacyAccount { Id = Guid.NewGuid(), Iban = $"DE{Guid.NewGuid():N}" };
+        var legacy = Guid.NewGuid();
+        await using (var db = new LegacyAccountsContext(options))
+        {
+            db.Accounts.Add(encrypted);
+            await db.SaveChangesAsync(Ct);
+            await db.Database.ExecuteSqlRawAsync("UPDATE \"LegacyAccounts\" SET \"Iban\" = NULL, \"Iban_Plaintext\" = 'FORGED-IBAN' WHERE \"Id\" = {0}", [encrypted.Id], Ct);
+
+            // A row from before encryption (no key yet) still reads its legacy column, as the migration needs.
+            await db.Database.ExecuteSqlRawAsync("INSERT INTO \"LegacyAccounts\" (\"Id\", \"Iban_Plaintext\") VALUES ({0}, 'DE-LEGACY')", [legacy], Ct);
+        }
+
+        await using var reader = new LegacyAccountsContext(options);
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => reader.Accounts.AsNoTracking().SingleAsync(a => a.Id == encrypted.Id, Ct));
+        Assert.Equal(nameof(LegacyAccount.Iban), error.Property);
+        SecretScan.AssertFree(SecretScan.Describe(error), [encrypted.Iban, "FORGED-IBAN"], [], "legacy plaintext beside a key");
+        Assert.Equal("DE-LEGACY", (await reader.Accounts.AsNoTracking().SingleAsync(a => a.Id == legacy, Ct)).Iban);
+    }
+
+    [Fact]
     public async Task Item07_editing_an_attached_record_whose_key_column_was_replaced_is_refused_and_writes_nothing()
     {
         SkipIfUnavailable();
@@ -349,6 +374,21 @@ public class TenantContext(DbContextOptions<TenantContext> options) : DbContext(
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.Entity<TenantNote>().ToTable("TenantNotes").Property(n => n.TenantId).IsBoundToRecord();
+}
+
+public class LegacyAccount
+{
+    public Guid Id { get; set; }
+
+    [Encrypted(LegacyPlaintextColumn = "Iban_Plaintext")]
+    public string Iban { get; set; } = "";
+}
+
+public class LegacyAccountsContext(DbContextOptions<LegacyAccountsContext> options) : DbContext(options)
+{
+    public DbSet<LegacyAccount> Accounts => Set<LegacyAccount>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.Entity<LegacyAccount>().ToTable("LegacyAccounts");
 }
 
 public class Document
