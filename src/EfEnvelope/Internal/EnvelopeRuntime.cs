@@ -220,7 +220,7 @@ internal sealed class EnvelopeRuntime : IDisposable
         if (blob.IsSealed)
         {
             // Direct mode: the cached key is the record's data key; the same derivation as in mode 1.
-            key.DeriveKey(EnvelopeFormat.SealKeyInfo, sealKey);
+            key.DeriveSealKey(sealKey);
         }
 
         return key.RentCipher();
