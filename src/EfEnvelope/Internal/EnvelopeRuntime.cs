@@ -124,6 +124,11 @@ internal sealed class EnvelopeRuntime : IDisposable
             throw new EnvelopeDecryptionException(error!, encrypted.Name);
         }
 
+        if (!blob.IsSealed && Settings.RequireSealedRecords)
+        {
+            throw new EnvelopeDecryptionException("The record is in format version 1, without a record seal, and this configuration requires sealed records (RequireSealedRecords).", encrypted.Name);
+        }
+
         var key = Cache.Get(encrypted.Name, blob, encrypted.LastKey);
         try
         {

@@ -87,18 +87,33 @@ public sealed class KnownAnswerTests
         Assert.ThrowsAny<Exception>(() => DocumentDecoder.DecryptField(wrappedKey, null, Entity, "CardNumber", invoiceId: 1));
     }
 
+    private static InMemoryClinic ClinicWithVersion1Invoice()
+    {
+        var provider = new InsecureInMemoryMasterKeyProvider(MasterKeyId, MasterKey);
+        var clinic = new InMemoryClinic(provider, e => e.UseProvider(provider).UseApplicationName(Application));
+        using var command = clinic.Connection.CreateCommand();
+        command.CommandText = "INSERT INTO Invoices (Id, CardNumber, Amount, EfEnvelopeKey) VALUES (1, $card, '1.0', $key)";
+        command.Parameters.AddWithValue("$card", Convert.FromHexString(Version1CardNumber));
+        command.Parameters.AddWithValue("$key", Convert.FromHexString(Version1WrappedKey));
+        Assert.Equal(1, command.ExecuteNonQuery());
+        return clinic;
+    }
+
+    [Fact]
+    public void A_version_1_row_is_refused_once_sealed_records_are_required()
+    {
+        using var clinic = ClinicWithVersion1Invoice();
+        using var db = clinic.CreateContext(e => e.UseProvider(clinic.Provider).UseApplicationName(Application).RequireSealedRecords());
+
+        var error = Assert.Throws<EnvelopeDecryptionException>(() => db.Invoices.AsNoTracking().Single());
+        Assert.Equal(Entity, error.Entity);
+        Assert.Contains("RequireSealedRecords", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void A_version_1_row_from_fixed_bytes_still_reads_and_its_next_edit_writes_version_2()
     {
-        var provider = new InsecureInMemoryMasterKeyProvider(MasterKeyId, MasterKey);
-        using var clinic = new InMemoryClinic(provider, e => e.UseProvider(provider).UseApplicationName(Application));
-        using (var command = clinic.Connection.CreateCommand())
-        {
-            command.CommandText = "INSERT INTO Invoices (Id, CardNumber, Amount, EfEnvelopeKey) VALUES (1, $card, '1.0', $key)";
-            command.Parameters.AddWithValue("$card", Convert.FromHexString(Version1CardNumber));
-            command.Parameters.AddWithValue("$key", Convert.FromHexString(Version1WrappedKey));
-            Assert.Equal(1, command.ExecuteNonQuery());
-        }
+        using var clinic = ClinicWithVersion1Invoice();
 
         using (var db = clinic.CreateContext())
         {
@@ -112,7 +127,7 @@ public sealed class KnownAnswerTests
         Assert.Equal((2, 2), (key[0], card[0]));
         Assert.NotEqual(Convert.FromHexString(Version1WrappedKey)[2..18], key[2..18]);
         Assert.Equal("5500000000000004", Encoding.UTF8.GetString(DocumentDecoder.DecryptField(key, card, Entity, "CardNumber", invoiceId: 1)));
-        using var reader = clinic.CreateContext();
+        using var reader = clinic.CreateContext(e => e.UseProvider(clinic.Provider).UseApplicationName(Application).RequireSealedRecords());
         Assert.Equal("5500000000000004", reader.Invoices.AsNoTracking().Single().CardNumber);
     }
 
