@@ -41,7 +41,8 @@ namespace EfEnvelope.Crypto;
 /// 1       binding flags
 /// 2       N = number of properties holding a value, big-endian
 /// N × 20  per property: name id (first 4 bytes of SHA-256 of its binding name), then its field's GCM tag (16)
-/// 32      record seal: HMAC-SHA256 over the record id, entity, this trailer and the bound row values (<see cref="RecordSeal"/>)
+/// 12      seal nonce (random, fresh on every write of the record)
+/// 16      record seal: GMAC under the data key over the record id, entity, this trailer and the bound row values (<see cref="RecordSeal"/>)
 /// </code>
 /// <para>
 /// Version 1 is still read, and still written for blobs that are not records (the blind-index key, the health probe).
@@ -55,11 +56,14 @@ internal static class EnvelopeFormat
     /// <summary>Format version 2: labelled associated data, typed fields and the record seal. Every record is written in it.</summary>
     public const byte Version2 = 0x02;
 
-    /// <summary>Size of the record seal, an HMAC-SHA256 output.</summary>
-    public const int SealSize = 32;
+    /// <summary>Size of the record seal, a GCM tag.</summary>
+    public const int SealSize = TagSize;
 
-    /// <summary>The fixed part of a version 2 trailer: binding flags (1), entry count (2) and the record seal.</summary>
-    public const int TrailerFixedSize = 1 + 2 + SealSize;
+    /// <summary>The end of a version 2 trailer: the seal's nonce and the seal.</summary>
+    public const int SealWithNonceSize = NonceSize + SealSize;
+
+    /// <summary>The fixed part of a version 2 trailer: binding flags (1), entry count (2), the seal's nonce and the seal.</summary>
+    public const int TrailerFixedSize = 1 + 2 + SealWithNonceSize;
 
     /// <summary>One trailer entry: a property's name id (4) and its field's GCM tag (16).</summary>
     public const int TrailerEntrySize = 4 + TagSize;
@@ -76,11 +80,8 @@ internal static class EnvelopeFormat
     /// <summary>Prefix of a version 2 field's associated data.</summary>
     public static readonly byte[] FieldLabel = BindingName("efenvelope/v2/field");
 
-    /// <summary>Prefix of the message a version 2 record seal authenticates.</summary>
+    /// <summary>Prefix of the message a version 2 record seal authenticates (its associated data).</summary>
     public static readonly byte[] SealLabel = BindingName("efenvelope/v2/record-seal");
-
-    /// <summary>HKDF info deriving a record's seal key from its data key.</summary>
-    public static readonly byte[] SealKeyInfo = BindingName("efenvelope/v2/record-seal-key");
     public const byte ModeCachedKek = 0x01;
     public const byte ModeDirect = 0x02;
     public const int KeySize = 32;
@@ -208,13 +209,16 @@ internal readonly struct WrappedKeyBlob
     /// <summary>Version 2: which row values the seal binds (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</summary>
     public byte BindingFlags => Blob[TrailerOffset];
 
-    /// <summary>Version 2: the trailer up to the seal (flags, count, entries): what the seal authenticates of it.</summary>
-    public ReadOnlySpan<byte> TrailerWithoutSeal => Blob.AsSpan(TrailerOffset, Blob.Length - EnvelopeFormat.SealSize - TrailerOffset);
+    /// <summary>Version 2: the trailer up to the seal's nonce (flags, count, entries): what the seal authenticates of it.</summary>
+    public ReadOnlySpan<byte> TrailerWithoutSeal => Blob.AsSpan(TrailerOffset, Blob.Length - EnvelopeFormat.SealWithNonceSize - TrailerOffset);
 
     /// <summary>Version 2: the (name id, tag) entries of the properties that held a value when the record was sealed.</summary>
-    public ReadOnlySpan<byte> TrailerEntries => Blob.AsSpan(TrailerOffset + 3, Blob.Length - EnvelopeFormat.SealSize - TrailerOffset - 3);
+    public ReadOnlySpan<byte> TrailerEntries => Blob.AsSpan(TrailerOffset + 3, Blob.Length - EnvelopeFormat.SealWithNonceSize - TrailerOffset - 3);
 
-    /// <summary>Version 2: the record seal, the last 32 bytes.</summary>
+    /// <summary>Version 2: the seal's nonce, the 12 bytes before the seal.</summary>
+    public ReadOnlySpan<byte> SealNonce => Blob.AsSpan(Blob.Length - EnvelopeFormat.SealWithNonceSize, EnvelopeFormat.NonceSize);
+
+    /// <summary>Version 2: the record seal, the last 16 bytes.</summary>
     public ReadOnlySpan<byte> Seal => Blob.AsSpan(Blob.Length - EnvelopeFormat.SealSize);
 
     /// <summary>Everything before the version 2 trailer (the whole blob in version 1): what a re-seal copies unchanged.</summary>

@@ -2,33 +2,42 @@ using System.Security.Cryptography;
 
 namespace EfEnvelope.Crypto;
 
-/// <summary>The version 2 record seal: one HMAC-SHA256 per record over everything the record must commit to.</summary>
+/// <summary>The version 2 record seal: one GMAC per record over everything the record must commit to.</summary>
 /// <remarks>
 /// <para>
 /// AES-GCM authenticates each field on its own; nothing in version 1 ties the fields of a record together, so a
 /// database writer could set one to NULL, write back an older ciphertext of it (same data key) or move the whole
-/// record to another row. The seal authenticates, under a key only the data key's holder can derive: the record id
-/// and entity, the row values the record is bound to (its key, and columns the application opted in), and for every
-/// encrypted property that holds a value its binding name and the value's GCM tag. NULL is the absence of an entry.
+/// record to another row. The seal authenticates, under the record's data key: the record id and entity, the row
+/// values the record is bound to (its key, and columns the application opted in), and for every encrypted property
+/// that holds a value its name id and the value's GCM tag. NULL is the absence of an entry.
 /// </para>
 /// <para>
-/// The GCM tag stands for the whole field blob: a different blob with the same tag under the same data key and
-/// associated data would be a GCM forgery. The seal key is derived from the data key with HKDF and its own label
-/// (HKDF-Expand) rather than using the data key as the seal's HMAC key, so the seal's key is never the AES key. The seal does not cover the
-/// wrapped key, so rewrapping the data key under another key-encryption key (rotation) keeps it valid.
+/// The seal is AES-GCM with an empty plaintext and the seal message as associated data (GMAC), under the data key
+/// with its own random nonce: the data key stays under the one primitive it already serves, and the AES-GCM instance
+/// the record's fields are decrypted with computes it, so a read pays no key setup or key derivation for it. The
+/// message starts with its own label, so no field's associated data can ever equal it, and a seal tag can never
+/// stand in for a field's. The GCM tag of a field stands for its whole blob: a different blob with the same tag under
+/// the same key and associated data would be a GCM forgery. The seal does not cover the wrapped key, so rewrapping the
+/// data key under another key-encryption key (rotation) keeps it valid.
 /// </para>
 /// </remarks>
 internal static class RecordSeal
 {
-    /// <summary>Derives a record's 32-byte seal key from its data key.</summary>
-    /// <remarks>
-    /// HKDF-Expand only: the data key is already 32 uniformly random bytes, so the extract step (RFC 5869, 3.3) would
-    /// only cost another HMAC on every record read.
-    /// </remarks>
-    public static void DeriveKey(ReadOnlySpan<byte> dataKey, Span<byte> sealKey) =>
-        HKDF.Expand(HashAlgorithmName.SHA256, dataKey, sealKey, EnvelopeFormat.SealKeyInfo);
+    /// <summary>Computes the seal (a 16-byte tag) of a complete seal message under the record's data key.</summary>
+    public static void Compute(AesGcm dataKey, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> message, Span<byte> seal) =>
+        dataKey.Encrypt(nonce, ReadOnlySpan<byte>.Empty, Span<byte>.Empty, seal, message);
 
-    /// <summary>Computes the seal of a complete seal message.</summary>
-    public static void Compute(ReadOnlySpan<byte> sealKey, ReadOnlySpan<byte> message, Span<byte> seal) =>
-        HMACSHA256.HashData(sealKey, message, seal);
+    /// <summary>Whether <paramref name="seal"/> is the seal of the message (the tag comparison is constant-time).</summary>
+    public static bool Verify(AesGcm dataKey, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> message, ReadOnlySpan<byte> seal)
+    {
+        try
+        {
+            dataKey.Decrypt(nonce, ReadOnlySpan<byte>.Empty, seal, Span<byte>.Empty, message);
+            return true;
+        }
+        catch (AuthenticationTagMismatchException)
+        {
+            return false;
+        }
+    }
 }

@@ -211,25 +211,9 @@ internal sealed class EnvelopeRuntime : IDisposable
         }
     }
 
-    /// <summary>
-    /// Opens a record's data key: under its KEK (mode 1), or the cached key itself (direct mode); for a version 2
-    /// record, also derives its seal key into <paramref name="sealKey"/> (32 bytes, the caller zeroes it).
-    /// </summary>
-    public static AesGcm OpenDataKey(EncryptedEntity encrypted, in WrappedKeyBlob blob, CachedKey key, Span<byte> sealKey)
-    {
-        if (blob.Mode == EnvelopeFormat.ModeCachedKek)
-        {
-            return encrypted.OpenDataKey(blob, key, sealKey);
-        }
-
-        if (blob.IsSealed)
-        {
-            // Direct mode: the cached key is the record's data key; the same derivation as in mode 1.
-            key.DeriveSealKey(sealKey);
-        }
-
-        return key.RentCipher();
-    }
+    /// <summary>Opens a record's data key: under its KEK (mode 1), or the cached key itself (direct mode).</summary>
+    public static AesGcm OpenDataKey(EncryptedEntity encrypted, in WrappedKeyBlob blob, CachedKey key) =>
+        blob.Mode == EnvelopeFormat.ModeCachedKek ? encrypted.OpenDataKey(blob, key) : key.RentCipher();
 
     public static void CloseDataKey(in WrappedKeyBlob blob, CachedKey key, AesGcm cipher)
     {
@@ -247,15 +231,14 @@ internal sealed class EnvelopeRuntime : IDisposable
 
     private static void DecryptFields(EncryptedEntity encrypted, object entity, in WrappedKeyBlob blob, CachedKey key, object?[] stored)
     {
-        Span<byte> sealKey = stackalloc byte[EnvelopeFormat.SealSize];
-        var cipher = OpenDataKey(encrypted, blob, key, sealKey);
+        var cipher = OpenDataKey(encrypted, blob, key);
         try
         {
             // The seal first, over the stored blobs as they are: a record that is refused leaves no plaintext in
             // the instance. Then each field, whose own tag check names the property that fails.
             if (blob.IsSealed)
             {
-                VerifySeal(encrypted, blob, sealKey, stored, key.KeyId);
+                VerifySeal(encrypted, blob, cipher, stored, key.KeyId);
             }
 
             var recordId = blob.RecordId;
@@ -267,14 +250,13 @@ internal sealed class EnvelopeRuntime : IDisposable
         finally
         {
             CloseDataKey(blob, key, cipher);
-            CryptographicOperations.ZeroMemory(sealKey);
         }
     }
 
     /// <summary>Checks a version 2 record's seal against its stored fields and bound row values (in <paramref name="stored"/>, <see cref="StoredProperties"/> order).</summary>
     /// <exception cref="EnvelopeDecryptionException">The record is not what was sealed.</exception>
-    public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, object?[] stored, string keyId) =>
-        encrypted.VerifySeal(blob, sealKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(stored.Length - encrypted.BoundKey.Length - encrypted.BoundColumns.Length), keyId);
+    public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, AesGcm dataKey, object?[] stored, string keyId) =>
+        encrypted.VerifySeal(blob, dataKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(stored.Length - encrypted.BoundKey.Length - encrypted.BoundColumns.Length), keyId);
 
     private static EncryptedEntity? Build(IEntityType entityType)
     {

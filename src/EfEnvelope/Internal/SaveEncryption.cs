@@ -298,8 +298,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         else
         {
             var blob = item.StoredBlob;
-            Span<byte> sealKey = stackalloc byte[EnvelopeFormat.SealSize];
-            var cipher = EnvelopeRuntime.OpenDataKey(encrypted, blob, item.Key!, sealKey);
+            var cipher = EnvelopeRuntime.OpenDataKey(encrypted, blob, item.Key!);
             try
             {
                 object?[] storedFields;
@@ -307,7 +306,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 {
                     // Attached: the row just loaded must be the record its key was sealed with, or an edit would
                     // re-encrypt under a data key moved in from another record (and the result would read clean there).
-                    EnvelopeRuntime.VerifySeal(encrypted, blob, sealKey, row, item.Key!.KeyId);
+                    EnvelopeRuntime.VerifySeal(encrypted, blob, cipher, row, item.Key!.KeyId);
                     storedFields = row[1..(1 + encrypted.Properties.Length)];
                 }
                 else
@@ -316,12 +315,11 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     storedFields = [.. encrypted.Properties.Select(p => entry[p.Ciphertext])];
                 }
 
-                item.NewWrappedKey = encrypted.EncryptChanged(entity, cipher, blob, sealKey, runtime.Random, item.Fields, item.Changed!, storedFields, binding);
+                item.NewWrappedKey = encrypted.EncryptChanged(entity, cipher, blob, runtime.Random, item.Fields, item.Changed!, storedFields, binding);
             }
             finally
             {
                 EnvelopeRuntime.CloseDataKey(blob, item.Key!, cipher);
-                System.Security.Cryptography.CryptographicOperations.ZeroMemory(sealKey);
             }
         }
 

@@ -95,9 +95,6 @@ internal sealed class CachedKey
     public void DeriveKey(ReadOnlySpan<byte> info, Span<byte> output) =>
         HKDF.DeriveKey(HashAlgorithmName.SHA256, _key, output, ReadOnlySpan<byte>.Empty, info);
 
-    /// <summary>Direct mode, where this key is a record's data key: derives the record's seal key; only call while holding a lease.</summary>
-    public void DeriveSealKey(Span<byte> sealKey) => RecordSeal.DeriveKey(_key, sealKey);
-
     private void TryDispose()
     {
         // Only the transition 0 -> -1 disposes, so a concurrent Release and Evict cannot both zero (or miss) it.

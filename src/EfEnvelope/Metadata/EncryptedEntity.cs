@@ -91,7 +91,8 @@ internal sealed class EncryptedEntity
     public byte[] EncryptNew(object entity, CachedKey kek, IRandomSource random, byte[]?[] fields, in RowBinding binding)
     {
         // One call to the random source for everything this record needs: each call costs about a microsecond.
-        Span<byte> randomness = stackalloc byte[EnvelopeFormat.KeySize + EnvelopeFormat.RecordIdSize + EnvelopeFormat.NonceSize * (1 + Properties.Length)];
+        // Data key, record id, the wrapped key's nonce, one nonce per property, then the seal's nonce.
+        Span<byte> randomness = stackalloc byte[EnvelopeFormat.KeySize + EnvelopeFormat.RecordIdSize + EnvelopeFormat.NonceSize * (2 + Properties.Length)];
         random.Fill(randomness);
         var dataKey = randomness[..EnvelopeFormat.KeySize];
         var recordId = randomness.Slice(EnvelopeFormat.KeySize, EnvelopeFormat.RecordIdSize);
@@ -122,16 +123,7 @@ internal sealed class EncryptedEntity
 
             using var cipher = new AesGcm(dataKey, EnvelopeFormat.TagSize);
             EncryptFields(entity, cipher, recordId, nonces[EnvelopeFormat.NonceSize..], fields, null);
-            Span<byte> sealKey = stackalloc byte[EnvelopeFormat.SealSize];
-            try
-            {
-                RecordSeal.DeriveKey(dataKey, sealKey);
-                return AppendTrailer(blob, sealKey, recordId, binding, fields);
-            }
-            finally
-            {
-                CryptographicOperations.ZeroMemory(sealKey);
-            }
+            return AppendTrailer(blob, cipher, nonces[^EnvelopeFormat.NonceSize..], recordId, binding, fields);
         }
         finally
         {
@@ -149,20 +141,12 @@ internal sealed class EncryptedEntity
         recordId.CopyTo(blob.AsSpan(2));
         tail.CopyTo(blob, EnvelopeFormat.TailOffset);
 
-        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * Properties.Length];
+        // One nonce per property, then the seal's.
+        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * (1 + Properties.Length)];
         random.Fill(nonces);
         using var cipher = new AesGcm(dataKey.Plaintext, EnvelopeFormat.TagSize);
         EncryptFields(entity, cipher, recordId, nonces, fields, null);
-        Span<byte> sealKey = stackalloc byte[EnvelopeFormat.SealSize];
-        try
-        {
-            RecordSeal.DeriveKey(dataKey.Plaintext, sealKey);
-            return AppendTrailer(blob, sealKey, recordId, binding, fields);
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(sealKey);
-        }
+        return AppendTrailer(blob, cipher, nonces[^EnvelopeFormat.NonceSize..], recordId, binding, fields);
     }
 
     /// <summary>
@@ -170,13 +154,13 @@ internal sealed class EncryptedEntity
     /// returns its wrapped-key blob with a new seal over the new fields, the unchanged stored ones and the binding.
     /// </summary>
     /// <remarks>
-    /// <paramref name="stored"/> is the record's stored wrapped-key blob (version 2), <paramref name="sealKey"/> its seal
-    /// key, and <paramref name="storedFields"/> its stored field blobs in <see cref="Properties"/> order (those of the
-    /// unchanged properties are sealed again as they are).
+    /// <paramref name="stored"/> is the record's stored wrapped-key blob (version 2) and <paramref name="storedFields"/>
+    /// its stored field blobs in <see cref="Properties"/> order (those of the unchanged properties are sealed again as
+    /// they are). The seal gets a fresh nonce: a nonce never repeats under the data key.
     /// </remarks>
-    public byte[] EncryptChanged(object entity, AesGcm dataKey, in WrappedKeyBlob stored, ReadOnlySpan<byte> sealKey, IRandomSource random, byte[]?[] fields, bool[] changed, object?[] storedFields, in RowBinding binding)
+    public byte[] EncryptChanged(object entity, AesGcm dataKey, in WrappedKeyBlob stored, IRandomSource random, byte[]?[] fields, bool[] changed, object?[] storedFields, in RowBinding binding)
     {
-        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * Properties.Length];
+        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * (1 + Properties.Length)];
         random.Fill(nonces);
         EncryptFields(entity, dataKey, stored.RecordId, nonces, fields, changed);
 
@@ -186,11 +170,11 @@ internal sealed class EncryptedEntity
             merged[i] = changed[i] ? fields[i] : storedFields[i];
         }
 
-        return AppendTrailer(stored.Unsealed, sealKey, stored.RecordId, binding, merged);
+        return AppendTrailer(stored.Unsealed, dataKey, nonces[^EnvelopeFormat.NonceSize..], stored.RecordId, binding, merged);
     }
 
-    /// <summary>Opens a mode 1 record's data key with its (leased) KEK; for a version 2 record also derives its seal key.</summary>
-    public AesGcm OpenDataKey(in WrappedKeyBlob blob, CachedKey kek, Span<byte> sealKey)
+    /// <summary>Opens a mode 1 record's data key with its (leased) KEK.</summary>
+    public AesGcm OpenDataKey(in WrappedKeyBlob blob, CachedKey kek)
     {
         var aad = EnvelopeFormat.DataKeyAssociatedData(blob.Version, blob.Header, BindingBytes, stackalloc byte[StackLimit]);
 
@@ -205,11 +189,6 @@ internal sealed class EncryptedEntity
                 wrapped[(EnvelopeFormat.NonceSize + EnvelopeFormat.KeySize)..],
                 dataKey,
                 aad);
-            if (blob.IsSealed)
-            {
-                RecordSeal.DeriveKey(dataKey, sealKey);
-            }
-
             return new AesGcm(dataKey, EnvelopeFormat.TagSize);
         }
         catch (AuthenticationTagMismatchException ex)
@@ -250,7 +229,7 @@ internal sealed class EncryptedEntity
 
     /// <summary>Checks a stored version 2 record against its seal, before anything of it is decrypted.</summary>
     /// <param name="blob">The record's wrapped-key blob.</param>
-    /// <param name="sealKey">The seal key derived from its data key.</param>
+    /// <param name="dataKey">The record's opened data key.</param>
     /// <param name="fields">The stored field blobs, in <see cref="Properties"/> order.</param>
     /// <param name="bound">The stored values of <see cref="BoundKey"/> then <see cref="BoundColumns"/>.</param>
     /// <param name="keyId">The master key the blob names, for the error.</param>
@@ -258,7 +237,7 @@ internal sealed class EncryptedEntity
     /// A field is not the one sealed (naming the property), or the seal does not match the record id, entity, the
     /// listed values or the bound row values (naming no property).
     /// </exception>
-    public void VerifySeal(in WrappedKeyBlob blob, ReadOnlySpan<byte> sealKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound, string keyId)
+    public void VerifySeal(in WrappedKeyBlob blob, AesGcm dataKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound, string keyId)
     {
         // Each property holding a value must be listed with its field's tag, and none listed may be NULL now. Listed
         // name ids the model does not know are properties removed since (their columns were dropped): the seal still
@@ -284,14 +263,8 @@ internal sealed class EncryptedEntity
         var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound)) == 0
             && ((flags & EnvelopeFormat.FlagKeyBound) == 0 || BoundKey.Length > 0)
             && ((flags & EnvelopeFormat.FlagColumnsBound) == 0 || BoundColumns.Length > 0);
-        Span<byte> actual = stackalloc byte[EnvelopeFormat.SealSize];
-        if (known)
-        {
-            ComputeSeal(blob.RecordId, blob.TrailerWithoutSeal, bound, sealKey, actual);
-        }
-
         // Flags naming bound values this model does not have cannot be verified, so they fail like a wrong seal.
-        if (!known || !CryptographicOperations.FixedTimeEquals(actual, blob.Seal))
+        if (!known || !Seal(blob.RecordId, blob.TrailerWithoutSeal, bound, dataKey, blob.SealNonce, expected: blob.Seal, output: default))
         {
             throw new EnvelopeDecryptionException(
                 $"The record's seal does not match (record id {Convert.ToHexStringLower(blob.RecordId)}): its columns were moved from another row, or its key column or a column bound to it was changed outside EF.",
@@ -301,8 +274,8 @@ internal sealed class EncryptedEntity
 
     public override string ToString() => $"EncryptedEntity({Name}, {Properties.Length} properties)";
 
-    /// <summary>Returns <paramref name="unsealed"/> followed by the version 2 trailer: flags, the present properties' entries, seal.</summary>
-    private byte[] AppendTrailer(ReadOnlySpan<byte> unsealed, ReadOnlySpan<byte> sealKey, ReadOnlySpan<byte> recordId, in RowBinding binding, ReadOnlySpan<object?> fields)
+    /// <summary>Returns <paramref name="unsealed"/> followed by the version 2 trailer: flags, the present properties' entries, the seal's nonce, the seal.</summary>
+    private byte[] AppendTrailer(ReadOnlySpan<byte> unsealed, AesGcm dataKey, ReadOnlySpan<byte> sealNonce, ReadOnlySpan<byte> recordId, in RowBinding binding, ReadOnlySpan<object?> fields)
     {
         var present = 0;
         foreach (var field in fields)
@@ -325,7 +298,8 @@ internal sealed class EncryptedEntity
             }
         }
 
-        ComputeSeal(recordId, blob.AsSpan(unsealed.Length, at - unsealed.Length), binding.Values, sealKey, blob.AsSpan(at));
+        sealNonce.CopyTo(blob.AsSpan(at));
+        Seal(recordId, blob.AsSpan(unsealed.Length, at - unsealed.Length), binding.Values, dataKey, sealNonce, expected: default, output: blob.AsSpan(at + EnvelopeFormat.NonceSize));
         return blob;
     }
 
@@ -343,10 +317,11 @@ internal sealed class EncryptedEntity
     }
 
     /// <summary>
-    /// Computes the seal (docs/FORMAT.md, "Record seal") of: label, record id, entity, the trailer up to the seal
-    /// (flags and the present properties' name ids and tags), then the bound row values the flags select.
+    /// Computes the seal into <paramref name="output"/> (or, when it is empty, checks it against <paramref name="expected"/>) (docs/FORMAT.md, "Record seal") of: label, record
+    /// id, entity, the trailer up to the seal's nonce (flags and the present properties' name ids and tags), then the
+    /// bound row values the flags select.
     /// </summary>
-    private void ComputeSeal(ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> trailer, ReadOnlySpan<object?> bound, ReadOnlySpan<byte> sealKey, Span<byte> seal)
+    private bool Seal(ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> trailer, ReadOnlySpan<object?> bound, AesGcm dataKey, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> expected, Span<byte> output)
     {
         var flags = trailer[0];
         var keyBound = (flags & EnvelopeFormat.FlagKeyBound) != 0;
@@ -381,7 +356,13 @@ internal sealed class EncryptedEntity
                 }
             }
 
-            RecordSeal.Compute(sealKey, message, seal);
+            if (output.IsEmpty)
+            {
+                return RecordSeal.Verify(dataKey, nonce, message, expected);
+            }
+
+            RecordSeal.Compute(dataKey, nonce, message, output);
+            return true;
         }
         finally
         {

@@ -36,6 +36,7 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
         BindingFlags,
         EntryCount,
         SealEntries,
+        SealNonce,
         Seal,
     }
 
@@ -144,7 +145,8 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
         var entries = BinaryPrimitives.ReadUInt16BigEndian(blob.AsSpan(position));
         Mark(Region.EntryCount, 2);
         Mark(Region.SealEntries, 20 * entries);
-        Mark(Region.Seal, 32);
+        Mark(Region.SealNonce, 12);
+        Mark(Region.Seal, 16);
         Assert.Equal(blob.Length, position);
         return regions;
     }
