@@ -25,15 +25,7 @@ public abstract class RecordIntegrityTests<TFixture>(TFixture fixture) : IClassF
         }
     }
 
-    private static Patient NewPatient(Random random) => new()
-    {
-        Id = Guid.NewGuid(),
-        Name = "Integrity Target",
-        Ssn = $"SSN-{random.Next(100_000_000, 999_999_999)}",
-        Diagnosis = $"Diagnosis-{random.Next(100_000_000, 999_999_999)}",
-        DateOfBirth = new DateOnly(1970 + random.Next(50), 1 + random.Next(12), 1 + random.Next(28)),
-        HomeAddress = new Address { City = "Springfield", Street = $"Street-{random.Next(100_000_000, 999_999_999)}" },
-    };
+    private static Patient NewPatient(Random random) => TamperTargets.NewPatient(random, "Integrity Target");
 
     private async Task InsertAsync(params Patient[] patients)
     {

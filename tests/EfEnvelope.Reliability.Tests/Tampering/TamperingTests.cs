@@ -48,15 +48,7 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
         }
     }
 
-    private static Patient NewPatient(Random random) => new()
-    {
-        Id = Guid.NewGuid(),
-        Name = "Tamper Target",
-        Ssn = $"SSN-{random.Next(100_000_000, 999_999_999)}",
-        Diagnosis = $"Diagnosis-{random.Next(100_000_000, 999_999_999)}",
-        DateOfBirth = new DateOnly(1970 + random.Next(50), 1 + random.Next(12), 1 + random.Next(28)),
-        HomeAddress = new Address { City = "Springfield", Street = $"Street-{random.Next(100_000_000, 999_999_999)}" },
-    };
+    private static Patient NewPatient(Random random) => TamperTargets.NewPatient(random, "Tamper Target");
 
     private static IEnumerable<string> Plaintexts(Patient patient) => [patient.Ssn, patient.Diagnosis!, patient.HomeAddress!.Street];
 
