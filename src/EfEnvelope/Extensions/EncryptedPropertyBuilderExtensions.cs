@@ -54,6 +54,31 @@ public static class EncryptedPropertyBuilderExtensions
         return propertyBuilder;
     }
 
+    /// <summary>Authenticates this plain (unencrypted) column with the record's encrypted values, through the record seal.</summary>
+    /// <remarks>
+    /// <para>
+    /// For columns that decide whose data a record is, such as a tenant id or an owner's foreign key: a database writer
+    /// who changes the column (or moves the record's encrypted columns to a row with another value) makes the record
+    /// fail with <see cref="EfEnvelope.EnvelopeDecryptionException"/> when it is read. The column itself stays in
+    /// plaintext, queryable as before. The primary key is bound without this whenever its value is known before insert.
+    /// </para>
+    /// <para>
+    /// A save that changes the column rewrites the record's key column with a new seal. Rows written before the column
+    /// was bound are read without it until their next write; see docs/SECURITY.md. Not for JSON-mapped owned types.
+    /// </para>
+    /// </remarks>
+    public static PropertyBuilder<TProperty> IsBoundToRecord<TProperty>(this PropertyBuilder<TProperty> propertyBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        if (!EfEnvelope.Crypto.ValueCodecs.IsSupported(typeof(TProperty)))
+        {
+            throw new ArgumentException($"Property '{propertyBuilder.Metadata.Name}' has type '{typeof(TProperty).Name}', which has no plaintext encoding to bind (the types that can be encrypted can be bound).", nameof(propertyBuilder));
+        }
+
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.BoundToRecord, true);
+        return propertyBuilder;
+    }
+
     /// <summary>Binds this encrypted property's ciphertext to <paramref name="bindingName"/> instead of its own name, as <see cref="EfEnvelope.EncryptedAttribute.BindingName"/> does.</summary>
     /// <remarks>Set it to the property's old name when renaming it, so that rows written before the rename stay readable (docs/MIGRATIONS.md).</remarks>
     public static PropertyBuilder<TProperty> HasEncryptionBindingName<TProperty>(this PropertyBuilder<TProperty> propertyBuilder, string bindingName)
