@@ -8,6 +8,7 @@ using EfEnvelope.Benchmarks;
 
 // --provider-calls: count provider calls per mode, no timing.
 // --allocations: which types each operation allocates (runtime allocation sampling).
+// --interleaved [--rounds N]: issue 14's comparison, every approach once per round in rotating order, medians (default 11 rounds).
 // --breakdown: Stopwatch and allocation breakdown of the pieces (for profiling without a profiler).
 // --quick: in-process, monitoring strategy (one invocation per iteration, no pilot), 1 warm-up and 5 measured
 //          iterations: the whole suite in under two minutes on two cores.
@@ -21,6 +22,13 @@ if (args.Contains("--provider-calls"))
 if (args.Contains("--allocations"))
 {
     AllocationProfile.Print();
+    return;
+}
+
+if (args.Contains("--interleaved"))
+{
+    var rounds = args.SkipWhile(a => a != "--rounds").Skip(1).Select(int.Parse).FirstOrDefault(11);
+    Interleaved.Print(rounds);
     return;
 }
 

@@ -34,6 +34,14 @@ internal static class Commands
 
     private static readonly Option<bool> VerifyOption = new("--verify") { Description = "Decrypt every row afterwards and report any that fail." };
 
+    private static readonly Option<string?> JobNameOption = new("--job-name") { Description = "Run as one worker of a job shared by several processes through the database (table EfEnvelopeJobPartitions): start the same command, with the same name, in each. No checkpoint file: partitions keep their own." };
+
+    private static readonly Option<int> PartitionsOption = new("--partitions") { Description = "With --job-name: key ranges per entity type, decided by the first worker.", DefaultValueFactory = _ => 16 };
+
+    private static readonly Option<string?> WorkerIdOption = new("--worker-id") { Description = "With --job-name: this worker's name in the partition table (default: host, process id and a random suffix)." };
+
+    private static readonly Option<int> LeaseSecondsOption = new("--lease-seconds") { Description = "With --job-name: seconds without a committed batch after which another worker takes this one's partition over.", DefaultValueFactory = _ => 120 };
+
     private static readonly Option<string?> RetiringKeyOption = new("--retiring-key") { Description = "Exit with 0 only if no stored row and no blind index key needs this master key any more." };
 
     public static RootCommand Build(string[] applicationArguments)
@@ -73,6 +81,10 @@ internal static class Commands
         {
             command.Options.Add(TargetKeyOption);
             command.Options.Add(VerifyOption);
+            command.Options.Add(JobNameOption);
+            command.Options.Add(PartitionsOption);
+            command.Options.Add(WorkerIdOption);
+            command.Options.Add(LeaseSecondsOption);
         }
 
         command.SetAction((parse, token) => RunAsync(parse, applicationArguments, (db, output, interrupt) => JobCommand.RunAsync(db, operation, parse, output, interrupt), token));
@@ -98,6 +110,39 @@ internal static class Commands
     public static string? TargetKey(ParseResult parse) => parse.GetValue(TargetKeyOption);
 
     public static bool VerifyAfterwards(ParseResult parse) => parse.GetValue(VerifyOption);
+
+    /// <summary>The settings of a worker of a partitioned job, or null when the command runs the job alone.</summary>
+    public static PartitionedJobOptions? PartitionedJob(ParseResult parse)
+    {
+        if (parse.GetValue(JobNameOption) is not { } name)
+        {
+            return null;
+        }
+
+        if (parse.GetValue(VerifyOption) || parse.GetValue(CheckpointOption) is not null || parse.GetValue(RestartOption))
+        {
+            throw new UsageException("--job-name runs one worker of a shared job: partitions keep their own checkpoints, and verification belongs after every worker has finished (run verify once then). Leave out --verify, --checkpoint and --restart.");
+        }
+
+        try
+        {
+            var options = new PartitionedJobOptions(name)
+            {
+                Partitions = parse.GetValue(PartitionsOption),
+                LeaseDuration = TimeSpan.FromSeconds(parse.GetValue(LeaseSecondsOption)),
+            };
+            if (parse.GetValue(WorkerIdOption) is { } worker)
+            {
+                options.WorkerId = worker;
+            }
+
+            return options;
+        }
+        catch (ArgumentException ex)
+        {
+            throw new UsageException(ex.Message);
+        }
+    }
 
     private static async Task<int> RunAsync(ParseResult parse, string[] applicationArguments, Func<DbContext, Output, Interrupt, Task<int>> work, CancellationToken invocationToken)
     {

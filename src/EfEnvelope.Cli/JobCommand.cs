@@ -9,6 +9,11 @@ internal static class JobCommand
 {
     public static async Task<int> RunAsync(DbContext db, LifecycleOperation operation, ParseResult parse, Output output, Interrupt interrupt)
     {
+        if (operation != LifecycleOperation.Verify && Commands.PartitionedJob(parse) is { } partitioned)
+        {
+            return await RunWorkerAsync(db, operation, partitioned, parse, output, interrupt);
+        }
+
         var verb = Output.Verb(operation);
         var options = new LifecycleOptions
         {
@@ -49,6 +54,36 @@ internal static class JobCommand
 
         // The job went through every row: a later run is a new job, not a resumption.
         File.Delete(checkpointPath);
+        return Report(verb, resumed, result, output);
+    }
+
+    /// <summary>One worker of a job shared through the partition table: interrupted, its partition is resumed by the next worker to claim it.</summary>
+    private static async Task<int> RunWorkerAsync(DbContext db, LifecycleOperation operation, PartitionedJobOptions options, ParseResult parse, Output output, Interrupt interrupt)
+    {
+        options.Job.BatchSize = Commands.BatchSize(parse);
+        options.Job.TargetKeyId = Commands.TargetKey(parse);
+        foreach (var type in Commands.EntityTypes(db, parse))
+        {
+            options.Job.EntityTypes.Add(type);
+        }
+
+        output.Say($"Worker {options.WorkerId} of job {options.JobName}.");
+        LifecycleResult result;
+        try
+        {
+            result = await EnvelopeKeyLifecycle.RunPartitionedAsync(db, operation, options, new Progress(output), interrupt.Token);
+        }
+        catch (OperationCanceledException) when (interrupt.Requested)
+        {
+            output.Error($"Interrupted after a committed batch: this worker's partition is resumed by the next worker of job {options.JobName} (start one with the same command).");
+            return ExitCodes.Interrupted;
+        }
+
+        return Report(Output.Verb(operation), resumed: false, result, output);
+    }
+
+    private static int Report(string verb, bool resumed, LifecycleResult result, Output output)
+    {
         var failures = result.Failures.Concat(result.Verification?.Failures ?? []).ToList();
         output.Say(result.ToString());
         if (result.Verification is { } verification)
@@ -86,6 +121,12 @@ internal static class JobCommand
             LifecycleOperation.EncryptLegacyPlaintext => EnvelopeKeyLifecycle.EncryptLegacyPlaintextAsync(db, options, progress, cancellationToken),
             _ => EnvelopeKeyLifecycle.VerifyAsync(db, options, progress, cancellationToken),
         };
+
+    /// <summary>Draws progress (called synchronously by the job).</summary>
+    private sealed class Progress(Output output) : IProgress<LifecycleProgress>
+    {
+        public void Report(LifecycleProgress value) => output.Progress(value);
+    }
 
     /// <summary>Draws progress and saves the job's checkpoint after each committed batch.</summary>
     /// <remarks>

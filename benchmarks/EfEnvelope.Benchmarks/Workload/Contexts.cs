@@ -113,6 +113,38 @@ public sealed class Store : IDisposable
         return (tracking ? query.AsTracking() : query.AsNoTracking()).ToList();
     }
 
+    /// <summary>Looks up <paramref name="ids"/> one at a time, each in a fresh context (a request per lookup).</summary>
+    public int Lookup(IReadOnlyList<int> ids)
+    {
+        var characters = 0;
+        foreach (var id in ids)
+        {
+            using var context = CreateContext();
+            characters += context.Set<Patient>().Single(p => p.Id == id).Ssn.Length;
+        }
+
+        return characters;
+    }
+
+    /// <summary>A context tracking the first <paramref name="rows"/> patients, for <see cref="EditNotes"/>.</summary>
+    public DbContext Track(int rows)
+    {
+        var context = CreateContext();
+        _ = context.Set<Patient>().OrderBy(p => p.Id).Take(rows).ToList();
+        return context;
+    }
+
+    /// <summary>Changes one encrypted property of every patient <paramref name="context"/> tracks and saves.</summary>
+    public static int EditNotes(DbContext context, string suffix)
+    {
+        foreach (var patient in context.ChangeTracker.Entries<Patient>())
+        {
+            patient.Entity.Notes = patient.Entity.Notes[..^suffix.Length] + suffix;
+        }
+
+        return context.SaveChanges();
+    }
+
     public void Dispose()
     {
         if (_ownsConnection)

@@ -77,6 +77,37 @@ public static class EnvelopeKeyLifecycle
         new LifecycleJob(context, LifecycleOperation.Verify, options, progress).RunAsync(cancellationToken);
 
     /// <summary>
+    /// Runs one worker of <paramref name="operation"/> split into partitions of the primary key that workers claim
+    /// through the database, so several processes (or machines) share one job: start the same call in each.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// The partitions live in a table named <c>EfEnvelopeJobPartitions</c>, created on first use in the context's
+    /// database (the connection needs the right to create it, or create it beforehand). The first worker splits each
+    /// entity type into <see cref="PartitionedJobOptions.Partitions"/> key ranges; each worker claims a range, runs the
+    /// operation over it batch by batch and claims the next. Each batch commits together with the range's checkpoint
+    /// and only while the worker still holds the range, so no row is processed by two workers and none is missed; a
+    /// range whose worker died is taken over when its lease runs out and resumed after its last committed batch.
+    /// </para>
+    /// <para>
+    /// The result counts what this worker did. Afterwards run <see cref="VerifyAsync"/> once; a new run of the same
+    /// operation needs a new <see cref="PartitionedJobOptions.JobName"/>. docs/KEY-MANAGEMENT.md shows a Kubernetes
+    /// indexed Job running it.
+    /// </para>
+    /// </remarks>
+    /// <param name="context">A context of the configuration to run under, tracking nothing and without an open transaction.</param>
+    /// <param name="operation">Rotation, re-encryption or legacy plaintext encryption (verification changes nothing and needs no partitions, but works too).</param>
+    /// <param name="options">The job name, this worker's id, partitions, lease and the job's own options.</param>
+    /// <param name="progress">Receives progress after every batch; rows are this worker's.</param>
+    /// <param name="cancellationToken">Stops the worker after the current batch's transaction; its partition is resumed by whoever claims it next.</param>
+    public static Task<LifecycleResult> RunPartitionedAsync(DbContext context, LifecycleOperation operation, PartitionedJobOptions options, IProgress<LifecycleProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(options);
+        return new PartitionedLifecycleJob(context, operation, options, progress).RunAsync(cancellationToken);
+    }
+
+    /// <summary>
     /// Counts, per encrypted entity type, the rows under each master key, wrapping mode and format version, the
     /// distinct key-encryption keys and the rows still holding legacy plaintext; decrypts nothing and calls no provider.
     /// </summary>

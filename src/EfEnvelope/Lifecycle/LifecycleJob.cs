@@ -46,6 +46,9 @@ internal sealed partial class LifecycleJob
     private readonly Stopwatch _clock = new();
     private long _rowsTotal;
 
+    // Where the job will be once the batch being written commits (a retried row re-commits the same one).
+    private string? _batchCheckpoint;
+
     public LifecycleJob(DbContext context, LifecycleOperation operation, LifecycleOptions? options, IProgress<LifecycleProgress>? progress)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -63,6 +66,9 @@ internal sealed partial class LifecycleJob
         _result = new LifecycleResult(operation);
     }
 
+    /// <summary>What the job has done so far: after a failure, the batches it committed.</summary>
+    internal LifecycleResult Result => _result;
+
     public async Task<LifecycleResult> RunAsync(CancellationToken cancellationToken)
     {
         if (_context.Database.CurrentTransaction is not null)
@@ -76,6 +82,11 @@ internal sealed partial class LifecycleJob
         }
 
         var roots = SelectRoots();
+        if (_options.Range is not null && roots.Count != 1)
+        {
+            throw new InvalidOperationException("A job over a key range processes exactly one root entity type.");
+        }
+
         foreach (var type in roots.SelectMany(Aggregate).Where(t => _runtime.Find(t) is not null && !t.IsMappedToJson()))
         {
             Table(type);
@@ -83,7 +94,7 @@ internal sealed partial class LifecycleJob
 
         var checkpoint = Checkpoint.Parse(_options.ResumeFrom, _operation);
         _clock.Start();
-        var pagers = roots.Select(r => (Root: r, Pager: Pager.Create(_context, r))).ToList();
+        var pagers = roots.Select(r => (Root: r, Pager: Pager.Create(_context, r, _options.Range))).ToList();
         foreach (var (_, pager) in pagers)
         {
             _rowsTotal += await pager.CountAsync(cancellationToken).ConfigureAwait(false);
@@ -103,9 +114,10 @@ internal sealed partial class LifecycleJob
                 }
 
                 var after = checkpoint.Entity == root.Name ? checkpoint.After(pager.KeyProperties) : null;
-                if (after is not null)
+                if (after is not null && _options.Range is null)
                 {
-                    // Rows up to the checkpoint were finished by the interrupted run.
+                    // Rows up to the checkpoint were finished by the interrupted run (a partition's previous owner
+                    // counted them in its own result).
                     _result.RowsExamined += await pager.CountAsync(cancellationToken).ConfigureAwait(false)
                         - await pager.CountAfterAsync(after, cancellationToken).ConfigureAwait(false);
                 }
@@ -161,6 +173,7 @@ internal sealed partial class LifecycleJob
                 await hook(cancellationToken).ConfigureAwait(false);
             }
 
+            _batchCheckpoint = checkpoint.At(root.Name, pager.KeyProperties, last).ToString();
             var conflicts = await WriteAsync(root, entities, keyring, cancellationToken).ConfigureAwait(false);
             _context.ChangeTracker.Clear();
             foreach (var key in conflicts)
@@ -171,7 +184,7 @@ internal sealed partial class LifecycleJob
             _result.RowsExamined += entities.Count + failedKeys;
             _result.Batches++;
             after = last;
-            _result.Checkpoint = checkpoint.At(root.Name, pager.KeyProperties, last).ToString();
+            _result.Checkpoint = _batchCheckpoint;
             var seconds = Math.Max(_clock.Elapsed.TotalSeconds, 1e-6);
             _progress?.Report(new LifecycleProgress(_operation, root.DisplayName(), _result.RowsExamined, Math.Max(_rowsTotal, _result.RowsExamined), _result.RowsExamined / seconds, _result.Checkpoint));
         }
@@ -241,6 +254,12 @@ internal sealed partial class LifecycleJob
 
         if (planned.Count == 0)
         {
+            if (_options.BatchCommitting is { } committing)
+            {
+                // Nothing to write, so nothing to keep atomic with the checkpoint.
+                await committing(_batchCheckpoint!, cancellationToken).ConfigureAwait(false);
+            }
+
             return [];
         }
 
@@ -251,15 +270,17 @@ internal sealed partial class LifecycleJob
             var conflicts = new List<object?[]>();
             var written = 0;
             await using var transaction = await _context.Database.BeginTransactionAsync(token).ConfigureAwait(false);
-            foreach (var (plan, key) in planned.Where(p => p.Plan.Json is null))
+            var tables = planned.Where(p => p.Plan.Json is null).ToList();
+            var affected = await RecordWrite.ExecuteAsync(_context, [.. tables.Select(p => p.Plan.Write!)], token).ConfigureAwait(false);
+            for (var i = 0; i < tables.Count; i++)
             {
-                if (await plan.WriteAsync(token).ConfigureAwait(false) == 1)
+                if (affected[i] == 1)
                 {
                     written++;
                 }
-                else if (!conflicts.Contains(key))
+                else if (!conflicts.Contains(tables[i].Key))
                 {
-                    conflicts.Add(key);
+                    conflicts.Add(tables[i].Key);
                 }
             }
 
@@ -267,6 +288,12 @@ internal sealed partial class LifecycleJob
             if (json.Count > 0)
             {
                 written += await WriteJsonAsync(json, conflicts, token).ConfigureAwait(false);
+            }
+
+            if (_options.BatchCommitting is { } committing)
+            {
+                // In the batch's transaction: the checkpoint commits with the rows or not at all (partitioned jobs).
+                await committing(_batchCheckpoint!, token).ConfigureAwait(false);
             }
 
             await transaction.CommitAsync(token).ConfigureAwait(false);
@@ -295,6 +322,7 @@ internal sealed partial class LifecycleJob
             var encrypted = _runtime.Find(entry.Metadata)!;
             var read = detector.Find(entry.Entity, (byte[]?)entry.Property(encrypted.KeyProperty.Name).CurrentValue)
                 ?? throw new InvalidOperationException($"The record of '{encrypted.Name}' read by the job has no change-tracking snapshot.");
+
             // The job's own assignment, not a reload: the detector must not decrypt the record again (a synchronous
             // provider call for the job's new KEK) as it does when stored values change under a tracked record.
             detector.Assigning = true;
@@ -426,7 +454,7 @@ internal sealed partial class LifecycleJob
                     var newKey = KeyRewrap.Rewrap(encrypted, blob, from, to, _runtime.Random);
                     return isJson
                         ? new Planned(entry, newKey, fields: null)
-                        : new Planned(token => table!.ReplaceKeyAsync(_context, entry, newKey, token));
+                        : new Planned(table!.ReplaceKey(_context, entry, newKey));
                 }
                 finally
                 {
@@ -459,7 +487,7 @@ internal sealed partial class LifecycleJob
         }
 
         var plaintext = encrypted.Properties.Select(p => p.Capture(entry.Entity)).ToArray();
-        return new Planned(token => table!.ReplaceRecordAsync(_context, entry, wrapped, fields, plaintext, token));
+        return new Planned(table!.ReplaceRecord(_context, entry, wrapped, fields, plaintext));
     }
 
     /// <summary>The root entity's record and those of its owned entities (each has its own wrapped key).</summary>
@@ -492,7 +520,8 @@ internal sealed partial class LifecycleJob
         }
     }
 
-    private List<IEntityType> SelectRoots()
+    /// <summary>The root entity types the job processes, in order.</summary>
+    internal List<IEntityType> SelectRoots()
     {
         var model = _context.Model;
         List<IEntityType> roots;
@@ -561,12 +590,10 @@ internal sealed partial class LifecycleJob
     // Errors that belong to one row: its data or its master key. Anything else (connection lost, cancelled) stops the job.
     private static bool IsRecordError(Exception ex) => ex is EnvelopeDecryptionException or MasterKeyException;
 
-    /// <summary>A record's planned write; returns the rows it changed (0 when another writer got there first).</summary>
+    /// <summary>A record's planned write: a compare-and-swap UPDATE, or for a JSON-mapped record its entry.</summary>
     private sealed class Planned
     {
-        private readonly Func<CancellationToken, Task<int>>? _write;
-
-        public Planned(Func<CancellationToken, Task<int>> write) => _write = write;
+        public Planned(RecordWrite write) => Write = write;
 
         /// <summary>A JSON-mapped record, written through SaveChanges with the rest of its batch.</summary>
         /// <param name="json">The record's entry.</param>
@@ -579,13 +606,13 @@ internal sealed partial class LifecycleJob
             Fields = fields;
         }
 
+        public RecordWrite? Write { get; }
+
         public EntityEntry? Json { get; }
 
         public byte[]? WrappedKey { get; }
 
         public byte[]?[]? Fields { get; }
-
-        public Task<int> WriteAsync(CancellationToken cancellationToken) => _write!(cancellationToken);
     }
 
     private static partial class Log
@@ -652,6 +679,17 @@ internal sealed class Checkpoint
 
     public Checkpoint At(string entity, IReadOnlyList<IProperty> keyProperties, object?[] key) =>
         new(Operation, Done, entity, [.. keyProperties.Select((p, i) => JsonSerializer.SerializeToNode(key[i], p.ClrType))]);
+
+    /// <summary>A primary key as JSON text, each value serialized by its property's CLR type (as in a checkpoint).</summary>
+    public static string KeyText(IReadOnlyList<IProperty> keyProperties, object?[] key) =>
+        new JsonArray([.. keyProperties.Select((p, i) => JsonSerializer.SerializeToNode(key[i], p.ClrType))]).ToJsonString();
+
+    /// <summary>The primary key <see cref="KeyText"/> wrote.</summary>
+    public static object?[] ParseKey(IReadOnlyList<IProperty> keyProperties, string text)
+    {
+        var values = JsonNode.Parse(text)!.AsArray();
+        return [.. keyProperties.Select((p, i) => values[i].Deserialize(p.ClrType))];
+    }
 
     public Checkpoint Finished(string entity) => new(Operation, [.. Done, entity], null, null);
 

@@ -63,6 +63,12 @@ public sealed class LifecycleOptions
 
     /// <summary>Test hook: runs after each batch is read and before it is written (to inject concurrent writes).</summary>
     internal Func<CancellationToken, Task>? AfterBatchRead { get; set; }
+
+    /// <summary>Processes only the rows of one key range (a partition of a <see cref="PartitionedLifecycleJob"/>).</summary>
+    internal KeyRange? Range { get; set; }
+
+    /// <summary>Runs inside each batch's transaction just before it commits, with the checkpoint the commit reaches.</summary>
+    internal Func<string, CancellationToken, Task>? BatchCommitting { get; set; }
 }
 
 /// <summary>Progress of a lifecycle job, reported after every committed batch.</summary>
@@ -129,3 +135,6 @@ public sealed class LifecycleResult
     public override string ToString() =>
         $"{Operation}: {RowsExamined} rows examined, {RecordsChanged} records changed, {RecordsAlreadyDone} already done, {ConflictsRetried} conflicts retried, {FailureList.Count} failed, {Batches} batches in {Elapsed.TotalSeconds:F1} s";
 }
+
+/// <summary>Rows whose primary key is after <paramref name="After"/> (exclusive) and up to <paramref name="UpTo"/> (inclusive); null is unbounded.</summary>
+internal sealed record KeyRange(object?[]? After, object?[]? UpTo);

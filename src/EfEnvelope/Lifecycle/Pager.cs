@@ -24,12 +24,16 @@ internal interface IPager
 
     /// <summary>One entity by primary key, tracked; null when it no longer exists.</summary>
     Task<object?> LoadOneAsync(object?[] key, CancellationToken cancellationToken);
+
+    /// <summary>The primary key of the row at <paramref name="offset"/> in the paging order (0 is the first); null past the end.</summary>
+    Task<object?[]?> LoadKeyAtAsync(long offset, CancellationToken cancellationToken);
 }
 
 internal static class Pager
 {
-    public static IPager Create(DbContext context, IEntityType root) =>
-        (IPager)Activator.CreateInstance(typeof(Pager<>).MakeGenericType(root.ClrType), context, root)!;
+    /// <summary>A pager over every row of <paramref name="root"/>, or only over the rows of <paramref name="range"/>.</summary>
+    public static IPager Create(DbContext context, IEntityType root, KeyRange? range = null) =>
+        (IPager)Activator.CreateInstance(typeof(Pager<>).MakeGenericType(root.ClrType), context, root, range)!;
 }
 
 internal sealed class Pager<T> : IPager
@@ -42,9 +46,11 @@ internal sealed class Pager<T> : IPager
 
     private readonly DbContext _context;
     private readonly IProperty[] _key;
+    private readonly KeyRange? _range;
 
-    public Pager(DbContext context, IEntityType root)
+    public Pager(DbContext context, IEntityType root, KeyRange? range)
     {
+        _range = range;
         _context = context;
         _key = [.. root.FindPrimaryKey()?.Properties
             ?? throw new NotSupportedException($"Entity type '{root.DisplayName()}' has no primary key: lifecycle jobs page by primary key.")];
@@ -61,7 +67,20 @@ internal sealed class Pager<T> : IPager
     public IReadOnlyList<IProperty> KeyProperties => _key;
 
     // Query filters would hide rows (soft-deleted ones, other tenants) that hold encrypted data all the same.
-    private IQueryable<T> Source => _context.Set<T>().IgnoreQueryFilters();
+    private IQueryable<T> Source
+    {
+        get
+        {
+            var query = _context.Set<T>().IgnoreQueryFilters();
+            if (_range?.After is { } after)
+            {
+                query = query.Where(After(after));
+            }
+
+            // A partition's upper key is its own: NOT (key > upTo), in the paging order.
+            return _range?.UpTo is { } upTo ? query.Where(Not(After(upTo))) : query;
+        }
+    }
 
     public Task<long> CountAsync(CancellationToken cancellationToken) => Source.LongCountAsync(cancellationToken);
 
@@ -92,6 +111,19 @@ internal sealed class Pager<T> : IPager
         return await Source.AsTracking().Where(Expression.Lambda<Func<T, bool>>(body!, entity)).SingleOrDefaultAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    public async Task<object?[]?> LoadKeyAtAsync(long offset, CancellationToken cancellationToken)
+    {
+        var entity = Expression.Parameter(typeof(T), "e");
+        var projection = Expression.Lambda<Func<T, object?[]>>(
+            Expression.NewArrayInit(typeof(object), _key.Select(p => Expression.Convert(Property(entity, p), typeof(object)))),
+            entity);
+        var ordered = Ordered(Source.AsNoTracking());
+        return await ordered.Skip(checked((int)offset)).Select(projection).FirstOrDefaultAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static Expression<Func<T, bool>> Not(Expression<Func<T, bool>> predicate) =>
+        Expression.Lambda<Func<T, bool>>(Expression.Not(predicate.Body), predicate.Parameters);
+
     private IQueryable<T> Page(IQueryable<T> query, object?[]? after, int take)
     {
         if (after is not null)
@@ -99,6 +131,11 @@ internal sealed class Pager<T> : IPager
             query = query.Where(After(after));
         }
 
+        return Ordered(query).Take(take);
+    }
+
+    private IOrderedQueryable<T> Ordered(IQueryable<T> query)
+    {
         var entity = Expression.Parameter(typeof(T), "e");
         IOrderedQueryable<T>? ordered = null;
         foreach (var property in _key)
@@ -108,7 +145,7 @@ internal sealed class Pager<T> : IPager
             ordered = (IOrderedQueryable<T>)method.Invoke(null, [ordered ?? query, selector])!;
         }
 
-        return ordered!.Take(take);
+        return ordered!;
     }
 
     /// <summary>(k1 &gt; v1) OR (k1 = v1 AND k2 &gt; v2) OR ...: rows after the given key, in the same order as ORDER BY k1, k2.</summary>

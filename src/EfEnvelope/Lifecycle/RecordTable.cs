@@ -1,9 +1,6 @@
-using System.Data.Common;
-using System.Text;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
-using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Storage;
 
@@ -29,11 +26,11 @@ internal sealed class RecordTable
         var entityType = encrypted.EntityType;
         var table = StoreObjectIdentifier.Create(entityType, StoreObjectType.Table)
             ?? throw new NotSupportedException($"Entity type '{entityType.DisplayName()}' is not mapped to a table: lifecycle jobs write tables.");
-        _table = Escape(sql.DelimitIdentifier(table.Name, table.Schema));
+        _table = sql.DelimitIdentifier(table.Name, table.Schema);
 
         (IProperty, string) Column(IProperty property) =>
-            (property, Escape(sql.DelimitIdentifier(property.GetColumnName(table)
-                ?? throw new NotSupportedException($"Property '{entityType.DisplayName()}.{property.Name}' is not in table '{table.Name}' with the record's wrapped key (table-per-type or entity splitting): lifecycle jobs update one table per record."))));
+            (property, sql.DelimitIdentifier(property.GetColumnName(table)
+                ?? throw new NotSupportedException($"Property '{entityType.DisplayName()}.{property.Name}' is not in table '{table.Name}' with the record's wrapped key (table-per-type or entity splitting): lifecycle jobs update one table per record.")));
 
         _key = [.. entityType.FindPrimaryKey()!.Properties.Select(Column)];
         _wrappedKey = Column(encrypted.KeyProperty);
@@ -42,23 +39,23 @@ internal sealed class RecordTable
         _index = [.. encrypted.Properties.Select(p => p.Index is { } index ? Column(index) : ((IProperty, string)?)null)];
     }
 
-    /// <summary>Writes a new wrapped key only, if the stored one is still <paramref name="entry"/>'s.</summary>
-    public Task<int> ReplaceKeyAsync(DbContext context, EntityEntry entry, byte[] newKey, CancellationToken cancellationToken)
+    /// <summary>The write of a new wrapped key only, if the stored one is still <paramref name="entry"/>'s.</summary>
+    public RecordWrite ReplaceKey(DbContext context, EntityEntry entry, byte[] newKey)
     {
-        var command = new CommandText(context);
+        var command = new RecordWrite(context);
         command.Sql.Append("UPDATE ").Append(_table).Append(" SET ").Append(_wrappedKey.Column).Append(" = ").Append(command.Add(_wrappedKey.Property, newKey));
         WhereUnchanged(command, entry, ciphertextToo: false);
-        return command.ExecuteAsync(cancellationToken);
+        return command;
     }
 
-    /// <summary>Writes a whole new record (wrapped key and every ciphertext, legacy plaintext emptied), if nothing it covers changed since <paramref name="entry"/> was read.</summary>
+    /// <summary>The write of a whole new record (wrapped key and every ciphertext, legacy plaintext emptied), if nothing it covers changed since <paramref name="entry"/> was read.</summary>
     /// <remarks>
     /// Blind indexes are written as well: a value encrypted from a legacy plaintext column has none yet. The index
     /// property's value converter computes the index from the plaintext, as it does on SaveChanges.
     /// </remarks>
-    public Task<int> ReplaceRecordAsync(DbContext context, EntityEntry entry, byte[] newKey, byte[]?[] fields, object?[] plaintext, CancellationToken cancellationToken)
+    public RecordWrite ReplaceRecord(DbContext context, EntityEntry entry, byte[] newKey, byte[]?[] fields, object?[] plaintext)
     {
-        var command = new CommandText(context);
+        var command = new RecordWrite(context);
         command.Sql.Append("UPDATE ").Append(_table).Append(" SET ").Append(_wrappedKey.Column).Append(" = ").Append(command.Add(_wrappedKey.Property, newKey));
         for (var i = 0; i < _ciphertext.Length; i++)
         {
@@ -75,10 +72,10 @@ internal sealed class RecordTable
         }
 
         WhereUnchanged(command, entry, ciphertextToo: true);
-        return command.ExecuteAsync(cancellationToken);
+        return command;
     }
 
-    private void WhereUnchanged(CommandText command, EntityEntry entry, bool ciphertextToo)
+    private void WhereUnchanged(RecordWrite command, EntityEntry entry, bool ciphertextToo)
     {
         command.Sql.Append(" WHERE ");
         for (var i = 0; i < _key.Length; i++)
@@ -104,42 +101,10 @@ internal sealed class RecordTable
         }
     }
 
-    private static void Unchanged(CommandText command, EntityEntry entry, (IProperty Property, string Column) column)
+    private static void Unchanged(RecordWrite command, EntityEntry entry, (IProperty Property, string Column) column)
     {
         var value = entry.Property(column.Property.Name).OriginalValue;
         command.Sql.Append(" AND ").Append(column.Column);
         command.Sql.Append(value is null ? " IS NULL" : " = " + command.Add(column.Property, value));
-    }
-
-    // EF's raw SQL API formats the text with string.Format: braces in identifiers must be doubled.
-    private static string Escape(string identifier) => identifier.Replace("{", "{{", StringComparison.Ordinal).Replace("}", "}}", StringComparison.Ordinal);
-
-    /// <summary>SQL text with {n} placeholders and typed parameters, sent through EF (its logging, interceptors, transaction).</summary>
-    private sealed class CommandText(DbContext context)
-    {
-        private readonly List<DbParameter> _parameters = [];
-        private readonly DbCommand _factory = context.Database.GetDbConnection().CreateCommand();
-
-        public StringBuilder Sql { get; } = new();
-
-        /// <summary>Adds a parameter typed by the property's mapping (so value converters apply), returns its placeholder.</summary>
-        public string Add(IProperty property, object? value)
-        {
-            var name = "lifecycle" + _parameters.Count.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            _parameters.Add(property.GetRelationalTypeMapping().CreateParameter(_factory, name, value, nullable: true));
-            return "{" + (_parameters.Count - 1).ToString(System.Globalization.CultureInfo.InvariantCulture) + "}";
-        }
-
-        public async Task<int> ExecuteAsync(CancellationToken cancellationToken)
-        {
-            try
-            {
-                return await context.Database.ExecuteSqlRawAsync(Sql.ToString(), _parameters, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                await _factory.DisposeAsync().ConfigureAwait(false);
-            }
-        }
     }
 }

@@ -16,13 +16,13 @@ namespace EfEnvelope.Metadata;
 /// The model is built per internal service provider, and EF builds one of those per encryption configuration, so
 /// the blind index converters in a model may hold that configuration's index key.
 /// </remarks>
-internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime) : IConventionSetPlugin
+internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime, IConstructorBindingFactory constructorBindings) : IConventionSetPlugin
 {
     public ConventionSet ModifyConventions(ConventionSet conventionSet)
     {
-        // First among the finalizing conventions, so that EF's own (column naming for shared tables, validation)
-        // see the shadow properties this one adds.
-        conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer));
+        // First among the finalizing conventions, so that EF's own (column naming for shared tables, constructor
+        // binding, validation) see the shadow properties this one adds.
+        conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer, constructorBindings));
         conventionSet.ModelFinalizingConventions.Add(new OwnedCiphertextColumnConvention());
         return conventionSet;
     }
@@ -36,7 +36,7 @@ internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime) : I
 /// A value converter cannot encrypt (it sees one value, never the record's data key), so the CLR property is
 /// removed from the model and the interceptors move values between it and the shadow properties.
 /// </remarks>
-internal sealed class EncryptionConvention(BlindIndexer indexer) : IModelFinalizingConvention
+internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBindingFactory constructorBindings) : IModelFinalizingConvention
 {
     public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
     {
@@ -55,9 +55,17 @@ internal sealed class EncryptionConvention(BlindIndexer indexer) : IModelFinaliz
             foreach (var property in encrypted)
             {
                 Validate(entityType, property);
+            }
+
+            // Chosen while the encrypted properties are still in the model, as plain EF would choose it.
+            var constructor = EncryptedConstructorBinding.Create(constructorBindings, entityType, encrypted);
+            foreach (var property in encrypted)
+            {
                 ReplaceWithCiphertext(entityType, property);
                 names.Add(property.Name);
             }
+
+            EncryptedConstructorBinding.Apply(entityType, constructor);
 
             entityType.SetAnnotation(EncryptionAnnotations.EncryptedProperties, names.ToArray());
             AddKeyProperty(entityType.GetRootType());

@@ -34,6 +34,20 @@ public sealed class SqlServerWithoutServerTests
     }
 
     [Fact]
+    public void The_partition_table_of_shared_lifecycle_jobs_uses_SQL_Server_types()
+    {
+        using var db = SqlServer();
+
+        var ddl = new EfEnvelope.Lifecycle.JobPartitionTable(db).CreateTableSql();
+
+        Assert.Equal(
+            "CREATE TABLE [EfEnvelopeJobPartitions] ([Job] nvarchar(200) NOT NULL, [Partition] int NOT NULL, [Entity] nvarchar(max) NOT NULL, "
+            + "[After] nvarchar(max) NULL, [UpTo] nvarchar(max) NULL, [Checkpoint] nvarchar(max) NULL, [Owner] nvarchar(200) NULL, "
+            + "[LeaseUntil] bigint NULL, [Done] int NOT NULL, PRIMARY KEY ([Job], [Partition]))",
+            ddl);
+    }
+
+    [Fact]
     public void Ciphertext_columns_are_bytea_in_the_PostgreSQL_DDL()
     {
         using var db = new ClinicContext(new DbContextOptionsBuilder<ClinicContext>()
