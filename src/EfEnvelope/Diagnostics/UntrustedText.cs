@@ -10,12 +10,12 @@ namespace EfEnvelope.Diagnostics;
 /// database can put anything there. Passed on raw, a newline forges a second log line, an ANSI escape sequence
 /// repaints an operator's terminal, and a 64 KB name floods the log. Every message that quotes such a string goes
 /// through <see cref="Escape"/>: at most <see cref="MaxLength"/> characters, and every control, formatting or
-/// line-breaking character written as <c>\uxxxx</c>, so the result is one printable line.
+/// line-breaking character written as <c>\uXXXX</c>, so the result is one printable line.
 /// </para>
 /// <para>
 /// Names that come from the application's own configuration pass through unchanged, unless they are longer than
-/// <see cref="MaxLength"/> (long enough for an AWS KMS alias ARN). The escapes are those of the PKCS#11 provider's
-/// <c>Untrusted.Quote</c> (lower-case <c>\u001b</c>), which that package keeps because it cannot see these internals.
+/// <see cref="MaxLength"/> (long enough for an AWS KMS alias ARN). The PKCS#11 provider keeps a sibling,
+/// <c>Untrusted.Quote</c>, because its package cannot see these internals; it writes the same escapes in lower case.
 /// </para>
 /// </remarks>
 internal static class UntrustedText
@@ -49,7 +49,7 @@ internal static class UntrustedText
             }
             else if (IsUnsafe(c))
             {
-                builder.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+                builder.Append("\\u").Append(((int)c).ToString("X4", CultureInfo.InvariantCulture));
             }
             else
             {

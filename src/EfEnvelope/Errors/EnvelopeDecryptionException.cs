@@ -6,8 +6,9 @@ namespace EfEnvelope;
 /// <summary>Stored data failed authentication: it was tampered with, moved, truncated or wrapped under another key.</summary>
 /// <remarks>
 /// The one exception type for data that cannot be trusted. The message names the entity, property and master key
-/// where known, and never contains plaintext or key bytes. Names may have been read from a forged row, so they are
-/// kept truncated and escaped (no control characters or line breaks) in the message and the properties alike.
+/// where known, and never contains plaintext or key bytes. Names may have been read from a forged row: the message
+/// holds them truncated and escaped (no control characters or line breaks), the properties as they were read, for
+/// programs to compare; escape them before writing them where people read.
 /// </remarks>
 public class EnvelopeDecryptionException : CryptographicException
 {
@@ -16,9 +17,9 @@ public class EnvelopeDecryptionException : CryptographicException
         : base(Describe(message, UntrustedText.Escape(entity), UntrustedText.Escape(property), UntrustedText.Escape(keyId)), innerException)
     {
         Reason = message;
-        Entity = UntrustedText.Escape(entity);
-        Property = UntrustedText.Escape(property);
-        KeyId = UntrustedText.Escape(keyId);
+        Entity = entity;
+        Property = property;
+        KeyId = keyId;
     }
 
     /// <summary>Creates the exception with a message only.</summary>

@@ -1,11 +1,10 @@
-using EfEnvelope.Diagnostics;
-
 namespace EfEnvelope;
 
 /// <summary>A master-key provider could not perform an operation (key missing, not configured, unreachable, timed out).</summary>
 /// <remarks>
-/// Messages name the provider, the key and the entity, never key bytes, PINs or credentials. The names may have been
-/// read from a stored blob, so the properties keep them truncated and escaped (no control characters or line breaks).
+/// Messages name the provider, the key and the entity, never key bytes, PINs or credentials. Names read from a stored
+/// blob appear in the message truncated and escaped; the properties hold them as read, for programs to compare, and
+/// must be escaped before they are written where people read.
 /// </remarks>
 public class MasterKeyException : Exception
 {
@@ -13,9 +12,9 @@ public class MasterKeyException : Exception
     public MasterKeyException(string message, string? provider = null, string? keyId = null, string? entity = null, Exception? innerException = null)
         : base(message, innerException)
     {
-        Provider = UntrustedText.Escape(provider);
-        KeyId = UntrustedText.Escape(keyId);
-        Entity = UntrustedText.Escape(entity);
+        Provider = provider;
+        KeyId = keyId;
+        Entity = entity;
     }
 
     /// <summary>Creates the exception with a message only.</summary>

@@ -322,6 +322,7 @@ internal sealed partial class LifecycleJob
             var encrypted = _runtime.Find(entry.Metadata)!;
             var read = detector.Find(entry.Entity, (byte[]?)entry.Property(encrypted.KeyProperty.Name).CurrentValue)
                 ?? throw new InvalidOperationException($"The record of '{encrypted.Name}' read by the job has no change-tracking snapshot.");
+
             // The job's own assignment, not a reload: the detector must not decrypt the record again (a synchronous
             // provider call for the job's new KEK) as it does when stored values change under a tracked record.
             detector.Assigning = true;
@@ -422,8 +423,9 @@ internal sealed partial class LifecycleJob
         }
 
         var selector = _runtime.Settings.KeySelector;
-        var chosen = _options.TargetKeyId ?? (selector is null ? null : selector(SaveEncryption.SelectorSubject(entry.GetInfrastructure())));
-        var target = chosen ?? _runtime.Provider.PrimaryKeyId;
+        var target = _options.TargetKeyId
+            ?? (selector is null ? null : selector(SaveEncryption.SelectorSubject(entry.GetInfrastructure())))
+            ?? _runtime.Provider.PrimaryKeyId;
         if (_operation == LifecycleOperation.Rotate)
         {
             if (!WrappedKeyBlob.TryParse(storedKey!, out var blob, out var error))
@@ -437,13 +439,13 @@ internal sealed partial class LifecycleJob
                 return null;
             }
 
-            // A record moved to a master key chosen for it (a selector's per-subject key, or TargetKeyId) gets a fresh
-            // data key and record id. Rewrapping would keep the data key: a backup of the key column from before the
-            // move, opened with the old master key (still live for other records), would then decrypt the record's
-            // current and future values after the subject's own key is destroyed. Plain rotation to the provider's
-            // new primary key replaces that key for everyone, so it may keep the data key and rewrite one column.
-            var movesToChosenKey = chosen is not null && blob.KeyId != chosen;
-            if (blob.Mode == EnvelopeFormat.ModeCachedKek && !direct && !movesToChosenKey)
+            // A record moved to any master key but the provider's primary (a selector's per-subject key, or such a
+            // TargetKeyId) gets a fresh data key and record id. Rewrapping would keep the data key: a backup of the key
+            // column from before the move, opened with the old master key (still live for other records), would then
+            // decrypt the record's current and future values after the subject's own key is destroyed. Plain rotation
+            // to the primary replaces the old key for everyone, so it keeps the data key and rewrites one column.
+            var movesToSubjectKey = target != _runtime.Provider.PrimaryKeyId;
+            if (blob.Mode == EnvelopeFormat.ModeCachedKek && !direct && !movesToSubjectKey)
             {
                 // The record's KEK was unwrapped when the batch was read, so this is a cache hit.
                 var from = await _runtime.Cache.GetAsync(encrypted.Name, blob, encrypted.LastKey, cancellationToken).ConfigureAwait(false);

@@ -12,11 +12,11 @@ public sealed class UntrustedTextTests
         Assert.Same(name, UntrustedText.Escape(name));
 
     [Theory]
-    [InlineData("line\nbreak", "line\\u000abreak")]
-    [InlineData("cr\rlf", "cr\\u000dlf")]
-    [InlineData("\u001b[31mred", "\\u001b[31mred")]
-    [InlineData("csi\u009b2J", "csi\\u009b2J")]
-    [InlineData("bidi\u202eevil", "bidi\\u202eevil")]
+    [InlineData("line\nbreak", "line\\u000Abreak")]
+    [InlineData("cr\rlf", "cr\\u000Dlf")]
+    [InlineData("\u001b[31mred", "\\u001B[31mred")]
+    [InlineData("csi\u009b2J", "csi\\u009B2J")]
+    [InlineData("bidi\u202eevil", "bidi\\u202Eevil")]
     [InlineData("nul\0", "nul\\u0000")]
     [InlineData("para\u2029graph", "para\\u2029graph")]
     public void Control_format_and_line_breaking_characters_are_written_as_escapes(string text, string expected) =>
@@ -24,7 +24,7 @@ public sealed class UntrustedTextTests
 
     [Fact]
     public void A_lone_surrogate_is_written_as_an_escape() =>
-        Assert.Equal("lone\\ud800half", UntrustedText.Escape("lone\ud800half"));
+        Assert.Equal("lone\\uD800half", UntrustedText.Escape("lone\ud800half"));
 
     [Fact]
     public void A_long_name_is_cut_to_the_limit_and_says_how_long_it_was()
@@ -39,7 +39,7 @@ public sealed class UntrustedTextTests
     {
         var text = new string('x', UntrustedText.MaxLength - 1) + "😀tail";
         var escaped = UntrustedText.Escape(text)!;
-        Assert.Contains("\\ud83d...", escaped, StringComparison.Ordinal);
+        Assert.Contains("\\uD83D...", escaped, StringComparison.Ordinal);
         Assert.DoesNotContain(escaped, char.IsSurrogate);
     }
 
@@ -47,13 +47,10 @@ public sealed class UntrustedTextTests
     public void Null_stays_null() => Assert.Null(UntrustedText.Escape(null));
 
     [Fact]
-    public void Exceptions_escape_the_names_they_are_given_in_message_and_properties()
+    public void Exceptions_escape_the_names_in_their_message_and_keep_the_properties_as_read()
     {
         var tamper = new EnvelopeDecryptionException("Refused.", "Entity\nForged: line", "Prop\u001b[0m", "key\r\n");
-        Assert.Equal("Refused. (entity 'Entity\\u000aForged: line', property 'Prop\\u001b[0m', master key 'key\\u000d\\u000a')", tamper.Message);
-        Assert.Equal("Entity\\u000aForged: line", tamper.Entity);
-
-        var provider = new MasterKeyConfigurationException("Not configured.", "prov\u001b", "key\n", "entity\u2028");
-        Assert.Equal(("prov\\u001b", "key\\u000a", "entity\\u2028"), (provider.Provider, provider.KeyId, provider.Entity));
+        Assert.Equal("Refused. (entity 'Entity\\u000AForged: line', property 'Prop\\u001B[0m', master key 'key\\u000D\\u000A')", tamper.Message);
+        Assert.Equal("Entity\nForged: line", tamper.Entity);
     }
 }

@@ -96,7 +96,7 @@ public sealed class KeyInventoryTests : IDisposable
         await db.Database.ExecuteSqlRawAsync("UPDATE Invoices SET EfEnvelopeKey = {0}", [blob], Ct);
 
         var invoices = Assert.Single((await EnvelopeKeyLifecycle.InventoryAsync(db, Ct)).Entities, e => e.Entity == nameof(Invoice));
-        Assert.Equal(["k\\u000a\\u001b[2J"], invoices.ByMasterKey.Keys);
+        Assert.Equal(["k\\u000A\\u001B[2J"], invoices.ByMasterKey.Keys);
     }
 
     private ClinicContext Clinic(KeyWrappingMode mode = KeyWrappingMode.CachedKeyEncryptionKey) =>

@@ -152,6 +152,27 @@ public abstract class KeyMoveTests<TFixture> : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_move_to_the_primary_key_is_plain_rotation_and_keeps_the_data_key()
+    {
+        SkipIfUnavailable();
+        var patient = (await SeedAsync(1))[0];
+        var before = (await ReadColumnAsync("EfEnvelopeKey", patient.Id))!;
+        var ssnBefore = await ReadColumnAsync("Ssn", patient.Id);
+
+        _provider.SetPrimaryKey("subject-a");
+        await using (var db = Create())
+        {
+            var result = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { EntityTypes = { typeof(Patient) }, TargetKeyId = "subject-a" }, cancellationToken: Ct);
+            Assert.True(result.Succeeded, string.Join("; ", result.Failures));
+        }
+
+        var after = (await ReadColumnAsync("EfEnvelopeKey", patient.Id))!;
+        Assert.Equal("subject-a", KeyIdOf(after));
+        Assert.Equal(before[2..18], after[2..18]);
+        Assert.Equal(ssnBefore, await ReadColumnAsync("Ssn", patient.Id));
+    }
+
+    [Fact]
     public async Task Json_owned_records_follow_target_key_id_under_the_jobs_own_keys()
     {
         SkipIfUnavailable();
