@@ -90,13 +90,19 @@ public sealed class EnvelopeEncryptionOptionsBuilder
         return this;
     }
 
-    /// <summary>Refuses records in format version 1, which have no record seal; for once every table has been upgraded.</summary>
+    /// <summary>
+    /// Refuses records without a record seal: format version 1 records, and rows whose key column is NULL; for once every
+    /// table has been upgraded.
+    /// </summary>
     /// <remarks>
-    /// Version 1 records (written before format version 2) are read by default so that existing databases keep
-    /// working, and they are not bound to their row: a database writer can move one onto another row, NULL a value or
-    /// write back an older one (docs/SECURITY.md). Upgrade every table first (<c>EnvelopeKeyLifecycle.ReencryptAsync</c>;
-    /// <c>EnvelopeKeyLifecycle.InventoryAsync</c> counts rows per format version), then turn this on: a version 1
-    /// record then fails with <see cref="EnvelopeDecryptionException"/>.
+    /// Both are read by default so that existing databases keep working, and neither is bound to its row: a database
+    /// writer can move a version 1 record onto another row, NULL a value or write back an older one, and can erase a
+    /// record by setting its key column and every nullable value to NULL (an empty value in a required column reads as
+    /// the type's default, as a migration leaves it) (docs/SECURITY.md). Every record written since format version 2 has
+    /// a sealed key column, even when all its values are NULL. Upgrade every table first with
+    /// <c>EnvelopeKeyLifecycle.ReencryptAsync</c> under a configuration without this option (it seals rows without a key
+    /// too; <c>EnvelopeKeyLifecycle.InventoryAsync</c> counts rows per format version), then turn this on: such a record
+    /// then fails with <see cref="EnvelopeDecryptionException"/>.
     /// </remarks>
     public EnvelopeEncryptionOptionsBuilder RequireSealedRecords()
     {

@@ -87,6 +87,13 @@ internal sealed class EnvelopeRuntime : IDisposable
         var wrappedKey = (byte[]?)stored[0];
         if (wrappedKey is null)
         {
+            if (Settings.RequireSealedRecords)
+            {
+                // Every record written since format version 2 has a key column, even when all its values are NULL: a
+                // row without one is from before encryption (or a migration), or had its key and values erased.
+                throw new EnvelopeDecryptionException("The record has no wrapped data key (its key column is NULL), and this configuration requires sealed records (RequireSealedRecords): run EnvelopeKeyLifecycle.ReencryptAsync without that option to seal rows written before encryption.", encrypted.Name);
+            }
+
             for (var i = 0; i < properties.Length; i++)
             {
                 // An empty value in a non-nullable column is what a migration gives existing rows when it adds the

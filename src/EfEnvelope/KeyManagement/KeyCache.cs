@@ -97,8 +97,14 @@ internal sealed class KeyCache : IDisposable
 
     public string Application => _application;
 
-    public KeyContext ContextFor(string entity, ReadOnlySpan<byte> recordId, bool direct) =>
-        KeyContext.For(_application, entity, direct ? Convert.ToHexStringLower(recordId) : null);
+    public KeyContext ContextFor(string entity, ReadOnlySpan<byte> recordId, bool direct, byte version = EnvelopeFormat.Version2) =>
+        KeyContext.For(
+            _application,
+            entity,
+            direct ? Convert.ToHexStringLower(recordId) : null,
+            // The provider binds a version 2 record's data key to its format, so the blob cannot be passed off as a
+            // version 1 record (which has no seal: its values could then be erased unnoticed).
+            direct && version == EnvelopeFormat.Version2 ? "2" : null);
 
     /// <summary>Finds a cached key for a stored blob and leases it; false on a miss.</summary>
     public bool TryGet(string entity, in WrappedKeyBlob blob, CachedKey? hint, out CachedKey key)
@@ -317,7 +323,7 @@ internal sealed class KeyCache : IDisposable
                     cacheKey.Entity, null, keyId);
             }
 
-            var context = ContextFor(cacheKey.Entity, blob.RecordId, blob.Mode == EnvelopeFormat.ModeDirect);
+            var context = ContextFor(cacheKey.Entity, blob.RecordId, blob.Mode == EnvelopeFormat.ModeDirect, blob.Version);
             var plaintext = await _gateway.DecryptDataKeyAsync(keyId, blob.ProviderWrapped, context, cancellationToken).ConfigureAwait(false);
             try
             {

@@ -19,6 +19,9 @@ public sealed class KeyContext : IEquatable<KeyContext>
     /// <summary>The pair naming the record (direct mode only).</summary>
     public const string RecordKey = "efenvelope:record";
 
+    /// <summary>The context name of a direct-mode data key's record format (<c>2</c>): version 1 contexts do not have it.</summary>
+    public const string FormatKey = "efenvelope:format";
+
     private readonly KeyValuePair<string, string>[] _pairs;
 
     /// <summary>Creates a context from pairs; names must be distinct.</summary>
@@ -36,9 +39,13 @@ public sealed class KeyContext : IEquatable<KeyContext>
     }
 
     /// <summary>Creates the context the library uses for a key of an entity type, and in direct mode of one record.</summary>
-    public static KeyContext For(string application, string entity, string? record = null)
+    /// <param name="application">The configured application name.</param>
+    /// <param name="entity">The entity binding name.</param>
+    /// <param name="record">Direct mode: the record id as lowercase hexadecimal; null otherwise.</param>
+    /// <param name="format">Direct mode, format version 2 records: <c>2</c>; null otherwise.</param>
+    public static KeyContext For(string application, string entity, string? record = null, string? format = null)
     {
-        var pairs = new List<KeyValuePair<string, string>>(3)
+        var pairs = new List<KeyValuePair<string, string>>(4)
         {
             new(ApplicationKey, application),
             new(EntityKey, entity),
@@ -46,6 +53,11 @@ public sealed class KeyContext : IEquatable<KeyContext>
         if (record is not null)
         {
             pairs.Add(new(RecordKey, record));
+        }
+
+        if (format is not null)
+        {
+            pairs.Add(new(FormatKey, format));
         }
 
         return new KeyContext(pairs);

@@ -21,6 +21,9 @@ internal sealed class KeySlot : IEquatable<KeySlot>
     /// <summary>One record's data key, wrapped by the provider (direct mode).</summary>
     public const string DataKeyDomain = "efenvelope/data-key";
 
+    /// <summary>One record's data key in a format version 2 record, wrapped by the provider under a context naming the version.</summary>
+    public const string DataKeyV2Domain = "efenvelope/data-key/v2";
+
     /// <summary>The root key blind indexes are derived from (a direct-mode blob of its own entity name).</summary>
     public const string IndexRootDomain = "efenvelope/blind-index-root";
 
@@ -62,13 +65,13 @@ internal sealed class KeySlot : IEquatable<KeySlot>
     public static KeySlot For(string entity, in WrappedKeyBlob blob) =>
         blob.Mode == EnvelopeFormat.ModeCachedKek
             ? new(KekDomain, blob.Mode, entity, null, blob.Tail.ToArray())
-            : new(DomainOf(entity), blob.Mode, entity, blob.RecordId.ToArray(), blob.Tail.ToArray());
+            : new(DomainOf(entity, blob.Version), blob.Mode, entity, blob.RecordId.ToArray(), blob.Tail.ToArray());
 
     /// <summary>Whether this slot is the one <see cref="For"/> would build, without allocating.</summary>
     public bool Matches(string entity, in WrappedKeyBlob blob) =>
         Mode == blob.Mode
         && Entity == entity
-        && Domain == (blob.Mode == EnvelopeFormat.ModeCachedKek ? KekDomain : DomainOf(entity))
+        && Domain == (blob.Mode == EnvelopeFormat.ModeCachedKek ? KekDomain : DomainOf(entity, blob.Version))
         && (RecordId is null ? blob.Mode == EnvelopeFormat.ModeCachedKek : RecordId.AsSpan().SequenceEqual(blob.RecordId))
         && Tail.AsSpan().SequenceEqual(blob.Tail);
 
@@ -80,5 +83,8 @@ internal sealed class KeySlot : IEquatable<KeySlot>
 
     public override int GetHashCode() => _hash;
 
-    private static string DomainOf(string entity) => entity == BlindIndexKey.EntityName ? IndexRootDomain : DataKeyDomain;
+    // A version 2 direct-mode data key is unwrapped under a context naming the version; a blob downgraded to version 1
+    // (trailer and seal cut off) must not find it in the cache either.
+    private static string DomainOf(string entity, byte version) =>
+        entity == BlindIndexKey.EntityName ? IndexRootDomain : version == EnvelopeFormat.Version2 ? DataKeyV2Domain : DataKeyDomain;
 }

@@ -413,11 +413,9 @@ internal sealed partial class LifecycleJob
         var table = isJson ? null : Table(entry.Metadata);
         var storedKey = (byte[]?)entry.Property(encrypted.KeyProperty.Name).OriginalValue;
         var hasLegacy = encrypted.Properties.Any(p => p.LegacyPlaintext is { } legacy && entry.Property(legacy.Name).OriginalValue is not null);
-        var hasValues = encrypted.Properties.Any(p => entry.Property(p.Ciphertext.Name).OriginalValue is not null);
         switch (_operation)
         {
             case LifecycleOperation.EncryptLegacyPlaintext when !hasLegacy:
-            case LifecycleOperation.Reencrypt when storedKey is null && !hasLegacy && !hasValues:
             case LifecycleOperation.Rotate when storedKey is null:
                 return null;
         }

@@ -74,9 +74,11 @@ public abstract class KeyLookupTamperingTests<TFixture>(TFixture fixture) : ICla
         Assert.Equal(patient.Ssn, (await db.Patients.AsNoTracking().SingleAsync(p => p.Id == patient.Id, Ct)).Ssn);
         var before = provider.Decrypts.Count;
 
-        // Mode 1 -> direct: the same tail (provider, key id, entity, provider-wrapped KEK) without the wrapped data key.
+        // Mode 1 -> direct: the same tail (provider, key id, entity, provider-wrapped KEK) and record trailer, without
+        // the wrapped data key (the 60 bytes between them).
         var stored = (await RawSql.ReadAsync(fixture, "Patients", "EfEnvelopeKey", patient.Id))!;
-        var flipped = stored[..^60];
+        var header = HeaderLength(stored);
+        var flipped = (byte[])[.. stored[..header], .. stored[(header + 60)..]];
         flipped[1] = 0x02;
         await RawSql.WriteAsync(fixture, "Patients", "EfEnvelopeKey", patient.Id, flipped);
 
@@ -94,6 +96,18 @@ public abstract class KeyLookupTamperingTests<TFixture>(TFixture fixture) : ICla
         Assert.Equal(before + 1, provider.Decrypts.Count);
         Assert.Equal(PatientEntity, provider.Decrypts.Last().Entity);
         Assert.True(provider.Decrypts.Last().Record is not null, "the flipped blob was not unwrapped as a direct-mode key of its record");
+    }
+
+    /// <summary>Version, mode, record id, then provider name, key id, entity and provider-wrapped key, each length-prefixed (docs/FORMAT.md).</summary>
+    private static int HeaderLength(byte[] blob)
+    {
+        var at = 18 + 1 + blob[18];
+        for (var field = 0; field < 3; field++)
+        {
+            at += 2 + ((blob[at] << 8) | blob[at + 1]);
+        }
+
+        return at;
     }
 
     [Fact]
