@@ -24,11 +24,27 @@ namespace EfEnvelope.Analyzers;
 internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members, Action<Diagnostic> report, CancellationToken cancellationToken)
 {
     // Operators between the final Select and the end of the query that only pick rows of the projection's result.
+    // (Distinct is not one: it compares the projected values, which the runtime refuses for encrypted ones.)
     private static readonly HashSet<string> ResultOperators =
     [
         "First", "FirstOrDefault", "Single", "SingleOrDefault", "Last", "LastOrDefault", "ElementAt", "ElementAtOrDefault",
-        "Take", "Skip", "Distinct", "AsNoTracking", "AsTracking", "AsNoTrackingWithIdentityResolution", "AsSplitQuery",
+        "Take", "Skip", "AsNoTracking", "AsTracking", "AsNoTrackingWithIdentityResolution", "AsSplitQuery",
         "AsSingleQuery", "TagWith", "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes",
+    ];
+
+    // Operators with a lambda that the runtime moves below the final Select (ProjectionComposition), substituting the
+    // selector into the lambda: the projection stays the final one.
+    private static readonly HashSet<string> ComposedOperators = ["Where", "OrderBy", "OrderByDescending", "ThenBy", "ThenByDescending"];
+
+    // The same for the operator that ends the query, whose predicate the runtime moves below the Select.
+    private static readonly HashSet<string> ComposedTerminals =
+        ["First", "FirstOrDefault", "Single", "SingleOrDefault", "Last", "LastOrDefault", "Count", "LongCount", "Any", "All"];
+
+    // Operators between a collection read inside the final Select and its own last Select that only gather or pick its elements.
+    private static readonly HashSet<string> NestedResultOperators =
+    [
+        "ToList", "ToArray", "ToHashSet", "AsEnumerable", "AsQueryable", "Distinct", "First", "FirstOrDefault", "Single",
+        "SingleOrDefault", "Last", "LastOrDefault",
     ];
 
     // Operators whose predicate filters the rows the query returns (the search planner's terminals and Where).
@@ -48,6 +64,10 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
     private static readonly HashSet<string> GroupingOperators =
         ["GroupBy", "Join", "GroupJoin", "LeftJoin", "RightJoin", "Distinct", "DistinctBy", "Sum", "Average", "Aggregate", "CountBy", "AggregateBy", "Union", "UnionBy", "Intersect", "IntersectBy", "Except", "ExceptBy"];
+
+    // The parameters of the lambdas composed after the final Select (x in Where(x => ...)), with the selector's body:
+    // the runtime substitutes the selector into those lambdas, so what they read of x is what the selector reads.
+    private readonly Dictionary<IParameterSymbol, IOperation> _projectedRows = new(SymbolEqualityComparer.Default);
 
     private readonly HashSet<IInvocationOperation> _rootChain = [];
     private bool _rootChainPreservesRows = true;
@@ -85,6 +105,8 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
     // encrypted properties (EF runs it on the decrypted entities).
     private IInvocationOperation? FindProjection(IOperation expression)
     {
+        var outermost = true;
+        var composed = new List<IAnonymousFunctionOperation>();
         while (QuerySymbols.Strip(expression) is IInvocationOperation call && symbols.IsQueryOperator(call.TargetMethod))
         {
             var arguments = symbols.Arguments(call);
@@ -96,10 +118,52 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
             var name = QuerySymbols.EfName(call.TargetMethod);
             if (name == "Select" && symbols.IsQueryable(call.TargetMethod))
             {
+                if (arguments.Count == 2 && QuerySymbols.LambdaBody(arguments[1]) is { } body)
+                {
+                    foreach (var parameter in composed.SelectMany(lambda => lambda.Symbol.Parameters))
+                    {
+                        _projectedRows[parameter] = body;
+                    }
+                }
+
                 return call;
             }
 
-            if (!ResultOperators.Contains(name) || arguments.Count > 2 || (arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is not null))
+            if (arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is { } composedLambda)
+            {
+                composed.Add(composedLambda);
+            }
+
+            var lambda = arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is not null;
+            var picksRows = ResultOperators.Contains(name) && arguments.Count <= 2 && !lambda;
+            var movesBelow = (ComposedOperators.Contains(name) || (outermost && ComposedTerminals.Contains(name))) && arguments.Count <= 2;
+            if (!picksRows && !movesBelow)
+            {
+                return null;
+            }
+
+            outermost = false;
+            expression = arguments[0];
+        }
+
+        return null;
+    }
+
+    // The last Select of a collection read inside the final Select (p.Visits.Select(v => v.Notes).ToList()): the
+    // runtime runs its selector on the loaded elements too.
+    private IInvocationOperation? FindNestedProjection(IInvocationOperation node)
+    {
+        IOperation expression = node;
+        while (QuerySymbols.Strip(expression) is IInvocationOperation call && symbols.IsNestedQueryOperator(call.TargetMethod))
+        {
+            var arguments = symbols.Arguments(call);
+            var name = QuerySymbols.EfName(call.TargetMethod);
+            if (name == "Select" && arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is { Symbol.Parameters.Length: 1 })
+            {
+                return call;
+            }
+
+            if (!NestedResultOperators.Contains(name) || arguments.Count != 1)
             {
                 return null;
             }
@@ -125,6 +189,11 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
                 return;
             case IPropertyReferenceOperation property:
                 VisitProperty(property);
+                return;
+            case IParameterReferenceOperation parameter when !_inProjection && _treeDepth > 0 && Encrypted(parameter) is { } projected:
+                // The projected value itself, read by a lambda composed after the final Select.
+                var (rule, what) = Classify();
+                Report(rule, projected.Operation, what);
                 return;
             case IAnonymousFunctionOperation lambda:
                 VisitLambda(lambda);
@@ -196,6 +265,14 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
         if (!_inProjection && TrySearch(node, arguments))
         {
+            return;
+        }
+
+        if (_inProjection && FindNestedProjection(node) is { } nested)
+        {
+            var nestedArguments = symbols.Arguments(nested);
+            WithOperator("Select", OperatorKind.Query, () => Visit(nestedArguments[0]));
+            Visit(nestedArguments[1]);
             return;
         }
 
@@ -442,12 +519,43 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
     // A property of a row the query reads: its instance depends on a lambda parameter. Anything else (a captured
     // entity's property) EF evaluates before the query runs and passes as a parameter, as EfEnvelope then sees it.
-    private (IPropertyReferenceOperation Operation, EncryptedMember Member)? Encrypted(IOperation operation) =>
-        QuerySymbols.Strip(operation) is IPropertyReferenceOperation { Instance: { } instance } property
-        && DependsOnRow(instance)
-        && members.Find(property.Property, cancellationToken) is { } member
-            ? (property, member)
+    private (IPropertyReferenceOperation Operation, EncryptedMember Member)? Encrypted(IOperation operation)
+    {
+        var stripped = QuerySymbols.Strip(operation);
+        if (stripped is IPropertyReferenceOperation { Instance: { } instance } property && DependsOnRow(instance))
+        {
+            if (members.Find(property.Property, cancellationToken) is { } member)
+            {
+                return (property, member);
+            }
+
+            // x.Ssn in a lambda composed after Select(p => new { p.Ssn }): the value the selector gave that member.
+            if (QuerySymbols.Strip(instance) is IParameterReferenceOperation row && _projectedRows.TryGetValue(row.Parameter, out var projected)
+                && Initializer(projected, property.Property) is { } value && Encrypted(value) is { } read)
+            {
+                return (property, read.Member);
+            }
+        }
+
+        // s in Where(s => ...) after Select(p => p.Ssn): the value itself.
+        return stripped is IParameterReferenceOperation parameter && _projectedRows.TryGetValue(parameter.Parameter, out var scalar)
+            && Encrypted(scalar) is { } scalarRead
+            ? scalarRead
             : null;
+    }
+
+    // The value a projection's object creation gives a member (new { p.Ssn }, new Dto { Ssn = p.Ssn }).
+    private static IOperation? Initializer(IOperation projection, IPropertySymbol member)
+    {
+        var assignments = QuerySymbols.Strip(projection) switch
+        {
+            IAnonymousObjectCreationOperation anonymous => anonymous.Initializers,
+            IObjectCreationOperation { Initializer: { } initializer } => initializer.Initializers,
+            _ => [],
+        };
+        return assignments.OfType<ISimpleAssignmentOperation>()
+            .FirstOrDefault(a => a.Target is IPropertyReferenceOperation target && SymbolEqualityComparer.Default.Equals(target.Property, member))?.Value;
+    }
 
     private static bool DependsOnRow(IOperation instance) =>
         instance.DescendantsAndSelf().Any(operation => operation is IParameterReferenceOperation { Parameter.ContainingSymbol: IMethodSymbol { MethodKind: MethodKind.AnonymousFunction } });

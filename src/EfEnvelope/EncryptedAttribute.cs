@@ -1,3 +1,5 @@
+using System.ComponentModel.DataAnnotations.Schema;
+
 namespace EfEnvelope;
 
 /// <summary>Stores this property encrypted: the database only ever sees AES-256-GCM ciphertext under the record's own data key.</summary>
@@ -15,15 +17,26 @@ namespace EfEnvelope;
 /// <see cref="Searchable"/>. Use the fluent
 /// <c>IsEncrypted()</c> to configure the same in <c>OnModelCreating</c>.
 /// </para>
-/// </remarks>
 /// <para>
 /// With <see cref="Searchable"/>, a keyed blind index (HMAC-SHA256) is stored beside the ciphertext and equality
 /// queries (<c>==</c>, <c>!=</c>, <c>Equals</c>, <c>Contains</c> over a list, joins) are translated to it. The index
 /// reveals which rows share a value of this property, and how often each value occurs; nothing more.
 /// </para>
+/// <para>
+/// The attribute derives from <see cref="DatabaseGeneratedAttribute"/> (with <see cref="DatabaseGeneratedOption.None"/>,
+/// true of every encrypted property: the database cannot compute ciphertext) so that EF Core creates it while it builds
+/// any model, also one whose options never call <c>UseEnvelopeEncryption</c>: its constructor then installs the check
+/// that refuses such a context at its first use instead of letting it store plaintext. EF reads that attribute only
+/// as a list, so it combines with any other annotation, <c>[Column]</c> included.
+/// </para>
+/// </remarks>
 [AttributeUsage(AttributeTargets.Property, AllowMultiple = false, Inherited = true)]
-public sealed class EncryptedAttribute : Attribute
+public sealed class EncryptedAttribute : DatabaseGeneratedAttribute
 {
+    /// <summary>Marks the property encrypted.</summary>
+    public EncryptedAttribute()
+        : base(DatabaseGeneratedOption.None) => Internal.UnregisteredEncryptionGuard.Install();
+
     /// <summary>Whether equality queries on this property are supported through a blind index.</summary>
     public bool Searchable { get; set; }
 

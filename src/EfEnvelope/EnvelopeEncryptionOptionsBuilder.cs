@@ -90,6 +90,20 @@ public sealed class EnvelopeEncryptionOptionsBuilder
         return this;
     }
 
+    /// <summary>Refuses records in format version 1, which have no record seal; for once every table has been upgraded.</summary>
+    /// <remarks>
+    /// Version 1 records (written before format version 2) are read by default so that existing databases keep
+    /// working, and they are not bound to their row: a database writer can move one onto another row, NULL a value or
+    /// write back an older one (docs/SECURITY.md). Upgrade every table first (<c>EnvelopeKeyLifecycle.ReencryptAsync</c>;
+    /// <c>EnvelopeKeyLifecycle.InventoryAsync</c> counts rows per format version), then turn this on: a version 1
+    /// record then fails with <see cref="EnvelopeDecryptionException"/>.
+    /// </remarks>
+    public EnvelopeEncryptionOptionsBuilder RequireSealedRecords()
+    {
+        _settings.RequireSealedRecords = true;
+        return this;
+    }
+
     /// <summary>Bounds how long one provider call may take before it is cancelled.</summary>
     /// <remarks>The default is 30 seconds. The caller's <see cref="CancellationToken"/> is honoured as well.</remarks>
     public EnvelopeEncryptionOptionsBuilder UseProviderTimeout(TimeSpan timeout)

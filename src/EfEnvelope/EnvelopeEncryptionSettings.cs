@@ -23,6 +23,7 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
     public TimeProvider TimeProvider { get; set; } = TimeProvider.System;
     public IRandomSource Random { get; set; } = SystemRandomSource.Instance;
     public byte[]? BlindIndexKey { get; set; }
+    public bool RequireSealedRecords { get; set; }
 
     public EnvelopeEncryptionSettings Clone()
     {
@@ -45,6 +46,7 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
         && ReferenceEquals(HostLoggerFactory, other.HostLoggerFactory)
         && ReferenceEquals(TimeProvider, other.TimeProvider)
         && ReferenceEquals(Random, other.Random)
+        && RequireSealedRecords == other.RequireSealedRecords
         && (BlindIndexKey is null ? other.BlindIndexKey is null : other.BlindIndexKey is not null && BlindIndexKey.AsSpan().SequenceEqual(other.BlindIndexKey));
 
     public override bool Equals(object? obj) => Equals(obj as EnvelopeEncryptionSettings);

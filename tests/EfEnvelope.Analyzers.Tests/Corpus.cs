@@ -12,6 +12,8 @@ public static class Corpus
     [
         "await db.Patients.Where(p => {|EFENV001:p.Diagnosis|} == text).ToListAsync();",
         "await db.Patients.Where(p => text != {|EFENV001:p.Diagnosis|}).ToListAsync();",
+        "await db.Patients.Select(p => new { p.Name, p.Diagnosis }).Where(x => {|EFENV001:x.Diagnosis|} == text).ToListAsync();",
+        "await db.Patients.Select(p => new { p.Name, p.Diagnosis }).CountAsync(x => {|EFENV001:x.Diagnosis|} == text);",
         "await db.Patients.FirstOrDefaultAsync(p => {|EFENV001:p.Diagnosis|}.Equals(text));",
         "await db.Patients.CountAsync(p => string.Equals({|EFENV001:p.Diagnosis|}, text));",
         "await db.Patients.Where(p => list.Contains({|EFENV001:p.Diagnosis|})).ToListAsync();",
@@ -28,6 +30,9 @@ public static class Corpus
         "await db.Patients.Where(p => {|EFENV002:p.DateOfBirth|} <= DateOnly.MinValue).ToListAsync();",
         "await db.Patients.MaxAsync(p => {|EFENV002:p.Score|});",
         "await db.Patients.Where(p => string.Compare({|EFENV002:p.Ssn|}, text) > 0).ToListAsync();",
+        "await db.Patients.Select(p => p.Visits.OrderBy(v => {|EFENV002:v.Notes|}).Select(v => v.Id).ToList()).ToListAsync();",
+        "await db.Patients.Select(p => new { p.Id, p.DateOfBirth }).OrderBy(x => {|EFENV002:x.DateOfBirth|}).ToListAsync();",
+        "await db.Patients.Select(p => {|EFENV002:p.Score|}).OrderBy(s => s).ToListAsync();",
     ];
 
     public static TheoryData<string> PatternMatched { get; } =
@@ -62,9 +67,9 @@ public static class Corpus
     [
         "await db.Patients.Where(p => {|EFENV006:p.Score|} + 1 == 3).ToListAsync();",
         "await db.Patients.Where(p => ({|EFENV006:p.Diagnosis|} ?? \"\") == text).ToListAsync();",
-        "await db.Patients.Select(p => new { p.Name, {|EFENV006:p.Diagnosis|} }).OrderBy(x => x.Name).ToListAsync();",
-        "await db.Patients.Select(p => {|EFENV006:p.Diagnosis|}).CountAsync();",
-        "await db.Patients.Select(p => p.Visits.Select(v => {|EFENV006:v.Notes|}).ToList()).ToListAsync();",
+        "await db.Patients.Select(p => {|EFENV006:p.Diagnosis|}).Distinct().ToListAsync();",
+        "await db.Patients.Select(p => {|EFENV006:p.Diagnosis|}).Distinct().CountAsync();",
+        "await db.Patients.Select(p => new { p.Id, {|EFENV006:p.Ssn|} }).GroupBy(x => x.Id).Select(g => g.Count()).ToListAsync();",
         "await db.Visits.Where(v => {|EFENV006:v.Ssn|} == v.Notes).ToListAsync();",
     ];
 
@@ -92,6 +97,13 @@ public static class Corpus
         "await db.Patients.Select(p => p.Diagnosis).FirstOrDefaultAsync();",
         "await db.Patients.OrderBy(p => p.Id).Select(p => p.Name + p.Diagnosis).Skip(10).Take(10).ToListAsync();",
         "await db.Patients.Select(p => new { p.Id, Visits = p.Visits.Count }).ToListAsync();",
+        "await db.Patients.Select(p => new { p.Name, p.Diagnosis }).OrderBy(x => x.Name).ToListAsync();",
+        "await db.Patients.Select(p => new { p.Name, p.Diagnosis }).Where(x => x.Name != text).OrderBy(x => x.Name).Skip(1).Take(2).ToListAsync();",
+        "await db.Patients.Select(p => p.Diagnosis).CountAsync();",
+        "await db.Patients.Select(p => new { p.Name, p.Ssn }).FirstOrDefaultAsync(x => x.Name == text);",
+        "await db.Patients.Select(p => new { p.Name, p.Ssn }).Where(x => x.Ssn == text).OrderBy(x => x.Name).ToListAsync();",
+        "await db.Patients.Select(p => p.Visits.Select(v => v.Notes).ToList()).ToListAsync();",
+        "await db.Patients.OrderBy(p => p.Id).Select(p => p.Visits.OrderBy(v => v.Id).Select(v => new { v.Id, v.Notes }).ToList()).ToListAsync();",
         "await db.Patients.Where(p => p.Phone == text && p.Active).OrderBy(p => p.Name).ToListAsync();",
         "await db.Patients.FirstOrDefaultAsync(p => p.Phone == text);",
         "await db.Patients.CountAsync(p => list.Contains(p.Phone));",

@@ -31,7 +31,7 @@ public sealed class CliTests(SharedSampleDatabase shared) : IClassFixture<Shared
         Assert.True(rows >= 3, $"expected the seeded patients and the two added ones, got {rows}");
         Assert.Equal(rows, patients.GetProperty("byMasterKey").GetProperty(primary).GetInt64());
         Assert.Equal(rows, patients.GetProperty("byWrappingMode").GetProperty("cached-kek").GetInt64());
-        Assert.Equal(rows, patients.GetProperty("byFormatVersion").GetProperty("1").GetInt64());
+        Assert.Equal(rows, patients.GetProperty("byFormatVersion").GetProperty("2").GetInt64());
         Assert.Equal(1, patients.GetProperty("distinctKeyEncryptionKeys").GetInt64());
         Assert.Equal(0, patients.GetProperty("legacyPlaintextRows").GetInt64());
         Assert.True(patients.GetProperty("hasBlindIndexes").GetBoolean());

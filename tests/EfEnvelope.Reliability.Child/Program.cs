@@ -2,10 +2,16 @@
 // encrypted rows of a SQLite file in a loop, printing "saved N" after each committed save, until it is killed.
 // Every save gives each row it touches one generation tag in all of its encrypted properties, so the parent can tell
 // an old state from a new one and a mix of the two from either.
+// With "forgotten-registration <sqlite-file>" it is instead the child of ForgottenRegistrationProcessTests.
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.EntityFrameworkCore;
+
+if (args is ["forgotten-registration", var forgottenFile])
+{
+    return await ForgottenRegistration.RunAsync(forgottenFile);
+}
 
 if (args.Length != 2)
 {

@@ -4,6 +4,20 @@ using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Reliability.Tests;
 
+/// <summary>The patients the tampering suites attack: every encrypted value random, so no two tests share plaintext.</summary>
+internal static class TamperTargets
+{
+    public static Patient NewPatient(Random random, string name) => new()
+    {
+        Id = Guid.NewGuid(),
+        Name = name,
+        Ssn = $"SSN-{random.Next(100_000_000, 999_999_999)}",
+        Diagnosis = $"Diagnosis-{random.Next(100_000_000, 999_999_999)}",
+        DateOfBirth = new DateOnly(1970 + random.Next(50), 1 + random.Next(12), 1 + random.Next(28)),
+        HomeAddress = new Address { City = "Springfield", Street = $"Street-{random.Next(100_000_000, 999_999_999)}" },
+    };
+}
+
 /// <summary>Fixed seeds for every randomised test: the seed is printed with any failure so it can be replayed.</summary>
 internal static class Seeds
 {

@@ -3,7 +3,7 @@ using System.Text;
 
 namespace EfEnvelope.Crypto;
 
-/// <summary>Layouts of the two stored blobs, format version 1 (docs/FORMAT.md is the normative description).</summary>
+/// <summary>Layouts of the two stored blobs, format versions 1 and 2 (docs/FORMAT.md is the normative description).</summary>
 /// <remarks>
 /// <para>Wrapped-key blob (one per record, in the record's key column):</para>
 /// <code>
@@ -32,10 +32,56 @@ namespace EfEnvelope.Crypto;
 /// 13+n    16    tag; associated data = version byte, record id (16), binding name of entity, binding name of property
 /// </code>
 /// <para>A binding name is a big-endian uint16 length followed by UTF-8 bytes.</para>
+/// <para>
+/// Version 2 (every record written now) keeps the version 1 layout with version byte 0x02, labels each associated-data
+/// format (<see cref="DataKeyLabel"/>, <see cref="FieldLabel"/>), binds a field to its plaintext encoding's type tag,
+/// and appends a record trailer to the wrapped-key blob:
+/// </para>
+/// <code>
+/// 1       binding flags
+/// 2       N = number of properties holding a value, big-endian
+/// N × 20  per property: name id (first 4 bytes of SHA-256 of its binding name), then its field's GCM tag (16)
+/// 12      seal nonce (random, fresh on every write of the record)
+/// 16      record seal: GMAC under the data key over the record id, entity, this trailer and the bound row values (<see cref="RecordSeal"/>)
+/// </code>
+/// <para>
+/// Version 1 is still read, and still written for blobs that are not records (the blind-index key, the health probe).
+/// </para>
 /// </remarks>
 internal static class EnvelopeFormat
 {
+    /// <summary>Format version 1: no record seal. Read for old records; written for the blind-index key and health probe.</summary>
     public const byte Version = 0x01;
+
+    /// <summary>Format version 2: labelled associated data, typed fields and the record seal. Every record is written in it.</summary>
+    public const byte Version2 = 0x02;
+
+    /// <summary>Size of the record seal, a GCM tag.</summary>
+    public const int SealSize = TagSize;
+
+    /// <summary>The end of a version 2 trailer: the seal's nonce and the seal.</summary>
+    public const int SealWithNonceSize = NonceSize + SealSize;
+
+    /// <summary>The fixed part of a version 2 trailer: binding flags (1), entry count (2), the seal's nonce and the seal.</summary>
+    public const int TrailerFixedSize = 1 + 2 + SealWithNonceSize;
+
+    /// <summary>One trailer entry: a property's name id (4) and its field's GCM tag (16).</summary>
+    public const int TrailerEntrySize = 4 + TagSize;
+
+    /// <summary>Binding flag: the record's key values (its primary key, or its owner's) are bound into the seal.</summary>
+    public const byte FlagKeyBound = 0x01;
+
+    /// <summary>Binding flag: the columns configured with <c>IsBoundToRecord()</c> are bound into the seal.</summary>
+    public const byte FlagColumnsBound = 0x02;
+
+    /// <summary>Prefix of a version 2 data key's associated data (mode 1).</summary>
+    public static readonly byte[] DataKeyLabel = BindingName("efenvelope/v2/data-key");
+
+    /// <summary>Prefix of a version 2 field's associated data.</summary>
+    public static readonly byte[] FieldLabel = BindingName("efenvelope/v2/field");
+
+    /// <summary>Prefix of the message a version 2 record seal authenticates (its associated data).</summary>
+    public static readonly byte[] SealLabel = BindingName("efenvelope/v2/record-seal");
     public const byte ModeCachedKek = 0x01;
     public const byte ModeDirect = 0x02;
     public const int KeySize = 32;
@@ -54,6 +100,21 @@ internal static class EnvelopeFormat
 
     public const int MaxKeyIdBytes = 1024;
     public const int MaxProviderWrappedBytes = 8192;
+
+    /// <summary>
+    /// The associated data of a mode 1 record's wrapped data key: the header and the expected entity's binding name,
+    /// in version 2 after <see cref="DataKeyLabel"/>.
+    /// </summary>
+    public static ReadOnlySpan<byte> DataKeyAssociatedData(byte version, ReadOnlySpan<byte> header, ReadOnlySpan<byte> entityBinding, Span<byte> scratch)
+    {
+        var label = version == Version2 ? DataKeyLabel : [];
+        var length = label.Length + header.Length + entityBinding.Length;
+        var aad = length <= scratch.Length ? scratch[..length] : new byte[length];
+        label.CopyTo(aad);
+        header.CopyTo(aad[label.Length..]);
+        entityBinding.CopyTo(aad[(label.Length + header.Length)..]);
+        return aad;
+    }
 
     /// <summary>Writes a binding name (uint16 length + UTF-8) as used in associated data.</summary>
     public static byte[] BindingName(string name)
@@ -136,6 +197,36 @@ internal readonly struct WrappedKeyBlob
 
     public byte Mode { get; }
 
+    /// <summary>Format version, <see cref="EnvelopeFormat.Version"/> or <see cref="EnvelopeFormat.Version2"/>.</summary>
+    public byte Version => Blob[0];
+
+    /// <summary>Whether the blob ends in a record seal (version 2).</summary>
+    public bool IsSealed => Blob[0] == EnvelopeFormat.Version2;
+
+    /// <summary>Where the version 2 trailer starts: right after the wrapped data key (mode 1) or the provider-wrapped key (mode 2).</summary>
+    private int TrailerOffset => EnvelopeFormat.TailOffset + TailLength + (Mode == EnvelopeFormat.ModeCachedKek ? EnvelopeFormat.WrappedDekSize : 0);
+
+    /// <summary>Version 2: which row values the seal binds (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</summary>
+    public byte BindingFlags => Blob[TrailerOffset];
+
+    /// <summary>Version 2: the trailer up to the seal's nonce (flags, count, entries): what the seal authenticates of it.</summary>
+    public ReadOnlySpan<byte> TrailerWithoutSeal => Blob.AsSpan(TrailerOffset, Blob.Length - EnvelopeFormat.SealWithNonceSize - TrailerOffset);
+
+    /// <summary>Version 2: the (name id, tag) entries of the properties that held a value when the record was sealed.</summary>
+    public ReadOnlySpan<byte> TrailerEntries => Blob.AsSpan(TrailerOffset + 3, Blob.Length - EnvelopeFormat.SealWithNonceSize - TrailerOffset - 3);
+
+    /// <summary>Version 2: the seal's nonce, the 12 bytes before the seal.</summary>
+    public ReadOnlySpan<byte> SealNonce => Blob.AsSpan(Blob.Length - EnvelopeFormat.SealWithNonceSize, EnvelopeFormat.NonceSize);
+
+    /// <summary>Version 2: the record seal, the last 16 bytes.</summary>
+    public ReadOnlySpan<byte> Seal => Blob.AsSpan(Blob.Length - EnvelopeFormat.SealSize);
+
+    /// <summary>Everything before the version 2 trailer (the whole blob in version 1): what a re-seal copies unchanged.</summary>
+    public ReadOnlySpan<byte> Unsealed => Blob.AsSpan(0, IsSealed ? TrailerOffset : Blob.Length);
+
+    /// <summary>The version 2 trailer, copied as it is when the data key is rewrapped.</summary>
+    public ReadOnlySpan<byte> Trailer => Blob.AsSpan(IsSealed ? TrailerOffset : Blob.Length);
+
     public int TailLength { get; }
 
     private int KeyIdOffset { get; }
@@ -182,7 +273,7 @@ internal readonly struct WrappedKeyBlob
             return false;
         }
 
-        if (span[0] != EnvelopeFormat.Version)
+        if (span[0] is not (EnvelopeFormat.Version or EnvelopeFormat.Version2))
         {
             error = $"The wrapped key has unknown format version {span[0]}.";
             return false;
@@ -226,6 +317,13 @@ internal readonly struct WrappedKeyBlob
         var wrappedOffset = position + 2;
         position = wrappedOffset + wrappedLength;
         var expected = position + (mode == EnvelopeFormat.ModeCachedKek ? EnvelopeFormat.WrappedDekSize : 0);
+        if (span[0] == EnvelopeFormat.Version2)
+        {
+            // The trailer: flags, entry count, entries, seal. The count is checked against the bytes present.
+            var entries = span.Length >= expected + 3 ? BinaryPrimitives.ReadUInt16BigEndian(span[(expected + 1)..]) : 0;
+            expected += EnvelopeFormat.TrailerFixedSize + entries * EnvelopeFormat.TrailerEntrySize;
+        }
+
         if (wrappedLength == 0 || span.Length != expected)
         {
             error = span.Length < expected ? "The wrapped key is truncated." : "The wrapped key has trailing bytes.";

@@ -7,8 +7,12 @@ namespace EfEnvelope.Crypto;
 
 /// <summary>Turns a property value into the plaintext bytes that get encrypted, and back.</summary>
 /// <remarks>Every layout is little-endian and written down in docs/FORMAT.md; changing one breaks stored data.</remarks>
-internal abstract class ValueCodec<T>
+internal abstract class ValueCodec<T> : IBoxedValueCodec
 {
+    public int GetByteCountBoxed(object value) => GetByteCount((T)value);
+
+    public void WriteBoxed(object value, Span<byte> destination) => Write((T)value, destination);
+
     public abstract int GetByteCount(T value);
 
     public abstract void Write(T value, Span<byte> destination);
@@ -24,6 +28,14 @@ internal abstract class ValueCodec<T>
     }
 }
 
+/// <summary>A codec used with values EF hands over as objects (the bound row values of a record seal).</summary>
+internal interface IBoxedValueCodec
+{
+    int GetByteCountBoxed(object value);
+
+    void WriteBoxed(object value, Span<byte> destination);
+}
+
 /// <summary>Finds the codec for a CLR type.</summary>
 internal static class ValueCodecs
 {
@@ -33,6 +45,51 @@ internal static class ValueCodecs
         var underlying = Nullable.GetUnderlyingType(type) ?? type;
         return underlying.IsEnum || Codecs.ContainsKey(underlying);
     }
+
+    /// <summary>
+    /// The stable name of a type's plaintext encoding, bound into version 2 field associated data so that a value
+    /// written as one type never decodes as another of the same size (an <c>int</c> column retyped to <c>float</c>).
+    /// </summary>
+    /// <remarks>
+    /// <c>T?</c> has the tag of <c>T</c>, and an enum that of its underlying integer: both keep their encoding, so
+    /// making a property nullable or an integer an enum keeps stored rows readable. docs/FORMAT.md lists the tags.
+    /// </remarks>
+    public static string TypeTag(Type type)
+    {
+        var underlying = Nullable.GetUnderlyingType(type) ?? type;
+        if (underlying.IsEnum)
+        {
+            underlying = Enum.GetUnderlyingType(underlying);
+        }
+
+        return Tags.TryGetValue(underlying, out var tag)
+            ? tag
+            : throw new NotSupportedException($"Type '{type}' cannot be encrypted.");
+    }
+
+    private static readonly Dictionary<Type, string> Tags = new()
+    {
+        [typeof(string)] = "string",
+        [typeof(byte[])] = "bytes",
+        [typeof(bool)] = "bool",
+        [typeof(byte)] = "uint8",
+        [typeof(sbyte)] = "int8",
+        [typeof(short)] = "int16",
+        [typeof(ushort)] = "uint16",
+        [typeof(int)] = "int32",
+        [typeof(uint)] = "uint32",
+        [typeof(long)] = "int64",
+        [typeof(ulong)] = "uint64",
+        [typeof(float)] = "float32",
+        [typeof(double)] = "float64",
+        [typeof(decimal)] = "decimal",
+        [typeof(Guid)] = "guid",
+        [typeof(DateTime)] = "datetime",
+        [typeof(DateTimeOffset)] = "datetimeoffset",
+        [typeof(DateOnly)] = "dateonly",
+        [typeof(TimeOnly)] = "timeonly",
+        [typeof(TimeSpan)] = "timespan",
+    };
 
     /// <summary>Returns a <c>ValueCodec&lt;T&gt;</c> for <paramref name="type"/>, boxed as object.</summary>
     public static object For(Type type)

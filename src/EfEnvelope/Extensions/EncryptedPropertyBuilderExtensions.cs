@@ -13,6 +13,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 
@@ -26,6 +27,7 @@ public static class EncryptedPropertyBuilderExtensions
         var options = new EfEnvelope.BlindIndexOptions();
         configureSearch(options);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Searchable, options);
         return propertyBuilder;
     }
@@ -35,6 +37,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 
@@ -48,6 +51,31 @@ public static class EncryptedPropertyBuilderExtensions
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         ArgumentException.ThrowIfNullOrWhiteSpace(columnName);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.LegacyPlaintextColumn, columnName);
+        return propertyBuilder;
+    }
+
+    /// <summary>Authenticates this plain (unencrypted) column with the record's encrypted values, through the record seal.</summary>
+    /// <remarks>
+    /// <para>
+    /// For columns that decide whose data a record is, such as a tenant id or an owner's foreign key: a database writer
+    /// who changes the column (or moves the record's encrypted columns to a row with another value) makes the record
+    /// fail with <see cref="EfEnvelope.EnvelopeDecryptionException"/> when it is read. The column itself stays in
+    /// plaintext, queryable as before. The primary key is bound without this whenever its value is known before insert.
+    /// </para>
+    /// <para>
+    /// A save that changes the column rewrites the record's key column with a new seal. Rows written before the column
+    /// was bound are read without it until their next write; see docs/SECURITY.md. Not for JSON-mapped owned types.
+    /// </para>
+    /// </remarks>
+    public static PropertyBuilder<TProperty> IsBoundToRecord<TProperty>(this PropertyBuilder<TProperty> propertyBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(propertyBuilder);
+        if (!EfEnvelope.Crypto.ValueCodecs.IsSupported(typeof(TProperty)))
+        {
+            throw new ArgumentException($"Property '{propertyBuilder.Metadata.Name}' has type '{typeof(TProperty).Name}', which has no plaintext encoding to bind (the types that can be encrypted can be bound).", nameof(propertyBuilder));
+        }
+
+        propertyBuilder.HasAnnotation(EncryptionAnnotations.BoundToRecord, true);
         return propertyBuilder;
     }
 
@@ -94,6 +122,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 }

@@ -35,6 +35,7 @@ public static class EnvelopeEncryptionDbContextOptionsBuilderExtensions
         var core = optionsBuilder.Options.FindExtension<CoreOptionsExtension>();
         settings.HostLoggerFactory = core?.LoggerFactory ?? core?.ApplicationServiceProvider?.GetService<ILoggerFactory>();
         ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(new EnvelopeEncryptionOptionsExtension(settings));
+        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
         return optionsBuilder;
     }
 

@@ -47,22 +47,43 @@ internal sealed class DecryptingBinding : InstantiationBinding
 
     public override Type RuntimeType => _inner.RuntimeType;
 
-    public override Expression CreateConstructorExpression(ParameterBindingInfo bindingInfo) =>
-        Expression.Convert(
+    // A block ending in the instance variable: EF's JSON materializer accepts an instance creation only in that shape
+    // (or a bare constructor call), and it is all that remains of a JSON-owned type whose properties are all encrypted.
+    public override Expression CreateConstructorExpression(ParameterBindingInfo bindingInfo)
+    {
+        var instance = Expression.Variable(RuntimeType, "instance");
+        var decrypted = Expression.Convert(
             Expression.Call(
                 Expression.Constant(_decryptor),
                 DecryptMethod,
                 Expression.Convert(_inner.CreateConstructorExpression(bindingInfo), typeof(object)),
                 _stored.BindToParameter(bindingInfo)),
             RuntimeType);
+        return Expression.Block([instance], Expression.Assign(instance, decrypted), instance);
+    }
 
     public override InstantiationBinding With(IReadOnlyList<ParameterBinding> parameterBindings) =>
         new DecryptingBinding(_inner.With([.. parameterBindings.Take(_inner.ParameterBindings.Count)]), _decryptor);
 
     // The wrapped-key column first, then the ciphertext columns in EncryptedEntity.Properties order, then any legacy
-    // plaintext columns (while a column is migrated to encryption): EnvelopeRuntime.StoredProperties.
+    // plaintext columns (while a column is migrated to encryption), then the columns the seal binds:
+    // EnvelopeRuntime.StoredProperties. The bound ones are ordinary properties EF must still assign itself.
     private static List<ParameterBinding> StoredColumns(EncryptedEntity encrypted) =>
-        [.. EnvelopeRuntime.StoredProperties(encrypted).Select(p => new PropertyParameterBinding(p))];
+        [.. EnvelopeRuntime.EncryptionColumns(encrypted).Select(p => new PropertyParameterBinding(p)),
+         .. EnvelopeRuntime.BoundProperties(encrypted).Select(p => new ReadingPropertyBinding(p))];
+}
+
+/// <summary>Reads a property's stored value for the decryptor without taking it over.</summary>
+/// <remarks>
+/// EF does not assign a property that a binding consumes (it expects the constructor to). The record seal needs the
+/// key and bound columns, which EF must still set on the instance as usual, so this binding consumes nothing.
+/// </remarks>
+internal sealed class ReadingPropertyBinding(IProperty property) : ParameterBinding(property.ClrType)
+{
+    public override Expression BindToParameter(ParameterBindingInfo bindingInfo) =>
+        new PropertyParameterBinding(property).BindToParameter(bindingInfo);
+
+    public override ParameterBinding With(IPropertyBase[] consumedProperties) => this;
 }
 
 /// <summary>Decrypts one entity type's records as EF constructs them.</summary>

@@ -29,10 +29,21 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         "AsSingleQuery", "TagWith", "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes",
     ];
 
+    // Operators between a nested collection read and its last Select that only pick or gather its elements.
+    private static readonly HashSet<string> NestedResultOperators =
+    [
+        nameof(Enumerable.ToList), nameof(Enumerable.ToArray), nameof(Enumerable.ToHashSet), nameof(Enumerable.AsEnumerable),
+        nameof(Queryable.AsQueryable), nameof(Enumerable.Distinct), nameof(Enumerable.First), nameof(Enumerable.FirstOrDefault),
+        nameof(Enumerable.Single), nameof(Enumerable.SingleOrDefault), nameof(Enumerable.Last), nameof(Enumerable.LastOrDefault),
+    ];
+
+    private static readonly MethodInfo LoadedMethod = typeof(EncryptedQueryGuard).GetMethod(nameof(Loaded), BindingFlags.NonPublic | BindingFlags.Static)!;
+
     public Expression QueryCompilationStarting(Expression queryExpression, QueryExpressionEventData eventData)
     {
         if (eventData.Context is { } context)
         {
+            queryExpression = Compose(runtime, context.Model, queryExpression);
             return new Visitor(runtime, context, FindProjection(queryExpression)).Visit(queryExpression);
         }
 
@@ -59,6 +70,36 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         }
 
         return null;
+    }
+
+    /// <summary>The query with a projection that reads encrypted properties moved after what is composed on it (<see cref="ProjectionComposition"/>).</summary>
+    internal static Expression Compose(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression query) =>
+        ProjectionComposition.Compose(query, e => new EncryptedMemberFinder(runtime, model).Find(e));
+
+    /// <summary>The entity itself; EF cannot translate it, so it materializes the entity passed in (see <c>ReadThroughOwner</c>).</summary>
+    private static T Loaded<T>(T entity) => entity;
+
+    /// <summary>The first encrypted property ("Type.Property") an expression reads.</summary>
+    private sealed class EncryptedMemberFinder(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model) : ExpressionVisitor
+    {
+        private string? _found;
+
+        public string? Find(Expression expression)
+        {
+            Visit(expression);
+            return _found;
+        }
+
+        protected override Expression VisitMember(MemberExpression node)
+        {
+            if (_found is null && node.Member is PropertyInfo property && node.Expression is not null
+                && runtime.FindEncryptedMember(model, node.Expression.Type, property.Name) is not null)
+            {
+                _found = $"{node.Expression.Type.Name}.{property.Name}";
+            }
+
+            return base.VisitMember(node);
+        }
     }
 
     /// <summary>The expression under any conversions (nullable lifting, enums, boxing to object).</summary>
@@ -100,14 +141,19 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             {
                 var source = Visit(node.Arguments[0]);
                 _inProjection = true;
-                Visit(node.Arguments[1]);
+                var selector = Visit(node.Arguments[1]);
                 _inProjection = outerProjection;
-                return node.Update(node.Object, [source, .. node.Arguments.Skip(1)]);
+                return node.Update(node.Object, [source, selector, .. node.Arguments.Skip(2)]);
             }
 
             if (!_inProjection && TryRewriteSearch(node) is { } rewritten)
             {
                 return rewritten;
+            }
+
+            if (_inProjection && FindNestedProjection(node) is { } nested)
+            {
+                return VisitNestedProjection(node, nested);
             }
 
             // Inside the projection, a nested query operator (a filtered collection, a count) runs in the database.
@@ -147,15 +193,99 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         protected override Expression VisitMember(MemberExpression node)
         {
-            if (!_inProjection && node.Member is PropertyInfo property && node.Expression is not null && runtime.FindEncryptedMember(context.Model, node.Expression.Type, property.Name) is not null)
+            if (node.Member is PropertyInfo property && node.Expression is not null && runtime.FindEncryptedMember(context.Model, node.Expression.Type, property.Name) is { } found)
             {
-                throw new InvalidOperationException(Explain(node.Expression.Type, property.Name));
+                if (!_inProjection)
+                {
+                    throw new InvalidOperationException(Explain(node.Expression.Type, property.Name, found.Property.Index is not null));
+                }
+
+                if (found.Entity.EntityType.IsOwned() && ReadThroughOwner(node) is { } throughOwner)
+                {
+                    return throughOwner;
+                }
             }
 
             return base.VisitMember(node);
         }
 
-        private string Explain(Type type, string property)
+        // c.Home.Street, where Home is owned: EF would project the owned entity alone and read Street from it, which
+        // a tracking query refuses (an owned entity cannot be tracked without its owner). Passing the owner through a
+        // method EF cannot translate makes EF materialize the owner, and the member is read from it on the client,
+        // null-safe as the database would have been.
+        private Expression? ReadThroughOwner(MemberExpression node)
+        {
+            var path = new List<MemberExpression> { node };
+            var root = node.Expression!;
+            while (root is MemberExpression step && context.Model.GetEntityTypes().Any(t => t.IsOwned() && t.ClrType == step.Type))
+            {
+                path.Insert(0, step);
+                root = step.Expression!;
+            }
+
+            if (root is null || context.Model.FindEntityType(root.Type) is not { } owner || owner.IsOwned())
+            {
+                return null;
+            }
+
+            Expression current = Expression.Call(LoadedMethod.MakeGenericMethod(root.Type), Visit(root));
+            var checks = new List<Expression>();
+            foreach (var member in path)
+            {
+                if (!current.Type.IsValueType)
+                {
+                    checks.Add(current);
+                }
+
+                current = Expression.MakeMemberAccess(current, member.Member);
+            }
+
+            var result = current;
+            for (var i = checks.Count - 1; i >= 0; i--)
+            {
+                result = Expression.Condition(Expression.Equal(checks[i], Expression.Constant(null, checks[i].Type)), Expression.Default(node.Type), result);
+            }
+
+            return result;
+        }
+
+        // The last Select of a collection read inside the final projection (c.Orders.OrderBy(o => o.Id).Select(o =>
+        // o.CardNumber).ToList()): its selector runs on materialized elements, the operators under it in the database.
+        private static MethodCallExpression? FindNestedProjection(MethodCallExpression node)
+        {
+            Expression current = node;
+            while (current is MethodCallExpression call && call.Arguments.Count > 0
+                && (call.Method.DeclaringType == typeof(Enumerable) || call.Method.DeclaringType == typeof(Queryable)))
+            {
+                if (call.Method.Name == nameof(Enumerable.Select) && Unquote(call.Arguments[1]) is LambdaExpression { Parameters.Count: 1 })
+                {
+                    return call;
+                }
+
+                if (!NestedResultOperators.Contains(call.Method.Name) || call.Arguments.Count > 1)
+                {
+                    return null;
+                }
+
+                current = call.Arguments[0];
+            }
+
+            return null;
+        }
+
+        private Expression VisitNestedProjection(MethodCallExpression node, MethodCallExpression nested)
+        {
+            var outerOperator = _operator;
+            _inProjection = false;
+            _operator = nested.Method.Name;
+            var source = Visit(nested.Arguments[0]);
+            _inProjection = true;
+            _operator = outerOperator;
+            var selector = Visit(nested.Arguments[1]);
+            return new MemberReplacer(nested, nested.Update(nested.Object, [source!, selector!])).Visit(node)!;
+        }
+
+        private string Explain(Type type, string property, bool searchable)
         {
             var name = $"'{type.Name}.{property}'";
             var why = _operator switch
@@ -172,6 +302,10 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     "The database holds random ciphertext, which it cannot add up. Aggregate after loading (for example AsEnumerable() before the aggregate).",
                 "IsNullOrEmpty" or "IsNullOrWhiteSpace" =>
                     "The database holds random ciphertext: only whether a value is NULL is visible. Test with '== null', or test emptiness after loading.",
+                "Select" or "SelectMany" =>
+                    "A projection that reads an encrypted property must come last: the value exists only once EF has decrypted the entity. Compose Where, OrderBy and GroupBy on plain properties before the Select, or call AsEnumerable() before the operators that need the decrypted value.",
+                _ when searchable =>
+                    "The property is searchable, but its blind index supports only equality with values the application supplies (==, !=, Equals, Contains on a list); ranges, ordering and other comparisons stay unsupported. Compare after loading instead.",
                 _ =>
                     "The database holds random ciphertext: equal values do not look equal, so comparing it cannot find anything. For equality search mark the property [Encrypted(Searchable = true)] (or IsEncrypted(o => ...)) to give it a blind index; ranges and ordering stay unsupported.",
             };
@@ -198,7 +332,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             if (property.Index is null)
             {
                 _operator = $"a comparison ({comparison})";
-                throw new InvalidOperationException(Explain(member.Expression!.Type, property.Name));
+                throw new InvalidOperationException(Explain(member.Expression!.Type, property.Name, searchable: false));
             }
 
             if (rightMember is null && new QuerySourceFinder(context.Model).Finds(right))
@@ -244,7 +378,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     if (item.Property.Index is null)
                     {
                         _operator = "Contains";
-                        throw new InvalidOperationException(Explain(item.Member.Expression!.Type, item.Property.Name).Replace("patterns cannot match it. Search after loading.", "an IN list cannot match it. Mark the property [Encrypted(Searchable = true)] for equality search.", StringComparison.Ordinal));
+                        throw new InvalidOperationException(Explain(item.Member.Expression!.Type, item.Property.Name, searchable: false).Replace("patterns cannot match it. Search after loading.", "an IN list cannot match it. Mark the property [Encrypted(Searchable = true)] for equality search.", StringComparison.Ordinal));
                     }
 
                     var arguments = node.Arguments.Select((argument, i) => i == itemIndex ? ReplaceWithIndex(argument, item.Member, item.Property) : Visit(argument)).ToList();
@@ -287,7 +421,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         // Replaces the encrypted member inside a side of a comparison (possibly under conversions) by its index property.
         private static Expression ReplaceWithIndex(Expression side, MemberExpression member, Metadata.EncryptedProperty property) =>
-            new MemberReplacer(member, PropertyAccess(member.Expression!, member.Type, property.Index!.Name)).Visit(side);
+            new MemberReplacer(member, PropertyAccess(member.Expression!, member.Type, property.Index!.Name)).Visit(side)!;
 
         private static MethodCallExpression PropertyAccess(Expression instance, Type type, string name) =>
             Expression.Call(
@@ -315,9 +449,9 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             }
         }
 
-        private sealed class MemberReplacer(MemberExpression target, Expression replacement) : ExpressionVisitor
+        private sealed class MemberReplacer(Expression target, Expression replacement) : ExpressionVisitor
         {
-            protected override Expression VisitMember(MemberExpression node) => node == target ? replacement : base.VisitMember(node);
+            public override Expression? Visit(Expression? node) => node == target ? replacement : base.Visit(node);
         }
     }
 }

@@ -76,7 +76,8 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <param name="entity">The instance whose plaintext properties receive the values.</param>
     /// <param name="stored">
     /// The record's wrapped-key blob, then its field blobs in <see cref="EncryptedEntity.Properties"/> order, then
-    /// (while a column is migrated from plaintext) the legacy plaintext values of the properties that map one.
+    /// (while a column is migrated from plaintext) the legacy plaintext values of the properties that map one, then
+    /// the values of the columns the record seal binds (<see cref="EncryptedEntity.BoundKey"/>, <see cref="EncryptedEntity.BoundColumns"/>).
     /// </param>
     /// <param name="snapshot">Whether to return a snapshot (tracked records only: it costs an allocation per value).</param>
     /// <returns>The snapshot of what was decrypted, for change tracking, or null when not asked for.</returns>
@@ -98,6 +99,12 @@ internal sealed class EnvelopeRuntime : IDisposable
                 {
                     throw new EnvelopeDecryptionException("The record has ciphertext but no wrapped data key.", encrypted.Name, properties[i].Name);
                 }
+                else if (!properties[i].Ciphertext.IsNullable && (properties[i].LegacyPlaintext is not { } legacy || stored[LegacyIndex(encrypted, legacy)] is null))
+                {
+                    // Every record written gets a key column, and a migration that adds a required column gives existing
+                    // rows an empty value, not NULL: a required value that is NULL beside a NULL key was erased.
+                    throw new EnvelopeDecryptionException("The stored value of a required property is missing (NULL) and so is the record's wrapped data key.", encrypted.Name, properties[i].Name);
+                }
             }
 
             if (!encrypted.HasLegacyPlaintext)
@@ -115,6 +122,11 @@ internal sealed class EnvelopeRuntime : IDisposable
         if (!WrappedKeyBlob.TryParse(wrappedKey, out var blob, out var error))
         {
             throw new EnvelopeDecryptionException(error!, encrypted.Name);
+        }
+
+        if (!blob.IsSealed && Settings.RequireSealedRecords)
+        {
+            throw new EnvelopeDecryptionException("The record is in format version 1, without a record seal, and this configuration requires sealed records (RequireSealedRecords).", encrypted.Name);
         }
 
         var key = Cache.Get(encrypted.Name, blob, encrypted.LastKey);
@@ -140,9 +152,33 @@ internal sealed class EnvelopeRuntime : IDisposable
         return snapshot ? new RecordSnapshot(wrappedKey, Capture(encrypted, entity)) : null;
     }
 
-    /// <summary>The stored columns a record is decrypted from: wrapped key, ciphertexts, then legacy plaintext columns.</summary>
+    /// <summary>The stored columns a record is decrypted from: wrapped key, ciphertexts, legacy plaintext columns, then bound columns.</summary>
     public static IEnumerable<IProperty> StoredProperties(EncryptedEntity encrypted) =>
+        [.. EncryptionColumns(encrypted), .. BoundProperties(encrypted)];
+
+    /// <summary>The columns EfEnvelope itself maps: wrapped key, ciphertexts, then legacy plaintext columns.</summary>
+    public static IEnumerable<IProperty> EncryptionColumns(EncryptedEntity encrypted) =>
         [encrypted.KeyProperty, .. encrypted.Properties.Select(p => p.Ciphertext), .. encrypted.Properties.Where(p => p.LegacyPlaintext is not null).Select(p => p.LegacyPlaintext!)];
+
+    /// <summary>The plain columns the record seal binds, in the order <see cref="EncryptedEntity.BindingOf"/> reads them.</summary>
+    public static IEnumerable<IProperty> BoundProperties(EncryptedEntity encrypted) =>
+        [.. encrypted.BoundKey.Select(c => c.Property), .. encrypted.BoundColumns.Select(c => c.Property)];
+
+    private static int LegacyIndex(EncryptedEntity encrypted, IProperty legacy)
+    {
+        var index = 1 + encrypted.Properties.Length;
+        foreach (var property in encrypted.Properties)
+        {
+            if (ReferenceEquals(property.LegacyPlaintext, legacy))
+            {
+                return index;
+            }
+
+            index += property.LegacyPlaintext is null ? 0 : 1;
+        }
+
+        throw new InvalidOperationException($"Legacy column '{legacy.Name}' is not one of entity '{encrypted.Name}'.");
+    }
 
     private static object?[] Capture(EncryptedEntity encrypted, object entity)
     {
@@ -198,10 +234,17 @@ internal sealed class EnvelopeRuntime : IDisposable
         var cipher = OpenDataKey(encrypted, blob, key);
         try
         {
+            // The seal first, over the stored blobs as they are: a record that is refused leaves no plaintext in
+            // the instance. Then each field, whose own tag check names the property that fails.
+            if (blob.IsSealed)
+            {
+                VerifySeal(encrypted, blob, cipher, stored, key.KeyId);
+            }
+
             var recordId = blob.RecordId;
             for (var i = 0; i < encrypted.Properties.Length; i++)
             {
-                encrypted.Properties[i].Decrypt(entity, (byte[]?)stored[i + 1], cipher, recordId, key.KeyId);
+                encrypted.Properties[i].Decrypt(entity, (byte[]?)stored[i + 1], cipher, recordId, key.KeyId, blob.Version);
             }
         }
         finally
@@ -209,6 +252,11 @@ internal sealed class EnvelopeRuntime : IDisposable
             CloseDataKey(blob, key, cipher);
         }
     }
+
+    /// <summary>Checks a version 2 record's seal against its stored fields and bound row values (in <paramref name="stored"/>, <see cref="StoredProperties"/> order).</summary>
+    /// <exception cref="EnvelopeDecryptionException">The record is not what was sealed.</exception>
+    public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, AesGcm dataKey, object?[] stored, string keyId) =>
+        encrypted.VerifySeal(blob, dataKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(stored.Length - encrypted.BoundKey.Length - encrypted.BoundColumns.Length), keyId);
 
     private static EncryptedEntity? Build(IEntityType entityType)
     {

@@ -162,6 +162,12 @@ internal sealed class KeyPrefetchingDataReader(DbDataReader inner, (int Ordinal,
     private readonly KeyPrefetcher _prefetcher = new(runtime);
     private byte[] _buffer = new byte[512];
 
+    // Microsoft.Data.Sqlite answers GetBytes through incremental blob I/O: it reopens the blob by the rowid of the
+    // column's origin table. In a compound SELECT (EF's UNION ALL for a TPC hierarchy) SQLite names the first
+    // arm's table as the origin of every row, so a row from another table fails with "no such rowid". Its
+    // GetFieldValue<byte[]> copies the value from the row instead, which is also cheaper than opening a blob.
+    private readonly bool _copiesBlobs = inner.GetType().Namespace == "Microsoft.Data.Sqlite";
+
     public override async Task<bool> ReadAsync(CancellationToken cancellationToken)
     {
         if (!await inner.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -176,21 +182,32 @@ internal sealed class KeyPrefetchingDataReader(DbDataReader inner, (int Ordinal,
                 continue;
             }
 
-            // Peek into a reused buffer; only a key not seen yet costs a copy (EF reads the column again itself).
-            var length = (int)inner.GetBytes(ordinal, 0, null, 0, 0);
-            if (length > _buffer.Length)
+            var blob = ReadKeyColumn(ordinal);
+            if (!_prefetcher.IsEnsured(blob.Span))
             {
-                _buffer = new byte[length];
-            }
-
-            inner.GetBytes(ordinal, 0, _buffer, 0, length);
-            if (!_prefetcher.IsEnsured(_buffer.AsSpan(0, length)))
-            {
-                await _prefetcher.EnsureAsync(_buffer.AsSpan(0, length).ToArray(), entities, cancellationToken).ConfigureAwait(false);
+                await _prefetcher.EnsureAsync(blob.ToArray(), entities, cancellationToken).ConfigureAwait(false);
             }
         }
 
         return true;
+    }
+
+    private ReadOnlyMemory<byte> ReadKeyColumn(int ordinal)
+    {
+        if (_copiesBlobs)
+        {
+            return inner.GetFieldValue<byte[]>(ordinal);
+        }
+
+        // Peek into a reused buffer; only a key not seen yet costs a copy (EF reads the column again itself).
+        var length = (int)inner.GetBytes(ordinal, 0, null, 0, 0);
+        if (length > _buffer.Length)
+        {
+            _buffer = new byte[length];
+        }
+
+        inner.GetBytes(ordinal, 0, _buffer, 0, length);
+        return _buffer.AsMemory(0, length);
     }
 
     public override bool Read() => inner.Read();

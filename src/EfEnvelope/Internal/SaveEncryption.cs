@@ -133,10 +133,17 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
             }
 
-            if (changed is not null && snapshot.StoredWithoutKey)
+            if (changed is null && Array.Exists(encrypted.BoundColumns, c => entry.IsModified(c.Property)))
             {
-                // A row stored without a data key (its encrypted columns were added by a migration): the edit gives
-                // it one, and every encrypted value is written under it.
+                // Only a bound column changed: the record keeps its values and gets a new seal over the new value.
+                changed = new bool[encrypted.Properties.Length];
+            }
+
+            if (changed is not null && (snapshot.StoredWithoutKey || wrappedKey is [EnvelopeFormat.Version, ..]))
+            {
+                // A row stored without a data key (its encrypted columns were added by a migration), or a version 1
+                // record read in this context (the instance holds all its values): the edit gives it a fresh data key
+                // and every encrypted value is written under it, in version 2 with a seal.
                 work.Add(new RecordWork(entry, encrypted, changed: null));
             }
             else if (changed is not null)
@@ -169,11 +176,23 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             }
             else
             {
-                // An attached record whose plaintext was edited: its data key is only in the database.
-                item.StoredKey ??= await StoredKeys.LoadAsync(item.Entry, item.Encrypted, cancellationToken).ConfigureAwait(false);
+                // An attached record whose plaintext was edited: its data key and other fields are only in the
+                // database, and are checked against the record's seal before the key is reused (EncryptOne).
+                if (item.StoredKey is null)
+                {
+                    item.StoredRow = await StoredKeys.LoadAsync(item.Entry, item.Encrypted, cancellationToken).ConfigureAwait(false);
+                    item.StoredKey = (byte[])item.StoredRow[0]!;
+                }
+
                 if (!WrappedKeyBlob.TryParse(item.StoredKey, out var blob, out var error))
                 {
                     throw new EnvelopeDecryptionException(error!, item.Encrypted.Name);
+                }
+
+                if (!blob.IsSealed)
+                {
+                    throw new InvalidOperationException(
+                        $"An encrypted property of '{item.Encrypted.Name}' was edited on an attached instance whose stored record is in format version 1, which has no seal to check the stored values against. Read the record in this context before editing it, use Update() to replace all of its encrypted values, or upgrade the table with EnvelopeKeyLifecycle.ReencryptAsync.");
                 }
 
                 item.StoredBlob = blob;
@@ -269,11 +288,13 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         var encrypted = item.Encrypted;
         var entity = item.Entry.Entity;
         item.Fields = new byte[]?[encrypted.Properties.Length];
+        var entry = item.Entry;
+        var binding = encrypted.BindingOf(p => entry[p], keyKnown: !Array.Exists(encrypted.BoundKey, c => entry.HasTemporaryValue(c.Property)));
         if (item.IsNew)
         {
             item.NewWrappedKey = item.DirectKey is not null
-                ? encrypted.EncryptNewDirect(entity, item.DirectKey, item.RecordId!, runtime.Provider.Name, runtime.Random, item.Fields)
-                : encrypted.EncryptNew(entity, item.Key!, runtime.Random, item.Fields);
+                ? encrypted.EncryptNewDirect(entity, item.DirectKey, item.RecordId!, runtime.Provider.Name, runtime.Random, item.Fields, binding)
+                : encrypted.EncryptNew(entity, item.Key!, runtime.Random, item.Fields, binding);
         }
         else
         {
@@ -281,7 +302,21 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             var cipher = EnvelopeRuntime.OpenDataKey(encrypted, blob, item.Key!);
             try
             {
-                encrypted.EncryptChanged(entity, cipher, blob.RecordId, runtime.Random, item.Fields, item.Changed!);
+                object?[] storedFields;
+                if (item.StoredRow is { } row)
+                {
+                    // Attached: the row just loaded must be the record its key was sealed with, or an edit would
+                    // re-encrypt under a data key moved in from another record (and the result would read clean there).
+                    EnvelopeRuntime.VerifySeal(encrypted, blob, cipher, row, item.Key!.KeyId);
+                    storedFields = row[1..(1 + encrypted.Properties.Length)];
+                }
+                else
+                {
+                    // Read in this context: the ciphertexts in the entry are the ones verified when it was read.
+                    storedFields = [.. encrypted.Properties.Select(p => entry[p.Ciphertext])];
+                }
+
+                item.NewWrappedKey = encrypted.EncryptChanged(entity, cipher, blob, runtime.Random, item.Fields, item.Changed!, storedFields, binding);
             }
             finally
             {
@@ -319,19 +354,14 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             {
                 var entry = item.Entry;
                 var encrypted = item.Encrypted;
-                if (item.NewWrappedKey is not null)
+                detector.RememberForRestore(entry, encrypted.KeyProperty);
+                if (entry[encrypted.KeyProperty] is null && item.StoredKey is not null)
                 {
-                    detector.RememberForRestore(entry, encrypted.KeyProperty);
-                    entry[encrypted.KeyProperty] = item.NewWrappedKey;
-                }
-                else if (entry[encrypted.KeyProperty] is null && item.StoredKey is not null)
-                {
-                    // The key fetched for an attached record becomes its known stored value, not a modification.
-                    detector.RememberForRestore(entry, encrypted.KeyProperty);
+                    // The key fetched for an attached record becomes its known stored value; the new seal replaces it.
                     entry.SetOriginalValue(encrypted.KeyProperty, item.StoredKey);
-                    entry[encrypted.KeyProperty] = item.StoredKey;
-                    entry.SetPropertyModified(encrypted.KeyProperty, changeState: false, isModified: false);
                 }
+
+                entry[encrypted.KeyProperty] = item.NewWrappedKey;
 
                 for (var i = 0; i < encrypted.Properties.Length; i++)
                 {
@@ -358,7 +388,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     }
                 }
 
-                detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey ?? item.StoredKey, item.Captured!));
+                detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey, item.Captured!));
                 if (EnvelopeTelemetry.RecordsEncryptedCounter.Enabled)
                 {
                     EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, encrypted.EntityTag);
@@ -387,6 +417,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         public bool IsNew => Changed is null;
 
         public byte[]? StoredKey { get; set; }
+
+        /// <summary>An attached record's stored columns, loaded to reuse its key (<see cref="EnvelopeRuntime.StoredProperties"/> order).</summary>
+        public object?[]? StoredRow { get; set; }
 
         public RecordSnapshot? Snapshot { get; init; }
 

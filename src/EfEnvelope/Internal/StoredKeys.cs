@@ -6,16 +6,19 @@ using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 
 namespace EfEnvelope.Internal;
 
-/// <summary>Reads a record's wrapped data key from the database, for a record attached without it.</summary>
+/// <summary>Reads a record's stored columns (wrapped data key, ciphertexts, bound values) for a record attached without them.</summary>
 /// <remarks>
 /// Re-encrypting one edited property needs the record's data key; an attached instance carries only plaintext.
-/// Fetching the stored key keeps the other encrypted columns as they are (a stub must not overwrite them).
+/// Fetching the stored key keeps the other encrypted columns as they are (a stub must not overwrite them). The
+/// ciphertexts and bound values come along because the key column alone cannot be trusted: the record seal over
+/// all of them is checked before the key is reused, and the new seal covers the unchanged ciphertexts.
 /// </remarks>
 internal static class StoredKeys
 {
     private static readonly MethodInfo LoadMethod = typeof(StoredKeys).GetMethod(nameof(LoadFor), BindingFlags.NonPublic | BindingFlags.Static)!;
 
-    public static async Task<byte[]> LoadAsync(InternalEntityEntry entry, EncryptedEntity encrypted, CancellationToken cancellationToken)
+    /// <summary>The record's stored columns in <see cref="EnvelopeRuntime.StoredProperties"/> order; the first, the wrapped key, is never null.</summary>
+    public static async Task<object?[]> LoadAsync(InternalEntityEntry entry, EncryptedEntity encrypted, CancellationToken cancellationToken)
     {
         var entityType = entry.EntityType;
         var key = entityType.FindPrimaryKey();
@@ -26,13 +29,14 @@ internal static class StoredKeys
         }
 
         var values = key.Properties.Select(p => entry[p]).ToArray();
-        var task = (Task<byte[]?>)LoadMethod.MakeGenericMethod(entityType.ClrType).Invoke(null, [entry.Context, key.Properties, values, encrypted.KeyProperty.Name, cancellationToken])!;
-        return await task.ConfigureAwait(false)
-            ?? throw new InvalidOperationException(
+        var stored = EnvelopeRuntime.StoredProperties(encrypted).ToArray();
+        var task = (Task<object?[]?>)LoadMethod.MakeGenericMethod(entityType.ClrType).Invoke(null, [entry.Context, key.Properties, values, stored, cancellationToken])!;
+        var row = await task.ConfigureAwait(false);
+        return row is [not null, ..] ? row : throw new InvalidOperationException(
                 $"An encrypted property of '{entityType.DisplayName()}' was edited on an attached instance whose record has no data key in the database (the row is missing, or was written before encryption). Use Update() to write all of its encrypted values.");
     }
 
-    private static Task<byte[]?> LoadFor<TEntity>(DbContext context, IReadOnlyList<Microsoft.EntityFrameworkCore.Metadata.IProperty> keyProperties, object?[] keyValues, string keyColumn, CancellationToken cancellationToken)
+    private static Task<object?[]?> LoadFor<TEntity>(DbContext context, IReadOnlyList<Microsoft.EntityFrameworkCore.Metadata.IProperty> keyProperties, object?[] keyValues, Microsoft.EntityFrameworkCore.Metadata.IProperty[] columns, CancellationToken cancellationToken)
         where TEntity : class
     {
         var row = Expression.Parameter(typeof(TEntity), "row");
@@ -50,7 +54,10 @@ internal static class StoredKeys
             .IgnoreQueryFilters()
             .AsNoTracking()
             .Where(Expression.Lambda<Func<TEntity, bool>>(match!, row))
-            .Select(e => EF.Property<byte[]?>(e, keyColumn))
+            .Select(Expression.Lambda<Func<TEntity, object?[]>>(
+                Expression.NewArrayInit(typeof(object), columns.Select(c => Expression.Convert(
+                    Expression.Call(typeof(EF), nameof(EF.Property), [c.ClrType], row, Expression.Constant(c.Name)), typeof(object)))),
+                row))
             .FirstOrDefaultAsync(cancellationToken);
     }
 }

@@ -9,6 +9,7 @@ namespace EfEnvelope.Lifecycle;
 /// <remarks>
 /// Field ciphertext is bound to the record id, entity and property, never to the KEK, so a wrapped-key blob with the
 /// same record id and the same data key under a new KEK keeps every field readable: rotation rewrites one column.
+/// The blob keeps its format version; a version 2 record keeps its seal, which does not cover the wrapped key.
 /// </remarks>
 internal static class KeyRewrap
 {
@@ -23,8 +24,9 @@ internal static class KeyRewrap
             Unwrap(encrypted, blob, from, dataKey);
 
             var headerLength = EnvelopeFormat.TailOffset + to.Tail.Length;
-            var result = new byte[headerLength + EnvelopeFormat.WrappedDekSize];
-            result[0] = EnvelopeFormat.Version;
+            var trailer = blob.Trailer;
+            var result = new byte[headerLength + EnvelopeFormat.WrappedDekSize + trailer.Length];
+            result[0] = blob.Version;
             result[1] = EnvelopeFormat.ModeCachedKek;
             blob.RecordId.CopyTo(result.AsSpan(2));
             to.Tail.CopyTo(result, EnvelopeFormat.TailOffset);
@@ -32,17 +34,18 @@ internal static class KeyRewrap
             // A fresh nonce: the new KEK has never wrapped this data key, but nonces under a KEK must never repeat.
             var nonce = result.AsSpan(headerLength, EnvelopeFormat.NonceSize);
             random.Fill(nonce);
-            var aad = Aad(result.AsSpan(0, headerLength), encrypted.BindingBytes, stackalloc byte[StackLimit]);
+            var aad = EnvelopeFormat.DataKeyAssociatedData(blob.Version, result.AsSpan(0, headerLength), encrypted.BindingBytes, stackalloc byte[StackLimit]);
             var cipher = to.RentCipher();
             try
             {
-                cipher.Encrypt(nonce, dataKey, result.AsSpan(headerLength + EnvelopeFormat.NonceSize, EnvelopeFormat.KeySize), result.AsSpan(result.Length - EnvelopeFormat.TagSize), aad);
+                cipher.Encrypt(nonce, dataKey, result.AsSpan(headerLength + EnvelopeFormat.NonceSize, EnvelopeFormat.KeySize), result.AsSpan(headerLength + EnvelopeFormat.NonceSize + EnvelopeFormat.KeySize, EnvelopeFormat.TagSize), aad);
             }
             finally
             {
                 to.ReturnCipher(cipher);
             }
 
+            trailer.CopyTo(result.AsSpan(headerLength + EnvelopeFormat.WrappedDekSize));
             return result;
         }
         finally
@@ -54,7 +57,7 @@ internal static class KeyRewrap
     private static void Unwrap(EncryptedEntity encrypted, in WrappedKeyBlob blob, CachedKey kek, Span<byte> dataKey)
     {
         // Same associated data as when the record was written: the whole header and the entity it belongs to.
-        var aad = Aad(blob.Header, encrypted.BindingBytes, stackalloc byte[StackLimit]);
+        var aad = EnvelopeFormat.DataKeyAssociatedData(blob.Version, blob.Header, encrypted.BindingBytes, stackalloc byte[StackLimit]);
         var wrapped = blob.WrappedDek;
         var cipher = kek.RentCipher();
         try
@@ -76,15 +79,6 @@ internal static class KeyRewrap
         {
             kek.ReturnCipher(cipher);
         }
-    }
-
-    private static ReadOnlySpan<byte> Aad(ReadOnlySpan<byte> header, byte[] binding, Span<byte> scratch)
-    {
-        var length = header.Length + binding.Length;
-        var aad = length <= scratch.Length ? scratch[..length] : new byte[length];
-        header.CopyTo(aad);
-        binding.CopyTo(aad[header.Length..]);
-        return aad;
     }
 }
 

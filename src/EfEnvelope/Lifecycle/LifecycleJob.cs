@@ -468,18 +468,19 @@ internal sealed partial class LifecycleJob
         }
 
         var fields = new byte[]?[encrypted.Properties.Length];
+        var binding = encrypted.BindingOf(p => entry.Property(p.Name).CurrentValue, keyKnown: true);
         byte[] wrapped;
         if (_runtime.Settings.Mode == KeyWrappingMode.Direct)
         {
             var recordId = new byte[EnvelopeFormat.RecordIdSize];
             _runtime.Random.Fill(recordId);
             using var dataKey = await _runtime.Gateway.GenerateDataKeyAsync(target, _runtime.Cache.ContextFor(encrypted.Name, recordId, direct: true), cancellationToken).ConfigureAwait(false);
-            wrapped = encrypted.EncryptNewDirect(entry.Entity, dataKey, recordId, _runtime.Provider.Name, _runtime.Random, fields);
+            wrapped = encrypted.EncryptNewDirect(entry.Entity, dataKey, recordId, _runtime.Provider.Name, _runtime.Random, fields, binding);
         }
         else
         {
             var kek = await keyring.ReserveAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false);
-            wrapped = encrypted.EncryptNew(entry.Entity, kek, _runtime.Random, fields);
+            wrapped = encrypted.EncryptNew(entry.Entity, kek, _runtime.Random, fields, binding);
         }
 
         if (isJson)

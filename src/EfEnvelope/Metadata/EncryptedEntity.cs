@@ -1,6 +1,9 @@
+using System.Buffers;
+using System.Buffers.Binary;
 using System.Security.Cryptography;
 using EfEnvelope.Crypto;
 using EfEnvelope.KeyManagement;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Metadata;
@@ -24,7 +27,33 @@ internal sealed class EncryptedEntity
         HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
         EntityTag = new("entity", Name);
         HasLegacyPlaintext = Properties.Any(p => p.LegacyPlaintext is not null);
+        SealOrder = [.. Enumerable.Range(0, Properties.Length).OrderBy(i => Properties[i].PropertyBinding, ByteOrder.Instance)];
+        if (Properties.Select(p => Convert.ToHexString(p.NameId)).Distinct().Count() != Properties.Length)
+        {
+            // The seal's trailer names properties by a 4-byte hash of their binding names; two that collide (or share a
+            // binding name) could not be told apart.
+            throw new InvalidOperationException($"Two encrypted properties of entity '{Name}' have binding names whose 4-byte name ids collide; give one of them another binding name (HasEncryptionBindingName).");
+        }
+
+        BoundKey = KeyColumns(entityType);
+        BoundColumns = [.. entityType.GetProperties()
+            .Where(p => p.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true)
+            .Select(p => new BoundColumn(p, named: true))
+            .OrderBy(c => c.Prefix, ByteOrder.Instance)];
     }
+
+    /// <summary>
+    /// The key values a record is bound to: its primary key, or for an owned type the key of its owner (the ownership
+    /// foreign key; an owned collection's own ordinal or identity is not bound). Empty when they cannot be bound: a
+    /// keyless or JSON-mapped type, or a key of a type without a plaintext encoding.
+    /// </summary>
+    public BoundColumn[] BoundKey { get; }
+
+    /// <summary>The columns configured with <c>IsBoundToRecord()</c>, in seal order.</summary>
+    public BoundColumn[] BoundColumns { get; }
+
+    /// <summary>Indexes into <see cref="Properties"/> in the order the seal lists them (ordinal by binding name).</summary>
+    private int[] SealOrder { get; }
 
     /// <summary>The metric tag naming this entity, built once rather than per record.</summary>
     public KeyValuePair<string, object?> EntityTag { get; }
@@ -58,10 +87,12 @@ internal sealed class EncryptedEntity
     /// <param name="kek">A leased key-encryption key with a use reserved for this record.</param>
     /// <param name="random">The source of the data key, record id and nonces.</param>
     /// <param name="fields">Receives one ciphertext (or null) per property, in <see cref="Properties"/> order.</param>
-    public byte[] EncryptNew(object entity, CachedKey kek, IRandomSource random, byte[]?[] fields)
+    /// <param name="binding">The row values the record is bound to (<see cref="BindingOf"/>).</param>
+    public byte[] EncryptNew(object entity, CachedKey kek, IRandomSource random, byte[]?[] fields, in RowBinding binding)
     {
         // One call to the random source for everything this record needs: each call costs about a microsecond.
-        Span<byte> randomness = stackalloc byte[EnvelopeFormat.KeySize + EnvelopeFormat.RecordIdSize + EnvelopeFormat.NonceSize * (1 + Properties.Length)];
+        // Data key, record id, the wrapped key's nonce, one nonce per property, then the seal's nonce.
+        Span<byte> randomness = stackalloc byte[EnvelopeFormat.KeySize + EnvelopeFormat.RecordIdSize + EnvelopeFormat.NonceSize * (2 + Properties.Length)];
         random.Fill(randomness);
         var dataKey = randomness[..EnvelopeFormat.KeySize];
         var recordId = randomness.Slice(EnvelopeFormat.KeySize, EnvelopeFormat.RecordIdSize);
@@ -69,7 +100,7 @@ internal sealed class EncryptedEntity
         try
         {
             var blob = new byte[EnvelopeFormat.TailOffset + kek.Tail.Length + EnvelopeFormat.WrappedDekSize];
-            blob[0] = EnvelopeFormat.Version;
+            blob[0] = EnvelopeFormat.Version2;
             blob[1] = EnvelopeFormat.ModeCachedKek;
             recordId.CopyTo(blob.AsSpan(2));
             kek.Tail.CopyTo(blob, EnvelopeFormat.TailOffset);
@@ -77,15 +108,13 @@ internal sealed class EncryptedEntity
             var nonce = blob.AsSpan(headerLength, EnvelopeFormat.NonceSize);
             nonces[..EnvelopeFormat.NonceSize].CopyTo(nonce);
 
-            var aadLength = headerLength + BindingBytes.Length;
-            var aad = aadLength <= StackLimit ? stackalloc byte[aadLength] : new byte[aadLength];
-            blob.AsSpan(0, headerLength).CopyTo(aad);
-            BindingBytes.CopyTo(aad[headerLength..]);
+            var aad = EnvelopeFormat.DataKeyAssociatedData(EnvelopeFormat.Version2, blob.AsSpan(0, headerLength), BindingBytes, stackalloc byte[StackLimit]);
+            var tagAt = headerLength + EnvelopeFormat.NonceSize + EnvelopeFormat.KeySize;
 
             var kekCipher = kek.RentCipher();
             try
             {
-                kekCipher.Encrypt(nonce, dataKey, blob.AsSpan(headerLength + EnvelopeFormat.NonceSize, EnvelopeFormat.KeySize), blob.AsSpan(blob.Length - EnvelopeFormat.TagSize), aad);
+                kekCipher.Encrypt(nonce, dataKey, blob.AsSpan(headerLength + EnvelopeFormat.NonceSize, EnvelopeFormat.KeySize), blob.AsSpan(tagAt, EnvelopeFormat.TagSize), aad);
             }
             finally
             {
@@ -94,7 +123,7 @@ internal sealed class EncryptedEntity
 
             using var cipher = new AesGcm(dataKey, EnvelopeFormat.TagSize);
             EncryptFields(entity, cipher, recordId, nonces[EnvelopeFormat.NonceSize..], fields, null);
-            return blob;
+            return AppendTrailer(blob, cipher, nonces[^EnvelopeFormat.NonceSize..], recordId, binding, fields);
         }
         finally
         {
@@ -103,38 +132,51 @@ internal sealed class EncryptedEntity
     }
 
     /// <summary>Creates a record's wrapped-key blob (mode 2, direct) around a provider-wrapped data key.</summary>
-    public byte[] EncryptNewDirect(object entity, GeneratedDataKey dataKey, ReadOnlySpan<byte> recordId, string providerName, IRandomSource random, byte[]?[] fields)
+    public byte[] EncryptNewDirect(object entity, GeneratedDataKey dataKey, ReadOnlySpan<byte> recordId, string providerName, IRandomSource random, byte[]?[] fields, in RowBinding binding)
     {
         var tail = EnvelopeFormat.BuildTail(providerName, dataKey.KeyId, Name, dataKey.WrappedKey);
         var blob = new byte[EnvelopeFormat.TailOffset + tail.Length];
-        blob[0] = EnvelopeFormat.Version;
+        blob[0] = EnvelopeFormat.Version2;
         blob[1] = EnvelopeFormat.ModeDirect;
         recordId.CopyTo(blob.AsSpan(2));
         tail.CopyTo(blob, EnvelopeFormat.TailOffset);
 
-        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * Properties.Length];
+        // One nonce per property, then the seal's.
+        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * (1 + Properties.Length)];
         random.Fill(nonces);
         using var cipher = new AesGcm(dataKey.Plaintext, EnvelopeFormat.TagSize);
         EncryptFields(entity, cipher, recordId, nonces, fields, null);
-        return blob;
+        return AppendTrailer(blob, cipher, nonces[^EnvelopeFormat.NonceSize..], recordId, binding, fields);
     }
 
-    /// <summary>Re-encrypts the chosen properties under the record's existing data key, with fresh nonces.</summary>
-    public void EncryptChanged(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, IRandomSource random, byte[]?[] fields, bool[] changed)
+    /// <summary>
+    /// Re-encrypts the chosen properties of a version 2 record under its existing data key, with fresh nonces, and
+    /// returns its wrapped-key blob with a new seal over the new fields, the unchanged stored ones and the binding.
+    /// </summary>
+    /// <remarks>
+    /// <paramref name="stored"/> is the record's stored wrapped-key blob (version 2) and <paramref name="storedFields"/>
+    /// its stored field blobs in <see cref="Properties"/> order (those of the unchanged properties are sealed again as
+    /// they are). The seal gets a fresh nonce: a nonce never repeats under the data key.
+    /// </remarks>
+    public byte[] EncryptChanged(object entity, AesGcm dataKey, in WrappedKeyBlob stored, IRandomSource random, byte[]?[] fields, bool[] changed, object?[] storedFields, in RowBinding binding)
     {
-        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * Properties.Length];
+        Span<byte> nonces = stackalloc byte[EnvelopeFormat.NonceSize * (1 + Properties.Length)];
         random.Fill(nonces);
-        EncryptFields(entity, dataKey, recordId, nonces, fields, changed);
+        EncryptFields(entity, dataKey, stored.RecordId, nonces, fields, changed);
+
+        var merged = new object?[Properties.Length];
+        for (var i = 0; i < merged.Length; i++)
+        {
+            merged[i] = changed[i] ? fields[i] : storedFields[i];
+        }
+
+        return AppendTrailer(stored.Unsealed, dataKey, nonces[^EnvelopeFormat.NonceSize..], stored.RecordId, binding, merged);
     }
 
     /// <summary>Opens a mode 1 record's data key with its (leased) KEK.</summary>
     public AesGcm OpenDataKey(in WrappedKeyBlob blob, CachedKey kek)
     {
-        var header = blob.Header;
-        var aadLength = header.Length + BindingBytes.Length;
-        var aad = aadLength <= StackLimit ? stackalloc byte[aadLength] : new byte[aadLength];
-        header.CopyTo(aad);
-        BindingBytes.CopyTo(aad[header.Length..]);
+        var aad = EnvelopeFormat.DataKeyAssociatedData(blob.Version, blob.Header, BindingBytes, stackalloc byte[StackLimit]);
 
         var wrapped = blob.WrappedDek;
         Span<byte> dataKey = stackalloc byte[EnvelopeFormat.KeySize];
@@ -162,7 +204,174 @@ internal sealed class EncryptedEntity
         }
     }
 
+    /// <summary>The row values a record is bound to when it is written from an entry in this state.</summary>
+    /// <param name="valueOf">Reads a column's current value.</param>
+    /// <param name="keyKnown">
+    /// Whether the key values are final: false while the database still has to generate them (an identity column on
+    /// insert), in which case the key is left out of the seal until the record's next write.
+    /// </param>
+    public RowBinding BindingOf(Func<IProperty, object?> valueOf, bool keyKnown)
+    {
+        var flags = (byte)((keyKnown && BoundKey.Length > 0 ? EnvelopeFormat.FlagKeyBound : 0) | (BoundColumns.Length > 0 ? EnvelopeFormat.FlagColumnsBound : 0));
+        var values = new object?[BoundKey.Length + BoundColumns.Length];
+        for (var i = 0; i < BoundKey.Length; i++)
+        {
+            values[i] = valueOf(BoundKey[i].Property);
+        }
+
+        for (var i = 0; i < BoundColumns.Length; i++)
+        {
+            values[BoundKey.Length + i] = valueOf(BoundColumns[i].Property);
+        }
+
+        return new RowBinding(flags, values);
+    }
+
+    /// <summary>Checks a stored version 2 record against its seal, before anything of it is decrypted.</summary>
+    /// <param name="blob">The record's wrapped-key blob.</param>
+    /// <param name="dataKey">The record's opened data key.</param>
+    /// <param name="fields">The stored field blobs, in <see cref="Properties"/> order.</param>
+    /// <param name="bound">The stored values of <see cref="BoundKey"/> then <see cref="BoundColumns"/>.</param>
+    /// <param name="keyId">The master key the blob names, for the error.</param>
+    /// <exception cref="EnvelopeDecryptionException">
+    /// A field is not the one sealed (naming the property), or the seal does not match the record id, entity, the
+    /// listed values or the bound row values (naming no property).
+    /// </exception>
+    public void VerifySeal(in WrappedKeyBlob blob, AesGcm dataKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound, string keyId)
+    {
+        // Each property holding a value must be listed with its field's tag, and none listed may be NULL now. Listed
+        // name ids the model does not know are properties removed since (their columns were dropped): the seal still
+        // covers them, so nobody without the data key can add or remove one.
+        var entries = blob.TrailerEntries;
+        for (var i = 0; i < Properties.Length; i++)
+        {
+            var entry = FindEntry(entries, Properties[i].NameId);
+            var field = fields[i] as byte[];
+            var present = field is not null && HasValue(field);
+            if (present != entry >= 0
+                || (present && (field!.Length < EnvelopeFormat.FieldOverhead || !entries.Slice(entry + 4, EnvelopeFormat.TagSize).SequenceEqual(field.AsSpan(field.Length - EnvelopeFormat.TagSize)))))
+            {
+                throw new EnvelopeDecryptionException(
+                    present
+                        ? (entry < 0 ? "The stored value is one the record's seal says was NULL." : "The stored ciphertext is not the one the record was sealed with: it was replaced (by an older value, or one from another record) or tampered with.")
+                        : "The stored value is NULL (or empty) where the record's seal lists a value: it was erased.",
+                    Name, Properties[i].Name, keyId);
+            }
+        }
+
+        var flags = blob.BindingFlags;
+        var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound)) == 0
+            && ((flags & EnvelopeFormat.FlagKeyBound) == 0 || BoundKey.Length > 0)
+            && ((flags & EnvelopeFormat.FlagColumnsBound) == 0 || BoundColumns.Length > 0);
+        // Flags naming bound values this model does not have cannot be verified, so they fail like a wrong seal.
+        if (!known || !Seal(blob.RecordId, blob.TrailerWithoutSeal, bound, dataKey, blob.SealNonce, expected: blob.Seal, output: default))
+        {
+            throw new EnvelopeDecryptionException(
+                $"The record's seal does not match (record id {Convert.ToHexStringLower(blob.RecordId)}): its columns were moved from another row, or its key column or a column bound to it was changed outside EF.",
+                Name, null, keyId);
+        }
+    }
+
     public override string ToString() => $"EncryptedEntity({Name}, {Properties.Length} properties)";
+
+    /// <summary>Returns <paramref name="unsealed"/> followed by the version 2 trailer: flags, the present properties' entries, the seal's nonce, the seal.</summary>
+    private byte[] AppendTrailer(ReadOnlySpan<byte> unsealed, AesGcm dataKey, ReadOnlySpan<byte> sealNonce, ReadOnlySpan<byte> recordId, in RowBinding binding, ReadOnlySpan<object?> fields)
+    {
+        var present = 0;
+        foreach (var field in fields)
+        {
+            present += field is byte[] bytes && HasValue(bytes) ? 1 : 0;
+        }
+
+        var blob = new byte[unsealed.Length + EnvelopeFormat.TrailerFixedSize + present * EnvelopeFormat.TrailerEntrySize];
+        unsealed.CopyTo(blob);
+        var at = unsealed.Length;
+        blob[at] = binding.Flags;
+        BinaryPrimitives.WriteUInt16BigEndian(blob.AsSpan(at + 1), (ushort)present);
+        at += 3;
+        foreach (var i in SealOrder)
+        {
+            if (fields[i] is byte[] field && HasValue(field))
+            {
+                at = Put(blob, at, Properties[i].NameId);
+                at = Put(blob, at, field.AsSpan(field.Length - EnvelopeFormat.TagSize));
+            }
+        }
+
+        sealNonce.CopyTo(blob.AsSpan(at));
+        Seal(recordId, blob.AsSpan(unsealed.Length, at - unsealed.Length), binding.Values, dataKey, sealNonce, expected: default, output: blob.AsSpan(at + EnvelopeFormat.NonceSize));
+        return blob;
+    }
+
+    private static int FindEntry(ReadOnlySpan<byte> entries, byte[] nameId)
+    {
+        for (var at = 0; at + EnvelopeFormat.TrailerEntrySize <= entries.Length; at += EnvelopeFormat.TrailerEntrySize)
+        {
+            if (entries.Slice(at, 4).SequenceEqual(nameId))
+            {
+                return at;
+            }
+        }
+
+        return -1;
+    }
+
+    /// <summary>
+    /// Computes the seal into <paramref name="output"/> (or, when it is empty, checks it against <paramref name="expected"/>) (docs/FORMAT.md, "Record seal") of: label, record
+    /// id, entity, the trailer up to the seal's nonce (flags and the present properties' name ids and tags), then the
+    /// bound row values the flags select.
+    /// </summary>
+    private bool Seal(ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> trailer, ReadOnlySpan<object?> bound, AesGcm dataKey, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> expected, Span<byte> output)
+    {
+        var flags = trailer[0];
+        var keyBound = (flags & EnvelopeFormat.FlagKeyBound) != 0;
+        var columnsBound = (flags & EnvelopeFormat.FlagColumnsBound) != 0;
+        var length = EnvelopeFormat.SealLabel.Length + EnvelopeFormat.RecordIdSize + BindingBytes.Length + trailer.Length + 2;
+        var boundCount = 0;
+        for (var i = 0; i < bound.Length; i++)
+        {
+            if (i < BoundKey.Length ? keyBound : columnsBound)
+            {
+                length += Column(i).Length(bound[i]);
+                boundCount++;
+            }
+        }
+
+        byte[]? rented = null;
+        var message = length <= StackLimit ? stackalloc byte[StackLimit] : (rented = ArrayPool<byte>.Shared.Rent(length));
+        message = message[..length];
+        try
+        {
+            var at = Put(message, 0, EnvelopeFormat.SealLabel);
+            at = Put(message, at, recordId);
+            at = Put(message, at, BindingBytes);
+            at = Put(message, at, trailer);
+            BinaryPrimitives.WriteUInt16BigEndian(message[at..], (ushort)boundCount);
+            at += 2;
+            for (var i = 0; i < bound.Length; i++)
+            {
+                if (i < BoundKey.Length ? keyBound : columnsBound)
+                {
+                    at = Column(i).Write(bound[i], message, at);
+                }
+            }
+
+            if (output.IsEmpty)
+            {
+                return RecordSeal.Verify(dataKey, nonce, message, expected);
+            }
+
+            RecordSeal.Compute(dataKey, nonce, message, output);
+            return true;
+        }
+        finally
+        {
+            if (rented is not null)
+            {
+                ArrayPool<byte>.Shared.Return(rented);
+            }
+        }
+    }
 
     private void EncryptFields(object entity, AesGcm cipher, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonces, byte[]?[] fields, bool[]? only)
     {
@@ -173,5 +382,34 @@ internal sealed class EncryptedEntity
                 fields[i] = Properties[i].Encrypt(entity, cipher, recordId, nonces.Slice(i * EnvelopeFormat.NonceSize, EnvelopeFormat.NonceSize));
             }
         }
+    }
+
+    // An empty value is what a migration writes into existing rows of a new non-nullable column: like NULL, no value.
+    private static bool HasValue(byte[] field) => field.Length > 0;
+
+    private BoundColumn Column(int index) => index < BoundKey.Length ? BoundKey[index] : BoundColumns[index - BoundKey.Length];
+
+    private static int Put(Span<byte> destination, int at, ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(destination[at..]);
+        return at + bytes.Length;
+    }
+
+    private static BoundColumn[] KeyColumns(IEntityType entityType)
+    {
+        if (entityType.IsMappedToJson())
+        {
+            return [];
+        }
+
+        var properties = entityType.FindOwnership() is { } ownership ? ownership.Properties : entityType.FindPrimaryKey()?.Properties;
+        return properties is null || properties.Any(p => !ValueCodecs.IsSupported(p.ClrType)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
+    }
+
+    private sealed class ByteOrder : IComparer<byte[]>
+    {
+        public static readonly ByteOrder Instance = new();
+
+        public int Compare(byte[]? x, byte[]? y) => x.AsSpan().SequenceCompareTo(y);
     }
 }

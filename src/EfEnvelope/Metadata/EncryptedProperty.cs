@@ -17,8 +17,17 @@ internal abstract class EncryptedProperty
         EntityName = entityName;
         Name = clrProperty.Name;
         Ciphertext = ciphertext;
-        AadSuffix = [.. entityBinding, .. EnvelopeFormat.BindingName(bindingName)];
+        PropertyBinding = EnvelopeFormat.BindingName(bindingName);
+        NameId = SHA256.HashData(PropertyBinding)[..4];
+        AadSuffix = [.. entityBinding, .. PropertyBinding];
+        AadSuffix2 = [.. AadSuffix, .. EnvelopeFormat.BindingName(ValueCodecs.TypeTag(clrProperty.PropertyType))];
     }
+
+    /// <summary>The property's binding name (uint16 length + UTF-8): the order of the record seal's entries.</summary>
+    public byte[] PropertyBinding { get; }
+
+    /// <summary>The first 4 bytes of SHA-256 of <see cref="PropertyBinding"/>: how the record seal's trailer names the property.</summary>
+    public byte[] NameId { get; }
 
     public string EntityName { get; }
 
@@ -39,8 +48,11 @@ internal abstract class EncryptedProperty
     /// <summary>The shadow property mapping the column that still holds plaintext from before encryption, if configured.</summary>
     public IProperty? LegacyPlaintext { get; private set; }
 
-    /// <summary>Binding names of entity and property: the constant end of every field's associated data.</summary>
+    /// <summary>Binding names of entity and property: the constant end of a version 1 field's associated data.</summary>
     protected byte[] AadSuffix { get; }
+
+    /// <summary>Version 2: binding names of entity and property, then the type tag of the plaintext encoding.</summary>
+    protected byte[] AadSuffix2 { get; }
 
     public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, IProperty? index, IProperty? legacyPlaintext, string bindingName)
     {
@@ -65,8 +77,8 @@ internal abstract class EncryptedProperty
     /// <summary>Encrypts the entity's current value; null for a null value.</summary>
     public abstract byte[]? Encrypt(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonce);
 
-    /// <summary>Decrypts <paramref name="blob"/> into the entity's CLR property.</summary>
-    public abstract void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId);
+    /// <summary>Decrypts <paramref name="blob"/> (of format <paramref name="version"/>, the record's) into the entity's CLR property.</summary>
+    public abstract void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version);
 
     /// <summary>Sets the CLR property to its default (no plaintext).</summary>
     public abstract void Reset(object entity);
@@ -93,13 +105,29 @@ internal abstract class EncryptedProperty
     /// <summary>Whether the current value differs from a <see cref="Capture"/> result.</summary>
     public abstract bool Differs(object entity, object? captured);
 
-    /// <summary>Builds the associated data of a field: version, record id, entity and property binding names.</summary>
-    protected int WriteAssociatedData(Span<byte> destination, ReadOnlySpan<byte> recordId)
+    /// <summary>The length of a field's associated data in format <paramref name="version"/>.</summary>
+    protected int AssociatedDataLength(byte version) =>
+        version == EnvelopeFormat.Version2
+            ? EnvelopeFormat.FieldLabel.Length + EnvelopeFormat.RecordIdSize + AadSuffix2.Length
+            : 1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length;
+
+    /// <summary>
+    /// Builds the associated data of a field. Version 1: <c>0x01 || record id || entity || property</c>; version 2:
+    /// <c>label || record id || entity || property || type tag</c>, each name a binding name.
+    /// </summary>
+    protected void WriteAssociatedData(Span<byte> destination, ReadOnlySpan<byte> recordId, byte version)
     {
+        if (version == EnvelopeFormat.Version2)
+        {
+            EnvelopeFormat.FieldLabel.CopyTo(destination);
+            recordId.CopyTo(destination[EnvelopeFormat.FieldLabel.Length..]);
+            AadSuffix2.CopyTo(destination[(EnvelopeFormat.FieldLabel.Length + EnvelopeFormat.RecordIdSize)..]);
+            return;
+        }
+
         destination[0] = EnvelopeFormat.Version;
         recordId.CopyTo(destination[1..]);
         AadSuffix.CopyTo(destination[(1 + EnvelopeFormat.RecordIdSize)..]);
-        return 1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length;
     }
 }
 
@@ -143,20 +171,20 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         }
 
         var blob = new byte[EnvelopeFormat.FieldOverhead + length];
-        blob[0] = EnvelopeFormat.Version;
+        blob[0] = EnvelopeFormat.Version2;
         nonce.CopyTo(blob.AsSpan(1, EnvelopeFormat.NonceSize));
 
         // The plaintext encoding is written into the blob's ciphertext area and encrypted in place,
         // which saves a copy and a buffer per value.
         _codec.Write(value, blob.AsSpan(1 + EnvelopeFormat.NonceSize, length));
 
-        Span<byte> aad = stackalloc byte[1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length];
-        WriteAssociatedData(aad, recordId);
+        Span<byte> aad = stackalloc byte[AssociatedDataLength(EnvelopeFormat.Version2)];
+        WriteAssociatedData(aad, recordId, EnvelopeFormat.Version2);
         FieldCipher.Seal(dataKey, blob, aad);
         return blob;
     }
 
-    public override void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId)
+    public override void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version)
     {
         if (blob is null)
         {
@@ -175,10 +203,12 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
             return;
         }
 
-        if (blob.Length < EnvelopeFormat.FieldOverhead || blob[0] != EnvelopeFormat.Version)
+        // A record's fields are all of its wrapped key's version: a version 1 field in a version 2 record (or the
+        // reverse) was put there by someone else.
+        if (blob.Length < EnvelopeFormat.FieldOverhead || blob[0] != version)
         {
             throw new EnvelopeDecryptionException(
-                blob.Length < EnvelopeFormat.FieldOverhead ? "The stored ciphertext is truncated." : $"The stored ciphertext has unknown format version {blob[0]}.",
+                blob.Length < EnvelopeFormat.FieldOverhead ? "The stored ciphertext is truncated." : $"The stored ciphertext has format version {blob[0]} in a record of version {version}.",
                 EntityName, Name, keyId);
         }
 
@@ -190,8 +220,8 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         plaintext = plaintext[..length];
         try
         {
-            Span<byte> aad = stackalloc byte[1 + EnvelopeFormat.RecordIdSize + AadSuffix.Length];
-            WriteAssociatedData(aad, recordId);
+            Span<byte> aad = stackalloc byte[AssociatedDataLength(version)];
+            WriteAssociatedData(aad, recordId, version);
             FieldCipher.Open(dataKey, blob, plaintext, aad);
             _set(entity, _codec.Read(plaintext));
         }

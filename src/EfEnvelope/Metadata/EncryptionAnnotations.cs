@@ -25,6 +25,9 @@ internal static class EncryptionAnnotations
         return root.FindAnnotation(BindingName)?.Value as string ?? root.Name;
     }
 
+    /// <summary>On a plain property: configured with <c>IsBoundToRecord()</c>, its value is bound into the record seal.</summary>
+    public const string BoundToRecord = "EfEnvelope:BoundToRecord";
+
     /// <summary>The shadow property (and column) holding a record's wrapped data key.</summary>
     public const string KeyPropertyName = "EfEnvelopeKey";
 

@@ -54,6 +54,11 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
             var names = new List<string>(encrypted.Count);
             foreach (var property in encrypted)
             {
+                if (property.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true)
+                {
+                    throw new InvalidOperationException($"Property '{entityType.DisplayName()}.{property.Name}' is both encrypted and bound to its record (IsBoundToRecord): an encrypted value is sealed with its record already; bind plain columns only.");
+                }
+
                 Validate(entityType, property);
             }
 
@@ -69,6 +74,19 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
 
             entityType.SetAnnotation(EncryptionAnnotations.EncryptedProperties, names.ToArray());
             AddKeyProperty(entityType.GetRootType());
+        }
+
+        foreach (var entityType in model.GetEntityTypes())
+        {
+            var bound = entityType.GetDeclaredProperties().FirstOrDefault(p => p.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true);
+            var hierarchyEncrypted = entityType.GetRootType().GetDerivedTypesInclusive().Any(t => t.FindAnnotation(EncryptionAnnotations.EncryptedProperties) is not null);
+            if (bound is not null && (entityType.IsMappedToJson() || !hierarchyEncrypted))
+            {
+                // The seal binds the column: without encrypted properties there is no seal, and a JSON-mapped
+                // property is not a column the materializer can hand to it.
+                throw new InvalidOperationException(
+                    $"Property '{entityType.DisplayName()}.{bound.Name}' is bound to its record (IsBoundToRecord), which needs a plain column of an entity type with encrypted properties that is not JSON-mapped.");
+            }
         }
     }
 

@@ -150,8 +150,10 @@ internal sealed class SearchQueryCompiler(
 
     private readonly IModel _model = model;
 
+    // Composition after a projection is undone first (as the query guard will), so that a constant compared with a
+    // searchable property there becomes a parameter too.
     private SearchPlan? Prepare(Expression query) =>
-        runtime.HasSearchableProperties(_model) ? new SearchPlanner(runtime, _model).Plan(query) : null;
+        runtime.HasSearchableProperties(_model) ? new SearchPlanner(runtime, _model).Plan(EncryptedQueryGuard.Compose(runtime, _model, query)) : null;
 
     private object ExecuteSequence(Expression source, Type elementType) =>
         BaseExecuteMethod.MakeGenericMethod(typeof(IEnumerable<>).MakeGenericType(elementType)).Invoke(this, [source])!;

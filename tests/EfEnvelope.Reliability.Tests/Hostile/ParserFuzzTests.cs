@@ -155,9 +155,10 @@ public sealed class ParserFuzzTests : IDisposable
     {
         var valid = ValidKeyBlob();
         var encrypted = Entity<Patient>();
-        // The record's own field blobs, in the order the runtime expects them after the key.
+        // The record's own field blobs, in the order the runtime expects them after the key, then the key value its
+        // seal binds.
         var entry = _db.Entry(_db.Patients.Local.Single());
-        var fields = encrypted.Properties.Select(p => (object?)entry.Property(p.Ciphertext.Name).CurrentValue).ToArray();
+        object?[] fields = [.. encrypted.Properties.Select(p => (object?)entry.Property(p.Ciphertext.Name).CurrentValue), entry.Property("Id").CurrentValue];
         await Seeds.RunAsync(nameof(Reading_mutated_wrapped_keys_fails_only_with_the_documented_errors), async random =>
         {
             var stopwatch = Stopwatch.StartNew();
@@ -223,7 +224,7 @@ public sealed class ParserFuzzTests : IDisposable
                     : RandomNumberGenerator.GetBytes(random.Next(1, 2000));
                 var target = new AllTypes();
                 var before = GC.GetAllocatedBytesForCurrentThread();
-                var error = Assert.ThrowsAny<EnvelopeDecryptionException>(() => property.Decrypt(target, blob, cipher, recordId, "fuzz"));
+                var error = Assert.ThrowsAny<EnvelopeDecryptionException>(() => property.Decrypt(target, blob, cipher, recordId, "fuzz", EnvelopeFormat.Version2));
                 var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
                 Assert.Equal(property.Name, error.Property);
                 Assert.Equal("fuzz", error.KeyId);
@@ -258,7 +259,7 @@ public sealed class ParserFuzzTests : IDisposable
                 var blob = SealRaw(cipher, recordId, property, plaintext);
                 try
                 {
-                    property.Decrypt(new AllTypes(), blob, cipher, recordId, "fuzz");
+                    property.Decrypt(new AllTypes(), blob, cipher, recordId, "fuzz", EnvelopeFormat.Version);
                     decoded++;
                 }
                 catch (EnvelopeDecryptionException ex)

@@ -33,6 +33,11 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
         DekNonce,
         WrappedDek,
         DekTag,
+        BindingFlags,
+        EntryCount,
+        SealEntries,
+        SealNonce,
+        Seal,
     }
 
     private void SkipIfUnavailable()
@@ -43,15 +48,7 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
         }
     }
 
-    private static Patient NewPatient(Random random) => new()
-    {
-        Id = Guid.NewGuid(),
-        Name = "Tamper Target",
-        Ssn = $"SSN-{random.Next(100_000_000, 999_999_999)}",
-        Diagnosis = $"Diagnosis-{random.Next(100_000_000, 999_999_999)}",
-        DateOfBirth = new DateOnly(1970 + random.Next(50), 1 + random.Next(12), 1 + random.Next(28)),
-        HomeAddress = new Address { City = "Springfield", Street = $"Street-{random.Next(100_000_000, 999_999_999)}" },
-    };
+    private static Patient NewPatient(Random random) => TamperTargets.NewPatient(random, "Tamper Target");
 
     private static IEnumerable<string> Plaintexts(Patient patient) => [patient.Ssn, patient.Diagnosis!, patient.HomeAddress!.Street];
 
@@ -136,6 +133,12 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
         Mark(Region.DekNonce, 12);
         Mark(Region.WrappedDek, 32);
         Mark(Region.DekTag, 16);
+        Mark(Region.BindingFlags, 1);
+        var entries = BinaryPrimitives.ReadUInt16BigEndian(blob.AsSpan(position));
+        Mark(Region.EntryCount, 2);
+        Mark(Region.SealEntries, 20 * entries);
+        Mark(Region.SealNonce, 12);
+        Mark(Region.Seal, 16);
         Assert.Equal(blob.Length, position);
         return regions;
     }
@@ -428,9 +431,8 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
     public async Task Replaying_a_whole_older_row_is_not_detectable_by_design()
     {
         // Documents a limit stated in docs/SECURITY.md: without state outside the row (a version the attacker
-        // cannot roll back), an older, authentic copy of all of a record's encrypted columns decrypts. The same holds
-        // for an older copy of one column while the record keeps its data key (an edit re-encrypts only the edited
-        // property, as issue 2 requires).
+        // cannot roll back), an older, authentic copy of all of a record's encrypted columns and its key column
+        // decrypts. (An older copy of one column alone is refused by the record seal: RecordIntegrityTests.)
         SkipIfUnavailable();
         await Seeds.RunAsync(nameof(Replaying_a_whole_older_row_is_not_detectable_by_design), async random =>
         {
@@ -464,12 +466,11 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
     }
 
     [Fact]
-    public async Task Moving_all_encrypted_columns_of_a_record_together_into_another_row_is_not_detectable_by_design()
+    public async Task Moving_all_encrypted_columns_of_a_record_together_into_another_row_is_refused()
     {
-        // Documents a limit stated in docs/SECURITY.md: blobs are bound to a random record id, entity and property,
-        // not to the primary key, so a record's complete set of encrypted columns moved together reads as that record.
+        // Issue 12 item 3: the record seal binds the record to its primary key (a client-generated Guid here).
         SkipIfUnavailable();
-        await Seeds.RunAsync(nameof(Moving_all_encrypted_columns_of_a_record_together_into_another_row_is_not_detectable_by_design), async random =>
+        await Seeds.RunAsync(nameof(Moving_all_encrypted_columns_of_a_record_together_into_another_row_is_refused), async random =>
         {
             var source = NewPatient(random);
             var target = NewPatient(random);
@@ -479,8 +480,9 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
                 await RawSql.WriteAsync(fixture, "Patients", column, target.Id, await RawSql.ReadAsync(fixture, "Patients", column, source.Id));
             }
 
-            await using var reader = fixture.CreateContext();
-            Assert.Equal(source.Ssn, (await reader.Patients.AsNoTracking().SingleAsync(p => p.Id == target.Id, Ct)).Ssn);
+            var error = await ReadFailsAsync(target, synchronous: false, "all encrypted columns of another row");
+            AssertTamperError(error, property: null, "all encrypted columns of another row");
+            SecretScan.AssertFree(SecretScan.Describe(error), Plaintexts(source), [], "all encrypted columns of another row");
         });
     }
 

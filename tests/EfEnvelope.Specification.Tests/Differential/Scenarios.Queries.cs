@@ -78,6 +78,14 @@ public static partial class Scenarios
         yield return Query("select-conditional", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Vip ? c.Ssn : c.Name).ToListAsync(ct));
         yield return Query("select-distinct-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Notes).Distinct().ToListAsync(ct));
         yield return Query("select-distinct-plain", Area, (db, ct) => db.Customers.Select(c => c.Home!.City).Distinct().OrderBy(x => x).ToListAsync(ct));
+        yield return Query("select-then-where-encrypted", Area, (db, ct) => db.Customers.Select(c => new { c.Id, c.Ssn }).Where(x => x.Ssn == "000-00-0002").ToListAsync(ct));
+        yield return Query("select-then-order-by-searchable", Area, (db, ct) => db.Customers.Select(c => new { c.Id, c.Email }).OrderBy(x => x.Email).ToListAsync(ct));
+        yield return Query("select-then-any-plain", Area, (db, ct) => db.Customers.Select(c => new { c.Name, c.Ssn }).AnyAsync(x => x.Name == "Customer 2", ct)).MustMatch();
+        yield return Query("select-then-first-with-predicate", Area, (db, ct) => db.Customers.Select(c => new { c.Name, c.Ssn }).FirstAsync(x => x.Name == "Customer 3", ct)).MustMatch();
+        yield return Query("select-then-element-at", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Notes).Where(n => n != null).ElementAtAsync(1, ct));
+        yield return Query("select-collection-navigation-filtered", Area, (db, ct) => db.Customers.OrderBy(c => c.Id)
+            .Select(c => c.Orders.Where(o => o.Quantity > 2).OrderBy(o => o.Id).Select(o => new { o.Id, o.Note }).ToList()).ToListAsync(ct)).MustMatch();
+        yield return Query("select-distinct-after-loading", Area, (db, ct) => Task.FromResult(db.Customers.Select(c => c.Notes).AsEnumerable().Distinct().Order(StringComparer.Ordinal).ToList())).MustMatch();
         yield return Query("select-encrypted-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).Select(c => new { c.Id, c.Home!.Street, c.Email }).ToListAsync(ct));
     }
 
@@ -176,6 +184,10 @@ public static partial class Scenarios
         yield return Query("union-plain", Area, (db, ct) => db.Customers.Select(c => c.Name).Union(db.Customers.Select(c => c.Home!.City)).OrderBy(x => x).ToListAsync(ct));
         yield return Query("union-encrypted", Area, (db, ct) => db.Customers.Where(c => c.Id < 3).Select(c => c.Ssn).Union(db.Customers.Where(c => c.Id > 1).Select(c => c.Ssn)).ToListAsync(ct));
         yield return Query("concat-encrypted", Area, (db, ct) => db.Customers.Where(c => c.Id == 1).Select(c => c.Ssn).Concat(db.Customers.Where(c => c.Id == 2).Select(c => c.Ssn)).ToListAsync(ct));
+        yield return Query("union-plain-with-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Name).Union(db.Customers.Select(c => c.Ssn)).ToListAsync(ct));
+        yield return Query("intersect-encrypted", Area, (db, ct) => db.Customers.Where(c => c.Id < 3).Select(c => c.Notes).Intersect(db.Customers.Select(c => c.Notes)).ToListAsync(ct));
+        yield return Query("except-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Notes).Except(db.Customers.Where(c => c.Id > 2).Select(c => c.Notes)).ToListAsync(ct));
+        yield return Query("select-encrypted-then-group-by", Area, (db, ct) => db.Customers.Select(c => new { c.Tier, c.Id }).GroupBy(x => x.Tier).Select(g => new { g.Key, Count = g.Count() }).ToListAsync(ct));
         yield return Query("intersect-entities", Area, (db, ct) => db.Customers.Where(c => c.Id < 3).Intersect(db.Customers.Where(c => c.Id > 1)).Select(c => c.Id).ToListAsync(ct));
         yield return Query("except-entities", Area, (db, ct) => db.Customers.Except(db.Customers.Where(c => c.Id > 1)).Select(c => c.Ssn).ToListAsync(ct));
         yield return Query("union-entities", Area, (db, ct) => db.Customers.Where(c => c.Id == 1).Union(db.Customers.Where(c => c.Id == 2)).OrderBy(c => c.Id).ToListAsync(ct));

@@ -95,6 +95,24 @@ public abstract class BlindIndexTests<TFixture>(TFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task A_filter_composed_after_a_projection_uses_the_index_without_sending_the_plaintext()
+    {
+        var ssn = Unique("projected-");
+        var person = await AddAsync(new Person { Name = "Projected", Ssn = ssn });
+
+        await using var db = Search();
+        var found = await db.People.Select(p => new { p.Id, p.Ssn, p.Name }).Where(x => x.Ssn == ssn).OrderBy(x => x.Name).ToListAsync(Ct);
+        // A constant: EF logs the query expression before it compiles it, so it must have become a parameter by then.
+        var counted = await db.People.Select(p => new { p.Ssn, p.Notes }).CountAsync(x => x.Ssn == "projected-ssn-none-7731", Ct);
+
+        Assert.Equal(person.Id, Assert.Single(found).Id);
+        Assert.Equal(ssn, found[0].Ssn);
+        Assert.Equal(0, counted);
+        Assert.Contains(_sql.Commands, c => c.Contains("Ssn_Index", StringComparison.Ordinal));
+        AssertNeverSent(ssn, "projected-ssn-none-7731");
+    }
+
+    [Fact]
     public async Task Not_equal_Equals_Any_Count_First_and_Single_use_the_index()
     {
         var email = Unique("shared") + "@example.com";

@@ -165,9 +165,9 @@ public abstract class EncryptionBehaviourTests<TFixture>(TFixture fixture) : ICl
         var street = await ReadRawAsync("Patients", "HomeAddress_Street", "Id", patient.Id);
 
         Assert.NotNull(ssn);
-        Assert.Equal(1, ssn[0]);
+        Assert.Equal(2, ssn[0]);
         Assert.Equal(1 + 12 + Encoding.UTF8.GetByteCount(patient.Ssn) + 16, ssn.Length);
-        Assert.Equal(1, key![0]);
+        Assert.Equal(2, key![0]);
         Assert.NotNull(street);
         foreach (var blob in new[] { ssn, key, street })
         {
@@ -190,12 +190,16 @@ public abstract class EncryptionBehaviourTests<TFixture>(TFixture fixture) : ICl
         var secondSsn = (await ReadRawAsync("Patients", "Ssn", "Id", second.Id))!;
         var firstOwnedKey = (await ReadRawAsync("Patients", "HomeAddress_EfEnvelopeKey", "Id", first.Id))!;
 
-        // Record ids (bytes 2..17) and wrapped data keys (the last 60 bytes) differ between records and between an
-        // entity and its owned instance, while both records share the cached KEK (the bytes in between).
+        // Record ids (bytes 2..17) and wrapped data keys (the 60 bytes after the header) differ between records and
+        // between an entity and its owned instance, while both records share the cached KEK (the header after the
+        // record id). Each record ends in its own seal.
+        var headerEnd = KeyBlobLayout.HeaderEnd(firstKey);
+        Assert.Equal(headerEnd, KeyBlobLayout.HeaderEnd(secondKey));
         Assert.False(firstKey.AsSpan(2, 16).SequenceEqual(secondKey.AsSpan(2, 16)));
         Assert.False(firstKey.AsSpan(2, 16).SequenceEqual(firstOwnedKey.AsSpan(2, 16)));
-        Assert.False(firstKey.AsSpan(firstKey.Length - 60).SequenceEqual(secondKey.AsSpan(secondKey.Length - 60)));
-        Assert.True(firstKey.AsSpan(18, firstKey.Length - 78).SequenceEqual(secondKey.AsSpan(18, secondKey.Length - 78)));
+        Assert.False(firstKey.AsSpan(headerEnd, 60).SequenceEqual(secondKey.AsSpan(headerEnd, 60)));
+        Assert.True(firstKey.AsSpan(18, headerEnd - 18).SequenceEqual(secondKey.AsSpan(18, headerEnd - 18)));
+        Assert.False(firstKey.AsSpan(firstKey.Length - 32).SequenceEqual(secondKey.AsSpan(secondKey.Length - 32)));
 
         // The same plaintext encrypts differently in another record and in another property of the same record.
         Assert.False(firstSsn.AsSpan(1, 12).SequenceEqual(secondSsn.AsSpan(1, 12)));
@@ -242,12 +246,17 @@ public abstract class EncryptionBehaviourTests<TFixture>(TFixture fixture) : ICl
 
         var update = Assert.Single(sql.Updates);
         Assert.Contains("\"Ssn\"", update.Replace('[', '"').Replace(']', '"'), StringComparison.Ordinal);
-        foreach (var untouched in new[] { "Diagnosis", "DateOfBirth", "EfEnvelopeKey", "Name", "HomeAddress_Street" })
+        foreach (var untouched in new[] { "Diagnosis", "DateOfBirth", "Name", "HomeAddress_Street" })
         {
             Assert.DoesNotContain($"\"{untouched}\"", update.Replace('[', '"').Replace(']', '"'), StringComparison.Ordinal);
         }
 
-        Assert.Equal(keyBefore, await ReadRawAsync("Patients", "EfEnvelopeKey", "Id", patient.Id));
+        // The key column is rewritten with a new record seal, over the same record id and wrapped data key.
+        Assert.Contains("\"EfEnvelopeKey\"", update.Replace('[', '"').Replace(']', '"'), StringComparison.Ordinal);
+        var keyAfter = (await ReadRawAsync("Patients", "EfEnvelopeKey", "Id", patient.Id))!;
+        var trailer = KeyBlobLayout.TrailerStart(keyBefore!);
+        Assert.Equal(keyBefore![..trailer], keyAfter[..trailer]);
+        Assert.NotEqual(keyBefore[^32..], keyAfter[^32..]);
         Assert.Equal(diagnosisBefore, await ReadRawAsync("Patients", "Diagnosis", "Id", patient.Id));
         var reread = await LoadAsync(patient.Id);
         Assert.Equal("987-65-4321", reread.Ssn);

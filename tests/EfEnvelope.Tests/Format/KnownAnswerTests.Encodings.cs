@@ -47,6 +47,15 @@ public sealed partial class KnownAnswerTests
         ("NullableEnum", "0100"),                         // BloodType.APositive
     ];
 
+    // The version 2 type tag of each property's encoding (FORMAT.md, "Type tags"): bound into its field's associated data.
+    private static readonly Dictionary<string, string> TypeTags = new()
+    {
+        ["Text"] = "string", ["Bytes"] = "bytes", ["Flag"] = "bool", ["Small"] = "uint8", ["Short"] = "int16", ["Int"] = "int32",
+        ["Long"] = "int64", ["Float"] = "float32", ["Double"] = "float64", ["Decimal"] = "decimal", ["Guid"] = "guid",
+        ["DateTime"] = "datetime", ["DateTimeOffset"] = "datetimeoffset", ["DateOnly"] = "dateonly", ["TimeOnly"] = "timeonly",
+        ["TimeSpan"] = "timespan", ["Enum"] = "int16", ["NullableInt"] = "int32", ["NullableEnum"] = "int16",
+    };
+
     private static AllTypes KnownValues() => new()
     {
         Id = 1,
@@ -88,7 +97,7 @@ public sealed partial class KnownAnswerTests
         foreach (var (property, hex) in ExpectedEncodings)
         {
             var stored = clinic.ReadRaw($"SELECT \"{property}\" FROM AllTypes");
-            Assert.True(hex == Convert.ToHexString(DocumentDecoder.DecryptField(keyBlob, stored, AllTypesEntity, property)), $"{property}: the decrypted encoding differs from the table's");
+            Assert.True(hex == Convert.ToHexString(DocumentDecoder.DecryptField(keyBlob, stored, AllTypesEntity, property, invoiceId: 1, TypeTags[property])), $"{property}: the decrypted encoding differs from the table's");
         }
 
         // Null stays a NULL column: no blob at all.

@@ -47,7 +47,7 @@ public sealed class KeyInventoryTests : IDisposable
         Assert.Equal(5, invoices.Rows);
         Assert.Equal(new Dictionary<string, long> { ["new-key"] = 2, ["old-key"] = 3 }, invoices.ByMasterKey);
         Assert.Equal(new Dictionary<string, long> { ["cached-kek"] = 3, ["direct"] = 2 }, invoices.ByWrappingMode);
-        Assert.Equal(new Dictionary<int, long> { [1] = 5 }, invoices.ByFormatVersion);
+        Assert.Equal(new Dictionary<int, long> { [2] = 5 }, invoices.ByFormatVersion);
         Assert.Equal(3, invoices.DistinctKeyEncryptionKeys);
         Assert.Equal((0, 0, 0), (invoices.RowsWithoutKey, invoices.LegacyPlaintextRows, invoices.UnreadableRows));
         Assert.Equal("new-key", before.PrimaryKeyId);

@@ -2,6 +2,7 @@ using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Tests.Metadata;
 
@@ -29,6 +30,16 @@ public sealed class ModelValidationTests
         public decimal Amount { get; set; }
 
         public string Currency { get; set; } = "";
+    }
+
+    public class Named
+    {
+        public int Id { get; set; }
+
+        [Encrypted]
+        [System.ComponentModel.DataAnnotations.Schema.Column("secret_column")]
+        [System.ComponentModel.DataAnnotations.MaxLength(40)]
+        public string? Secret { get; set; }
     }
 
     public class Tagged
@@ -90,6 +101,16 @@ public sealed class ModelValidationTests
     {
         using var context = new ModelContext(configure);
         return Assert.Throws<InvalidOperationException>(() => context.Model).Message;
+    }
+
+    [Fact]
+    public void The_encrypted_attribute_combines_with_other_data_annotations()
+    {
+        // EF reads [Column] as a single attribute: an [Encrypted] deriving from ColumnAttribute would make it ambiguous.
+        using var context = new ModelContext(m => m.Entity<Named>());
+        var ciphertext = context.Model.FindEntityType(typeof(Named))!.FindProperty("Secret_Ciphertext")!;
+        Assert.Equal("secret_column", ciphertext.GetColumnName());
+        Assert.Equal(ValueGenerated.Never, ciphertext.ValueGenerated);
     }
 
     [Fact]

@@ -78,15 +78,15 @@ public sealed class RowsWithoutEncryptedValuesTests : IDisposable
     [Fact]
     public void A_column_added_to_rows_that_already_have_a_data_key_reads_as_the_default_and_takes_an_edit()
     {
+        // Written by the model before Score existed; the migration that added Score gave the row an empty value. The
+        // record's seal lists only the values it had, so the new column reads as the default without a seal failure.
         var id = Guid.NewGuid();
-        using (var db = CreateContext())
+        using (var db = new ContactsBeforeScoreContext(new DbContextOptionsBuilder<ContactsBeforeScoreContext>().UseSqlite(_connection).ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(_provider)).Options))
         {
-            db.Contacts.Add(new Contact { Id = id, Name = "Cy", Email = "cy@example.org", Phone = "+1-555-0101", Score = 5 });
+            db.Contacts.Add(new ContactBeforeScore { Id = id, Name = "Cy", Email = "cy@example.org", Phone = "+1-555-0101" });
             db.SaveChanges();
         }
 
-        // The migration that added Score ran after this row was written.
-        Execute("UPDATE \"Contacts\" SET \"Score\" = X'' WHERE \"Id\" = $id", id);
         using (var db = CreateContext())
         {
             var contact = db.Contacts.Single(c => c.Id == id);
@@ -124,6 +124,32 @@ public sealed class RowsWithoutEncryptedValuesTests : IDisposable
         public DbSet<Contact> Contacts => Set<Contact>();
 
         public DbSet<Note> Notes => Set<Note>();
+    }
+
+    /// <summary>The model of an earlier release: Contact before its Score property was added (the column is the migration's).</summary>
+    private sealed class ContactsBeforeScoreContext(DbContextOptions<ContactsBeforeScoreContext> options) : DbContext(options)
+    {
+        public DbSet<ContactBeforeScore> Contacts => Set<ContactBeforeScore>();
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+            modelBuilder.Entity<ContactBeforeScore>().ToTable("Contacts").HasEncryptionBindingName(typeof(Contact).FullName!)
+                .Property(c => c.Score).HasDefaultValue(Array.Empty<byte>());
+    }
+
+    private sealed class ContactBeforeScore
+    {
+        public Guid Id { get; set; }
+
+        public string Name { get; set; } = "";
+
+        [Encrypted]
+        public string? Email { get; set; }
+
+        [Encrypted]
+        public string Phone { get; set; } = "";
+
+        /// <summary>Not in this model's encrypted properties: the empty value the migration writes.</summary>
+        public byte[] Score { get; set; } = [];
     }
 
     private sealed class Note
