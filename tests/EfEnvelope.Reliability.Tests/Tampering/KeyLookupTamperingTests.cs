@@ -74,9 +74,12 @@ public abstract class KeyLookupTamperingTests<TFixture>(TFixture fixture) : ICla
         Assert.Equal(patient.Ssn, (await db.Patients.AsNoTracking().SingleAsync(p => p.Id == patient.Id, Ct)).Ssn);
         var before = provider.Decrypts.Count;
 
-        // Mode 1 -> direct: the same tail (provider, key id, entity, provider-wrapped KEK) without the wrapped data key.
+        // Mode 1 -> direct: the same tail (provider, key id, entity, provider-wrapped KEK) without the wrapped data key
+        // (60 bytes right after the tail; a version 2 record trailer, if any, stays).
         var stored = (await RawSql.ReadAsync(fixture, "Patients", "EfEnvelopeKey", patient.Id))!;
-        var flipped = stored[..^60];
+        var regions = BlobRegions.Of(stored);
+        var dekStart = regions.WrappedStart + BinaryPrimitives.ReadUInt16BigEndian(stored.AsSpan(regions.WrappedStart - 2));
+        byte[] flipped = [.. stored[..dekStart], .. stored[(dekStart + 60)..]];
         flipped[1] = 0x02;
         await RawSql.WriteAsync(fixture, "Patients", "EfEnvelopeKey", patient.Id, flipped);
 
