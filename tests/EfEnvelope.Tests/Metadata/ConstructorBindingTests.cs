@@ -16,13 +16,12 @@ public sealed class ConstructorBindingTests : IDisposable
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    public record Passport(Guid Id, string Holder, [property: Encrypted] string Number, [property: Encrypted] DateOnly? Expires);
+    public record Passport(Guid Id, string Holder, string Number, DateOnly? Expires);
 
     public class Ticket(int id, string code)
     {
         public int Id { get; private set; } = id;
 
-        [Encrypted]
         public string Code { get; private set; } = code;
 
         /// <summary>What the constructor computed from its encrypted argument.</summary>
@@ -30,11 +29,25 @@ public sealed class ConstructorBindingTests : IDisposable
         public int LengthSeenByConstructor { get; } = code?.Length ?? -1;
     }
 
-    private sealed class TravelContext(DbContextOptions options) : DbContext(options)
+    private class TravelContext(DbContextOptions options) : DbContext(options)
     {
         public DbSet<Passport> Passports => Set<Passport>();
 
         public DbSet<Ticket> Tickets => Set<Ticket>();
+    }
+
+    /// <summary>The same model with the constructor-bound values encrypted (a context type of its own: EF caches a model per type).</summary>
+    private sealed class EncryptedTravelContext(DbContextOptions options) : TravelContext(options)
+    {
+        protected override void OnModelCreating(ModelBuilder modelBuilder)
+        {
+            modelBuilder.Entity<Passport>(passport =>
+            {
+                passport.Property(p => p.Number).IsEncrypted();
+                passport.Property(p => p.Expires).IsEncrypted();
+            });
+            modelBuilder.Entity<Ticket>().Property(t => t.Code).IsEncrypted();
+        }
     }
 
     private TravelContext Create(bool encrypted)
@@ -43,6 +56,7 @@ public sealed class ConstructorBindingTests : IDisposable
         if (encrypted)
         {
             builder.UseEnvelopeEncryption(e => e.UseProvider(Provider));
+            return new EncryptedTravelContext(builder.Options);
         }
 
         return new TravelContext(builder.Options);
