@@ -403,7 +403,7 @@ internal sealed class EncryptedEntity
         }
 
         var properties = entityType.FindOwnership() is { } ownership ? ownership.Properties : entityType.FindPrimaryKey()?.Properties;
-        return properties is null || properties.Any(p => !ValueCodecs.IsSupported(p.ClrType)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
+        return properties is null || properties.Any(p => !BoundColumn.CanBind(p)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
     }
 
     private sealed class ByteOrder : IComparer<byte[]>
