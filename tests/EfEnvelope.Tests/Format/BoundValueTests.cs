@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using EfEnvelope.Metadata;
+using EfEnvelope.Specification.Tests;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
@@ -115,7 +116,7 @@ public sealed class BoundValueTests
 
     private sealed class BoundContext : DbContext
     {
-        protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder) => optionsBuilder.UseSqlite("Data Source=:memory:");
+        protected override void OnConfiguring(DbContextOptionsBuilder optionsBuilder) => optionsBuilder.UseSqlite("Data Source=:memory:").ManyConfigurationsPerProcess();
 
         protected override void OnModelCreating(ModelBuilder modelBuilder) =>
             modelBuilder.Entity<BoundRow>().Property(r => r.Id).HasConversion(new ValueConverter<BoundId, Guid>(v => v.Value, v => new BoundId(v)));
