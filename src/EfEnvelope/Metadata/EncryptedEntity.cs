@@ -51,8 +51,9 @@ internal sealed class EncryptedEntity
 
     /// <summary>
     /// The key values a record is bound to: its primary key, or for an owned type the key of its owner (the ownership
-    /// foreign key; an owned collection's own ordinal or identity is not bound). Empty when they cannot be bound: a
-    /// keyless or JSON-mapped type, or a key of a type without a plaintext encoding.
+    /// foreign key, also for a JSON-mapped one; an owned collection's own ordinal or identity is not bound). Empty when
+    /// they cannot be bound: a keyless type, or a key of a type without a plaintext encoding whose value converter does
+    /// not store one either.
     /// </summary>
     public BoundColumn[] BoundKey { get; }
 
@@ -439,11 +440,6 @@ internal sealed class EncryptedEntity
 
     private static BoundColumn[] KeyColumns(IEntityType entityType)
     {
-        if (entityType.IsMappedToJson())
-        {
-            return [];
-        }
-
         var properties = entityType.FindOwnership() is { } ownership ? ownership.Properties : entityType.FindPrimaryKey()?.Properties;
         return properties is null || properties.Any(p => !BoundColumn.CanBind(p)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
     }
