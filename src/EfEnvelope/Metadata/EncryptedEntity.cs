@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Security.Cryptography;
 using EfEnvelope.Crypto;
 using EfEnvelope.KeyManagement;
@@ -35,6 +36,12 @@ internal sealed class EncryptedEntity
             throw new InvalidOperationException($"Two encrypted properties of entity '{Name}' have binding names whose 4-byte name ids collide; give one of them another binding name (HasEncryptionBindingName).");
         }
 
+        ConcreteTypeBinding = entityType.BaseType is not null || entityType.GetDirectlyDerivedTypes().Any()
+            ? EnvelopeFormat.BindingName(ConcreteTypeName(entityType))
+            : [];
+        OtherTypesNameIds = [.. OtherTypesProperties(entityType)
+            .Select(name => SHA256.HashData(EnvelopeFormat.BindingName(name))[..4])
+            .Where(id => !Array.Exists(Properties, p => p.NameId.AsSpan().SequenceEqual(id)))];
         BoundKey = KeyColumns(entityType);
         BoundColumns = [.. entityType.GetProperties()
             .Where(p => p.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true)
@@ -44,13 +51,24 @@ internal sealed class EncryptedEntity
 
     /// <summary>
     /// The key values a record is bound to: its primary key, or for an owned type the key of its owner (the ownership
-    /// foreign key; an owned collection's own ordinal or identity is not bound). Empty when they cannot be bound: a
-    /// keyless or JSON-mapped type, or a key of a type without a plaintext encoding.
+    /// foreign key, also for a JSON-mapped one; an owned collection's own ordinal or identity is not bound). Empty when
+    /// they cannot be bound: a keyless type, or a key of a type without a plaintext encoding whose value converter does
+    /// not store one either.
     /// </summary>
     public BoundColumn[] BoundKey { get; }
 
     /// <summary>The columns configured with <c>IsBoundToRecord()</c>, in seal order.</summary>
     public BoundColumn[] BoundColumns { get; }
+
+    /// <summary>
+    /// For a type of an inheritance hierarchy, its concrete type's name as a binding name, bound into the seal after
+    /// the entity (the root's name): a row whose discriminator is changed to another type of the hierarchy then fails
+    /// instead of reading as that type. Empty for a type without base or derived types.
+    /// </summary>
+    public byte[] ConcreteTypeBinding { get; }
+
+    /// <summary>The name ids of encrypted properties that other types of this type's hierarchy have and it does not.</summary>
+    private byte[][] OtherTypesNameIds { get; }
 
     /// <summary>Indexes into <see cref="Properties"/> in the order the seal lists them (ordinal by binding name).</summary>
     private int[] SealOrder { get; }
@@ -259,6 +277,17 @@ internal sealed class EncryptedEntity
             }
         }
 
+        // A listed property that another type of the hierarchy has (and this one does not) was written as that type.
+        for (var at = 0; at + EnvelopeFormat.TrailerEntrySize <= entries.Length; at += EnvelopeFormat.TrailerEntrySize)
+        {
+            if (IsOtherTypesProperty(entries.Slice(at, 4)))
+            {
+                throw new EnvelopeDecryptionException(
+                    $"The record's seal lists a property of another type of its inheritance hierarchy (record id {Convert.ToHexStringLower(blob.RecordId)}): the row's type (its discriminator) was changed outside EF.",
+                    Name, null, keyId);
+            }
+        }
+
         var flags = blob.BindingFlags;
         var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound)) == 0
             && ((flags & EnvelopeFormat.FlagKeyBound) == 0 || BoundKey.Length > 0)
@@ -303,6 +332,19 @@ internal sealed class EncryptedEntity
         return blob;
     }
 
+    private bool IsOtherTypesProperty(ReadOnlySpan<byte> nameId)
+    {
+        foreach (var id in OtherTypesNameIds)
+        {
+            if (nameId.SequenceEqual(id))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     private static int FindEntry(ReadOnlySpan<byte> entries, byte[] nameId)
     {
         for (var at = 0; at + EnvelopeFormat.TrailerEntrySize <= entries.Length; at += EnvelopeFormat.TrailerEntrySize)
@@ -326,7 +368,7 @@ internal sealed class EncryptedEntity
         var flags = trailer[0];
         var keyBound = (flags & EnvelopeFormat.FlagKeyBound) != 0;
         var columnsBound = (flags & EnvelopeFormat.FlagColumnsBound) != 0;
-        var length = EnvelopeFormat.SealLabel.Length + EnvelopeFormat.RecordIdSize + BindingBytes.Length + trailer.Length + 2;
+        var length = EnvelopeFormat.SealLabel.Length + EnvelopeFormat.RecordIdSize + BindingBytes.Length + ConcreteTypeBinding.Length + trailer.Length + 2;
         var boundCount = 0;
         for (var i = 0; i < bound.Length; i++)
         {
@@ -345,6 +387,7 @@ internal sealed class EncryptedEntity
             var at = Put(message, 0, EnvelopeFormat.SealLabel);
             at = Put(message, at, recordId);
             at = Put(message, at, BindingBytes);
+            at = Put(message, at, ConcreteTypeBinding);
             at = Put(message, at, trailer);
             BinaryPrimitives.WriteUInt16BigEndian(message[at..], (ushort)boundCount);
             at += 2;
@@ -397,13 +440,28 @@ internal sealed class EncryptedEntity
 
     private static BoundColumn[] KeyColumns(IEntityType entityType)
     {
-        if (entityType.IsMappedToJson())
-        {
-            return [];
-        }
-
         var properties = entityType.FindOwnership() is { } ownership ? ownership.Properties : entityType.FindPrimaryKey()?.Properties;
-        return properties is null || properties.Any(p => !ValueCodecs.IsSupported(p.ClrType)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
+        return properties is null || properties.Any(p => !BoundColumn.CanBind(p)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
+    }
+
+    // The discriminator value is what the database stores, so it names the type for as long as rows keep it; types
+    // without one (TPT, TPC) are named by their EF short name.
+    private static string ConcreteTypeName(IEntityType entityType) => entityType.GetDiscriminatorValue() switch
+    {
+        null => entityType.ShortName(),
+        IFormattable value => value.ToString(null, CultureInfo.InvariantCulture),
+        var value => value.ToString() ?? entityType.ShortName(),
+    };
+
+    // The binding names of the encrypted properties declared by the types of the hierarchy that are neither this type
+    // nor one of its base types (whose properties it inherits).
+    private static IEnumerable<string> OtherTypesProperties(IEntityType entityType)
+    {
+        var own = entityType.GetAllBaseTypesInclusive().ToHashSet();
+        return entityType.GetRootType().GetDerivedTypesInclusive()
+            .Where(type => !own.Contains(type))
+            .SelectMany(type => (type.FindAnnotation(EncryptionAnnotations.EncryptedProperties)?.Value as string[] ?? [])
+                .Select(name => type.FindProperty(EncryptionAnnotations.CiphertextPropertyName(name))?.FindAnnotation(EncryptionAnnotations.BindingName)?.Value as string ?? name));
     }
 
     private sealed class ByteOrder : IComparer<byte[]>

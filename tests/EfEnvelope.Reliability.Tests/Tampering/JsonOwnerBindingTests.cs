@@ -1,0 +1,101 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Reliability.Tests.Tampering;
+
+#pragma warning disable EF1002 // raw SQL built from the test's own constant table and column names
+
+/// <summary>
+/// A JSON-mapped owned record is sealed to its owner's key (docs/FORMAT.md, "Record seal"): its document copied into
+/// another owner's row with plain SQL on SQLite is refused, and legitimate documents read.
+/// </summary>
+public sealed class JsonOwnerBindingTests : IDisposable
+{
+    private readonly string _path = Path.Combine(Path.GetTempPath(), $"efenvelope-json-owner-{Guid.NewGuid():N}.db");
+    private readonly KeyManagement.InsecureInMemoryMasterKeyProvider _provider = new("primary");
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public void Dispose()
+    {
+        foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
+        {
+            File.Delete(_path + suffix);
+        }
+    }
+
+    private JsonOwnerContext NewContext() => new(new DbContextOptionsBuilder<JsonOwnerContext>()
+        .UseSqlite($"Data Source={_path};Pooling=False")
+        .UseEnvelopeEncryption(e => e.UseProvider(_provider))
+        .Options);
+
+    [Fact]
+    public async Task A_JSON_owned_document_copied_into_another_owners_row_is_refused_and_the_owners_own_documents_read()
+    {
+        var alice = new JoProfile { Name = "alice", Prefs = new JoPrefs { Secret = "alice-secret" }, Contacts = [new JoContact { Phone = "alice-phone" }] };
+        var bob = new JoProfile { Name = "bob", Prefs = new JoPrefs { Secret = "bob-secret" }, Contacts = [new JoContact { Phone = "bob-phone" }] };
+        await using (var db = NewContext())
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Profiles.AddRange(alice, bob);
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using (var reader = NewContext())
+        {
+            var read = await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == bob.Id, Ct);
+            Assert.Equal(("bob-secret", "bob-phone"), (read.Prefs!.Secret, read.Contacts.Single().Phone));
+        }
+
+        foreach (var column in new[] { "Prefs", "Contacts" })
+        {
+            await using (var db = NewContext())
+            {
+                var original = await db.Database.SqlQueryRaw<string>($"SELECT \"{column}\" AS \"Value\" FROM \"Profiles\" WHERE \"Id\" = {{0}}", bob.Id).SingleAsync(Ct);
+                await CopyAsync(db, column, alice.Id, bob.Id);
+                await using var reader = NewContext();
+                var error = await Record.ExceptionAsync(() => reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == bob.Id, Ct));
+                var refused = Assert.IsType<EnvelopeDecryptionException>(error);
+                Assert.DoesNotContain("alice", refused.Message, StringComparison.Ordinal);
+                await db.Database.ExecuteSqlRawAsync($"UPDATE \"Profiles\" SET \"{column}\" = {{0}} WHERE \"Id\" = {{1}}", [original, bob.Id], Ct);
+            }
+        }
+    }
+
+    private static Task<int> CopyAsync(DbContext db, string column, Guid from, Guid to) =>
+        db.Database.ExecuteSqlRawAsync($"UPDATE \"Profiles\" SET \"{column}\" = (SELECT \"{column}\" FROM \"Profiles\" WHERE \"Id\" = {{0}}) WHERE \"Id\" = {{1}}", [from, to], Ct);
+
+    public class JoProfile
+    {
+        public Guid Id { get; set; } = Guid.NewGuid();
+
+        public string Name { get; set; } = "";
+
+        public JoPrefs? Prefs { get; set; }
+
+        public List<JoContact> Contacts { get; set; } = [];
+    }
+
+    public class JoPrefs
+    {
+        [Encrypted]
+        public string? Secret { get; set; }
+    }
+
+    public class JoContact
+    {
+        [Encrypted]
+        public string Phone { get; set; } = "";
+    }
+
+    public sealed class JsonOwnerContext(DbContextOptions<JsonOwnerContext> options) : DbContext(options)
+    {
+        public DbSet<JoProfile> Profiles => Set<JoProfile>();
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder)
+        {
+            var profile = modelBuilder.Entity<JoProfile>().ToTable("Profiles");
+            profile.OwnsOne(p => p.Prefs, o => o.ToJson());
+            profile.OwnsMany(p => p.Contacts, o => o.ToJson());
+        }
+    }
+}
