@@ -14,7 +14,7 @@ namespace EfEnvelope.Tests.Format;
 /// </summary>
 public sealed class BoundValueTests
 {
-    private static readonly DateTime Moment = new(2026, 12, 1, 7, 30, 0); // 639001098000000000 ticks
+    private static readonly DateTime Moment = new(2026, 12, 1, 7, 30, 0); // 639317070000000000 ticks
 
     public static TheoryData<string, object, object, string> Equivalents => new()
     {
