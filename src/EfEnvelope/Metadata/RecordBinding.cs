@@ -18,6 +18,12 @@ internal sealed class BoundColumn
     public BoundColumn(IProperty property, bool named)
     {
         Property = property;
+        if (!CanBind(property))
+        {
+            throw new InvalidOperationException(
+                $"Property '{property.DeclaringType.DisplayName()}.{property.Name}' is bound to its record (IsBoundToRecord), but neither its type '{property.ClrType.Name}' nor the provider type of a value converter has a plaintext encoding (docs/FORMAT.md, \"Plaintext encodings\"); convert it to a supported type or do not bind it.");
+        }
+
         _converter = ProviderConverter(property);
         var type = _converter?.ProviderClrType ?? property.ClrType;
         var tag = EnvelopeFormat.BindingName(ValueCodecs.TypeTag(type));

@@ -1,4 +1,5 @@
 using EfEnvelope.KeyManagement;
+using EfEnvelope.Specification.Tests;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Reliability.Tests.Tampering;
@@ -24,6 +25,7 @@ public sealed class HierarchyBindingTests : IDisposable
 
     private HierarchyContext NewContext() => new(new DbContextOptionsBuilder<HierarchyContext>()
         .UseSqlite($"Data Source={_path};Pooling=False")
+        .ManyConfigurationsPerProcess()
         .UseEnvelopeEncryption(e => e.UseProvider(_provider))
         .Options);
 

@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Reliability.Tests.Tampering;
@@ -25,6 +26,7 @@ public sealed class JsonOwnerBindingTests : IDisposable
 
     private JsonOwnerContext NewContext() => new(new DbContextOptionsBuilder<JsonOwnerContext>()
         .UseSqlite($"Data Source={_path};Pooling=False")
+        .ManyConfigurationsPerProcess()
         .UseEnvelopeEncryption(e => e.UseProvider(_provider))
         .Options);
 

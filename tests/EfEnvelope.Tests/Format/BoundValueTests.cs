@@ -14,7 +14,7 @@ namespace EfEnvelope.Tests.Format;
 /// </summary>
 public sealed class BoundValueTests
 {
-    private static readonly DateTime Moment = new(2026, 12, 1, 7, 30, 0); // 639001098000000000 ticks
+    private static readonly DateTime Moment = new(2026, 12, 1, 7, 30, 0); // 639317070000000000 ticks
 
     public static TheoryData<string, object, object, string> Equivalents => new()
     {
@@ -65,6 +65,16 @@ public sealed class BoundValueTests
         Assert.NotEqual(Encode(price, 1.5m), Encode(price, 1.05m));
     }
 
+    [Fact]
+    public void A_bound_column_of_a_type_without_an_encoding_is_refused_naming_it()
+    {
+        using var db = new BoundContext();
+        var property = db.Model.FindEntityType(typeof(BoundRow))!.FindProperty(nameof(BoundRow.Grade))!;
+        Assert.False(BoundColumn.CanBind(property));
+        var error = Assert.Throws<InvalidOperationException>(() => new BoundColumn(property, named: true));
+        Assert.Contains("BoundRow.Grade", error.Message, StringComparison.Ordinal);
+    }
+
     private static string Ticks(long ticks)
     {
         var bytes = new byte[8];
@@ -112,6 +122,8 @@ public sealed class BoundValueTests
         public double Ratio { get; set; }
 
         public float Weight { get; set; }
+
+        public char Grade { get; set; }
     }
 
     private sealed class BoundContext : DbContext

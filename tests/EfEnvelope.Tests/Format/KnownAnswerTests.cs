@@ -136,6 +136,25 @@ public sealed partial class KnownAnswerTests
     {
         public static byte[] DecryptField(byte[] keyBlob, byte[]? field, string entity, string property, int invoiceId, string typeTag = "string")
         {
+            // An invoice: flags 0x01, one bound value, its client-set int32 primary key.
+            var boundKey = new byte[4];
+            BinaryPrimitives.WriteInt32LittleEndian(boundKey, invoiceId);
+            return DecryptField(keyBlob, field, entity, property, typeTag, concreteType: null, flags: 1, [Concat(LengthPrefixed16("int32"), BoundValue(boundKey))]);
+        }
+
+        /// <summary>A bound value as the seal lists it after its prefix: <c>0x01 || uint32 length || encoding</c>.</summary>
+        public static byte[] BoundValue(byte[] encoding)
+        {
+            var length = new byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(length, (uint)encoding.Length);
+            return Concat([0x01], length, encoding);
+        }
+
+        /// <param name="concreteType">The concrete type's name for a type of an inheritance hierarchy, else null.</param>
+        /// <param name="flags">The binding flags the trailer must carry.</param>
+        /// <param name="boundValues">Each bound value with its prefix, in the page's order.</param>
+        public static byte[] DecryptField(byte[] keyBlob, byte[]? field, string entity, string property, string typeTag, string? concreteType, byte flags, byte[][] boundValues)
+        {
             // Wrapped-key blob.
             Assert.Equal(2, keyBlob[0]);
             var mode = keyBlob[1];
@@ -180,18 +199,15 @@ public sealed partial class KnownAnswerTests
             var trailer = keyBlob.AsSpan(at, keyBlob.Length - 28 - at).ToArray();
             var sealNonce = keyBlob.AsSpan(keyBlob.Length - 28, 12).ToArray();
             var seal = keyBlob.AsSpan(keyBlob.Length - 16).ToArray();
-            var flags = trailer[0];
             var count = BinaryPrimitives.ReadUInt16BigEndian(trailer.AsSpan(1));
             Assert.Equal(3 + 20 * count, trailer.Length);
-            Assert.Equal(1, flags); // the primary key (client-set) is bound, no opted-in columns
+            Assert.Equal(flags, trailer[0]);
 
-            var boundKey = new byte[4];
-            BinaryPrimitives.WriteInt32LittleEndian(boundKey, invoiceId);
-            var boundLength = new byte[4];
-            BinaryPrimitives.WriteUInt32BigEndian(boundLength, 4);
+            var boundCount = new byte[2];
+            BinaryPrimitives.WriteUInt16BigEndian(boundCount, (ushort)boundValues.Length);
             var message = Concat(
-                LengthPrefixed16("efenvelope/v2/record-seal"), recordId, LengthPrefixed16(entity), trailer,
-                [0x00, 0x01], LengthPrefixed16("int32"), [0x01], boundLength, boundKey);
+                [LengthPrefixed16("efenvelope/v2/record-seal"), recordId, LengthPrefixed16(entity),
+                 concreteType is null ? [] : LengthPrefixed16(concreteType), trailer, boundCount, .. boundValues]);
             // The seal: AES-GCM under the data key, empty plaintext, the message as associated data (GMAC).
             using (var gmac = new AesGcm(dataKey, 16))
             {
@@ -232,7 +248,7 @@ public sealed partial class KnownAnswerTests
             return plaintext;
         }
 
-        private static byte[] LengthPrefixed16(string text)
+        public static byte[] LengthPrefixed16(string text)
         {
             var bytes = Encoding.UTF8.GetBytes(text);
             var result = new byte[2 + bytes.Length];
@@ -250,6 +266,6 @@ public sealed partial class KnownAnswerTests
             return result;
         }
 
-        private static byte[] Concat(params byte[][] parts) => parts.SelectMany(p => p).ToArray();
+        public static byte[] Concat(params byte[][] parts) => parts.SelectMany(p => p).ToArray();
     }
 }
