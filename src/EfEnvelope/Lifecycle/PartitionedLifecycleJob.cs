@@ -40,7 +40,7 @@ internal sealed class PartitionedLifecycleJob(DbContext context, LifecycleOperat
         await _table.EnsureCreatedAsync(cancellationToken).ConfigureAwait(false);
         await PlanAsync(cancellationToken).ConfigureAwait(false);
         // Often enough that a worker waiting for the last partitions returns soon after they finish; the table is tiny.
-        var poll = TimeSpan.FromTicks(Math.Clamp(options.LeaseDuration.Ticks / 8, TimeSpan.FromMilliseconds(100).Ticks, TimeSpan.FromSeconds(1).Ticks));
+        var poll = TimeSpan.FromTicks(Math.Clamp(options.LeaseDuration.Ticks / 8, TimeSpan.FromMilliseconds(50).Ticks, TimeSpan.FromMilliseconds(200).Ticks));
         while (true)
         {
             var now = Now();
