@@ -43,6 +43,7 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
 
         // Replace, not TryAdd: the database provider's services may already have registered EF's own detector.
         services.Replace(ServiceDescriptor.Scoped<IChangeDetector, EncryptionChangeDetector>());
+        services.Replace(ServiceDescriptor.Scoped<IStateManager, EncryptingStateManager>());
         services.Replace(ServiceDescriptor.Scoped<IInternalEntityEntryNotifier, EncryptionEntryNotifier>());
         services.Replace(ServiceDescriptor.Scoped<IQueryCompiler, Search.SearchQueryCompiler>());
     }

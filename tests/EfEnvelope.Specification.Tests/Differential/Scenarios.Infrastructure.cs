@@ -243,6 +243,76 @@ public static partial class Scenarios
         });
     }
 
+    /// <summary>An application's audit interceptor: stamps customers while the save starts, as interceptors commonly do.</summary>
+    private sealed class StampCustomers : SaveChangesInterceptor
+    {
+        public override ValueTask<InterceptionResult<int>> SavingChangesAsync(DbContextEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
+        {
+            foreach (var entry in eventData.Context!.ChangeTracker.Entries<Customer>())
+            {
+                if (entry.State == EntityState.Added)
+                {
+                    entry.Entity.Notes = "stamped on insert";
+                }
+                else if (entry.State == EntityState.Modified)
+                {
+                    entry.Entity.Ssn = "stamped on update";
+                    entry.Entity.Version++;
+                }
+            }
+
+            return ValueTask.FromResult(result);
+        }
+    }
+
+    private static IEnumerable<Scenario> ApplicationInterceptors()
+    {
+        // EF calls a library's interceptors before the application's: what the application's interceptor sets while
+        // the save starts must still be what is written.
+        const string Area = "application-interceptor";
+        yield return new("interceptor-stamps-encrypted-value-on-insert", Area, async r =>
+        {
+            await using (var db = r.NewContext(o => o.AddInterceptors(new StampCustomers())))
+            {
+                db.Customers.Add(Shop.Customer(1));
+                await r.SaveAsync(db);
+            }
+
+            await using var reader = r.NewContext();
+            r.Observe("stored", await reader.Customers.Select(c => new { c.Notes, c.Ssn }).SingleAsync(r.Ct));
+        });
+        yield return new("interceptor-stamps-encrypted-value-on-update", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using (var db = r.NewContext(o => o.AddInterceptors(new StampCustomers())))
+            {
+                (await db.Customers.SingleAsync(r.Ct)).Score++;
+                await r.SaveAsync(db);
+            }
+
+            await using var reader = r.NewContext();
+            r.Observe("stored", await reader.Customers.Select(c => new { c.Ssn, c.Score, c.Version }).SingleAsync(r.Ct));
+        });
+        yield return new("saving-changes-event-stamps-encrypted-value", Area, async r =>
+        {
+            await using (var db = r.NewContext())
+            {
+                db.SavingChanges += (sender, _) =>
+                {
+                    foreach (var entry in ((DbContext)sender!).ChangeTracker.Entries<Customer>())
+                    {
+                        entry.Entity.Notes = "stamped by the event";
+                    }
+                };
+                db.Customers.Add(Shop.Customer(1));
+                await r.SaveAsync(db);
+            }
+
+            await using var reader = r.NewContext();
+            r.Observe("stored", await reader.Customers.Select(c => c.Notes).SingleAsync(r.Ct));
+        });
+    }
+
     private static IEnumerable<Scenario> Pooling()
     {
         const string Area = "pooling";

@@ -1,0 +1,46 @@
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+
+namespace EfEnvelope.Internal;
+
+/// <summary>
+/// Encrypts a save where EF hands it to the state manager: after every <c>SavingChanges</c> interceptor and EF's own
+/// change detection, before EF collects the entries to write.
+/// </summary>
+/// <remarks>
+/// A <c>SavingChanges</c> interceptor cannot do this: EF calls the interceptors a library registers before those the
+/// application adds with <c>AddInterceptors</c>, so an application interceptor that stamps a value (an audit column, a
+/// version, a tenant id) would change it after the record was encrypted and sealed. An encrypted value set there
+/// would be lost, and a bound column set there would no longer match the seal, leaving a row that can never be read.
+/// Here every change the application makes during <c>SaveChanges</c> has been made. EF calls these methods once per
+/// <c>SaveChanges</c>, outside the execution strategy, so a retried save sends the ciphertext of its first attempt.
+/// </remarks>
+#pragma warning disable EF1001 // StateManager is EF's internal service; replacing it is the hook that runs last
+internal sealed class EncryptingStateManager(StateManagerDependencies dependencies, EnvelopeRuntime runtime) : StateManager(dependencies)
+{
+    private readonly SaveEncryption _encryption = new(runtime);
+
+    public override int SaveChanges(bool acceptAllChangesOnSuccess)
+    {
+        _encryption.Run(Context);
+        MarkSaving();
+        return base.SaveChanges(acceptAllChangesOnSuccess);
+    }
+
+    public override async Task<int> SaveChangesAsync(bool acceptAllChangesOnSuccess, CancellationToken cancellationToken = default)
+    {
+        await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
+        MarkSaving();
+        return await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false);
+    }
+
+    // From here on EF writes and then accepts the save; Modified to Unchanged is that acceptance, not a rejection.
+    private void MarkSaving()
+    {
+        if (Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
+        {
+            detector.Saving = true;
+        }
+    }
+}
+#pragma warning restore EF1001
