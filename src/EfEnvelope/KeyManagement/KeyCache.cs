@@ -210,6 +210,17 @@ internal sealed class KeyCache : IDisposable
     /// <summary>Drops every key (they are zeroed as soon as no reader holds them).</summary>
     public void Clear()
     {
+        // Compact alone would leave the zeroing to eviction callbacks that MemoryCache runs later on the thread pool;
+        // until then a key held as a hint still passes TryAcquire. Evicting each key here makes it unusable before
+        // Clear returns, so the next use asks the provider (and notices a master key disabled meanwhile).
+        foreach (var slot in _readKeys.Keys)
+        {
+            if (_readKeys.TryGetValue(slot, out CachedKey? key))
+            {
+                key?.Evict();
+            }
+        }
+
         _readKeys.Compact(1.0);
         _refused.Clear();
         foreach (var key in _writeKeys.Keys)

@@ -288,4 +288,32 @@ public sealed class KeyCacheTests
         Assert.Equal(1, records);
         Assert.True(key.IsZeroed);
     }
+
+    [Fact]
+    public async Task A_cleared_read_key_cannot_be_used_as_a_hint_once_Clear_returns()
+    {
+        // MemoryCache runs eviction callbacks on the thread pool after Compact returns. A key a reader or a tracked
+        // record still holds as its hint must nevertheless be unusable as soon as Clear (ClearEnvelopeKeyCache)
+        // returns, or the next save skips the provider, and a master key disabled meanwhile is not noticed.
+        var provider = new InsecureInMemoryMasterKeyProvider("primary");
+        var gateway = new ProviderGateway(provider, TimeSpan.FromSeconds(5), NullLogger.Instance);
+        using var cache = new KeyCache(gateway, new KeyCacheOptions(), TimeProvider.System, "app");
+        for (var round = 0; round < 50; round++)
+        {
+            var (writeKey, _) = Assert.Single(await cache.ReserveWriteKeysAsync("Entity", "primary", 1, Ct));
+            var bytes = new byte[EnvelopeFormat.TailOffset + writeKey.Tail.Length + EnvelopeFormat.WrappedDekSize];
+            bytes[0] = EnvelopeFormat.Version;
+            bytes[1] = EnvelopeFormat.ModeCachedKek;
+            writeKey.Tail.CopyTo(bytes, EnvelopeFormat.TailOffset);
+            writeKey.Release();
+            Assert.True(WrappedKeyBlob.TryParse(bytes, out var blob, out _));
+            cache.Clear();
+
+            var hint = await cache.GetAsync("Entity", blob, null, Ct);
+            hint.Release();
+            cache.Clear();
+
+            Assert.False(cache.TryGet("Entity", blob, hint, out _), $"round {round}: the cleared key was used");
+        }
+    }
 }
