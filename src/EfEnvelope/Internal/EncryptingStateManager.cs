@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 
@@ -32,6 +33,29 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
         await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
         MarkSaving();
         return await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>ChangeTracker.AcceptAllChanges()</c>: EF now takes the tracked values of every added, modified or deleted entry
+    /// as what the database holds. The plaintext baselines the change detector compares encrypted edits with must say
+    /// the same, or the next save would write edits EF has just accepted (plain EF writes nothing).
+    /// </summary>
+    public override void AcceptAllChanges()
+    {
+        var accepted = Entries.Where(e => e.EntityState is EntityState.Added or EntityState.Modified).ToList();
+        base.AcceptAllChanges();
+        if (Context.GetService<IChangeDetector>() is not EncryptionChangeDetector detector)
+        {
+            return;
+        }
+
+        foreach (var entry in accepted)
+        {
+            if (entry.EntityState == EntityState.Unchanged)
+            {
+                detector.RememberBaseline(entry, replacesStored: false, fromQuery: false);
+            }
+        }
     }
 
     // From here on EF writes and then accepts the save; Modified to Unchanged is that acceptance, not a rejection.

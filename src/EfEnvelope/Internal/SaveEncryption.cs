@@ -124,8 +124,13 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 // database failed; if the plaintext was since edited back, writing that ciphertext would store the
                 // abandoned value. Re-encrypting from the current plaintext is always right. A value still in its
                 // legacy plaintext column is encrypted on this save too (and the column emptied).
-                if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i])
-                    || (entry.IsModified(encrypted.Properties[i].Ciphertext) && !snapshot.Wrote(i, entry[encrypted.Properties[i].Ciphertext]))
+                //
+                // Like EF, an edit is saved only once change detection has seen it (the detector then marks its
+                // ciphertext modified): before every save, or when the application calls DetectChanges with
+                // AutoDetectChangesEnabled off.
+                var ciphertext = encrypted.Properties[i].Ciphertext;
+                if ((entry.IsModified(ciphertext) && encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]))
+                    || (entry.IsModified(ciphertext) && !snapshot.Wrote(i, entry[ciphertext]))
                     || (encrypted.Properties[i].LegacyPlaintext is { } legacy && entry[legacy] is not null))
                 {
                     changed ??= new bool[encrypted.Properties.Length];

@@ -13,9 +13,6 @@ public static class KnownDifferences
     private const string ValuesBypassed =
         "Values set through EF's own APIs (SetValues, OriginalValues, Add then State = Modified) never reach the encrypted property, because EF does not know it: the encrypted column keeps its old value.";
 
-    private const string SnapshotBesideEf =
-        "EfEnvelope keeps its own snapshot beside EF's: AcceptAllChanges and AutoDetectChangesEnabled = false do not accept or hold back an encrypted edit as EF does. (Reload, State = Unchanged and SetValues(OriginalValues) now discard it; their scenarios differ only in the tracker view.)";
-
     private const string KeyLookup =
         "An edit of an attached (not queried) entity first reads its data key from the database: the save sends one command more than plain EF.";
 
@@ -41,14 +38,12 @@ public static class KnownDifferences
             "cascade-delete-loaded-orders", "remove-from-loaded-collection", "save-without-accepting-then-accept", "tph-update-derived",
             "tph-update-base-property", "tph-delete", "tpt-update-both-tables", "tpt-delete", "tpc-delete", "tpc-update", "tpc-insert", "owned-edit-encrypted-member",
             "owned-entry-reference", "transaction-rollback", "concurrency-conflict-entries", "retrying-execute-in-transaction", "retrying-insert-after-transient-failure", "issue-04",
-            "reload-discards-local-edit", "state-unchanged-discards-edit", "record-update-through-entry",
+            "reload-discards-local-edit", "state-unchanged-discards-edit", "record-update-through-entry", "accept-all-changes",
+            "issue-03",
         ]),
         (ValuesBypassed, [
             "set-values-from-entity", "set-values-from-dto", "set-values-from-dictionary", "set-original-values-then-save",
             "state-added-to-modified-with-key",
-        ]),
-        (SnapshotBesideEf, [
-            "accept-all-changes", "auto-detect-changes-off", "issue-03",
         ]),
         (KeyLookup, [
             "attach-then-edit",
