@@ -74,6 +74,12 @@ internal static class EnvelopeFormat
     /// <summary>Binding flag: the columns configured with <c>IsBoundToRecord()</c> are bound into the seal.</summary>
     public const byte FlagColumnsBound = 0x02;
 
+    /// <summary>
+    /// Binding flag: an owned collection item's own key values (its primary key properties that are not its owner's
+    /// key) are bound into the seal, after its owner's key values, so that two items of one owner cannot be swapped.
+    /// </summary>
+    public const byte FlagItemKeyBound = 0x08;
+
     /// <summary>Prefix of a version 2 data key's associated data (mode 1).</summary>
     public static readonly byte[] DataKeyLabel = BindingName("efenvelope/v2/data-key");
 
@@ -206,7 +212,7 @@ internal readonly struct WrappedKeyBlob
     /// <summary>Where the version 2 trailer starts: right after the wrapped data key (mode 1) or the provider-wrapped key (mode 2).</summary>
     private int TrailerOffset => EnvelopeFormat.TailOffset + TailLength + (Mode == EnvelopeFormat.ModeCachedKek ? EnvelopeFormat.WrappedDekSize : 0);
 
-    /// <summary>Version 2: which row values the seal binds (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</summary>
+    /// <summary>Version 2: which row values the seal binds (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagItemKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</summary>
     public byte BindingFlags => Blob[TrailerOffset];
 
     /// <summary>Version 2: the trailer up to the seal's nonce (flags, count, entries): what the seal authenticates of it.</summary>

@@ -77,7 +77,7 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <param name="stored">
     /// The record's wrapped-key blob, then its field blobs in <see cref="EncryptedEntity.Properties"/> order, then
     /// (while a column is migrated from plaintext) the legacy plaintext values of the properties that map one, then
-    /// the values of the columns the record seal binds (<see cref="EncryptedEntity.BoundKey"/>, <see cref="EncryptedEntity.BoundColumns"/>).
+    /// the values of the columns the record seal binds (<see cref="EncryptedEntity.BoundKey"/>, <see cref="EncryptedEntity.BoundItemKey"/>, <see cref="EncryptedEntity.BoundColumns"/>).
     /// </param>
     /// <param name="snapshot">Whether to return a snapshot (tracked records only: it costs an allocation per value).</param>
     /// <returns>The snapshot of what was decrypted, for change tracking, or null when not asked for.</returns>
@@ -169,7 +169,7 @@ internal sealed class EnvelopeRuntime : IDisposable
 
     /// <summary>The plain columns the record seal binds, in the order <see cref="EncryptedEntity.BindingOf"/> reads them.</summary>
     public static IEnumerable<IProperty> BoundProperties(EncryptedEntity encrypted) =>
-        [.. encrypted.BoundKey.Select(c => c.Property), .. encrypted.BoundColumns.Select(c => c.Property)];
+        [.. encrypted.BoundKey.Select(c => c.Property), .. encrypted.BoundItemKey.Select(c => c.Property), .. encrypted.BoundColumns.Select(c => c.Property)];
 
     private static int LegacyIndex(EncryptedEntity encrypted, IProperty legacy)
     {
@@ -263,7 +263,7 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <summary>Checks a version 2 record's seal against its stored fields and bound row values (in <paramref name="stored"/>, <see cref="StoredProperties"/> order).</summary>
     /// <exception cref="EnvelopeDecryptionException">The record is not what was sealed.</exception>
     public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, AesGcm dataKey, object?[] stored, string keyId) =>
-        encrypted.VerifySeal(blob, dataKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(stored.Length - encrypted.BoundKey.Length - encrypted.BoundColumns.Length), keyId);
+        encrypted.VerifySeal(blob, dataKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(stored.Length - encrypted.BoundCount), keyId);
 
     private static EncryptedEntity? Build(IEntityType entityType)
     {

@@ -294,7 +294,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         var entity = item.Entry.Entity;
         item.Fields = new byte[]?[encrypted.Properties.Length];
         var entry = item.Entry;
-        var binding = encrypted.BindingOf(p => entry[p], keyKnown: !Array.Exists(encrypted.BoundKey, c => entry.HasTemporaryValue(c.Property)));
+        var binding = encrypted.BindingOf(p => entry[p], known: p => !entry.HasTemporaryValue(p));
         if (item.IsNew)
         {
             item.NewWrappedKey = item.DirectKey is not null

@@ -466,7 +466,7 @@ internal sealed partial class LifecycleJob
         }
 
         var fields = new byte[]?[encrypted.Properties.Length];
-        var binding = encrypted.BindingOf(p => entry.Property(p.Name).CurrentValue, keyKnown: true);
+        var binding = encrypted.BindingOf(p => entry.Property(p.Name).CurrentValue, known: _ => true);
         byte[] wrapped;
         if (_runtime.Settings.Mode == KeyWrappingMode.Direct)
         {

@@ -43,6 +43,7 @@ internal sealed class EncryptedEntity
             .Select(name => SHA256.HashData(EnvelopeFormat.BindingName(name))[..4])
             .Where(id => !Array.Exists(Properties, p => p.NameId.AsSpan().SequenceEqual(id)))];
         BoundKey = KeyColumns(entityType);
+        BoundItemKey = ItemKeyColumns(entityType);
         BoundColumns = [.. entityType.GetProperties()
             .Where(p => p.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true)
             .Select(p => new BoundColumn(p, named: true))
@@ -51,11 +52,22 @@ internal sealed class EncryptedEntity
 
     /// <summary>
     /// The key values a record is bound to: its primary key, or for an owned type the key of its owner (the ownership
-    /// foreign key, also for a JSON-mapped one; an owned collection's own ordinal or identity is not bound). Empty when
+    /// foreign key, also for a JSON-mapped one; an owned collection item's own key is <see cref="BoundItemKey"/>). Empty when
     /// they cannot be bound: a keyless type, or a key of a type without a plaintext encoding whose value converter does
     /// not store one either.
     /// </summary>
     public BoundColumn[] BoundKey { get; }
+
+    /// <summary>
+    /// For an item of a table-mapped owned collection, its own key values: the properties of its primary key that are
+    /// not its owner's key (an ordinal, an <c>Id</c>), bound after <see cref="BoundKey"/> so that two items of one owner
+    /// cannot be swapped. Empty for every other type, and for a JSON-mapped collection, whose ordinals are positions in
+    /// the document that change when an earlier item is removed, without the later items being written again.
+    /// </summary>
+    public BoundColumn[] BoundItemKey { get; }
+
+    /// <summary>How many plain columns the seal can bind: <see cref="BoundKey"/>, <see cref="BoundItemKey"/>, then <see cref="BoundColumns"/>.</summary>
+    public int BoundCount => BoundKey.Length + BoundItemKey.Length + BoundColumns.Length;
 
     /// <summary>The columns configured with <c>IsBoundToRecord()</c>, in seal order.</summary>
     public BoundColumn[] BoundColumns { get; }
@@ -224,22 +236,20 @@ internal sealed class EncryptedEntity
 
     /// <summary>The row values a record is bound to when it is written from an entry in this state.</summary>
     /// <param name="valueOf">Reads a column's current value.</param>
-    /// <param name="keyKnown">
-    /// Whether the key values are final: false while the database still has to generate them (an identity column on
-    /// insert), in which case the key is left out of the seal until the record's next write.
+    /// <param name="known">
+    /// Whether a key property's value is final: false while the database still has to generate it (an identity column
+    /// on insert), in which case the key group it belongs to (<see cref="BoundKey"/> or <see cref="BoundItemKey"/>) is
+    /// left out of the seal until the record's next write.
     /// </param>
-    public RowBinding BindingOf(Func<IProperty, object?> valueOf, bool keyKnown)
+    public RowBinding BindingOf(Func<IProperty, object?> valueOf, Func<IProperty, bool> known)
     {
-        var flags = (byte)((keyKnown && BoundKey.Length > 0 ? EnvelopeFormat.FlagKeyBound : 0) | (BoundColumns.Length > 0 ? EnvelopeFormat.FlagColumnsBound : 0));
-        var values = new object?[BoundKey.Length + BoundColumns.Length];
-        for (var i = 0; i < BoundKey.Length; i++)
+        var flags = (byte)((BoundKey.Length > 0 && Array.TrueForAll(BoundKey, c => known(c.Property)) ? EnvelopeFormat.FlagKeyBound : 0)
+            | (BoundItemKey.Length > 0 && Array.TrueForAll(BoundItemKey, c => known(c.Property)) ? EnvelopeFormat.FlagItemKeyBound : 0)
+            | (BoundColumns.Length > 0 ? EnvelopeFormat.FlagColumnsBound : 0));
+        var values = new object?[BoundCount];
+        for (var i = 0; i < values.Length; i++)
         {
-            values[i] = valueOf(BoundKey[i].Property);
-        }
-
-        for (var i = 0; i < BoundColumns.Length; i++)
-        {
-            values[BoundKey.Length + i] = valueOf(BoundColumns[i].Property);
+            values[i] = valueOf(Column(i).Property);
         }
 
         return new RowBinding(flags, values);
@@ -249,7 +259,7 @@ internal sealed class EncryptedEntity
     /// <param name="blob">The record's wrapped-key blob.</param>
     /// <param name="dataKey">The record's opened data key.</param>
     /// <param name="fields">The stored field blobs, in <see cref="Properties"/> order.</param>
-    /// <param name="bound">The stored values of <see cref="BoundKey"/> then <see cref="BoundColumns"/>.</param>
+    /// <param name="bound">The stored values of <see cref="BoundKey"/>, <see cref="BoundItemKey"/>, then <see cref="BoundColumns"/>.</param>
     /// <param name="keyId">The master key the blob names, for the error.</param>
     /// <exception cref="EnvelopeDecryptionException">
     /// A field is not the one sealed (naming the property), or the seal does not match the record id, entity, the
@@ -289,8 +299,9 @@ internal sealed class EncryptedEntity
         }
 
         var flags = blob.BindingFlags;
-        var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound)) == 0
+        var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound | EnvelopeFormat.FlagItemKeyBound)) == 0
             && ((flags & EnvelopeFormat.FlagKeyBound) == 0 || BoundKey.Length > 0)
+            && ((flags & EnvelopeFormat.FlagItemKeyBound) == 0 || BoundItemKey.Length > 0)
             && ((flags & EnvelopeFormat.FlagColumnsBound) == 0 || BoundColumns.Length > 0);
         // Flags naming bound values this model does not have cannot be verified, so they fail like a wrong seal.
         if (!known || !Seal(blob.RecordId, blob.TrailerWithoutSeal, bound, dataKey, blob.SealNonce, expected: blob.Seal, output: default))
@@ -366,13 +377,11 @@ internal sealed class EncryptedEntity
     private bool Seal(ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> trailer, ReadOnlySpan<object?> bound, AesGcm dataKey, ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> expected, Span<byte> output)
     {
         var flags = trailer[0];
-        var keyBound = (flags & EnvelopeFormat.FlagKeyBound) != 0;
-        var columnsBound = (flags & EnvelopeFormat.FlagColumnsBound) != 0;
         var length = EnvelopeFormat.SealLabel.Length + EnvelopeFormat.RecordIdSize + BindingBytes.Length + ConcreteTypeBinding.Length + trailer.Length + 2;
         var boundCount = 0;
         for (var i = 0; i < bound.Length; i++)
         {
-            if (i < BoundKey.Length ? keyBound : columnsBound)
+            if (IsBound(i, flags))
             {
                 length += Column(i).Length(bound[i]);
                 boundCount++;
@@ -393,7 +402,7 @@ internal sealed class EncryptedEntity
             at += 2;
             for (var i = 0; i < bound.Length; i++)
             {
-                if (i < BoundKey.Length ? keyBound : columnsBound)
+                if (IsBound(i, flags))
                 {
                     at = Column(i).Write(bound[i], message, at);
                 }
@@ -430,7 +439,16 @@ internal sealed class EncryptedEntity
     // An empty value is what a migration writes into existing rows of a new non-nullable column: like NULL, no value.
     private static bool HasValue(byte[] field) => field.Length > 0;
 
-    private BoundColumn Column(int index) => index < BoundKey.Length ? BoundKey[index] : BoundColumns[index - BoundKey.Length];
+    private BoundColumn Column(int index) =>
+        index < BoundKey.Length ? BoundKey[index]
+        : index < BoundKey.Length + BoundItemKey.Length ? BoundItemKey[index - BoundKey.Length]
+        : BoundColumns[index - BoundKey.Length - BoundItemKey.Length];
+
+    // Whether the bound value at this index (key, item key, then opted-in columns) is in the seal under these flags.
+    private bool IsBound(int index, byte flags) =>
+        (flags & (index < BoundKey.Length ? EnvelopeFormat.FlagKeyBound
+            : index < BoundKey.Length + BoundItemKey.Length ? EnvelopeFormat.FlagItemKeyBound
+            : EnvelopeFormat.FlagColumnsBound)) != 0;
 
     private static int Put(Span<byte> destination, int at, ReadOnlySpan<byte> bytes)
     {
@@ -442,6 +460,17 @@ internal sealed class EncryptedEntity
     {
         var properties = entityType.FindOwnership() is { } ownership ? ownership.Properties : entityType.FindPrimaryKey()?.Properties;
         return properties is null || properties.Any(p => !BoundColumn.CanBind(p)) ? [] : [.. properties.Select(p => new BoundColumn(p, named: false))];
+    }
+
+    private static BoundColumn[] ItemKeyColumns(IEntityType entityType)
+    {
+        if (entityType.FindOwnership() is not { IsUnique: false } ownership || entityType.IsMappedToJson() || entityType.FindPrimaryKey() is not { } key)
+        {
+            return [];
+        }
+
+        var own = key.Properties.Where(p => !ownership.Properties.Contains(p)).ToArray();
+        return own.Any(p => !BoundColumn.CanBind(p)) ? [] : [.. own.Select(p => new BoundColumn(p, named: false))];
     }
 
     // The discriminator value is what the database stores, so it names the type for as long as rows keep it; types

@@ -98,6 +98,6 @@ internal sealed class BoundColumn
 }
 
 /// <summary>What a record seal binds besides the fields: the binding flags and the bound row values.</summary>
-/// <param name="Flags">Which groups are bound (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</param>
-/// <param name="Values">The values of <see cref="EncryptedEntity.BoundKey"/> then <see cref="EncryptedEntity.BoundColumns"/>.</param>
+/// <param name="Flags">Which groups are bound (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagItemKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</param>
+/// <param name="Values">The values of <see cref="EncryptedEntity.BoundKey"/>, <see cref="EncryptedEntity.BoundItemKey"/>, then <see cref="EncryptedEntity.BoundColumns"/>.</param>
 internal readonly record struct RowBinding(byte Flags, object?[] Values);

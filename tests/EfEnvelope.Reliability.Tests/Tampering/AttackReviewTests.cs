@@ -372,11 +372,8 @@ public sealed class AttackReviewTests : IDisposable
             p => $"{p.Name}'s Prefs.Secret='{p.Prefs?.Secret}'");
     }
 
-    /// <summary>Pins a gap docs/SECURITY.md lists: Documented: owned-collection items are bound to their owner, not to their own key, so two items of one owner can be swapped. docs/SECURITY.md.</summary>
     [Fact]
-    public Task D3_owned_collection_items_swapped_within_one_owner_are_refused_is_still_the_documented_gap() => AssertDocumentedGapAsync(D3_owned_collection_items_swapped_within_one_owner_are_refused);
-
-    private async Task D3_owned_collection_items_swapped_within_one_owner_are_refused()
+    public async Task D3_owned_collection_items_swapped_within_one_owner_are_refused()
     {
         var options = Options<AttackContext>();
         var id = Guid.NewGuid();

@@ -155,6 +155,52 @@ public sealed partial class KnownAnswerTests
         /// <param name="boundValues">Each bound value with its prefix, in the page's order.</param>
         public static byte[] DecryptField(byte[] keyBlob, byte[]? field, string entity, string property, string typeTag, string? concreteType, byte flags, byte[][] boundValues)
         {
+            var (recordId, dataKey, at) = OpenDataKey(keyBlob, entity);
+
+            // Trailer: flags, N, N × (name id, tag), seal nonce (12), seal (16).
+            var trailer = keyBlob.AsSpan(at, keyBlob.Length - 28 - at).ToArray();
+            var sealNonce = keyBlob.AsSpan(keyBlob.Length - 28, 12).ToArray();
+            var seal = keyBlob.AsSpan(keyBlob.Length - 16).ToArray();
+            var count = BinaryPrimitives.ReadUInt16BigEndian(trailer.AsSpan(1));
+            Assert.Equal(3 + 20 * count, trailer.Length);
+            Assert.Equal(flags, trailer[0]);
+
+            // The seal: AES-GCM under the data key, empty plaintext, the message as associated data (GMAC).
+            using (var gmac = new AesGcm(dataKey, 16))
+            {
+                gmac.Decrypt(sealNonce, Array.Empty<byte>(), seal, Array.Empty<byte>(), SealMessage(recordId, entity, concreteType, trailer, boundValues));
+            }
+
+            // The property's entry: present exactly when the field holds a value, with the field's tag.
+            var nameId = SHA256.HashData(LengthPrefixed16(property))[..4];
+            var entry = Enumerable.Range(0, count).Select(i => trailer.AsSpan(3 + 20 * i, 20).ToArray()).SingleOrDefault(e => e.AsSpan(0, 4).SequenceEqual(nameId));
+            Assert.True((entry is not null) == (field is not null), "the trailer lists the property exactly when it holds a value");
+            if (field is null)
+            {
+                return [];
+            }
+
+            Assert.Equal(entry![4..], field[^16..]);
+
+            // Field blob.
+            Assert.Equal(2, field[0]);
+            var fieldAad = Concat(LengthPrefixed16("efenvelope/v2/field"), recordId, LengthPrefixed16(entity), LengthPrefixed16(property), LengthPrefixed16(typeTag));
+            return Open(dataKey, field.AsSpan(1).ToArray(), fieldAad);
+        }
+
+        /// <summary>The message a record seal authenticates: label, record id, entity, concrete type, trailer (up to the seal's nonce), count and bound values.</summary>
+        public static byte[] SealMessage(byte[] recordId, string entity, string? concreteType, byte[] trailer, byte[][] boundValues)
+        {
+            var boundCount = new byte[2];
+            BinaryPrimitives.WriteUInt16BigEndian(boundCount, (ushort)boundValues.Length);
+            return Concat(
+                [LengthPrefixed16("efenvelope/v2/record-seal"), recordId, LengthPrefixed16(entity),
+                 concreteType is null ? [] : LengthPrefixed16(concreteType), trailer, boundCount, .. boundValues]);
+        }
+
+        /// <summary>Reads a version 2 wrapped-key blob up to its trailer: the record id, the unwrapped data key, and where the trailer starts.</summary>
+        public static (byte[] RecordId, byte[] DataKey, int TrailerAt) OpenDataKey(byte[] keyBlob, string entity)
+        {
             // Wrapped-key blob.
             Assert.Equal(2, keyBlob[0]);
             var mode = keyBlob[1];
@@ -195,40 +241,7 @@ public sealed partial class KnownAnswerTests
                 dataKey = unwrapped;
             }
 
-            // Trailer: flags, N, N × (name id, tag), seal nonce (12), seal (16).
-            var trailer = keyBlob.AsSpan(at, keyBlob.Length - 28 - at).ToArray();
-            var sealNonce = keyBlob.AsSpan(keyBlob.Length - 28, 12).ToArray();
-            var seal = keyBlob.AsSpan(keyBlob.Length - 16).ToArray();
-            var count = BinaryPrimitives.ReadUInt16BigEndian(trailer.AsSpan(1));
-            Assert.Equal(3 + 20 * count, trailer.Length);
-            Assert.Equal(flags, trailer[0]);
-
-            var boundCount = new byte[2];
-            BinaryPrimitives.WriteUInt16BigEndian(boundCount, (ushort)boundValues.Length);
-            var message = Concat(
-                [LengthPrefixed16("efenvelope/v2/record-seal"), recordId, LengthPrefixed16(entity),
-                 concreteType is null ? [] : LengthPrefixed16(concreteType), trailer, boundCount, .. boundValues]);
-            // The seal: AES-GCM under the data key, empty plaintext, the message as associated data (GMAC).
-            using (var gmac = new AesGcm(dataKey, 16))
-            {
-                gmac.Decrypt(sealNonce, Array.Empty<byte>(), seal, Array.Empty<byte>(), message);
-            }
-
-            // The property's entry: present exactly when the field holds a value, with the field's tag.
-            var nameId = SHA256.HashData(LengthPrefixed16(property))[..4];
-            var entry = Enumerable.Range(0, count).Select(i => trailer.AsSpan(3 + 20 * i, 20).ToArray()).SingleOrDefault(e => e.AsSpan(0, 4).SequenceEqual(nameId));
-            Assert.True((entry is not null) == (field is not null), "the trailer lists the property exactly when it holds a value");
-            if (field is null)
-            {
-                return [];
-            }
-
-            Assert.Equal(entry![4..], field[^16..]);
-
-            // Field blob.
-            Assert.Equal(2, field[0]);
-            var fieldAad = Concat(LengthPrefixed16("efenvelope/v2/field"), recordId, LengthPrefixed16(entity), LengthPrefixed16(property), LengthPrefixed16(typeTag));
-            return Open(dataKey, field.AsSpan(1).ToArray(), fieldAad);
+            return (recordId, dataKey, at);
         }
 
         private static string ReadString(byte[] blob, ref int at)
