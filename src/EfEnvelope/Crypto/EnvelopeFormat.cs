@@ -39,8 +39,9 @@ namespace EfEnvelope.Crypto;
 /// </para>
 /// <code>
 /// 1       binding flags
-/// 2       N = number of properties holding a value, big-endian
-/// N × 20  per property: name id (first 4 bytes of SHA-256 of its binding name), then its field's GCM tag (16)
+/// 2       N = number of entries, big-endian
+/// N × 20  per property holding a value: name id (first 4 bytes of SHA-256 of its binding name), then its field's GCM
+///         tag (16); with flag 0x04, also per NULL property that has a legacy plaintext column: its name id, 16 zero bytes
 /// 12      seal nonce (random, fresh on every write of the record)
 /// 16      record seal: GMAC under the data key over the record id, entity, this trailer and the bound row values (<see cref="RecordSeal"/>)
 /// </code>
@@ -73,6 +74,16 @@ internal static class EnvelopeFormat
 
     /// <summary>Binding flag: the columns configured with <c>IsBoundToRecord()</c> are bound into the seal.</summary>
     public const byte FlagColumnsBound = 0x02;
+
+    /// <summary>
+    /// Binding flag: the properties that had a legacy plaintext column when the record was written are listed even when
+    /// NULL, with an all-zero tag (<see cref="IsNullEntryTag"/>), so that a reader can tell a NULL the record was sealed
+    /// with from a value the row is meant to take from its legacy column.
+    /// </summary>
+    public const byte FlagLegacyNullsListed = 0x04;
+
+    /// <summary>Whether a trailer entry's tag is the all-zero tag that, under <see cref="FlagLegacyNullsListed"/>, lists a property as NULL.</summary>
+    public static bool IsNullEntryTag(ReadOnlySpan<byte> tag) => !tag.ContainsAnyExcept((byte)0);
 
     /// <summary>
     /// Binding flag: an owned collection item's own key values (its primary key properties that are not its owner's
@@ -212,13 +223,13 @@ internal readonly struct WrappedKeyBlob
     /// <summary>Where the version 2 trailer starts: right after the wrapped data key (mode 1) or the provider-wrapped key (mode 2).</summary>
     private int TrailerOffset => EnvelopeFormat.TailOffset + TailLength + (Mode == EnvelopeFormat.ModeCachedKek ? EnvelopeFormat.WrappedDekSize : 0);
 
-    /// <summary>Version 2: which row values the seal binds (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagItemKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>).</summary>
+    /// <summary>Version 2: which row values the seal binds (<see cref="EnvelopeFormat.FlagKeyBound"/>, <see cref="EnvelopeFormat.FlagItemKeyBound"/>, <see cref="EnvelopeFormat.FlagColumnsBound"/>) and whether NULLs of legacy-mapped properties are listed (<see cref="EnvelopeFormat.FlagLegacyNullsListed"/>).</summary>
     public byte BindingFlags => Blob[TrailerOffset];
 
     /// <summary>Version 2: the trailer up to the seal's nonce (flags, count, entries): what the seal authenticates of it.</summary>
     public ReadOnlySpan<byte> TrailerWithoutSeal => Blob.AsSpan(TrailerOffset, Blob.Length - EnvelopeFormat.SealWithNonceSize - TrailerOffset);
 
-    /// <summary>Version 2: the (name id, tag) entries of the properties that held a value when the record was sealed.</summary>
+    /// <summary>Version 2: the (name id, tag) entries of the properties that held a value when the record was sealed (and, with <see cref="EnvelopeFormat.FlagLegacyNullsListed"/>, of the legacy-mapped ones that were NULL).</summary>
     public ReadOnlySpan<byte> TrailerEntries => Blob.AsSpan(TrailerOffset + 3, Blob.Length - EnvelopeFormat.SealWithNonceSize - TrailerOffset - 3);
 
     /// <summary>Version 2: the seal's nonce, the 12 bytes before the seal.</summary>

@@ -260,10 +260,16 @@ internal sealed class EnvelopeRuntime : IDisposable
         }
     }
 
-    /// <summary>Checks a version 2 record's seal against its stored fields and bound row values (in <paramref name="stored"/>, <see cref="StoredProperties"/> order).</summary>
+    /// <summary>Checks a version 2 record's seal against its stored fields, legacy plaintext columns and bound row values (in <paramref name="stored"/>, <see cref="StoredProperties"/> order).</summary>
     /// <exception cref="EnvelopeDecryptionException">The record is not what was sealed.</exception>
     public static void VerifySeal(EncryptedEntity encrypted, in WrappedKeyBlob blob, AesGcm dataKey, object?[] stored, string keyId) =>
-        encrypted.VerifySeal(blob, dataKey, stored.AsSpan(1, encrypted.Properties.Length), stored.AsSpan(stored.Length - encrypted.BoundCount), keyId);
+        encrypted.VerifySeal(
+            blob,
+            dataKey,
+            stored.AsSpan(1, encrypted.Properties.Length),
+            stored.AsSpan(stored.Length - encrypted.BoundCount),
+            stored.AsSpan(1 + encrypted.Properties.Length, encrypted.LegacyColumnCount),
+            keyId);
 
     private static EncryptedEntity? Build(IEntityType entityType)
     {

@@ -27,7 +27,8 @@ internal sealed class EncryptedEntity
         Properties = properties.ToArray();
         HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
         EntityTag = new("entity", Name);
-        HasLegacyPlaintext = Properties.Any(p => p.LegacyPlaintext is not null);
+        LegacyColumnCount = Properties.Count(p => p.LegacyPlaintext is not null);
+        HasLegacyPlaintext = LegacyColumnCount > 0;
         SealOrder = [.. Enumerable.Range(0, Properties.Length).OrderBy(i => Properties[i].PropertyBinding, ByteOrder.Instance)];
         if (Properties.Select(p => Convert.ToHexString(p.NameId)).Distinct().Count() != Properties.Length)
         {
@@ -105,6 +106,9 @@ internal sealed class EncryptedEntity
 
     /// <summary>Whether any property still maps a legacy plaintext column (a migration to encryption is under way).</summary>
     public bool HasLegacyPlaintext { get; }
+
+    /// <summary>How many properties map a legacy plaintext column.</summary>
+    public int LegacyColumnCount { get; }
 
     public CachedKey? LastKey
     {
@@ -245,7 +249,8 @@ internal sealed class EncryptedEntity
     {
         var flags = (byte)((BoundKey.Length > 0 && Array.TrueForAll(BoundKey, c => known(c.Property)) ? EnvelopeFormat.FlagKeyBound : 0)
             | (BoundItemKey.Length > 0 && Array.TrueForAll(BoundItemKey, c => known(c.Property)) ? EnvelopeFormat.FlagItemKeyBound : 0)
-            | (BoundColumns.Length > 0 ? EnvelopeFormat.FlagColumnsBound : 0));
+            | (BoundColumns.Length > 0 ? EnvelopeFormat.FlagColumnsBound : 0)
+            | (HasLegacyPlaintext ? EnvelopeFormat.FlagLegacyNullsListed : 0));
         var values = new object?[BoundCount];
         for (var i = 0; i < values.Length; i++)
         {
@@ -260,23 +265,31 @@ internal sealed class EncryptedEntity
     /// <param name="dataKey">The record's opened data key.</param>
     /// <param name="fields">The stored field blobs, in <see cref="Properties"/> order.</param>
     /// <param name="bound">The stored values of <see cref="BoundKey"/>, <see cref="BoundItemKey"/>, then <see cref="BoundColumns"/>.</param>
+    /// <param name="legacy">The stored values of the legacy plaintext columns, in <see cref="Properties"/> order of the properties that map one.</param>
     /// <param name="keyId">The master key the blob names, for the error.</param>
     /// <exception cref="EnvelopeDecryptionException">
     /// A field is not the one sealed (naming the property), or the seal does not match the record id, entity, the
-    /// listed values or the bound row values (naming no property).
+    /// listed values or the bound row values (naming no property), or a legacy plaintext column holds a value where
+    /// the seal says its property was NULL (naming the property).
     /// </exception>
-    public void VerifySeal(in WrappedKeyBlob blob, AesGcm dataKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound, string keyId)
+    public void VerifySeal(in WrappedKeyBlob blob, AesGcm dataKey, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> bound, ReadOnlySpan<object?> legacy, string keyId)
     {
-        // Each property holding a value must be listed with its field's tag, and none listed may be NULL now. Listed
-        // name ids the model does not know are properties removed since (their columns were dropped): the seal still
-        // covers them, so nobody without the data key can add or remove one.
+        // Each property holding a value must be listed with its field's tag, and none listed may be NULL now, unless
+        // the seal lists it as NULL (flag 0x04, zero tag). Listed name ids the model does not know are properties
+        // removed since (their columns were dropped): the seal still covers them, so nobody without the data key can
+        // add or remove one.
         var entries = blob.TrailerEntries;
+        var flags = blob.BindingFlags;
+        var nullsListed = (flags & EnvelopeFormat.FlagLegacyNullsListed) != 0;
         for (var i = 0; i < Properties.Length; i++)
         {
             var entry = FindEntry(entries, Properties[i].NameId);
             var field = fields[i] as byte[];
             var present = field is not null && HasValue(field);
-            if (present != entry >= 0
+            // A present field is compared with the listed tag as it is, so a real tag that happens to be all zeros
+            // still reads; only an absent one takes the zero tag for "listed as NULL".
+            var listedAsNull = !present && entry >= 0 && nullsListed && EnvelopeFormat.IsNullEntryTag(entries.Slice(entry + 4, EnvelopeFormat.TagSize));
+            if ((present != entry >= 0 && !listedAsNull)
                 || (present && (field!.Length < EnvelopeFormat.FieldOverhead || !entries.Slice(entry + 4, EnvelopeFormat.TagSize).SequenceEqual(field.AsSpan(field.Length - EnvelopeFormat.TagSize)))))
             {
                 throw new EnvelopeDecryptionException(
@@ -298,8 +311,7 @@ internal sealed class EncryptedEntity
             }
         }
 
-        var flags = blob.BindingFlags;
-        var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound | EnvelopeFormat.FlagItemKeyBound)) == 0
+        var known = (flags & ~(EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagColumnsBound | EnvelopeFormat.FlagItemKeyBound | EnvelopeFormat.FlagLegacyNullsListed)) == 0
             && ((flags & EnvelopeFormat.FlagKeyBound) == 0 || BoundKey.Length > 0)
             && ((flags & EnvelopeFormat.FlagItemKeyBound) == 0 || BoundItemKey.Length > 0)
             && ((flags & EnvelopeFormat.FlagColumnsBound) == 0 || BoundColumns.Length > 0);
@@ -310,24 +322,64 @@ internal sealed class EncryptedEntity
                 $"The record's seal does not match (record id {Convert.ToHexStringLower(blob.RecordId)}): its columns were moved from another row, or its key column or a column bound to it was changed outside EF.",
                 Name, null, keyId);
         }
+
+        if (nullsListed && HasLegacyPlaintext)
+        {
+            RefuseLegacyBesideSealedNull(blob, entries, fields, legacy, keyId);
+        }
+    }
+
+    /// <summary>
+    /// A record written while a property had a legacy plaintext column lists that property even when NULL, and saving
+    /// it emptied the column: a value found there now beside a ciphertext the seal says was NULL was written outside EF,
+    /// and reading it (or sealing it on the next save) would make a forged value authentic.
+    /// </summary>
+    /// <remarks>
+    /// Called once the seal has verified, so the entries are the writer's. A legacy-mapped property the seal does not
+    /// list was added (or given its legacy column) after the record was last written: its column is read as the
+    /// migration needs, as in a record sealed without flag 0x04.
+    /// </remarks>
+    private void RefuseLegacyBesideSealedNull(in WrappedKeyBlob blob, ReadOnlySpan<byte> entries, ReadOnlySpan<object?> fields, ReadOnlySpan<object?> legacy, string keyId)
+    {
+        var column = 0;
+        for (var i = 0; i < Properties.Length; i++)
+        {
+            if (Properties[i].LegacyPlaintext is null)
+            {
+                continue;
+            }
+
+            // A present field was checked against its listed tag above; the legacy column is only read beside NULL.
+            if (legacy[column++] is not null && !(fields[i] is byte[] field && HasValue(field)) && FindEntry(entries, Properties[i].NameId) >= 0)
+            {
+                throw new EnvelopeDecryptionException(
+                    $"The legacy plaintext column holds a value where the record's seal says the property was NULL (record id {Convert.ToHexStringLower(blob.RecordId)}): it was written outside EF after the record was encrypted.",
+                    Name, Properties[i].Name, keyId);
+            }
+        }
     }
 
     public override string ToString() => $"EncryptedEntity({Name}, {Properties.Length} properties)";
 
-    /// <summary>Returns <paramref name="unsealed"/> followed by the version 2 trailer: flags, the present properties' entries, the seal's nonce, the seal.</summary>
+    /// <summary>
+    /// Returns <paramref name="unsealed"/> followed by the version 2 trailer: flags, the entries of the present
+    /// properties (and with <see cref="EnvelopeFormat.FlagLegacyNullsListed"/> those of the NULL legacy-mapped ones),
+    /// the seal's nonce, the seal.
+    /// </summary>
     private byte[] AppendTrailer(ReadOnlySpan<byte> unsealed, AesGcm dataKey, ReadOnlySpan<byte> sealNonce, ReadOnlySpan<byte> recordId, in RowBinding binding, ReadOnlySpan<object?> fields)
     {
-        var present = 0;
-        foreach (var field in fields)
+        var nullsListed = (binding.Flags & EnvelopeFormat.FlagLegacyNullsListed) != 0;
+        var listed = 0;
+        for (var i = 0; i < fields.Length; i++)
         {
-            present += field is byte[] bytes && HasValue(bytes) ? 1 : 0;
+            listed += (fields[i] is byte[] bytes && HasValue(bytes)) || (nullsListed && Properties[i].LegacyPlaintext is not null) ? 1 : 0;
         }
 
-        var blob = new byte[unsealed.Length + EnvelopeFormat.TrailerFixedSize + present * EnvelopeFormat.TrailerEntrySize];
+        var blob = new byte[unsealed.Length + EnvelopeFormat.TrailerFixedSize + listed * EnvelopeFormat.TrailerEntrySize];
         unsealed.CopyTo(blob);
         var at = unsealed.Length;
         blob[at] = binding.Flags;
-        BinaryPrimitives.WriteUInt16BigEndian(blob.AsSpan(at + 1), (ushort)present);
+        BinaryPrimitives.WriteUInt16BigEndian(blob.AsSpan(at + 1), (ushort)listed);
         at += 3;
         foreach (var i in SealOrder)
         {
@@ -335,6 +387,11 @@ internal sealed class EncryptedEntity
             {
                 at = Put(blob, at, Properties[i].NameId);
                 at = Put(blob, at, field.AsSpan(field.Length - EnvelopeFormat.TagSize));
+            }
+            else if (nullsListed && Properties[i].LegacyPlaintext is not null)
+            {
+                // Listed as NULL: the blob is zero-filled, so the tag stays 16 zero bytes.
+                at = Put(blob, at, Properties[i].NameId) + EnvelopeFormat.TagSize;
             }
         }
 

@@ -270,11 +270,8 @@ public sealed class AttackReviewTests : IDisposable
     // C. Legacy plaintext column beside a key: a value the seal says was NULL.
     // ---------------------------------------------------------------------------------------------------------
 
-    /// <summary>Pins a gap docs/SECURITY.md lists: Open (issue 12 item 5): a legacy plaintext column filled beside a sealed record whose value was NULL reads as that text; the seal does not say whether a NULL property had a legacy column. docs/SECURITY.md, issue 12 table.</summary>
     [Fact]
-    public Task C1_legacy_plaintext_written_where_the_sealed_record_had_NULL_is_refused_is_still_the_documented_gap() => AssertDocumentedGapAsync(C1_legacy_plaintext_written_where_the_sealed_record_had_NULL_is_refused);
-
-    private async Task C1_legacy_plaintext_written_where_the_sealed_record_had_NULL_is_refused()
+    public async Task C1_legacy_plaintext_written_where_the_sealed_record_had_NULL_is_refused()
     {
         var options = Options<AttackContext>();
         var id = Guid.NewGuid();
@@ -288,16 +285,16 @@ public sealed class AttackReviewTests : IDisposable
         }
 
         await using var reader = new AttackContext(options);
-        await AssertRefusedAsync("legacy column set to text beside a v2 key whose seal says Email was NULL",
+        var refused = await AssertRefusedAsync("legacy column set to text beside a v2 key whose seal says Email was NULL",
             () => reader.Legacies.AsNoTracking().SingleAsync(n => n.Id == id, Ct),
             n => $"Email={n.Email ?? "null"}, Other={n.Other}");
+        Assert.Equal((nameof(AtkLegacy), nameof(AtkLegacy.Email)), (refused.Entity?.Split('.')[^1], refused.Property));
+        Assert.DoesNotContain("forged@attacker.example", refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("other-C1", refused.Message, StringComparison.Ordinal);
     }
 
-    /// <summary>Pins a gap docs/SECURITY.md lists: Open (issue 12 item 5): the forged legacy value of C1 is encrypted and sealed by the next save. docs/SECURITY.md, issue 12 table.</summary>
     [Fact]
-    public Task C2_a_forged_legacy_value_is_not_laundered_into_a_sealed_ciphertext_by_the_next_edit_is_still_the_documented_gap() => AssertDocumentedGapAsync(C2_a_forged_legacy_value_is_not_laundered_into_a_sealed_ciphertext_by_the_next_edit);
-
-    private async Task C2_a_forged_legacy_value_is_not_laundered_into_a_sealed_ciphertext_by_the_next_edit()
+    public async Task C2_a_forged_legacy_value_is_not_laundered_into_a_sealed_ciphertext_by_the_next_edit()
     {
         var options = Options<AttackContext>();
         var id = Guid.NewGuid();
@@ -309,22 +306,39 @@ public sealed class AttackReviewTests : IDisposable
             await db.Database.ExecuteSqlRawAsync("UPDATE \"AtkLegacies\" SET \"Email_Plain\" = 'forged@attacker.example' WHERE \"Id\" = {0}", [id], Ct);
         }
 
-        // The application reads the record and edits another property.
+        // The application reads the record to edit another property: the read is refused, so nothing is saved.
         await using (var db = new AttackContext(options))
         {
-            var tracked = await db.Legacies.SingleOrDefaultAsync(n => n.Id == id, Ct);
-            if (tracked is not null)
-            {
-                tracked.Other = "other-C2-edited";
-                await db.SaveChangesAsync(Ct);
-            }
+            await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Legacies.SingleOrDefaultAsync(n => n.Id == id, Ct));
+        }
+
+        // Attached and edited without a read: the stored row is checked against its seal before its key is reused.
+        await using (var db = new AttackContext(options))
+        {
+            var stub = new AtkLegacy { Id = id, Email = null, Other = "other-C2" };
+            db.Attach(stub);
+            stub.Other = "other-C2-edited";
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.SaveChangesAsync(Ct));
+            Assert.Equal(nameof(AtkLegacy.Email), error.Property);
+        }
+
+        // The migration job refuses the row, naming it, rather than encrypting the forged text.
+        await using (var job = new AttackContext(options))
+        {
+            var result = await EnvelopeKeyLifecycle.EncryptLegacyPlaintextAsync(job, cancellationToken: Ct);
+            var failure = Assert.Single(result.Failures);
+            Assert.Contains(id.ToString(), failure.Key, StringComparison.OrdinalIgnoreCase);
+            Assert.Contains(nameof(AtkLegacy.Email), failure.Error, StringComparison.Ordinal);
+            Assert.DoesNotContain("forged@attacker.example", failure.Error, StringComparison.Ordinal);
+            Assert.Equal(0, result.RecordsChanged);
         }
 
         await using var reader = new AttackContext(options);
-        var legacyColumn = await reader.Database.SqlQueryRaw<string?>("SELECT \"Email_Plain\" AS \"Value\" FROM \"AtkLegacies\" WHERE \"Id\" = {0}", id).SingleAsync(Ct);
-        var read = await reader.Legacies.AsNoTracking().SingleAsync(n => n.Id == id, Ct);
-        Assert.True(read.Email != "forged@attacker.example",
-            $"NOT DETECTED: the forged legacy value is now a sealed ciphertext (Email='{read.Email}', legacy column {(legacyColumn is null ? "emptied" : "still set")}); a verify job passes: {(await EnvelopeKeyLifecycle.VerifyAsync(reader, cancellationToken: Ct)).Succeeded}");
+        Assert.Null(await RawAsync(reader, "AtkLegacies", "Email", id));
+        await AssertRefusedAsync("the forged legacy value after a read, an attached edit and the migration job",
+            () => reader.Legacies.AsNoTracking().SingleAsync(n => n.Id == id, Ct),
+            n => $"Email={n.Email ?? "null"}, Other={n.Other}");
+        Assert.False((await EnvelopeKeyLifecycle.VerifyAsync(reader, cancellationToken: Ct)).Succeeded);
     }
 
     // ---------------------------------------------------------------------------------------------------------
