@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Security.Cryptography;
 using System.Text;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests;
@@ -90,14 +89,7 @@ public sealed partial class KnownAnswerTests
         var (wrappedKey, _) = WriteKnownLine(connection, options);
 
         // What earlier releases wrote: the same trailer with flags 0x01, sealed over the owner's key alone.
-        var (recordId, dataKey, at) = DocumentDecoder.OpenDataKey(wrappedKey, LineEntity);
-        var old = wrappedKey.ToArray();
-        old[at] = 0x01;
-        var trailer = old.AsSpan(at, old.Length - 28 - at).ToArray();
-        using (var gmac = new AesGcm(dataKey, 16))
-        {
-            gmac.Encrypt(old.AsSpan(old.Length - 28, 12), [], [], old.AsSpan(old.Length - 16), DocumentDecoder.SealMessage(recordId, LineEntity, null, trailer, LineBoundValues(line: null)));
-        }
+        var old = DocumentDecoder.Reseal(wrappedKey, LineEntity, flags: 0x01, LineBoundValues(line: null));
 
         using (var command = connection.CreateCommand())
         {

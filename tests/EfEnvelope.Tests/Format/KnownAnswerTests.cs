@@ -171,14 +171,17 @@ public sealed partial class KnownAnswerTests
                 gmac.Decrypt(sealNonce, Array.Empty<byte>(), seal, Array.Empty<byte>(), SealMessage(recordId, entity, concreteType, trailer, boundValues));
             }
 
-            // The property's entry: present exactly when the field holds a value, with the field's tag.
+            // The property's entry: present exactly when the field holds a value, with the field's tag; under flag bit 2
+            // a NULL property mapped to a legacy plaintext column is listed too, with an all-zero tag.
             var nameId = SHA256.HashData(LengthPrefixed16(property))[..4];
             var entry = Enumerable.Range(0, count).Select(i => trailer.AsSpan(3 + 20 * i, 20).ToArray()).SingleOrDefault(e => e.AsSpan(0, 4).SequenceEqual(nameId));
-            Assert.True((entry is not null) == (field is not null), "the trailer lists the property exactly when it holds a value");
             if (field is null)
             {
+                Assert.True(entry is null || ((flags & 0x04) != 0 && entry[4..].All(b => b == 0)), "a NULL property is listed only under flag bit 2, with the zero tag");
                 return [];
             }
+
+            Assert.NotNull(entry);
 
             Assert.Equal(entry![4..], field[^16..]);
 
@@ -196,6 +199,18 @@ public sealed partial class KnownAnswerTests
             return Concat(
                 [LengthPrefixed16("efenvelope/v2/record-seal"), recordId, LengthPrefixed16(entity),
                  concreteType is null ? [] : LengthPrefixed16(concreteType), trailer, boundCount, .. boundValues]);
+        }
+
+        /// <summary>The blob with its trailer's flags replaced and its seal computed again with the data key: what only a key holder can write.</summary>
+        public static byte[] Reseal(byte[] keyBlob, string entity, byte flags, byte[][] boundValues)
+        {
+            var (recordId, dataKey, at) = OpenDataKey(keyBlob, entity);
+            var resealed = keyBlob.ToArray();
+            resealed[at] = flags;
+            var trailer = resealed.AsSpan(at, resealed.Length - 28 - at).ToArray();
+            using var gmac = new AesGcm(dataKey, 16);
+            gmac.Encrypt(resealed.AsSpan(resealed.Length - 28, 12), [], [], resealed.AsSpan(resealed.Length - 16), SealMessage(recordId, entity, null, trailer, boundValues));
+            return resealed;
         }
 
         /// <summary>Reads a version 2 wrapped-key blob up to its trailer: the record id, the unwrapped data key, and where the trailer starts.</summary>
