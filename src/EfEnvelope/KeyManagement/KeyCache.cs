@@ -13,7 +13,9 @@ namespace EfEnvelope.KeyManagement;
 /// found in stored blobs for reading, keyed by their <see cref="KeySlot"/>: what the key is for (domain and mode),
 /// the entity it is bound to, the bytes that identify it and, for a data key the provider wrapped, its record. Both
 /// expire after <see cref="KeyCacheOptions.TimeToLive"/>; the read side holds at most
-/// <see cref="KeyCacheOptions.MaxEntries"/> keys. Evicted keys are zeroed once no reader holds them.
+/// <see cref="KeyCacheOptions.MaxEntries"/> key-encryption keys and, apart from them so that a large direct-mode working
+/// set cannot push the few KEKs out, at most <see cref="KeyCacheOptions.MaxDataKeys"/> per-record data keys. Evicted
+/// keys are zeroed once no reader holds them.
 /// </para>
 /// <para>
 /// Concurrent misses on the same key share one provider call, so a burst of parallel reads after expiry costs one
@@ -33,6 +35,7 @@ internal sealed class KeyCache : IDisposable
     private readonly TimeProvider _time;
     private readonly string _application;
     private readonly MemoryCache _readKeys;
+    private readonly MemoryCache _dataKeys;
     private readonly ConcurrentDictionary<(string Entity, string KeyId), CachedKey> _writeKeys = new();
     private readonly ConcurrentDictionary<KeySlot, Lazy<Task<CachedKey>>> _pendingReads = new();
     private readonly ConcurrentDictionary<(string Entity, string KeyId), SemaphoreSlim> _writeKeyLocks = new();
@@ -50,6 +53,7 @@ internal sealed class KeyCache : IDisposable
         _time = time;
         _application = application;
         _readKeys = new MemoryCache(new MemoryCacheOptions { SizeLimit = options.MaxEntries, CompactionPercentage = 0.1 });
+        _dataKeys = new MemoryCache(new MemoryCacheOptions { SizeLimit = options.MaxDataKeys, CompactionPercentage = 0.1 });
 
         // Expired keys are otherwise dropped only when the cache is next used; an idle application would keep
         // key bytes in memory long after their time to live. The sweep evicts (and so zeroes) them on time.
@@ -71,6 +75,7 @@ internal sealed class KeyCache : IDisposable
 
         // Compacting by 0 % removes just the entries that have expired.
         _readKeys.Compact(0);
+        _dataKeys.Compact(0);
         foreach (var (slot, refusal) in _refused)
         {
             if (now >= refusal.Until)
@@ -87,7 +92,8 @@ internal sealed class KeyCache : IDisposable
     /// <summary>Misses served on a synchronous EF path, each of which blocked a thread on the provider.</summary>
     public long SynchronousMisses => Interlocked.Read(ref _synchronousMisses);
 
-    public int Count => _readKeys.Count;
+    /// <summary>Unwrapped keys held for reading: key-encryption keys and direct-mode data keys.</summary>
+    public int Count => _readKeys.Count + _dataKeys.Count;
 
     /// <summary>Refused blobs remembered now (bounded by <see cref="KeyCacheOptions.MaxRememberedFailures"/>).</summary>
     public int RememberedRefusals => _refused.Count;
@@ -117,7 +123,8 @@ internal sealed class KeyCache : IDisposable
         }
 
         var cacheKey = KeySlot.For(entity, blob);
-        if (_readKeys.TryGetValue(cacheKey, out CachedKey? found) && found is not null)
+        var cache = CacheFor(cacheKey);
+        if (cache.TryGetValue(cacheKey, out CachedKey? found) && found is not null)
         {
             if (Usable(found) && found.TryAcquire())
             {
@@ -126,7 +133,7 @@ internal sealed class KeyCache : IDisposable
                 return true;
             }
 
-            _readKeys.Remove(cacheKey);
+            cache.Remove(cacheKey);
         }
 
         key = null!;
@@ -213,15 +220,19 @@ internal sealed class KeyCache : IDisposable
         // Compact alone would leave the zeroing to eviction callbacks that MemoryCache runs later on the thread pool;
         // until then a key held as a hint still passes TryAcquire. Evicting each key here makes it unusable before
         // Clear returns, so the next use asks the provider (and notices a master key disabled meanwhile).
-        foreach (var slot in _readKeys.Keys)
+        foreach (var cache in new[] { _readKeys, _dataKeys })
         {
-            if (_readKeys.TryGetValue(slot, out CachedKey? key))
+            foreach (var slot in cache.Keys)
             {
-                key?.Evict();
+                if (cache.TryGetValue(slot, out CachedKey? key))
+                {
+                    key?.Evict();
+                }
             }
+
+            cache.Compact(1.0);
         }
 
-        _readKeys.Compact(1.0);
         _refused.Clear();
         foreach (var key in _writeKeys.Keys)
         {
@@ -237,6 +248,7 @@ internal sealed class KeyCache : IDisposable
         _sweeper.Dispose();
         Clear();
         _readKeys.Dispose();
+        _dataKeys.Dispose();
         foreach (var semaphore in _writeKeyLocks.Values)
         {
             semaphore.Dispose();
@@ -299,6 +311,22 @@ internal sealed class KeyCache : IDisposable
         finally
         {
             writeKeyLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Direct mode: holds the data key just generated for a record written, so that reading the record back within
+    /// <see cref="KeyCacheOptions.TimeToLive"/> asks the provider nothing, as reads of rows written under a cached KEK do.
+    /// </summary>
+    /// <param name="entity">The record's entity.</param>
+    /// <param name="wrappedKey">The record's new wrapped-key blob (mode 2).</param>
+    /// <param name="dataKey">The data key the provider generated for it.</param>
+    public void RememberWrittenDataKey(string entity, byte[] wrappedKey, GeneratedDataKey dataKey)
+    {
+        if (WrappedKeyBlob.TryParse(wrappedKey, out var blob, out _) && blob.Mode == EnvelopeFormat.ModeDirect)
+        {
+            var slot = KeySlot.For(entity, blob);
+            AddReadKey(slot, new CachedKey(slot, dataKey.KeyId, dataKey.Plaintext, _time.GetUtcNow() + _options.TimeToLive, maxUses: 0));
         }
     }
 
@@ -428,9 +456,13 @@ internal sealed class KeyCache : IDisposable
         _refused[slot] = new Refusal(now + _options.FailureMemory, error);
     }
 
+    // A slot that names a record holds that record's own data key (direct mode, the blind-index root): those are as
+    // many as the rows read, and live in their own bounded cache.
+    private MemoryCache CacheFor(KeySlot slot) => slot.RecordId is null ? _readKeys : _dataKeys;
+
     private void AddReadKey(KeySlot cacheKey, CachedKey key)
     {
-        using var entry = _readKeys.CreateEntry(cacheKey);
+        using var entry = CacheFor(cacheKey).CreateEntry(cacheKey);
         entry.Value = key;
         entry.Size = 1;
         entry.AbsoluteExpirationRelativeToNow = _options.TimeToLive;

@@ -5,17 +5,35 @@ namespace EfEnvelope.KeyManagement;
 public sealed class KeyCacheOptions
 {
     private int _maxEntries = 1000;
+    private int _maxDataKeys = 10_000;
     private TimeSpan _timeToLive = TimeSpan.FromMinutes(5);
     private long _maxEncryptionUses = 1_000_000;
     private TimeSpan _failureMemory = TimeSpan.FromSeconds(30);
     private int _maxRememberedFailures = 1000;
 
-    /// <summary>The most unwrapped keys held at once.</summary>
+    /// <summary>The most unwrapped key-encryption keys held at once for reading.</summary>
     /// <remarks>The default is 1000. Past it the least recently used keys are evicted and zeroed.</remarks>
     public int MaxEntries
     {
         get => _maxEntries;
         set => _maxEntries = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxEntries), value, "Must be positive.");
+    }
+
+    /// <summary>
+    /// Direct mode (<see cref="KeyWrappingMode.Direct"/>): the most records whose unwrapped data key is held at once,
+    /// the working set that reads again without a provider call.
+    /// </summary>
+    /// <remarks>
+    /// The default is 10,000 (each held record costs its 32-byte key, pinned, an AES-GCM instance and a cache entry).
+    /// Reading a record whose data key is held costs no provider call until <see cref="TimeToLive"/>; past the bound
+    /// the least recently used keys are evicted and zeroed, and reading their records asks the provider again, one
+    /// call per record. Size it to the rows read repeatedly within <see cref="TimeToLive"/>. The default mode keeps
+    /// data keys under a few key-encryption keys instead, and does not use this bound.
+    /// </remarks>
+    public int MaxDataKeys
+    {
+        get => _maxDataKeys;
+        set => _maxDataKeys = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxDataKeys), value, "Must be positive.");
     }
 
     /// <summary>How long an unwrapped key stays usable after the provider returned it.</summary>
@@ -66,6 +84,6 @@ public sealed class KeyCacheOptions
     internal KeyCacheOptions Clone() => (KeyCacheOptions)MemberwiseClone();
 
     internal bool SameAs(KeyCacheOptions other) =>
-        _maxEntries == other._maxEntries && _timeToLive == other._timeToLive && _maxEncryptionUses == other._maxEncryptionUses
+        _maxEntries == other._maxEntries && _maxDataKeys == other._maxDataKeys && _timeToLive == other._timeToLive && _maxEncryptionUses == other._maxEncryptionUses
         && _failureMemory == other._failureMemory && _maxRememberedFailures == other._maxRememberedFailures;
 }

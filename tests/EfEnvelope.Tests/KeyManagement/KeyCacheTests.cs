@@ -37,6 +37,40 @@ public sealed class KeyCacheTests
     }
 
     [Fact]
+    public async Task In_direct_mode_rows_written_or_read_before_cost_no_provider_call_up_to_MaxDataKeys_and_one_call_per_row_past_it()
+    {
+        var provider = new InsecureInMemoryMasterKeyProvider("primary");
+        using var clinic = new InMemoryClinic(provider, e => e.UseProvider(provider).UseKeyWrappingMode(KeyWrappingMode.Direct));
+        await using (var db = clinic.CreateContext())
+        {
+            db.Visits.AddRange(Enumerable.Range(0, 3_000).Select(i => new Visit { PatientId = Guid.Empty, Notes = "note " + i }));
+            db.Database.ExecuteSql($"PRAGMA foreign_keys = OFF");
+            await db.SaveChangesAsync(Ct);
+        }
+
+        // A working set of 3,000 rows, above the 1,000 key-encryption keys MaxEntries holds: the data keys have their
+        // own bound, so the second read is served from the cache.
+        async Task<long> CallsToReadAllAsync(Action<KeyCacheOptions>? cache)
+        {
+            await using var db = cache is null ? clinic.CreateContext() : clinic.CreateContext(e => e.UseProvider(provider).UseKeyWrappingMode(KeyWrappingMode.Direct).ConfigureKeyCache(cache));
+            var before = provider.DecryptDataKeyCalls;
+            Assert.Equal(3_000, (await db.Visits.AsNoTracking().Select(v => v.Notes).ToListAsync(Ct)).Count);
+            return provider.DecryptDataKeyCalls - before;
+        }
+
+        // The configuration that wrote the rows holds their data keys already.
+        Assert.Equal(0, await CallsToReadAllAsync(cache: null));
+
+        // Another configuration (another cache, as in another process) unwraps each record once.
+        Assert.Equal(3_000, await CallsToReadAllAsync(c => c.MaxDataKeys = 5_000));
+        Assert.Equal(0, await CallsToReadAllAsync(c => c.MaxDataKeys = 5_000));
+
+        // Past the bound the least recently used keys go, and their rows ask the provider again.
+        Assert.True(await CallsToReadAllAsync(c => c.MaxDataKeys = 1_000) >= 3_000);
+        Assert.True(await CallsToReadAllAsync(c => c.MaxDataKeys = 1_000) >= 2_000);
+    }
+
+    [Fact]
     public async Task An_expired_write_key_is_replaced_after_its_time_to_live()
     {
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
