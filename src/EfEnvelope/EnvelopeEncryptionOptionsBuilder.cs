@@ -124,10 +124,12 @@ public sealed class EnvelopeEncryptionOptionsBuilder
     /// execution strategy retries the whole of it.
     /// </para>
     /// <para>
-    /// Cost: one more statement per inserted record whose key the database generates, and a transaction around the
-    /// save (EF's own, or the application's when one is open). A context with
-    /// <c>AutoTransactionBehavior.Never</c> and no open transaction is refused before anything is written. Records
-    /// inserted before the option was turned on are bound on their next write, or by
+    /// Cost: one more statement per inserted record whose key the database generates (sent past EF's command
+    /// interceptors, batched where the provider has ADO.NET batches), and a transaction around the save (one begun for
+    /// it, or the application's, with a savepoint). Refused before anything is written: a context with
+    /// <c>AutoTransactionBehavior.Never</c> and no open transaction, and types with a column the database sets on
+    /// update (a row version), updated through a stored procedure, or whose key column is not in a table with their
+    /// primary key. Records inserted before the option was turned on are bound on their next write, or by
     /// <c>EnvelopeKeyLifecycle.ReencryptAsync</c>.
     /// </para>
     /// </remarks>

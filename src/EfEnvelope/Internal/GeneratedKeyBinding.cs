@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
-using System.Text;
 using EfEnvelope.Crypto;
 using EfEnvelope.KeyManagement;
+using EfEnvelope.Lifecycle;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
@@ -20,8 +20,10 @@ namespace EfEnvelope.Internal;
 /// A record is encrypted and sealed before EF builds its <c>INSERT</c>, when an identity key is still a temporary value:
 /// its seal then leaves the key out (binding flag bit 0, or bit 3 for an owned collection item, is 0). After the
 /// inserts, this re-seals each such record over its generated key with the data key it was encrypted under (held
-/// since: a second unwrap would cost a provider call in direct mode) and updates only its key column, comparing the
-/// blob just inserted so that a row changed in between is not overwritten. The fields and entries stay as they are.
+/// since: a second unwrap would cost a provider call in direct mode) and updates only its key column with the
+/// lifecycle jobs' compare-and-swap write (<see cref="RecordTable.ReplaceKey"/>: by primary key and the blob just
+/// inserted, so that a row changed in between is not overwritten; batched where the provider has ADO.NET batches).
+/// The fields and entries stay as they are.
 /// </para>
 /// <para>
 /// Atomicity: the inserts and the updates share one transaction (the application's when one is open, else one begun
@@ -34,13 +36,12 @@ namespace EfEnvelope.Internal;
 #pragma warning disable EF1001 // InternalEntityEntry: the entries EF saved, as SaveEncryption sees them
 internal sealed class GeneratedKeyBinding : IDisposable
 {
-    // Statements per command: bounded so that a command stays well under every provider's parameter limit
-    // (SQL Server: 2,100) with composite keys.
-    private const int StatementsPerCommand = 100;
-
     private readonly EnvelopeRuntime _runtime;
     private readonly DbContext _context;
+    private const string SavepointName = "EfEnvelopeBindKeys";
+
     private readonly List<Record> _records;
+    private (byte[] Inserted, byte[] Resealed)[]? _assigned;
 
     /// <param name="runtime">The configuration's runtime.</param>
     /// <param name="context">The context saving.</param>
@@ -55,15 +56,15 @@ internal sealed class GeneratedKeyBinding : IDisposable
     /// <summary>A record sealed without its generated key, with the key its data key is opened with.</summary>
     /// <param name="Entry">The record's entry.</param>
     /// <param name="Encrypted">Its encrypted type.</param>
-    /// <param name="Statement">Where its key column is updated.</param>
+    /// <param name="Table">Where its key column is updated.</param>
     /// <param name="Kek">A lease on the KEK that wrapped its data key (default mode).</param>
     /// <param name="DirectKey">Its data key as the provider generated it (direct mode).</param>
     /// <param name="Captured">The plaintext it was encrypted from, for the change detector's snapshot.</param>
-    internal sealed record Record(InternalEntityEntry Entry, EncryptedEntity Encrypted, KeyColumnUpdate Statement, CachedKey? Kek, GeneratedDataKey? DirectKey, object?[] Captured);
+    internal sealed record Record(InternalEntityEntry Entry, EncryptedEntity Encrypted, RecordTable Table, CachedKey? Kek, GeneratedDataKey? DirectKey, object?[] Captured);
 
-    /// <summary>The statement that updates a type's key column; checked before anything is encrypted or written.</summary>
-    /// <exception cref="InvalidOperationException">No transaction can hold the inserts and the updates, or the type's key column cannot be updated by its key.</exception>
-    public static KeyColumnUpdate StatementFor(DbContext context, EncryptedEntity encrypted)
+    /// <summary>Where a type's key column is updated; checked before anything is assigned or written.</summary>
+    /// <exception cref="InvalidOperationException">No transaction can hold the inserts and the updates, or the type's key column is not in one table with its primary key.</exception>
+    public static RecordTable TableFor(DbContext context, EncryptedEntity encrypted)
     {
         if (context.Database.AutoTransactionBehavior == AutoTransactionBehavior.Never && context.Database.CurrentTransaction is null
             && System.Transactions.Transaction.Current is null)
@@ -72,7 +73,30 @@ internal sealed class GeneratedKeyBinding : IDisposable
                 $"'{encrypted.Name}' has a key the database generates, and BindStoreGeneratedKeys() seals it in the same transaction as its insert, but this context's AutoTransactionBehavior is Never and no transaction is open. Open a transaction around SaveChanges, or use another AutoTransactionBehavior.");
         }
 
-        return KeyColumnUpdate.For(encrypted, context.GetService<ISqlGenerationHelper>());
+        // A column the database sets on every update (a row version, PostgreSQL's xmin) would change under the seal
+        // update after EF read it back from the insert: the entity would hold a stale concurrency token.
+        if (encrypted.EntityType.GetProperties().FirstOrDefault(p => (p.ValueGenerated & (ValueGenerated.OnUpdate | ValueGenerated.OnUpdateSometimes)) != 0) is { } updated)
+        {
+            throw new InvalidOperationException(
+                $"BindStoreGeneratedKeys() cannot bind the generated key of '{encrypted.Name}': its property '{updated.Name}' is set by the database on every update (a row version), and the seal update after the insert would leave the inserted entity holding a stale value. Give the type a key set on the client (a Guid, a sequence or HiLo), which is bound at insert, or configure this context without the option.");
+        }
+
+        if (encrypted.EntityType.GetUpdateStoredProcedure() is not null)
+        {
+            throw new InvalidOperationException(
+                $"BindStoreGeneratedKeys() cannot bind the generated key of '{encrypted.Name}': it is updated through a stored procedure, which the seal update would bypass. Give the type a key set on the client (a Guid, a sequence or HiLo), or configure this context without the option.");
+        }
+
+        try
+        {
+            return RecordTable.ForKeyColumn(encrypted, context.GetService<ISqlGenerationHelper>());
+        }
+        catch (NotSupportedException ex)
+        {
+            throw new InvalidOperationException(
+                $"BindStoreGeneratedKeys() cannot bind the generated key of '{encrypted.Name}': {ex.Message} Give the type a key set on the client (a Guid, a sequence or HiLo), which is bound at insert, or configure this context without the option.",
+                ex);
+        }
     }
 
     /// <summary>Runs EF's save and the binding updates as one unit, then accepts the save if asked.</summary>
@@ -81,7 +105,7 @@ internal sealed class GeneratedKeyBinding : IDisposable
         var database = _context.Database;
         var rows = OwnsTransaction(database)
             ? database.CreateExecutionStrategy().Execute(this, (_, binding) => binding.SaveInOwnTransaction(save), verifySucceeded: null)
-            : SaveAndBind(save);
+            : SaveInApplicationTransaction(save);
         if (acceptAllChangesOnSuccess)
         {
             acceptAllChanges();
@@ -100,7 +124,7 @@ internal sealed class GeneratedKeyBinding : IDisposable
                 (_, state, token) => state.Binding.SaveInOwnTransactionAsync(state.Save, token),
                 verifySucceeded: null,
                 cancellationToken).ConfigureAwait(false)
-            : await SaveAndBindAsync(save, cancellationToken).ConfigureAwait(false);
+            : await SaveInApplicationTransactionAsync(save, cancellationToken).ConfigureAwait(false);
         if (acceptAllChangesOnSuccess)
         {
             acceptAllChanges();
@@ -121,65 +145,111 @@ internal sealed class GeneratedKeyBinding : IDisposable
     private static bool OwnsTransaction(DatabaseFacade database) =>
         database.CurrentTransaction is null && System.Transactions.Transaction.Current is null;
 
+    // A failure anywhere up to the commit (the inserts, the updates, the commit itself) leaves the entries as EF
+    // leaves them after a failed save: generated key values discarded, so that a retry or a later save generates
+    // them again instead of sending them as explicit values, and the blobs as encrypted (Failed).
     private int SaveInOwnTransaction(Func<int> save)
     {
-        using var transaction = _context.Database.BeginTransaction();
-        var rows = SaveAndBind(save);
-        transaction.Commit();
-        return rows;
+        try
+        {
+            using var transaction = _context.Database.BeginTransaction();
+            var rows = SaveAndBind(save);
+            transaction.Commit();
+            return rows;
+        }
+        catch
+        {
+            Failed();
+            throw;
+        }
     }
 
     private async Task<int> SaveInOwnTransactionAsync(Func<CancellationToken, Task<int>> save, CancellationToken cancellationToken)
     {
-        var transaction = await _context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (transaction.ConfigureAwait(false))
+        try
+        {
+            var transaction = await _context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                var rows = await SaveAndBindAsync(save, cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return rows;
+            }
+        }
+        catch
+        {
+            Failed();
+            throw;
+        }
+    }
+
+    // In the application's transaction, which it commits or rolls back. EF rolls a failed save back to a savepoint of
+    // its own; the inserts and the updates get one around both, so that a failed update does not leave the inserts
+    // behind in the application's transaction.
+    private int SaveInApplicationTransaction(Func<int> save)
+    {
+        var savepoint = _context.Database.CurrentTransaction is { SupportsSavepoints: true } transaction ? transaction : null;
+        savepoint?.CreateSavepoint(SavepointName);
+        try
+        {
+            var rows = SaveAndBind(save);
+            savepoint?.ReleaseSavepoint(SavepointName);
+            return rows;
+        }
+        catch
+        {
+            savepoint?.RollbackToSavepoint(SavepointName);
+            Failed();
+            throw;
+        }
+    }
+
+    private async Task<int> SaveInApplicationTransactionAsync(Func<CancellationToken, Task<int>> save, CancellationToken cancellationToken)
+    {
+        var savepoint = _context.Database.CurrentTransaction is { SupportsSavepoints: true } transaction ? transaction : null;
+        if (savepoint is not null)
+        {
+            await savepoint.CreateSavepointAsync(SavepointName, cancellationToken).ConfigureAwait(false);
+        }
+
+        try
         {
             var rows = await SaveAndBindAsync(save, cancellationToken).ConfigureAwait(false);
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            if (savepoint is not null)
+            {
+                await savepoint.ReleaseSavepointAsync(SavepointName, cancellationToken).ConfigureAwait(false);
+            }
+
             return rows;
+        }
+        catch
+        {
+            if (savepoint is not null)
+            {
+                await savepoint.RollbackToSavepointAsync(SavepointName, CancellationToken.None).ConfigureAwait(false);
+            }
+
+            Failed();
+            throw;
         }
     }
 
     private int SaveAndBind(Func<int> save)
     {
-        try
-        {
-            var rows = save();
-            var blobs = Reseal();
-            foreach (var (sql, parameters, expected) in Commands(blobs))
-            {
-                Check(_context.Database.ExecuteSqlRaw(sql, parameters), expected);
-            }
-
-            Assign(blobs);
-            return rows;
-        }
-        catch
-        {
-            DiscardGeneratedValues();
-            throw;
-        }
+        var rows = save();
+        var blobs = Reseal();
+        Check(RecordWrite.Execute(_context, Writes(blobs)));
+        Assign(blobs);
+        return rows;
     }
 
     private async Task<int> SaveAndBindAsync(Func<CancellationToken, Task<int>> save, CancellationToken cancellationToken)
     {
-        try
-        {
-            var rows = await save(cancellationToken).ConfigureAwait(false);
-            var blobs = Reseal();
-            foreach (var (sql, parameters, expected) in Commands(blobs))
-            {
-                Check(await _context.Database.ExecuteSqlRawAsync(sql, parameters, cancellationToken).ConfigureAwait(false), expected);
-            }
-
-            Assign(blobs);
-            return rows;
-        }
-        catch
-        {
-            DiscardGeneratedValues();
-            throw;
-        }
+        var rows = await save(cancellationToken).ConfigureAwait(false);
+        var blobs = Reseal();
+        Check(await RecordWrite.ExecuteAsync(_context, Writes(blobs), cancellationToken).ConfigureAwait(false));
+        Assign(blobs);
+        return rows;
     }
 
     // Each record's new blob, sealed over the key values the database has now generated.
@@ -211,38 +281,40 @@ internal sealed class GeneratedKeyBinding : IDisposable
         return blobs;
     }
 
-    private IEnumerable<(string Sql, object[] Parameters, int Expected)> Commands((byte[] Inserted, byte[] Resealed)[] blobs)
+    // Each record's compare-and-swap write: its entry still holds the key values and the blob its insert wrote.
+    private List<RecordWrite> Writes((byte[] Inserted, byte[] Resealed)[] blobs)
     {
-        for (var start = 0; start < _records.Count; start += StatementsPerCommand)
+        var writes = new List<RecordWrite>(_records.Count);
+        for (var i = 0; i < _records.Count; i++)
         {
-            var sql = new StringBuilder();
-            var parameters = new List<object>();
-            var end = Math.Min(start + StatementsPerCommand, _records.Count);
-            for (var i = start; i < end; i++)
-            {
-                var record = _records[i];
-                record.Statement.Append(sql, parameters, record.Entry, blobs[i].Inserted, blobs[i].Resealed);
-            }
-
-            yield return (sql.ToString(), parameters.ToArray(), end - start);
+            writes.Add(_records[i].Table.ReplaceKey(_context, _context.Entry(_records[i].Entry.Entity), blobs[i].Resealed));
         }
+
+        return writes;
     }
 
-    private void Check(int affected, int expected)
+    private void Check(int[] affected)
     {
-        // Each statement matches its row by key and by the blob the insert just wrote: anything else means the row
-        // was changed or removed in between (a trigger), and the save must not commit a record sealed elsewhere.
-        if (affected != expected)
+        // Each write matches its row by key and by the blob the insert just wrote: anything else means the row was
+        // changed or removed in between (a trigger), and the save must not commit a record sealed elsewhere.
+        var missed = Array.FindIndex(affected, rows => rows != 1);
+        if (missed >= 0)
         {
-            var names = string.Join(", ", _records.Select(r => r.Encrypted.Name).Distinct());
             throw new DbUpdateConcurrencyException(
-                $"Binding generated keys into the seals of the inserted records ({names}) updated {affected} rows instead of {expected}: a row was changed or removed between its insert and its seal. The save was rolled back.");
+                $"Binding its generated key into the seal of an inserted '{_records[missed].Encrypted.Name}' record updated {affected[missed]} rows instead of 1: the row was changed or removed between its insert and its seal. The save was rolled back.",
+                [_records[missed].Entry]);
         }
     }
 
     // The new blobs are the stored ones now, in the entries and in the change detector's snapshots, which must name
     // them or the next save would take the tracked record for one changed outside.
     private void Assign((byte[] Inserted, byte[] Resealed)[] blobs)
+    {
+        _assigned = blobs;
+        SetKeys(blobs, resealed: true);
+    }
+
+    private void SetKeys((byte[] Inserted, byte[] Resealed)[] blobs, bool resealed)
     {
         var detector = (EncryptionChangeDetector)_context.GetService<IChangeDetector>();
         detector.Assigning = true;
@@ -251,14 +323,31 @@ internal sealed class GeneratedKeyBinding : IDisposable
             for (var i = 0; i < _records.Count; i++)
             {
                 var record = _records[i];
-                record.Entry[record.Encrypted.KeyProperty] = blobs[i].Resealed;
-                detector.RememberAfterSave(record.Entry.Entity, new RecordSnapshot(blobs[i].Resealed, record.Captured));
+                var blob = resealed ? blobs[i].Resealed : blobs[i].Inserted;
+                record.Entry[record.Encrypted.KeyProperty] = blob;
+                if (resealed)
+                {
+                    detector.RememberAfterSave(record.Entry.Entity, new RecordSnapshot(blob, record.Captured));
+                }
             }
         }
         finally
         {
             detector.Assigning = false;
         }
+    }
+
+    // A blob sealed over key values the failed save generated must not stay in the entries: a retry would insert it
+    // again, and a later insert can be given the same key values. The inserted blob (whose seal is void) goes back.
+    private void Failed()
+    {
+        if (_assigned is { } blobs)
+        {
+            SetKeys(blobs, resealed: false);
+            _assigned = null;
+        }
+
+        DiscardGeneratedValues();
     }
 
     // What EF does for the entries of a save that failed: the next attempt generates the keys again.

@@ -1,6 +1,7 @@
 using EfEnvelope.Crypto;
 using EfEnvelope.Diagnostics;
 using EfEnvelope.KeyManagement;
+using EfEnvelope.Lifecycle;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
@@ -45,7 +46,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             ReleaseKeys(work);
         }
 
-        Assign(context, work);
+        AssignOrRelease(context, work, binding);
         return binding;
     }
 
@@ -77,7 +78,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             ReleaseKeys(work);
         }
 
-        Assign(context, work);
+        AssignOrRelease(context, work, binding);
         return binding;
     }
 
@@ -307,9 +308,15 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         item.Flags = binding.Flags;
         if (item.IsNew)
         {
-            item.NewWrappedKey = item.DirectKey is not null
-                ? encrypted.EncryptNewDirect(entity, item.DirectKey, item.RecordId!, runtime.Provider.Name, runtime.Random, item.Fields, binding)
-                : encrypted.EncryptNew(entity, item.Key!, runtime.Random, item.Fields, binding);
+            if (item.DirectKey is { } directKey)
+            {
+                item.NewWrappedKey = encrypted.EncryptNewDirect(entity, directKey, item.RecordId!, runtime.Provider.Name, runtime.Random, item.Fields, binding);
+                runtime.Cache.RememberWrittenDataKey(encrypted.Name, item.NewWrappedKey, directKey);
+            }
+            else
+            {
+                item.NewWrappedKey = encrypted.EncryptNew(entity, item.Key!, runtime.Random, item.Fields, binding);
+            }
         }
         else
         {
@@ -351,7 +358,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
     /// <summary>
     /// The records sealed without a key the database generates, when <c>BindStoreGeneratedKeys()</c> asks for them to
     /// be bound after their insert: they keep their keys (the binding releases them), and the statements that will
-    /// update them are checked now, before anything is assigned or written.
+    /// update them are known now, before anything is assigned or written.
     /// </summary>
     private GeneratedKeyBinding? TakeKeysForBinding(DbContext context, List<RecordWork> work)
     {
@@ -361,7 +368,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
 
         List<GeneratedKeyBinding.Record>? records = null;
-        Dictionary<EncryptedEntity, KeyColumnUpdate>? statements = null;
+        Dictionary<EncryptedEntity, RecordTable>? tables = null;
         foreach (var item in work)
         {
             // A JSON-mapped owned record is a part of its owner's document, not a row: it is bound on its next write.
@@ -370,13 +377,18 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 continue;
             }
 
-            statements ??= [];
-            if (!statements.TryGetValue(item.Encrypted, out var statement))
+            tables ??= [];
+            if (!tables.TryGetValue(item.Encrypted, out var table))
             {
-                statements[item.Encrypted] = statement = GeneratedKeyBinding.StatementFor(context, item.Encrypted);
+                tables[item.Encrypted] = table = GeneratedKeyBinding.TableFor(context, item.Encrypted);
             }
 
-            (records ??= []).Add(new(item.Entry, item.Encrypted, statement, item.Key, item.DirectKey, item.Captured!));
+            // The blob the INSERT writes is sealed without the key, so it would verify in any row of the table; it can
+            // outlive the save in an audit table, a temporal history or a replication log. Its seal is voided here
+            // (zeros, which GMAC gives with probability 2^-128): it verifies nowhere, and only the blob the binding
+            // writes in the same transaction is a record.
+            item.NewWrappedKey.AsSpan(item.NewWrappedKey!.Length - EnvelopeFormat.SealSize).Clear();
+            (records ??= []).Add(new(item.Entry, item.Encrypted, table, item.Key, item.DirectKey, item.Captured!));
         }
 
         if (records is null)
@@ -395,6 +407,20 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
 
         return new GeneratedKeyBinding(runtime, context, records);
+    }
+
+    // The binding holds keys from here on: if assigning fails, nothing will dispose it but this.
+    private static void AssignOrRelease(DbContext context, List<RecordWork> work, GeneratedKeyBinding? binding)
+    {
+        try
+        {
+            Assign(context, work);
+        }
+        catch
+        {
+            binding?.Dispose();
+            throw;
+        }
     }
 
     private static void ReleaseKeys(List<RecordWork> work)

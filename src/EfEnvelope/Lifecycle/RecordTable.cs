@@ -22,10 +22,14 @@ internal sealed class RecordTable
     private readonly (IProperty Property, string Column)?[] _index;
 
     public RecordTable(EncryptedEntity encrypted, ISqlGenerationHelper sql)
+        : this(encrypted, sql, StoreObjectIdentifier.Create(encrypted.EntityType, StoreObjectType.Table)
+            ?? throw new NotSupportedException($"Entity type '{encrypted.EntityType.DisplayName()}' is not mapped to a table: lifecycle jobs write tables."), keyOnly: false)
+    {
+    }
+
+    private RecordTable(EncryptedEntity encrypted, ISqlGenerationHelper sql, StoreObjectIdentifier table, bool keyOnly)
     {
         var entityType = encrypted.EntityType;
-        var table = StoreObjectIdentifier.Create(entityType, StoreObjectType.Table)
-            ?? throw new NotSupportedException($"Entity type '{entityType.DisplayName()}' is not mapped to a table: lifecycle jobs write tables.");
         _table = sql.DelimitIdentifier(table.Name, table.Schema);
 
         (IProperty, string) Column(IProperty property) =>
@@ -34,9 +38,37 @@ internal sealed class RecordTable
 
         _key = [.. entityType.FindPrimaryKey()!.Properties.Select(Column)];
         _wrappedKey = Column(encrypted.KeyProperty);
+        if (keyOnly)
+        {
+            _ciphertext = [];
+            _legacy = [];
+            _index = [];
+            return;
+        }
+
         _ciphertext = [.. encrypted.Properties.Select(p => Column(p.Ciphertext))];
         _legacy = [.. encrypted.Properties.Select(p => p.LegacyPlaintext is { } legacy ? Column(legacy) : ((IProperty, string)?)null)];
         _index = [.. encrypted.Properties.Select(p => p.Index is { } index ? Column(index) : ((IProperty, string)?)null)];
+    }
+
+    /// <summary>
+    /// For <see cref="ReplaceKey"/> only: the table of the entity type's own mapping that holds its key column (in
+    /// table-per-type, the base type's table; in table-per-concrete-type, the concrete type's).
+    /// </summary>
+    /// <exception cref="NotSupportedException">No table of the type holds both its key column and its primary key.</exception>
+    public static RecordTable ForKeyColumn(EncryptedEntity encrypted, ISqlGenerationHelper sql)
+    {
+        foreach (var mapping in encrypted.EntityType.GetTableMappings())
+        {
+            var table = StoreObjectIdentifier.Table(mapping.Table.Name, mapping.Table.Schema);
+            if (encrypted.KeyProperty.GetColumnName(table) is not null
+                && encrypted.EntityType.FindPrimaryKey()!.Properties.All(p => p.GetColumnName(table) is not null))
+            {
+                return new RecordTable(encrypted, sql, table, keyOnly: true);
+            }
+        }
+
+        throw new NotSupportedException($"Entity type '{encrypted.EntityType.DisplayName()}' has no table holding both its key column and its primary key.");
     }
 
     /// <summary>The write of a new wrapped key only, if the stored one is still <paramref name="entry"/>'s.</summary>

@@ -40,7 +40,7 @@ internal sealed class RecordWrite(DbContext context)
     {
         try
         {
-            return await RunAsync(context, writes, cancellationToken).ConfigureAwait(false);
+            return await RunAsync(context, writes, async: true, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -51,7 +51,24 @@ internal sealed class RecordWrite(DbContext context)
         }
     }
 
-    private static async Task<int[]> RunAsync(DbContext context, IReadOnlyList<RecordWrite> writes, CancellationToken cancellationToken)
+    /// <summary>The synchronous form of <see cref="ExecuteAsync"/>, for EF's synchronous SaveChanges.</summary>
+    public static int[] Execute(DbContext context, IReadOnlyList<RecordWrite> writes)
+    {
+        try
+        {
+            // With async false the awaits below are on completed tasks (commands and batches dispose synchronously).
+            return RunAsync(context, writes, async: false, CancellationToken.None).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            foreach (var write in writes)
+            {
+                write._factory.Dispose();
+            }
+        }
+    }
+
+    private static async Task<int[]> RunAsync(DbContext context, IReadOnlyList<RecordWrite> writes, bool async, CancellationToken cancellationToken)
     {
         var affected = new int[writes.Count];
         if (writes.Count == 0)
@@ -75,7 +92,7 @@ internal sealed class RecordWrite(DbContext context)
                 }
 
                 command.Parameters.AddRange(writes[i]._parameters.ToArray());
-                affected[i] = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                affected[i] = async ? await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteNonQuery();
                 command.Parameters.Clear();
             }
 
@@ -108,7 +125,7 @@ internal sealed class RecordWrite(DbContext context)
                 end++;
             }
 
-            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            _ = async ? await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) : batch.ExecuteNonQuery();
             for (var i = start; i < end; i++)
             {
                 affected[i] = batch.BatchCommands[i - start].RecordsAffected;

@@ -20,12 +20,12 @@ namespace EfEnvelope.Reliability.Tests.Tampering;
 public sealed class GeneratedKeyBindingTests() : ScratchDatabaseTests<TicketContext>("genkeys")
 {
     private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
-    private readonly FailingKeyUpdate _fault = new();
+    private readonly FailingCommit _commitFailures = new();
 
     protected override TicketContext NewContext() => NewContext(bind: true);
 
     private TicketContext NewContext(bool bind, bool retrying = false) =>
-        new(OptionsBuilder(retrying ? d => new RetryingStrategy(d) : null)
+        new(OptionsBuilder(retrying ? d => new RetryOnTimeout(d) : null)
             .UseEnvelopeEncryption(e =>
             {
                 e.UseProvider(_provider);
@@ -34,7 +34,7 @@ public sealed class GeneratedKeyBindingTests() : ScratchDatabaseTests<TicketCont
                     e.BindStoreGeneratedKeys();
                 }
             })
-            .AddInterceptors(_fault)
+            .AddInterceptors(_commitFailures)
             .Options);
 
     private static async Task<object?> RawAsync(DbContext db, string table, string column, string where)
@@ -151,27 +151,61 @@ public sealed class GeneratedKeyBindingTests() : ScratchDatabaseTests<TicketCont
     [Theory]
     [InlineData("sqlite")]
     [InlineData("postgres")]
-    public async Task A_failed_seal_update_rolls_the_inserts_back_and_the_same_entries_save_afterwards(string database)
+    public async Task A_seal_update_that_finds_the_row_changed_rolls_the_inserts_back_and_the_same_entries_save_afterwards(string database)
     {
         await UseAsync(database);
         await using var db = NewContext();
-        var ticket = new Ticket { Secret = "retried later" };
+
+        // A trigger that rewrites the key column of every inserted row: the seal update no longer finds the blob it
+        // compares, as if something had written the row between the insert and the update.
+        await db.Database.ExecuteSqlRawAsync(database == "postgres"
+            ? "CREATE FUNCTION touch_ticket() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE \"Tickets\" SET \"EfEnvelopeKey\" = '\\x00' WHERE \"Id\" = NEW.\"Id\"; RETURN NULL; END $$; "
+              + "CREATE TRIGGER \"TicketTouched\" AFTER INSERT ON \"Tickets\" FOR EACH ROW EXECUTE FUNCTION touch_ticket();"
+            : "CREATE TRIGGER \"TicketTouched\" AFTER INSERT ON \"Tickets\" BEGIN UPDATE \"Tickets\" SET \"EfEnvelopeKey\" = X'00' WHERE \"Id\" = NEW.\"Id\"; END;", Ct);
+        var ticket = new Ticket { Secret = "saved once the row is left alone" };
         db.Tickets.Add(ticket);
 
-        _fault.Failures = 1;
-        _fault.Make = () => new InvalidOperationException("injected failure of the seal update");
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => db.SaveChangesAsync(Ct));
-        Assert.Equal("injected failure of the seal update", error.Message);
+        var error = await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => db.SaveChangesAsync(Ct));
+        Assert.Contains(typeof(Ticket).FullName!, error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("saved once", error.ToString(), StringComparison.Ordinal);
         Assert.Equal(EntityState.Added, db.Entry(ticket).State);
+        Assert.True(db.Entry(ticket).Property(t => t.Id).IsTemporary, "the generated key is discarded, as after any failed save");
         await using (var check = NewContext())
         {
             Assert.Equal(0, await check.Tickets.CountAsync(Ct));
         }
 
+        await db.Database.ExecuteSqlRawAsync(database == "postgres" ? "DROP TRIGGER \"TicketTouched\" ON \"Tickets\"" : "DROP TRIGGER \"TicketTouched\"", Ct);
         Assert.Equal(1, await db.SaveChangesAsync(Ct));
         await using var reader = NewContext();
-        Assert.Equal("retried later", (await reader.Tickets.AsNoTracking().SingleAsync(Ct)).Secret);
+        Assert.Equal("saved once the row is left alone", (await reader.Tickets.AsNoTracking().SingleAsync(Ct)).Secret);
         Assert.Equal(EnvelopeFormat.FlagKeyBound, Flags(await RawAsync(reader, "Tickets", "EfEnvelopeKey", $"\"Id\" = {ticket.Id}")) & EnvelopeFormat.FlagKeyBound);
+    }
+
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task A_failed_commit_rolls_back_inserts_and_seal_updates_and_leaves_the_entries_to_save_again(string database)
+    {
+        await UseAsync(database);
+        await using var db = NewContext();
+        var ticket = new Ticket { Secret = "after the commit failed" };
+        db.Tickets.Add(ticket);
+        _commitFailures.Failures = 1;
+
+        // Npgsql's default strategy wraps what looks transient in its own InvalidOperationException, as for plain EF.
+        var error = await Record.ExceptionAsync(() => db.SaveChangesAsync(Ct));
+        Assert.IsType<TimeoutException>(error is InvalidOperationException { InnerException: TimeoutException inner } ? inner : error);
+        Assert.Equal(EntityState.Added, db.Entry(ticket).State);
+        Assert.True(db.Entry(ticket).Property(t => t.Id).IsTemporary, "the generated key is discarded, so the next save does not send it as an explicit value");
+        await using (var check = NewContext())
+        {
+            Assert.Equal(0, await check.Tickets.CountAsync(Ct));
+        }
+
+        Assert.Equal(1, db.SaveChanges());
+        await using var reader = NewContext();
+        Assert.Equal("after the commit failed", (await reader.Tickets.AsNoTracking().SingleAsync(Ct)).Secret);
     }
 
     [Theory]
@@ -183,15 +217,18 @@ public sealed class GeneratedKeyBindingTests() : ScratchDatabaseTests<TicketCont
         await using (var db = NewContext(bind: true, retrying: true))
         {
             db.Tickets.AddRange(new Ticket { Secret = "one" }, new Ticket { Secret = "two" });
-            _fault.Failures = 1;
-            _fault.Make = () => new TimeoutException("injected transient failure");
+            _commitFailures.Failures = 1;
             Assert.Equal(2, db.SaveChanges());
-            Assert.Equal(0, _fault.Failures);
+            Assert.Equal(0, _commitFailures.Failures);
         }
 
         await using var reader = NewContext();
         var stored = await reader.Tickets.AsNoTracking().Select(t => t.Secret).ToListAsync(Ct);
         Assert.Equal(["one", "two"], stored.Order());
+        foreach (var key in await reader.Database.SqlQueryRaw<byte[]>("SELECT \"EfEnvelopeKey\" AS \"Value\" FROM \"Tickets\"").ToListAsync(Ct))
+        {
+            Assert.Equal(EnvelopeFormat.FlagKeyBound, Flags(key) & EnvelopeFormat.FlagKeyBound);
+        }
     }
 
     [Theory]
@@ -235,50 +272,40 @@ public sealed class GeneratedKeyBindingTests() : ScratchDatabaseTests<TicketCont
         await db.SaveChangesAsync(Ct);
 
         Assert.Equal(0, Flags(await RawAsync(db, "Tickets", "EfEnvelopeKey", $"\"Id\" = {ticket.Id}")) & EnvelopeFormat.FlagKeyBound);
-        Assert.Equal(0, _fault.SealUpdates);
     }
+}
 
-    /// <summary>Fails the next seal updates (an <c>UPDATE</c> of a key column) with what <see cref="Make"/> returns; counts them.</summary>
-    private sealed class FailingKeyUpdate : DbCommandInterceptor
+/// <summary>Fails the next commits with a transient error, after the inserts and the seal updates have run.</summary>
+internal sealed class FailingCommit : DbTransactionInterceptor
+{
+    public int Failures { get; set; }
+
+    public override InterceptionResult TransactionCommitting(DbTransaction transaction, TransactionEventData eventData, InterceptionResult result)
     {
-        public int Failures { get; set; }
-
-        public Func<Exception> Make { get; set; } = () => new InvalidOperationException();
-
-        public int SealUpdates { get; private set; }
-
-        public override InterceptionResult<int> NonQueryExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<int> result)
-        {
-            Inspect(command);
-            return result;
-        }
-
-        public override ValueTask<InterceptionResult<int>> NonQueryExecutingAsync(DbCommand command, CommandEventData eventData, InterceptionResult<int> result, CancellationToken cancellationToken = default)
-        {
-            Inspect(command);
-            return ValueTask.FromResult(result);
-        }
-
-        private void Inspect(DbCommand command)
-        {
-            if (!command.CommandText.StartsWith("UPDATE", StringComparison.Ordinal) || !command.CommandText.Contains("\"EfEnvelopeKey\" = ", StringComparison.Ordinal))
-            {
-                return;
-            }
-
-            SealUpdates++;
-            if (Failures > 0)
-            {
-                Failures--;
-                throw Make();
-            }
-        }
+        Fail();
+        return result;
     }
 
-    private sealed class RetryingStrategy(ExecutionStrategyDependencies dependencies) : ExecutionStrategy(dependencies, 3, TimeSpan.FromMilliseconds(10))
+    public override ValueTask<InterceptionResult> TransactionCommittingAsync(DbTransaction transaction, TransactionEventData eventData, InterceptionResult result, CancellationToken cancellationToken = default)
     {
-        protected override bool ShouldRetryOn(Exception exception) => exception is TimeoutException;
+        Fail();
+        return ValueTask.FromResult(result);
     }
+
+    private void Fail()
+    {
+        if (Failures > 0)
+        {
+            Failures--;
+            throw new TimeoutException("injected transient failure at commit");
+        }
+    }
+}
+
+/// <summary>Retries what <see cref="FailingCommit"/> throws, as a provider's strategy retries its transient errors.</summary>
+internal sealed class RetryOnTimeout(ExecutionStrategyDependencies dependencies) : ExecutionStrategy(dependencies, 3, TimeSpan.FromMilliseconds(10))
+{
+    protected override bool ShouldRetryOn(Exception exception) => exception is TimeoutException;
 }
 
 public class Ticket

@@ -99,17 +99,13 @@ public sealed class SqlServerWithoutServerTests
         using var db = SqlServer();
         var patient = new Patient { Id = Guid.NewGuid(), Name = "Ann" };
         db.Add(patient);
+        db.Entry(patient).Property<byte[]?>("EfEnvelopeKey").CurrentValue = [1];
         var encrypted = db.GetService<EfEnvelope.Internal.EnvelopeRuntime>().Find(db.Model.FindEntityType(typeof(Patient))!)!;
-        var sql = new System.Text.StringBuilder();
-        var parameters = new List<object>();
 
-#pragma warning disable EF1001 // the entry as EF's state manager holds it, which is what the binding reads
-        EfEnvelope.Internal.KeyColumnUpdate.For(encrypted, db.GetService<Microsoft.EntityFrameworkCore.Storage.ISqlGenerationHelper>())
-            .Append(sql, parameters, db.Entry(patient).GetInfrastructure(), inserted: [1], resealed: [2]);
-#pragma warning restore EF1001
+        var write = new EfEnvelope.Lifecycle.RecordTable(encrypted, db.GetService<Microsoft.EntityFrameworkCore.Storage.ISqlGenerationHelper>())
+            .ReplaceKey(db, db.Entry(patient), [2]);
 
-        Assert.Equal("UPDATE [Patients] SET [EfEnvelopeKey] = {0} WHERE [Id] = {1} AND [EfEnvelopeKey] = {2};\n", sql.ToString());
-        Assert.Equal<object>([new byte[] { 2 }, patient.Id, new byte[] { 1 }], parameters);
+        Assert.Equal("UPDATE [Patients] SET [EfEnvelopeKey] = @lifecycle0 WHERE [Id] = @lifecycle1 AND [EfEnvelopeKey] = @lifecycle2", write.Sql.ToString());
     }
 
     [Fact]
