@@ -502,6 +502,107 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
         Assert.DoesNotContain(lines, l => l.Message.Contains("SSN-", StringComparison.Ordinal));
     }
 
+    // Subject s1 is given a new master key of its own; the others keep theirs (s0 the primary key, s2 its own).
+    private static string? KeyBeforeMove(object entity) => entity switch
+    {
+        Member { Subject: "s1" } => "subject-s1-old",
+        Member { Subject: "s2" } => "subject-s2",
+        _ => null,
+    };
+
+    private static string? KeyAfterMove(object entity) => entity switch
+    {
+        Member { Subject: "s1" } => "subject-s1-new",
+        Member { Subject: "s2" } => "subject-s2",
+        _ => null,
+    };
+
+    [Fact]
+    public async Task A_subject_moved_to_a_new_key_is_refused_until_the_previous_selector_is_accepted_and_rotation_moves_it()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s1-old").AddKey("subject-s1-new").AddKey("subject-s2");
+        Action<EnvelopeEncryptionOptionsBuilder> before = e => e.UseProvider(provider).UseMasterKeySelector(KeyBeforeMove);
+        Action<EnvelopeEncryptionOptionsBuilder> after = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove);
+        Action<EnvelopeEncryptionOptionsBuilder> moving = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove, o => o.AcceptPreviousSelector(KeyBeforeMove));
+        var ids = await SeedAsync(before, 12);
+        var s1 = (await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s1").Select(r => (byte[])r["EfEnvelopeKey"]!).ToList();
+        Assert.Equal(4, s1.Count);
+        Assert.All(s1, b => Assert.Equal("subject-s1-old", KeyIdOf(b)));
+
+        // The selector's choice for s1 changed, and nothing tells reads the old key is legitimate: refused, tracked
+        // or not, with a message that names the row and both keys and says what to do. The other subjects read.
+        await using (var db = Database.Create(after))
+        {
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Members.AsNoTracking().Where(m => m.Subject == "s1").ToListAsync(Ct));
+            Assert.Equal(typeof(Member).FullName, error.Entity);
+            Assert.Equal("subject-s1-old", error.KeyId);
+            Assert.Contains("is under master key 'subject-s1-old', but the master-key selector chooses 'subject-s1-new' for that row", error.Message, StringComparison.Ordinal);
+            Assert.Contains("AcceptPreviousSelector", error.Message, StringComparison.Ordinal);
+            Assert.Contains("EnvelopeKeyLifecycle.RotateAsync", error.Message, StringComparison.Ordinal);
+            Assert.Contains(ids.Select(id => id.ToString()), id => error.Message.Contains($"row with key ({id})", StringComparison.Ordinal));
+            Assert.DoesNotContain("SSN-", error.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("Lifecycle Lane", error.ToString(), StringComparison.Ordinal);
+
+            await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Members.Where(m => m.Subject == "s1").ToListAsync(Ct));
+            db.ChangeTracker.Clear();
+            Assert.Equal(8, (await db.Members.Where(m => m.Subject != "s1").ToListAsync(Ct)).Count);
+            Assert.Equal(8, (await db.Members.AsNoTracking().Where(m => m.Subject != "s1").ToListAsync(Ct)).Count);
+            db.ChangeTracker.Clear();
+
+            // A job reads through the same check: it reports each refused row by key and writes nothing.
+            var refused = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { BatchSize = 5 }, cancellationToken: Ct);
+            Assert.Equal(4, refused.Failures.Count);
+            Assert.All(refused.Failures, f =>
+            {
+                Assert.Equal(nameof(Member), f.Entity);
+                Assert.Equal(nameof(EnvelopeDecryptionException), f.ErrorType);
+                Assert.Contains("AcceptPreviousSelector", f.Error, StringComparison.Ordinal);
+                Assert.Contains($"row with key ({f.Key.ToLowerInvariant()})", f.Error.ToLowerInvariant(), StringComparison.Ordinal);
+            });
+            Assert.Equal(s1.Select(Convert.ToHexString).Order(), (await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s1").Select(r => Convert.ToHexString((byte[])r["EfEnvelopeKey"]!)).Order());
+        }
+
+        // During the move the previous selector's choice is accepted too: reads work, and rotation moves s1's records
+        // (owned addresses with them) to the key the current selector chooses.
+        await AssertAllReadAsync(moving, 12);
+        await using (var db = Database.Create(moving))
+        {
+            Assert.Equal(4, (await db.Members.Where(m => m.Subject == "s1").ToListAsync(Ct)).Count);
+            db.ChangeTracker.Clear();
+            var result = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { BatchSize = 5 }, cancellationToken: Ct);
+            Assert.True(result.Succeeded, string.Join("; ", result.Failures));
+        }
+
+        var moved = (await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s1").ToList();
+        Assert.All(moved, r => Assert.Equal("subject-s1-new", KeyIdOf((byte[])r["EfEnvelopeKey"]!)));
+        Assert.All(moved.Where(r => r["Address_EfEnvelopeKey"] is not null), r => Assert.Equal("subject-s1-new", KeyIdOf((byte[])r["Address_EfEnvelopeKey"]!)));
+
+        // Moved: the previous selector is removed and the old key destroyed; everything reads under the new choice.
+        provider.DestroyKey("subject-s1-old");
+        await AssertAllReadAsync(after, 12);
+    }
+
+    [Fact]
+    public async Task During_a_move_a_record_under_neither_selectors_key_for_its_row_is_still_refused()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s1-old").AddKey("subject-s1-new").AddKey("subject-s2");
+        Action<EnvelopeEncryptionOptionsBuilder> moving = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove, o => o.AcceptPreviousSelector(KeyBeforeMove));
+        var ids = await SeedAsync(moving, 3);
+
+        // s2's record (under subject-s2) relabelled as s1's: neither the new nor the previous choice for s1 is its key.
+        await using (var db = Database.Create(moving))
+        {
+            Assert.Equal(1, await db.Database.ExecuteSqlRawAsync("UPDATE \"Members\" SET \"Subject\" = 's1' WHERE \"Id\" = {0}", [ids[2]], Ct));
+        }
+
+        await using var reader = Database.Create(moving);
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => reader.Members.SingleAsync(m => m.Id == ids[2], Ct));
+        Assert.Contains($"row with key ({ids[2]}) is under master key 'subject-s2', but the master-key selector chooses 'subject-s1-new' for that row and the previous selector 'subject-s1-old'", error.Message, StringComparison.Ordinal);
+        Assert.Equal("note 1", (await reader.Members.AsNoTracking().SingleAsync(m => m.Id == ids[1], Ct)).Notes);
+    }
+
     [Fact]
     public async Task Keyset_pagination_over_a_composite_key_visits_every_row_exactly_once()
     {
