@@ -1,8 +1,6 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using EfEnvelope.Crypto;
 using EfEnvelope.Diagnostics;
-using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
@@ -33,14 +31,6 @@ namespace EfEnvelope.Internal;
 /// </remarks>
 internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializationInterceptor
 {
-    // Answers are remembered per (stored, selected) pair. Only blobs that decrypted reach the check, so the stored
-    // ids are keys the provider trusts and the selected ids are the application's: the set is small. The bound is a
-    // guard against a selector that returns unbounded distinct names; the time to live (the key cache's) lets an
-    // answer that depends on where an alias points follow the alias, as cached keys do.
-    private const int MaxRememberedPairs = 4096;
-
-    private readonly ConcurrentDictionary<(string Stored, string Selected), (bool Same, long At)> _sameKey = new();
-
     public object InitializedInstance(MaterializationInterceptionData materializationData, object entity)
     {
         var entityType = materializationData.EntityType;
@@ -60,13 +50,13 @@ internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializati
         var settings = runtime.Settings;
         var named = blob.KeyId;
         var selected = settings.KeySelector!(entity) ?? runtime.Provider.PrimaryKeyId;
-        if (IsSameKey(named, selected, encrypted.Name))
+        if (runtime.KeyNames.IsSame(named, selected, encrypted.Name))
         {
             return entity;
         }
 
         var previous = settings.PreviousKeySelector is { } before ? before(entity) ?? runtime.Provider.PrimaryKeyId : null;
-        if (previous is not null && IsSameKey(named, previous, encrypted.Name))
+        if (previous is not null && runtime.KeyNames.IsSame(named, previous, encrypted.Name))
         {
             return entity;
         }
@@ -82,32 +72,6 @@ internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializati
             "If the selector's choice for existing rows changed on purpose, configure the old selector with UseMasterKeySelector(selector, o => o.AcceptPreviousSelector(oldSelector)) " +
             "while EnvelopeKeyLifecycle.RotateAsync moves the records to the keys the selector now chooses, then remove it.",
             encrypted.Name, null, named);
-    }
-
-    private bool IsSameKey(string stored, string selected, string entity)
-    {
-        if (string.Equals(stored, selected, StringComparison.Ordinal))
-        {
-            return true;
-        }
-
-        var now = runtime.Settings.TimeProvider.GetTimestamp();
-        if (_sameKey.TryGetValue((stored, selected), out var known)
-            && runtime.Settings.TimeProvider.GetElapsedTime(known.At, now) < runtime.Settings.Cache.TimeToLive)
-        {
-            return known.Same;
-        }
-
-        // A miss on EF's synchronous materialization path: at most one provider call per distinct pair and time to
-        // live (the AWS KMS provider resolves an alias with DescribeKey), blocking this thread as a cold key cache does.
-        var context = runtime.Cache.ContextFor(entity, default, direct: false);
-        var same = ProviderGateway.RunSynchronously(() => runtime.Gateway.IsSameKeyAsync(stored, selected, context, CancellationToken.None));
-        if (_sameKey.Count < MaxRememberedPairs || _sameKey.ContainsKey((stored, selected)))
-        {
-            _sameKey[(stored, selected)] = (same, now);
-        }
-
-        return same;
     }
 
     private static string Format(object? value) =>

@@ -603,6 +603,39 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
         Assert.Equal("note 1", (await reader.Members.AsNoTracking().SingleAsync(m => m.Id == ids[1], Ct)).Notes);
     }
 
+    // s2's key by the name the application uses for it; the provider records another name for the same key.
+    private static string? Nickname(object entity) => entity is Member { Subject: "s2" } ? NicknamingProvider.Nickname : null;
+
+    [Fact]
+    public async Task The_selector_check_asks_the_provider_once_per_pair_of_names_and_time_to_live()
+    {
+        SkipIfUnavailable();
+        var provider = new NicknamingProvider(new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s2"));
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        Action<EnvelopeEncryptionOptionsBuilder> configure = e => e.UseProvider(provider).UseMasterKeySelector(Nickname).UseTimeProvider(time).ConfigureKeyCache(c => c.TimeToLive = TimeSpan.FromMinutes(2));
+        var ids = await SeedAsync(configure, 9);
+        Assert.All((await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s2"), r => Assert.Equal("subject-s2", KeyIdOf((byte[])r["EfEnvelopeKey"]!)));
+
+        // Three s2 rows in two contexts: one question ('subject-s2' against the nickname), then remembered.
+        await AssertAllReadAsync(configure, 9);
+        await AssertAllReadAsync(configure, 9);
+        Assert.Equal(1, provider.SameKeyQuestions);
+
+        time.Advance(TimeSpan.FromMinutes(3));
+        await AssertAllReadAsync(configure, 9);
+        Assert.Equal(2, provider.SameKeyQuestions);
+
+        // The provider's answer is what the check uses: an s0 record (primary) relabelled as s2's is not the same key.
+        await using (var db = Database.Create(configure))
+        {
+            Assert.Equal(1, await db.Database.ExecuteSqlRawAsync("UPDATE \"Members\" SET \"Subject\" = 's2' WHERE \"Id\" = {0}", [ids[0]], Ct));
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Members.AsNoTracking().SingleAsync(m => m.Id == ids[0], Ct));
+            Assert.Contains($"is under master key 'primary', but the master-key selector chooses '{NicknamingProvider.Nickname}'", error.Message, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(3, provider.SameKeyQuestions);
+    }
+
     [Fact]
     public async Task Keyset_pagination_over_a_composite_key_visits_every_row_exactly_once()
     {
@@ -674,3 +707,33 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
 public sealed class KeyLifecycleSqliteTests : KeyLifecycleTests<SqliteFixture>;
 
 public sealed class KeyLifecyclePostgresTests : KeyLifecycleTests<PostgresFixture>;
+
+/// <summary>Knows key 'subject-s2' by a second name too, and records the canonical one, as AWS KMS does with aliases and key ARNs.</summary>
+internal sealed class NicknamingProvider(InsecureInMemoryMasterKeyProvider inner) : IMasterKeyProvider
+{
+    public const string Nickname = "s2-nickname";
+
+    private int _sameKeyQuestions;
+
+    public int SameKeyQuestions => _sameKeyQuestions;
+
+    public string Name => inner.Name;
+
+    public string PrimaryKeyId => inner.PrimaryKeyId;
+
+    public bool IsKeyConfigured(string keyId) => keyId == Nickname || inner.IsKeyConfigured(keyId);
+
+    public Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken) =>
+        inner.GenerateDataKeyAsync(Canonical(keyId), context, cancellationToken);
+
+    public Task<bool> IsSameKeyAsync(string storedKeyId, string selectedKeyId, KeyContext context, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _sameKeyQuestions);
+        return Task.FromResult(Canonical(storedKeyId) == Canonical(selectedKeyId));
+    }
+
+    public Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken) =>
+        inner.DecryptDataKeyAsync(Canonical(keyId), wrappedKey, context, cancellationToken);
+
+    private static string Canonical(string keyId) => keyId == Nickname ? "subject-s2" : keyId;
+}
