@@ -1,6 +1,7 @@
 using Amazon.KeyManagementService;
 using Amazon.KeyManagementService.Model;
 using EfEnvelope.AwsKms.Tests.LocalKms;
+using EfEnvelope.Lifecycle;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
@@ -90,7 +91,48 @@ public sealed class AwsKmsSelectorTests : IAsyncLifetime
         Assert.Equal(NewPatient("B", 2).Ssn, (await reader.Patients.SingleAsync(p => p.Name == "B002", Ct)).Ssn);
     }
 
-    private DbContextOptions Options(IAmazonKeyManagementService client) =>
+    [Fact]
+    public async Task After_the_tenants_alias_moves_its_old_rows_are_refused_until_the_previous_key_is_accepted_and_rotation_moves_them()
+    {
+        var replacement = await LocalKmsFixture.CreateKeyAsync(_kms.Client, "tenant b, replacement");
+        await _kms.Client.UpdateAliasAsync(new UpdateAliasRequest { AliasName = TenantAlias, TargetKeyId = replacement }, Ct);
+
+        // The selector still names the alias, which now denotes the replacement: B's rows name the old key ARN.
+        using (var client = Server.CreateClient())
+        await using (var db = new ClinicContext(Options(client, _tenantKey)))
+        {
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Patients.AsNoTracking().Where(p => p.Name == "B002").ToListAsync(Ct));
+            Assert.Contains($"is under master key '{_tenantKey}', but the master-key selector chooses '{TenantAlias}'", error.Message, StringComparison.Ordinal);
+            Assert.Equal(2, (await db.Patients.AsNoTracking().Where(p => p.Name.StartsWith("A")).ToListAsync(Ct)).Count);
+        }
+
+        // During the move the old key ARN is accepted for B's rows (a cached delegate: part of the configuration).
+        var oldTenantKey = _tenantKey;
+        MasterKeySelector previous = entity => entity is Patient { Name: ['B', ..] } ? oldTenantKey : null;
+        using (var client = Server.CreateClient())
+        await using (var db = new ClinicContext(Options(client, _tenantKey, previous)))
+        {
+            Assert.Equal(4, (await db.Patients.ToListAsync(Ct)).Count);
+            db.ChangeTracker.Clear();
+            var result = await EnvelopeKeyLifecycle.RotateAsync(db, cancellationToken: Ct);
+            Assert.True(result.Succeeded, string.Join("; ", result.Failures));
+        }
+
+        // Moved: neither the old key nor the previous selector is configured, and every row reads.
+        Server.ResetCounters();
+        using (var client = Server.CreateClient())
+        await using (var db = new ClinicContext(Options(client)))
+        {
+            var all = await db.Patients.AsNoTracking().Include(p => p.Visits).OrderBy(p => p.Name).ToListAsync(Ct);
+            Assert.Equal(["A000", "A001", "B002", "B003"], all.Select(p => p.Name));
+            Assert.Equal(NewPatient("B", 3).Ssn, all[^1].Ssn);
+        }
+
+        Assert.Contains(Server.Requests("Decrypt"), r => r.KeyId == replacement);
+        Assert.DoesNotContain(Server.Requests("Decrypt"), r => r.KeyId == _tenantKey);
+    }
+
+    private DbContextOptions Options(IAmazonKeyManagementService client, string? readAlso = null, MasterKeySelector? previous = null) =>
         new DbContextOptionsBuilder()
             .UseSqlite(_connection)
             .ConfigureWarnings(w => w.Ignore(CoreEventId.ManyServiceProvidersCreatedWarning))
@@ -99,7 +141,17 @@ public sealed class AwsKmsSelectorTests : IAsyncLifetime
                 o.Client = client;
                 o.KeyId = LocalKmsFixture.PrimaryAlias;
                 o.AdditionalKeyIds.Add(TenantAlias);
-            }).UseMasterKeySelector(TenantKey).UseApplicationName("clinic"))
+                if (readAlso is not null)
+                {
+                    o.AdditionalKeyIds.Add(readAlso);
+                }
+            }).UseMasterKeySelector(TenantKey, o =>
+            {
+                if (previous is not null)
+                {
+                    o.AcceptPreviousSelector(previous);
+                }
+            }).UseApplicationName("clinic"))
             .Options;
 
     private static Patient NewPatient(string tenant, int i) => new()
