@@ -502,6 +502,11 @@ public sealed class AttackReviewTests : IDisposable
         Assert.Contains(a.ToString(), refused.Message, StringComparison.Ordinal);
         Assert.Equal("primary", refused.KeyId);
         Assert.DoesNotContain("tenant-A-secret", refused.ToString(), StringComparison.Ordinal);
+
+        // A projection of the encrypted property runs on the materialized entity, so it is checked too.
+        await AssertRefusedAsync("as above, the encrypted property projected",
+            () => reader.TenantDocs.Where(d => d.TenantId == "tenant-b").Select(d => new { d.Id, d.Secret }).SingleAsync(Ct),
+            d => $"Secret='{d.Secret}'");
     }
 
     [Fact]
