@@ -584,6 +584,38 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_tracked_edit_that_changes_the_selectors_choice_moves_the_record_and_its_owned_record_to_the_new_key()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s1-old").AddKey("subject-s1-new").AddKey("subject-s2");
+        Action<EnvelopeEncryptionOptionsBuilder> before = e => e.UseProvider(provider).UseMasterKeySelector(KeyBeforeMove);
+        Action<EnvelopeEncryptionOptionsBuilder> moving = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove, o => o.AcceptPreviousSelector(KeyBeforeMove));
+        Action<EnvelopeEncryptionOptionsBuilder> after = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove);
+        var ids = await SeedAsync(before, 9);
+
+        // Member 1 (s1, with an address) moves to tenant s2 through EF; member 4 (s1) is edited during s1's move.
+        await using (var db = Database.Create(moving))
+        {
+            (await db.Members.SingleAsync(m => m.Id == ids[1], Ct)).Subject = "s2";
+            (await db.Members.SingleAsync(m => m.Id == ids[4], Ct)).Notes = "edited during the move";
+            _ = await db.Members.SingleAsync(m => m.Id == ids[3], Ct); // s0, read and not edited
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var rows = (await RawRowsAsync("Members")).ToDictionary(r => r["Id"] is Guid g ? g : Guid.Parse((string)r["Id"]!));
+        Assert.Equal("subject-s2", KeyIdOf((byte[])rows[ids[1]]["EfEnvelopeKey"]!));
+        Assert.Equal("subject-s2", KeyIdOf((byte[])rows[ids[1]]["Address_EfEnvelopeKey"]!));
+        Assert.Equal("subject-s1-new", KeyIdOf((byte[])rows[ids[4]]["EfEnvelopeKey"]!));
+        Assert.Equal("subject-s1-old", KeyIdOf((byte[])rows[ids[7]]["EfEnvelopeKey"]!)); // not saved: not moved
+
+        provider.DisableKey("subject-s1-old");
+        await using var reader = Database.Create(after);
+        var one = await reader.Members.AsNoTracking().SingleAsync(m => m.Id == ids[1], Ct);
+        Assert.Equal((Ssn(1), Street(1)), (one.Ssn, one.Address!.Street));
+        Assert.Equal("edited during the move", (await reader.Members.AsNoTracking().SingleAsync(m => m.Id == ids[4], Ct)).Notes);
+    }
+
+    [Fact]
     public async Task During_a_move_a_record_under_neither_selectors_key_for_its_row_is_still_refused()
     {
         SkipIfUnavailable();
