@@ -126,7 +126,8 @@ public sealed class EnvelopeEncryptionOptionsBuilder
     /// <see cref="EnvelopeDecryptionException"/>: a record copied into another tenant's row, or a row whose tenant
     /// column was changed, does not read as that tenant's. Lifecycle jobs read through the same check and report such a
     /// row as a failure without writing it. Records of an owned type are not checked themselves: their owner is, and
-    /// they are sealed to their owner's key.
+    /// they are sealed to their owner's key. A record read, edited so that the selector chooses another key (its
+    /// tenant column), and saved gets a fresh data key under that key, with its owned records.
     /// </para>
     /// <para>
     /// When the selector's choice for existing rows changes on purpose (a tenant's new key), records not yet moved are
