@@ -28,6 +28,7 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
     public IRandomSource Random { get; set; } = SystemRandomSource.Instance;
     public byte[]? BlindIndexKey { get; set; }
     public bool RequireSealedRecords { get; set; }
+    public bool BindStoreGeneratedKeys { get; set; }
 
     public EnvelopeEncryptionSettings Clone()
     {
@@ -52,6 +53,7 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
         && ReferenceEquals(TimeProvider, other.TimeProvider)
         && ReferenceEquals(Random, other.Random)
         && RequireSealedRecords == other.RequireSealedRecords
+        && BindStoreGeneratedKeys == other.BindStoreGeneratedKeys
         && (BlindIndexKey is null ? other.BlindIndexKey is null : other.BlindIndexKey is not null && BlindIndexKey.AsSpan().SequenceEqual(other.BlindIndexKey));
 
     public override bool Equals(object? obj) => Equals(obj as EnvelopeEncryptionSettings);

@@ -18,6 +18,9 @@ public enum Approach
 
     /// <summary>A fixed-key AES-GCM value converter storing base64 text.</summary>
     FixedKeyConverter,
+
+    /// <summary>EfEnvelope, default mode, with <c>BindStoreGeneratedKeys()</c>: the inserting save binds the identity keys.</summary>
+    EfEnvelopeBoundKeys,
 }
 
 public class PlainContext(DbContextOptions options) : DbContext(options)
@@ -76,11 +79,17 @@ public sealed class Store : IDisposable
         }
 
         var builder = new DbContextOptionsBuilder().UseSqlite(Connection);
-        if (approach is Approach.EfEnvelope or Approach.EfEnvelopeDirect)
+        if (approach is Approach.EfEnvelope or Approach.EfEnvelopeDirect or Approach.EfEnvelopeBoundKeys)
         {
-            builder.UseEnvelopeEncryption(e => e
-                .UseProvider(provider)
-                .UseKeyWrappingMode(approach == Approach.EfEnvelopeDirect ? KeyWrappingMode.Direct : KeyWrappingMode.CachedKeyEncryptionKey));
+            builder.UseEnvelopeEncryption(e =>
+            {
+                e.UseProvider(provider)
+                    .UseKeyWrappingMode(approach == Approach.EfEnvelopeDirect ? KeyWrappingMode.Direct : KeyWrappingMode.CachedKeyEncryptionKey);
+                if (approach == Approach.EfEnvelopeBoundKeys)
+                {
+                    e.BindStoreGeneratedKeys();
+                }
+            });
         }
 
         _options = builder.Options;

@@ -23,16 +23,20 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
 
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
-        _encryption.Run(Context);
+        using var keyBinding = _encryption.Run(Context);
         MarkSaving();
-        return base.SaveChanges(acceptAllChangesOnSuccess);
+        return keyBinding is null
+            ? base.SaveChanges(acceptAllChangesOnSuccess)
+            : keyBinding.Save(() => base.SaveChanges(acceptAllChangesOnSuccess: false), acceptAllChangesOnSuccess, AcceptAllChanges);
     }
 
     public override async Task<int> SaveChangesAsync(bool acceptAllChangesOnSuccess, CancellationToken cancellationToken = default)
     {
-        await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
+        using var keyBinding = await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
         MarkSaving();
-        return await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false);
+        return keyBinding is null
+            ? await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false)
+            : await keyBinding.SaveAsync(token => base.SaveChangesAsync(acceptAllChangesOnSuccess: false, token), acceptAllChangesOnSuccess, AcceptAllChanges, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -19,14 +19,17 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
 {
     private const int ParallelThreshold = 256;
 
-    public void Run(DbContext context)
+    /// <summary>Encrypts the save's records.</summary>
+    /// <returns>With <c>BindStoreGeneratedKeys()</c>, the records to seal again once the database has generated their keys; else null.</returns>
+    public GeneratedKeyBinding? Run(DbContext context)
     {
         var work = Collect(context);
         if (work.Count == 0)
         {
-            return;
+            return null;
         }
 
+        GeneratedKeyBinding? binding;
         try
         {
             ProviderGateway.RunSynchronously(async () =>
@@ -35,6 +38,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 return true;
             });
             Encrypt(work);
+            binding = TakeKeysForBinding(context, work);
         }
         finally
         {
@@ -42,16 +46,19 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
 
         Assign(context, work);
+        return binding;
     }
 
-    public async Task RunAsync(DbContext context, CancellationToken cancellationToken)
+    /// <summary>The async form of <see cref="Run"/>.</summary>
+    public async Task<GeneratedKeyBinding?> RunAsync(DbContext context, CancellationToken cancellationToken)
     {
         var work = Collect(context);
         if (work.Count == 0)
         {
-            return;
+            return null;
         }
 
+        GeneratedKeyBinding? binding;
         try
         {
             await AcquireKeysAsync(work, cancellationToken).ConfigureAwait(false);
@@ -63,6 +70,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             }
 
             Encrypt(work);
+            binding = TakeKeysForBinding(context, work);
         }
         finally
         {
@@ -70,6 +78,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
 
         Assign(context, work);
+        return binding;
     }
 
     private List<RecordWork> Collect(DbContext context)
@@ -325,6 +334,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         item.Fields = new byte[]?[encrypted.Properties.Length];
         var entry = item.Entry;
         var binding = encrypted.BindingOf(p => entry[p], known: p => !entry.HasTemporaryValue(p));
+        item.Flags = binding.Flags;
         if (item.IsNew)
         {
             item.NewWrappedKey = item.DirectKey is not null
@@ -366,6 +376,55 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
 
         item.Captured = values;
+    }
+
+    /// <summary>
+    /// The records sealed without a key the database generates, when <c>BindStoreGeneratedKeys()</c> asks for them to
+    /// be bound after their insert: they keep their keys (the binding releases them), and the statements that will
+    /// update them are checked now, before anything is assigned or written.
+    /// </summary>
+    private GeneratedKeyBinding? TakeKeysForBinding(DbContext context, List<RecordWork> work)
+    {
+        if (!runtime.Settings.BindStoreGeneratedKeys)
+        {
+            return null;
+        }
+
+        List<GeneratedKeyBinding.Record>? records = null;
+        Dictionary<EncryptedEntity, KeyColumnUpdate>? statements = null;
+        foreach (var item in work)
+        {
+            // A JSON-mapped owned record is a part of its owner's document, not a row: it is bound on its next write.
+            if (!item.IsNew || !item.Encrypted.LeavesKeyUnbound(item.Flags) || item.Entry.EntityType.IsMappedToJson())
+            {
+                continue;
+            }
+
+            statements ??= [];
+            if (!statements.TryGetValue(item.Encrypted, out var statement))
+            {
+                statements[item.Encrypted] = statement = GeneratedKeyBinding.StatementFor(context, item.Encrypted);
+            }
+
+            (records ??= []).Add(new(item.Entry, item.Encrypted, statement, item.Key, item.DirectKey, item.Captured!));
+        }
+
+        if (records is null)
+        {
+            return null;
+        }
+
+        // Taken only once every statement is known, so that a refusal above leaves every key to ReleaseKeys.
+        foreach (var item in work)
+        {
+            if (records.Exists(r => ReferenceEquals(r.Entry, item.Entry)))
+            {
+                item.Key = null;
+                item.DirectKey = null;
+            }
+        }
+
+        return new GeneratedKeyBinding(runtime, context, records);
     }
 
     private static void ReleaseKeys(List<RecordWork> work)
@@ -471,5 +530,8 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         public byte[]?[]? Fields { get; set; }
 
         public object?[]? Captured { get; set; }
+
+        /// <summary>The binding flags the record was sealed with.</summary>
+        public byte Flags { get; set; }
     }
 }

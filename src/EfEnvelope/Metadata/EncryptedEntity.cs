@@ -207,6 +207,38 @@ internal sealed class EncryptedEntity
         return AppendTrailer(stored.Unsealed, dataKey, nonces[^EnvelopeFormat.NonceSize..], stored.RecordId, binding, merged);
     }
 
+    /// <summary>Whether a record written with these binding flags left out key values this type binds (not yet generated).</summary>
+    public bool LeavesKeyUnbound(byte flags) =>
+        (BoundKey.Length > 0 && (flags & EnvelopeFormat.FlagKeyBound) == 0)
+        || (BoundItemKey.Length > 0 && (flags & EnvelopeFormat.FlagItemKeyBound) == 0);
+
+    /// <summary>
+    /// Returns a version 2 record's blob sealed again under <paramref name="binding"/>: the same data key, fields and
+    /// trailer entries, the binding flags replaced and a fresh seal nonce. For a record whose key the database
+    /// generated on insert, so that its seal covers the key from the insert on.
+    /// </summary>
+    /// <remarks>
+    /// Only the key groups may change: the other flags (opted-in columns, listed legacy NULLs) describe the entries
+    /// and values the record was sealed with, which stay as they are.
+    /// </remarks>
+    public byte[] Reseal(in WrappedKeyBlob stored, AesGcm dataKey, IRandomSource random, in RowBinding binding)
+    {
+        const byte keyGroups = EnvelopeFormat.FlagKeyBound | EnvelopeFormat.FlagItemKeyBound;
+        if ((stored.BindingFlags & ~keyGroups) != (binding.Flags & ~keyGroups))
+        {
+            throw new InvalidOperationException($"The record of '{Name}' cannot be sealed again with other than key binding flags ({stored.BindingFlags:x2} to {binding.Flags:x2}).");
+        }
+
+        var blob = stored.Blob.ToArray();
+        var trailerAt = stored.Unsealed.Length;
+        var nonceAt = blob.Length - EnvelopeFormat.SealWithNonceSize;
+        blob[trailerAt] = binding.Flags;
+        var nonce = blob.AsSpan(nonceAt, EnvelopeFormat.NonceSize);
+        random.Fill(nonce);
+        Seal(stored.RecordId, blob.AsSpan(trailerAt, nonceAt - trailerAt), binding.Values, dataKey, nonce, expected: default, output: blob.AsSpan(nonceAt + EnvelopeFormat.NonceSize));
+        return blob;
+    }
+
     /// <summary>Opens a mode 1 record's data key with its (leased) KEK.</summary>
     public AesGcm OpenDataKey(in WrappedKeyBlob blob, CachedKey kek)
     {

@@ -435,7 +435,7 @@ public sealed class AttackReviewTests : IDisposable
             o => $"order B's Secret='{o.Secret}'");
     }
 
-    /// <summary>Pins a gap docs/SECURITY.md lists: Documented: a record with a database-generated key is sealed without its key until its next write, and that write (here ReencryptAsync) binds it to the row it is in. docs/SECURITY.md.</summary>
+    /// <summary>Pins a gap docs/SECURITY.md lists: Documented: by default a record with a database-generated key is sealed without its key until its next write, and that write (here ReencryptAsync) binds it to the row it is in; BindStoreGeneratedKeys() closes it (GeneratedKeyBindingTests). docs/SECURITY.md.</summary>
     [Fact]
     public Task D5_identity_keyed_record_moved_then_laundered_by_ReencryptAsync_is_still_the_documented_gap() => AssertDocumentedGapAsync(D5_identity_keyed_record_moved_then_laundered_by_ReencryptAsync);
 
@@ -825,7 +825,7 @@ public sealed class AttackReviewTests : IDisposable
             n => $"Secret={n.Secret ?? "null"}, Required='{n.Required}', Count={n.Count}");
     }
 
-    /// <summary>Pins a gap docs/SECURITY.md lists: Documented: as D5, through attach and edit. docs/SECURITY.md.</summary>
+    /// <summary>Pins a gap docs/SECURITY.md lists: Documented: as D5 (the default, without BindStoreGeneratedKeys()), through attach and edit. docs/SECURITY.md.</summary>
     [Fact]
     public Task D6_identity_keyed_record_moved_then_an_attach_and_edit_seals_it_to_the_new_row_is_still_the_documented_gap() => AssertDocumentedGapAsync(D6_identity_keyed_record_moved_then_an_attach_and_edit_seals_it_to_the_new_row);
 

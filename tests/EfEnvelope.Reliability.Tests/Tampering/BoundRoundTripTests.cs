@@ -10,52 +10,14 @@ namespace EfEnvelope.Reliability.Tests.Tampering;
 /// a decimal's scale, sub-microsecond ticks on PostgreSQL, zero's sign on SQLite) still verify their seal, and a
 /// bound column changed by a whole microsecond is still refused (docs/FORMAT.md, "Record seal", canonical form).
 /// </summary>
-public sealed class BoundRoundTripTests : IAsyncDisposable
+public sealed class BoundRoundTripTests() : ScratchDatabaseTests<BoundContext>("bound")
 {
-    private readonly string _sqlitePath = Path.Combine(Path.GetTempPath(), $"efenvelope-bound-{Guid.NewGuid():N}.db");
-    private readonly string _postgresDatabase = "efenvelope_bound_" + Guid.NewGuid().ToString("N")[..12];
     private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
-    private string? _database;
-
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     // Each value below is one a database does not give back bit for bit: the seal must not depend on what it drops.
     private static readonly DateTime Moment = new DateTime(2026, 12, 1, 7, 30, 0, DateTimeKind.Utc).AddTicks(1_234_567);
 
-    public async ValueTask DisposeAsync()
-    {
-        if (_database == "postgres")
-        {
-            await using var db = NewContext();
-            await db.Database.EnsureDeletedAsync(CancellationToken.None);
-        }
-
-        foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
-        {
-            File.Delete(_sqlitePath + suffix);
-        }
-    }
-
-    private BoundContext NewContext()
-    {
-        var builder = new DbContextOptionsBuilder<BoundContext>().ManyConfigurationsPerProcess();
-        _ = _database == "postgres"
-            ? builder.UseNpgsql($"{PostgresFixture.ServerConnectionString};Database={_postgresDatabase}")
-            : builder.UseSqlite($"Data Source={_sqlitePath};Pooling=False");
-        return new BoundContext(builder.UseEnvelopeEncryption(e => e.UseProvider(_provider)).Options);
-    }
-
-    private async Task UseAsync(string database)
-    {
-        if (database == "postgres" && PostgresFixture.ServerConnectionString is null)
-        {
-            Assert.Skip(TestEnvironment.SkipMessage("EFENVELOPE_POSTGRES", "PostgreSQL"));
-        }
-
-        _database = database;
-        await using var db = NewContext();
-        await db.Database.EnsureCreatedAsync(Ct);
-    }
+    protected override BoundContext NewContext() => new(OptionsBuilder().UseEnvelopeEncryption(e => e.UseProvider(_provider)).Options);
 
     private static BrRow NewRow(string database) => new()
     {
@@ -113,41 +75,41 @@ public sealed class BoundRoundTripTests : IAsyncDisposable
         var error = await Record.ExceptionAsync(() => reader.Rows.AsNoTracking().SingleAsync(r => r.Id == row.Id, Ct));
         Assert.IsType<EnvelopeDecryptionException>(error);
     }
+}
 
-    public class BrRow
-    {
-        public Guid Id { get; set; } = Guid.NewGuid();
+public class BrRow
+{
+    public Guid Id { get; set; } = Guid.NewGuid();
 
-        public DateTime At { get; set; }
+    public DateTime At { get; set; }
 
-        public DateTimeOffset Instant { get; set; }
+    public DateTimeOffset Instant { get; set; }
 
-        public decimal Price { get; set; }
+    public decimal Price { get; set; }
 
-        public double Ratio { get; set; }
+    public double Ratio { get; set; }
 
-        public TimeSpan Span { get; set; }
+    public TimeSpan Span { get; set; }
 
-        public TimeOnly Clock { get; set; }
+    public TimeOnly Clock { get; set; }
 
-        [Encrypted]
-        public string Secret { get; set; } = "";
-    }
+    [Encrypted]
+    public string Secret { get; set; } = "";
+}
 
-    public sealed class BoundContext(DbContextOptions<BoundContext> options) : DbContext(options)
-    {
-        public DbSet<BrRow> Rows => Set<BrRow>();
+public sealed class BoundContext(DbContextOptions<BoundContext> options) : DbContext(options)
+{
+    public DbSet<BrRow> Rows => Set<BrRow>();
 
-        protected override void OnModelCreating(ModelBuilder modelBuilder) =>
-            modelBuilder.Entity<BrRow>(row =>
-            {
-                row.ToTable("BoundRows");
-                row.Property(r => r.At).IsBoundToRecord();
-                row.Property(r => r.Instant).IsBoundToRecord();
-                row.Property(r => r.Price).IsBoundToRecord();
-                row.Property(r => r.Ratio).IsBoundToRecord();
-                row.Property(r => r.Span).IsBoundToRecord();
-                row.Property(r => r.Clock).IsBoundToRecord();
-            });
-    }
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.Entity<BrRow>(row =>
+        {
+            row.ToTable("BoundRows");
+            row.Property(r => r.At).IsBoundToRecord();
+            row.Property(r => r.Instant).IsBoundToRecord();
+            row.Property(r => r.Price).IsBoundToRecord();
+            row.Property(r => r.Ratio).IsBoundToRecord();
+            row.Property(r => r.Span).IsBoundToRecord();
+            row.Property(r => r.Clock).IsBoundToRecord();
+        });
 }

@@ -17,55 +17,18 @@ namespace EfEnvelope.Reliability.Tests.Tampering;
 /// whole-record rollback"): a version column bound to the record seal (<c>IsBoundToRecord()</c>) and EF's own
 /// interceptors comparing it with a ledger the database writer cannot reach.
 /// </summary>
-public sealed class RollbackDetectionTests : IAsyncDisposable
+public sealed class RollbackDetectionTests() : ScratchDatabaseTests<AccountContext>("rollback")
 {
-    private readonly string _sqlitePath = Path.Combine(Path.GetTempPath(), $"efenvelope-rollback-{Guid.NewGuid():N}.db");
-    private readonly string _postgresDatabase = "efenvelope_rollback_" + Guid.NewGuid().ToString("N")[..12];
     private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
 
     // Stands for the store outside the database (another database, a ledger service, a signed log).
     private readonly VersionLedger _ledger = new();
-    private string? _database;
 
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_database == "postgres")
-        {
-            await using var db = NewContext();
-            await db.Database.EnsureDeletedAsync(CancellationToken.None);
-        }
-
-        foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
-        {
-            File.Delete(_sqlitePath + suffix);
-        }
-    }
-
-    private AccountContext NewContext()
-    {
-        var builder = new DbContextOptionsBuilder<AccountContext>().ManyConfigurationsPerProcess();
-        _ = _database == "postgres"
-            ? builder.UseNpgsql($"{PostgresFixture.ServerConnectionString};Database={_postgresDatabase}")
-            : builder.UseSqlite($"Data Source={_sqlitePath};Pooling=False");
-        return new AccountContext(builder
+    protected override AccountContext NewContext() =>
+        new(OptionsBuilder()
             .UseEnvelopeEncryption(e => e.UseProvider(_provider))
             .AddInterceptors(new VersionStamping(_ledger), new VersionChecking(_ledger))
             .Options);
-    }
-
-    private async Task UseAsync(string database)
-    {
-        if (database == "postgres" && PostgresFixture.ServerConnectionString is null)
-        {
-            Assert.Skip(TestEnvironment.SkipMessage("EFENVELOPE_POSTGRES", "PostgreSQL"));
-        }
-
-        _database = database;
-        await using var db = NewContext();
-        await db.Database.EnsureCreatedAsync(Ct);
-    }
 
     private static readonly string[] Columns = ["EfEnvelopeKey", "Balance", "Version"];
 
@@ -301,28 +264,28 @@ public sealed class RollbackDetectionTests : IAsyncDisposable
 
         public long Expected { get; } = expected;
     }
+}
 
-    public class Account
-    {
-        public Guid Id { get; set; } = Guid.NewGuid();
+public class Account
+{
+    public Guid Id { get; set; } = Guid.NewGuid();
 
-        public long Version { get; set; }
+    public long Version { get; set; }
 
-        [Encrypted]
-        public string Balance { get; set; } = "";
-    }
+    [Encrypted]
+    public string Balance { get; set; } = "";
+}
 
-    public sealed class AccountContext(DbContextOptions<AccountContext> options) : DbContext(options)
-    {
-        public bool CheckVersions { get; set; } = true;
+public sealed class AccountContext(DbContextOptions<AccountContext> options) : DbContext(options)
+{
+    public bool CheckVersions { get; set; } = true;
 
-        public DbSet<Account> Accounts => Set<Account>();
+    public DbSet<Account> Accounts => Set<Account>();
 
-        protected override void OnModelCreating(ModelBuilder modelBuilder) =>
-            modelBuilder.Entity<Account>(account =>
-            {
-                account.ToTable("Accounts");
-                account.Property(a => a.Version).IsConcurrencyToken().IsBoundToRecord();
-            });
-    }
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.Entity<Account>(account =>
+        {
+            account.ToTable("Accounts");
+            account.Property(a => a.Version).IsConcurrencyToken().IsBoundToRecord();
+        });
 }

@@ -2,6 +2,7 @@ using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace EfEnvelope.Tests.SqlServer;
 
@@ -90,6 +91,25 @@ public sealed class SqlServerWithoutServerTests
         Assert.Contains("OrderBy", order.Message, StringComparison.Ordinal);
         Assert.Contains("patterns", match.Message, StringComparison.Ordinal);
         Assert.Contains("'Visit.Notes'", nested.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_seal_update_of_BindStoreGeneratedKeys_is_SQL_Server_SQL_matching_the_key_and_the_inserted_blob()
+    {
+        using var db = SqlServer();
+        var patient = new Patient { Id = Guid.NewGuid(), Name = "Ann" };
+        db.Add(patient);
+        var encrypted = db.GetService<EfEnvelope.Internal.EnvelopeRuntime>().Find(db.Model.FindEntityType(typeof(Patient))!)!;
+        var sql = new System.Text.StringBuilder();
+        var parameters = new List<object>();
+
+#pragma warning disable EF1001 // the entry as EF's state manager holds it, which is what the binding reads
+        EfEnvelope.Internal.KeyColumnUpdate.For(encrypted, db.GetService<Microsoft.EntityFrameworkCore.Storage.ISqlGenerationHelper>())
+            .Append(sql, parameters, db.Entry(patient).GetInfrastructure(), inserted: [1], resealed: [2]);
+#pragma warning restore EF1001
+
+        Assert.Equal("UPDATE [Patients] SET [EfEnvelopeKey] = {0} WHERE [Id] = {1} AND [EfEnvelopeKey] = {2};\n", sql.ToString());
+        Assert.Equal<object>([new byte[] { 2 }, patient.Id, new byte[] { 1 }], parameters);
     }
 
     [Fact]
