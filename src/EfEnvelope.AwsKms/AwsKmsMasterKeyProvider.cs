@@ -190,6 +190,30 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
         return plaintext;
     }
 
+    /// <inheritdoc />
+    /// <remarks>
+    /// A row names the key ARN KMS generated its data key under, while a master-key selector usually returns an alias,
+    /// a key id or an alias ARN: string comparison would refuse every legitimate row. Both names are resolved to key
+    /// ARNs (a configured alias or key id through the provider's cached <c>DescribeKey</c> resolution, any other name
+    /// through <c>DescribeKey</c>, never remembered) and compared as keys, a multi-Region key matching its replicas.
+    /// Asking never makes a key trusted: the answer only says whether two names denote one key.
+    /// </remarks>
+    public async Task<bool> IsSameKeyAsync(string storedKeyId, string selectedKeyId, KeyContext context, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(storedKeyId);
+        ArgumentException.ThrowIfNullOrEmpty(selectedKeyId);
+        ArgumentNullException.ThrowIfNull(context);
+        if (string.Equals(storedKeyId, selectedKeyId, StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        using var deadline = StartDeadline(cancellationToken);
+        var stored = await KeyArnOfAsync(storedKeyId, context, deadline.Token, cancellationToken).ConfigureAwait(false);
+        var selected = await KeyArnOfAsync(selectedKeyId, context, deadline.Token, cancellationToken).ConfigureAwait(false);
+        return stored.SameKeyAs(selected);
+    }
+
     /// <summary>Moves a wrapped key to another master key inside KMS (<c>ReEncrypt</c>), for rotating stored data.</summary>
     /// <param name="sourceKeyId">The key the blob names; KMS is pinned to it (resolved as for <see cref="DecryptDataKeyAsync"/>).</param>
     /// <param name="wrappedKey">The blob from <see cref="GenerateDataKeyAsync"/>.</param>
@@ -355,6 +379,20 @@ public sealed class AwsKmsMasterKeyProvider : IMasterKeyProvider, IDisposable, I
 
         var resolved = await _trust.ResolveAsync(keyId, name => DescribeAsync(name, context, deadline, cancellationToken)).ConfigureAwait(false);
         return resolved.ToString();
+    }
+
+    // The key ARN a name denotes. Only configured names are cached: a resolution in that cache vouches for the key it
+    // points at (KeyTrust), which an unconfigured name the application happens to ask about must not do.
+    private async Task<KmsKeyArn> KeyArnOfAsync(string name, KeyContext context, CancellationToken deadline, CancellationToken cancellationToken)
+    {
+        if (KmsKeyArn.TryParse(name) is { } arn)
+        {
+            return arn;
+        }
+
+        return _trust.IsConfiguredVerbatim(name)
+            ? await _trust.ResolveAsync(name, n => DescribeAsync(n, context, deadline, cancellationToken)).ConfigureAwait(false)
+            : await DescribeAsync(name, context, deadline, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<KmsKeyArn> DescribeAsync(string name, KeyContext context, CancellationToken deadline, CancellationToken cancellationToken)

@@ -24,6 +24,41 @@ public enum KeyWrappingMode
 /// <returns>A key id the provider has configured, or null for the provider's primary key.</returns>
 public delegate string? MasterKeySelector(object entity);
 
+/// <summary>How reads check a master-key selector's choice; passed to <see cref="EnvelopeEncryptionOptionsBuilder.UseMasterKeySelector(MasterKeySelector, Action{MasterKeySelectorOptions})"/>.</summary>
+public sealed class MasterKeySelectorOptions
+{
+    internal MasterKeySelector? Previous { get; private set; }
+
+    /// <summary>
+    /// While records move to the keys the selector now chooses, reads also accept a record under the key
+    /// <paramref name="previous"/> chooses for its row.
+    /// </summary>
+    /// <param name="previous">
+    /// The selector the application used before (a stable delegate); one that returns null for every entity accepts the
+    /// provider's primary key, for records written before any selector was configured.
+    /// </param>
+    /// <returns>These options.</returns>
+    /// <remarks>
+    /// <para>
+    /// For a deliberate change of the selector's choice for existing rows: a tenant given a key of its own, a subject
+    /// moved off a key about to be destroyed, a per-tenant key replaced. Configure the old selector here, run
+    /// <c>EnvelopeKeyLifecycle.RotateAsync</c> (it moves every record to the key the current selector chooses), then
+    /// remove this option: from then on a record under the old key is refused again.
+    /// </para>
+    /// <para>
+    /// While it is configured, a record under the key the previous selector chooses for a row reads in that row, so a
+    /// record copied between two rows to which the previous selector gave one key (the primary key, when records are
+    /// moving onto their first per-tenant keys) is not refused. Keep the move short.
+    /// </para>
+    /// </remarks>
+    public MasterKeySelectorOptions AcceptPreviousSelector(MasterKeySelector previous)
+    {
+        ArgumentNullException.ThrowIfNull(previous);
+        Previous = previous;
+        return this;
+    }
+}
+
 /// <summary>Configures envelope encryption: the master-key provider, the wrapping mode and the key cache.</summary>
 /// <remarks>
 /// Two option sets that are equal (same provider instance or equal provider configuration, same settings) share one
@@ -81,12 +116,40 @@ public sealed class EnvelopeEncryptionOptionsBuilder
         return this;
     }
 
-    /// <summary>Chooses the master key per record (per tenant or data subject) for new data keys.</summary>
-    /// <remarks>The selector must be a stable delegate (a static method or a cached instance): it is part of the configuration's identity.</remarks>
-    public EnvelopeEncryptionOptionsBuilder UseMasterKeySelector(MasterKeySelector selector)
+    /// <summary>Chooses the master key per record (per tenant or data subject) for new data keys, and checks it on reads.</summary>
+    /// <param name="selector">Chooses the key; a stable delegate (a static method or a cached instance): it is part of the configuration's identity.</param>
+    /// <remarks>
+    /// <para>
+    /// Every entity read is checked once EF has set its properties: the master key its key column names must be the
+    /// one the selector chooses for it (compared by the provider through <see cref="IMasterKeyProvider.IsSameKeyAsync"/>,
+    /// so an AWS KMS alias matches the key ARN the row stores). Otherwise the read fails with
+    /// <see cref="EnvelopeDecryptionException"/>: a record copied into another tenant's row, or a row whose tenant
+    /// column was changed, does not read as that tenant's. Lifecycle jobs read through the same check and report such a
+    /// row as a failure without writing it. Records of an owned type are not checked themselves: their owner is, and
+    /// they are sealed to their owner's key. A record read, edited so that the selector chooses another key (its
+    /// tenant column), and saved gets a fresh data key under that key, with its owned records.
+    /// </para>
+    /// <para>
+    /// When the selector's choice for existing rows changes on purpose (a tenant's new key), records not yet moved are
+    /// refused: use the overload with <see cref="MasterKeySelectorOptions.AcceptPreviousSelector"/> while
+    /// <c>EnvelopeKeyLifecycle.RotateAsync</c> moves them (docs/KEY-MANAGEMENT.md).
+    /// </para>
+    /// </remarks>
+    /// <returns>This builder.</returns>
+    public EnvelopeEncryptionOptionsBuilder UseMasterKeySelector(MasterKeySelector selector) => UseMasterKeySelector(selector, _ => { });
+
+    /// <summary>Chooses the master key per record, as <see cref="UseMasterKeySelector(MasterKeySelector)"/>, with options for the read check.</summary>
+    /// <param name="selector">Chooses the key; a stable delegate.</param>
+    /// <param name="configure">Tunes the read check (<see cref="MasterKeySelectorOptions.AcceptPreviousSelector"/>).</param>
+    /// <returns>This builder.</returns>
+    public EnvelopeEncryptionOptionsBuilder UseMasterKeySelector(MasterKeySelector selector, Action<MasterKeySelectorOptions> configure)
     {
         ArgumentNullException.ThrowIfNull(selector);
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = new MasterKeySelectorOptions();
+        configure(options);
         _settings.KeySelector = selector;
+        _settings.PreviousKeySelector = options.Previous;
         return this;
     }
 

@@ -11,6 +11,10 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
     public string ApplicationName { get; set; } = "efenvelope";
     public KeyCacheOptions Cache { get; set; } = new();
     public MasterKeySelector? KeySelector { get; set; }
+
+    /// <summary>Set by <see cref="MasterKeySelectorOptions.AcceptPreviousSelector"/>: reads also accept its choice during a move.</summary>
+    public MasterKeySelector? PreviousKeySelector { get; set; }
+
     public TimeSpan ProviderTimeout { get; set; } = TimeSpan.FromSeconds(30);
     public ILoggerFactory? LoggerFactory { get; set; }
 
@@ -42,6 +46,7 @@ internal sealed class EnvelopeEncryptionSettings : IEquatable<EnvelopeEncryption
         && ApplicationName == other.ApplicationName
         && Cache.SameAs(other.Cache)
         && Equals(KeySelector, other.KeySelector)
+        && Equals(PreviousKeySelector, other.PreviousKeySelector)
         && ProviderTimeout == other.ProviderTimeout
         && ReferenceEquals(LoggerFactory, other.LoggerFactory)
         && ReferenceEquals(HostLoggerFactory, other.HostLoggerFactory)

@@ -39,6 +39,12 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
             .TryAdd<IInterceptor, EncryptingSaveChangesInterceptor>()
             .TryAdd<IInterceptor, EncryptedQueryGuard>()
             .TryAdd<IInterceptor, KeyPrefetchInterceptor>();
+        if (settings.KeySelector is not null)
+        {
+            // Only with a selector: any materialization interceptor makes EF build per-row accessors for every query.
+            new EntityFrameworkServicesBuilder(services).TryAdd<ISingletonInterceptor, SelectorKeyCheck>();
+        }
+
         services.AddSingleton(_ => new EnvelopeRuntime(settings, LoggerFactoryFor(settings)));
 
         // Replace, not TryAdd: the database provider's services may already have registered EF's own detector.

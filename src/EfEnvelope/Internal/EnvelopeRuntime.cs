@@ -28,7 +28,11 @@ internal sealed class EnvelopeRuntime : IDisposable
         Gateway = new ProviderGateway(Provider, settings.ProviderTimeout, loggerFactory.CreateLogger("EfEnvelope.KeyManagement"));
         Cache = new KeyCache(Gateway, settings.Cache, settings.TimeProvider, settings.ApplicationName);
         BlindIndexer = new Search.BlindIndexer(Cache, settings.BlindIndexKey);
+        KeyNames = new KeyNames(Gateway, Cache, settings);
     }
+
+    /// <summary>Compares a stored record's key id with a chosen one through the provider (the selector check on reads).</summary>
+    public KeyNames KeyNames { get; }
 
     public Search.BlindIndexer BlindIndexer { get; }
 

@@ -127,6 +127,16 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 continue;
             }
 
+            if (wrappedKey is not null && snapshot.WrappedKey is not null && MovedBySelector(entry, encrypted, wrappedKey))
+            {
+                // An edit made the master-key selector choose another key for this record (its tenant column changed),
+                // or it is still under a previous selector's key during a move. Read in this context, the instance
+                // holds all its values: it gets a fresh data key under the chosen key and every value is written, so
+                // the read check accepts it where it now belongs (keeping the data key would leave it under the old key).
+                work.Add(new RecordWork(entry, encrypted, changed: null));
+                continue;
+            }
+
             bool[]? changed = null;
             for (var i = 0; i < encrypted.Properties.Length; i++)
             {
@@ -251,6 +261,26 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
             }
         }
+    }
+
+    /// <summary>Whether a modified record (or one whose root owner is modified) is under another key than the selector now chooses.</summary>
+    /// <remarks>Only with a selector, and only for modified aggregates: a save does not move records it does not write.</remarks>
+    private bool MovedBySelector(InternalEntityEntry entry, EncryptedEntity encrypted, byte[] wrappedKey)
+    {
+        if (runtime.Settings.KeySelector is not { } selector || !WrappedKeyBlob.TryParse(wrappedKey, out var blob, out _))
+        {
+            return false;
+        }
+
+        var root = entry;
+        var modified = entry.EntityState == EntityState.Modified;
+        while (root.EntityType.FindOwnership() is { } ownership && root.StateManager.FindPrincipal(root, ownership) is { } owner)
+        {
+            root = owner;
+            modified |= owner.EntityState == EntityState.Modified;
+        }
+
+        return modified && !runtime.KeyNames.IsSame(blob.KeyId, selector(root.Entity) ?? runtime.Provider.PrimaryKeyId, encrypted.Name);
     }
 
     /// <summary>What the master-key selector is asked about: the entity itself, or for an owned record its root owner.</summary>

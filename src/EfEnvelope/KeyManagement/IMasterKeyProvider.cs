@@ -33,6 +33,25 @@ public interface IMasterKeyProvider
     /// <param name="cancellationToken">Cancels the call.</param>
     Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Whether a stored blob naming <paramref name="storedKeyId"/> was wrapped under the master key that
+    /// <paramref name="selectedKeyId"/> (a master-key selector's choice, or <see cref="PrimaryKeyId"/>) names.
+    /// </summary>
+    /// <param name="storedKeyId">The key id read from a record that decrypted (so one this provider trusts).</param>
+    /// <param name="selectedKeyId">The key id the selector (or, during a move, the previous selector) chose for the row the record was read from.</param>
+    /// <param name="context">The application and entity the question is about (for audit logs and errors).</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>True when both name one key; false refuses the record.</returns>
+    /// <remarks>
+    /// Asked on reads when a master-key selector is configured, only when the two strings differ; the library
+    /// remembers the answer per pair for the key cache's time to live. The default compares the strings ordinally. A
+    /// provider whose keys have several names (an alias and a key ARN) answers by resolving both to one canonical
+    /// identity, and must not come to trust a key by being asked. An exception fails the read, as a failed key
+    /// operation does.
+    /// </remarks>
+    Task<bool> IsSameKeyAsync(string storedKeyId, string selectedKeyId, KeyContext context, CancellationToken cancellationToken) =>
+        Task.FromResult(string.Equals(storedKeyId, selectedKeyId, StringComparison.Ordinal));
+
     /// <summary>Unwraps a key produced by <see cref="GenerateDataKeyAsync"/> under the same master key and context.</summary>
     /// <returns>The 32 plaintext key bytes; the caller owns and zeroes the array.</returns>
     Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken);

@@ -25,6 +25,10 @@ internal sealed partial class ProviderGateway(IMasterKeyProvider provider, TimeS
         return CallAsync("DecryptDataKey", keyId, context, (p, token) => p.DecryptDataKeyAsync(keyId, wrapped, context, token), cancellationToken);
     }
 
+    /// <summary>Whether a blob naming <paramref name="storedKeyId"/> is under the key <paramref name="selectedKeyId"/> names (see <see cref="IMasterKeyProvider.IsSameKeyAsync"/>).</summary>
+    public Task<bool> IsSameKeyAsync(string storedKeyId, string selectedKeyId, KeyContext context, CancellationToken cancellationToken) =>
+        CallAsync("IsSameKey", selectedKeyId, context, (p, token) => p.IsSameKeyAsync(storedKeyId, selectedKeyId, context, token), cancellationToken);
+
     /// <summary>Runs an async provider call on a synchronous EF path (a cache miss during materialization or SaveChanges).</summary>
     /// <remarks>
     /// Without a synchronization context the call runs inline (it completes at once when the keys are cached).

@@ -476,16 +476,13 @@ public sealed class AttackReviewTests : IDisposable
     }
 
     // ---------------------------------------------------------------------------------------------------------
-    // E. Tenants: the selector's key is never checked on read.
+    // E. Tenants: a record under another tenant's master key than the selector chooses for its row.
     // ---------------------------------------------------------------------------------------------------------
 
     private static string? TenantKey(object entity) => entity is AtkTenantDoc { TenantId: "tenant-b" } ? "secondary" : null;
 
-    /// <summary>Pins a gap docs/SECURITY.md lists: Documented: the reader does not ask the master-key selector (the entity is not complete when it decrypts); bind the column the selector reads with IsBoundToRecord(). docs/SECURITY.md.</summary>
     [Fact]
-    public Task E1_unbound_tenant_column_changed_so_tenant_B_reads_tenant_A_record_is_refused_is_still_the_documented_gap() => AssertDocumentedGapAsync(E1_unbound_tenant_column_changed_so_tenant_B_reads_tenant_A_record_is_refused);
-
-    private async Task E1_unbound_tenant_column_changed_so_tenant_B_reads_tenant_A_record_is_refused()
+    public async Task E1_unbound_tenant_column_changed_so_tenant_B_reads_tenant_A_record_is_refused()
     {
         var options = Options<AttackContext>(e => e.UseMasterKeySelector(TenantKey));
         var a = Guid.NewGuid();
@@ -498,16 +495,22 @@ public sealed class AttackReviewTests : IDisposable
         }
 
         await using var reader = new AttackContext(options);
-        await AssertRefusedAsync("tenant column of A's row set to tenant-b (not IsBoundToRecord); blob names 'primary', the selector says 'secondary'",
+        var refused = await AssertRefusedAsync("tenant column of A's row set to tenant-b (not IsBoundToRecord); blob names 'primary', the selector says 'secondary'",
             () => reader.TenantDocs.AsNoTracking().Where(d => d.TenantId == "tenant-b").SingleAsync(Ct),
             d => $"tenant-b's document with Secret='{d.Secret}'");
+        Assert.Contains("under master key 'primary', but the master-key selector chooses 'secondary'", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(a.ToString(), refused.Message, StringComparison.Ordinal);
+        Assert.Equal("primary", refused.KeyId);
+        Assert.DoesNotContain("tenant-A-secret", refused.ToString(), StringComparison.Ordinal);
+
+        // A projection of the encrypted property runs on the materialized entity, so it is checked too.
+        await AssertRefusedAsync("as above, the encrypted property projected",
+            () => reader.TenantDocs.Where(d => d.TenantId == "tenant-b").Select(d => new { d.Id, d.Secret }).SingleAsync(Ct),
+            d => $"Secret='{d.Secret}'");
     }
 
-    /// <summary>Pins a gap docs/SECURITY.md lists: Documented: as E1, for a record with a database-generated key moved before its first update. docs/SECURITY.md.</summary>
     [Fact]
-    public Task E2_identity_keyed_tenant_record_moved_into_another_tenants_row_is_refused_is_still_the_documented_gap() => AssertDocumentedGapAsync(E2_identity_keyed_tenant_record_moved_into_another_tenants_row_is_refused);
-
-    private async Task E2_identity_keyed_tenant_record_moved_into_another_tenants_row_is_refused()
+    public async Task E2_identity_keyed_tenant_record_moved_into_another_tenants_row_is_refused()
     {
         var options = Options<AttackContext>(e => e.UseMasterKeySelector(TenantKey2));
         int a, b;
@@ -526,9 +529,18 @@ public sealed class AttackReviewTests : IDisposable
         }
 
         await using var reader = new AttackContext(options);
-        await AssertRefusedAsync("tenant A's identity-keyed record moved into tenant B's row (tenant column not bound)",
+        var refused = await AssertRefusedAsync("tenant A's identity-keyed record moved into tenant B's row (tenant column not bound)",
             () => reader.TenantCounters.AsNoTracking().Where(d => d.TenantId == "tenant-b").SingleAsync(Ct),
             d => $"tenant-b's row with Secret='{d.Secret}'");
+        Assert.Contains($"row with key ({b}) is under master key 'primary', but the master-key selector chooses 'secondary'", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(typeof(AtkTenantCounter).FullName, refused.Entity);
+        Assert.DoesNotContain("tenant-A-secret", refused.ToString(), StringComparison.Ordinal);
+
+        // A tracked query is checked as well, and tenant A's own row (under the key the selector chooses) still reads.
+        await AssertRefusedAsync("as above, tracked query",
+            () => reader.TenantCounters.SingleAsync(d => d.Id == b, Ct),
+            d => $"tenant-b's row with Secret='{d.Secret}'");
+        Assert.Equal("tenant-A-secret-E2", (await reader.TenantCounters.SingleAsync(d => d.Id == a, Ct)).Secret);
     }
 
     private static string? TenantKey2(object entity) => entity is AtkTenantCounter { TenantId: "tenant-b" } ? "secondary" : null;

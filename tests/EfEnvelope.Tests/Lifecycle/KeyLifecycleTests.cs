@@ -502,6 +502,172 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
         Assert.DoesNotContain(lines, l => l.Message.Contains("SSN-", StringComparison.Ordinal));
     }
 
+    // Subject s1 is given a new master key of its own; the others keep theirs (s0 the primary key, s2 its own).
+    private static string? KeyBeforeMove(object entity) => entity switch
+    {
+        Member { Subject: "s1" } => "subject-s1-old",
+        Member { Subject: "s2" } => "subject-s2",
+        _ => null,
+    };
+
+    private static string? KeyAfterMove(object entity) => entity switch
+    {
+        Member { Subject: "s1" } => "subject-s1-new",
+        Member { Subject: "s2" } => "subject-s2",
+        _ => null,
+    };
+
+    [Fact]
+    public async Task A_subject_moved_to_a_new_key_is_refused_until_the_previous_selector_is_accepted_and_rotation_moves_it()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s1-old").AddKey("subject-s1-new").AddKey("subject-s2");
+        Action<EnvelopeEncryptionOptionsBuilder> before = e => e.UseProvider(provider).UseMasterKeySelector(KeyBeforeMove);
+        Action<EnvelopeEncryptionOptionsBuilder> after = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove);
+        Action<EnvelopeEncryptionOptionsBuilder> moving = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove, o => o.AcceptPreviousSelector(KeyBeforeMove));
+        var ids = await SeedAsync(before, 12);
+        var s1 = (await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s1").Select(r => (byte[])r["EfEnvelopeKey"]!).ToList();
+        Assert.Equal(4, s1.Count);
+        Assert.All(s1, b => Assert.Equal("subject-s1-old", KeyIdOf(b)));
+
+        // The selector's choice for s1 changed, and nothing tells reads the old key is legitimate: refused, tracked
+        // or not, with a message that names the row and both keys and says what to do. The other subjects read.
+        await using (var db = Database.Create(after))
+        {
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Members.AsNoTracking().Where(m => m.Subject == "s1").ToListAsync(Ct));
+            Assert.Equal(typeof(Member).FullName, error.Entity);
+            Assert.Equal("subject-s1-old", error.KeyId);
+            Assert.Contains("is under master key 'subject-s1-old', but the master-key selector chooses 'subject-s1-new' for that row", error.Message, StringComparison.Ordinal);
+            Assert.Contains("AcceptPreviousSelector", error.Message, StringComparison.Ordinal);
+            Assert.Contains("EnvelopeKeyLifecycle.RotateAsync", error.Message, StringComparison.Ordinal);
+            Assert.Contains(ids.Select(id => id.ToString()), id => error.Message.Contains($"row with key ({id})", StringComparison.Ordinal));
+            Assert.DoesNotContain("SSN-", error.ToString(), StringComparison.Ordinal);
+            Assert.DoesNotContain("Lifecycle Lane", error.ToString(), StringComparison.Ordinal);
+
+            await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Members.Where(m => m.Subject == "s1").ToListAsync(Ct));
+            db.ChangeTracker.Clear();
+            Assert.Equal(8, (await db.Members.Where(m => m.Subject != "s1").ToListAsync(Ct)).Count);
+            Assert.Equal(8, (await db.Members.AsNoTracking().Where(m => m.Subject != "s1").ToListAsync(Ct)).Count);
+            db.ChangeTracker.Clear();
+
+            // A job reads through the same check: it reports each refused row by key and writes nothing.
+            var refused = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { BatchSize = 5 }, cancellationToken: Ct);
+            Assert.Equal(4, refused.Failures.Count);
+            Assert.All(refused.Failures, f =>
+            {
+                Assert.Equal(nameof(Member), f.Entity);
+                Assert.Equal(nameof(EnvelopeDecryptionException), f.ErrorType);
+                Assert.Contains("AcceptPreviousSelector", f.Error, StringComparison.Ordinal);
+                Assert.Contains($"row with key ({f.Key.ToLowerInvariant()})", f.Error.ToLowerInvariant(), StringComparison.Ordinal);
+            });
+            Assert.Equal(s1.Select(Convert.ToHexString).Order(), (await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s1").Select(r => Convert.ToHexString((byte[])r["EfEnvelopeKey"]!)).Order());
+        }
+
+        // During the move the previous selector's choice is accepted too: reads work, and rotation moves s1's records
+        // (owned addresses with them) to the key the current selector chooses.
+        await AssertAllReadAsync(moving, 12);
+        await using (var db = Database.Create(moving))
+        {
+            Assert.Equal(4, (await db.Members.Where(m => m.Subject == "s1").ToListAsync(Ct)).Count);
+            db.ChangeTracker.Clear();
+            var result = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { BatchSize = 5 }, cancellationToken: Ct);
+            Assert.True(result.Succeeded, string.Join("; ", result.Failures));
+        }
+
+        var moved = (await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s1").ToList();
+        Assert.All(moved, r => Assert.Equal("subject-s1-new", KeyIdOf((byte[])r["EfEnvelopeKey"]!)));
+        Assert.All(moved.Where(r => r["Address_EfEnvelopeKey"] is not null), r => Assert.Equal("subject-s1-new", KeyIdOf((byte[])r["Address_EfEnvelopeKey"]!)));
+
+        // Moved: the previous selector is removed and the old key destroyed; everything reads under the new choice.
+        provider.DestroyKey("subject-s1-old");
+        await AssertAllReadAsync(after, 12);
+    }
+
+    [Fact]
+    public async Task A_tracked_edit_that_changes_the_selectors_choice_moves_the_record_and_its_owned_record_to_the_new_key()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s1-old").AddKey("subject-s1-new").AddKey("subject-s2");
+        Action<EnvelopeEncryptionOptionsBuilder> before = e => e.UseProvider(provider).UseMasterKeySelector(KeyBeforeMove);
+        Action<EnvelopeEncryptionOptionsBuilder> moving = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove, o => o.AcceptPreviousSelector(KeyBeforeMove));
+        Action<EnvelopeEncryptionOptionsBuilder> after = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove);
+        var ids = await SeedAsync(before, 9);
+
+        // Member 1 (s1, with an address) moves to tenant s2 through EF; member 4 (s1) is edited during s1's move.
+        await using (var db = Database.Create(moving))
+        {
+            (await db.Members.SingleAsync(m => m.Id == ids[1], Ct)).Subject = "s2";
+            (await db.Members.SingleAsync(m => m.Id == ids[4], Ct)).Notes = "edited during the move";
+            _ = await db.Members.SingleAsync(m => m.Id == ids[3], Ct); // s0, read and not edited
+            await db.SaveChangesAsync(Ct);
+        }
+
+        var rows = (await RawRowsAsync("Members")).ToDictionary(r => r["Id"] is Guid g ? g : Guid.Parse((string)r["Id"]!));
+        Assert.Equal("subject-s2", KeyIdOf((byte[])rows[ids[1]]["EfEnvelopeKey"]!));
+        Assert.Equal("subject-s2", KeyIdOf((byte[])rows[ids[1]]["Address_EfEnvelopeKey"]!));
+        Assert.Equal("subject-s1-new", KeyIdOf((byte[])rows[ids[4]]["EfEnvelopeKey"]!));
+        Assert.Equal("subject-s1-old", KeyIdOf((byte[])rows[ids[7]]["EfEnvelopeKey"]!)); // not saved: not moved
+
+        provider.DisableKey("subject-s1-old");
+        await using var reader = Database.Create(after);
+        var one = await reader.Members.AsNoTracking().SingleAsync(m => m.Id == ids[1], Ct);
+        Assert.Equal((Ssn(1), Street(1)), (one.Ssn, one.Address!.Street));
+        Assert.Equal("edited during the move", (await reader.Members.AsNoTracking().SingleAsync(m => m.Id == ids[4], Ct)).Notes);
+    }
+
+    [Fact]
+    public async Task During_a_move_a_record_under_neither_selectors_key_for_its_row_is_still_refused()
+    {
+        SkipIfUnavailable();
+        var provider = new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s1-old").AddKey("subject-s1-new").AddKey("subject-s2");
+        Action<EnvelopeEncryptionOptionsBuilder> moving = e => e.UseProvider(provider).UseMasterKeySelector(KeyAfterMove, o => o.AcceptPreviousSelector(KeyBeforeMove));
+        var ids = await SeedAsync(moving, 3);
+
+        // s2's record (under subject-s2) relabelled as s1's: neither the new nor the previous choice for s1 is its key.
+        await using (var db = Database.Create(moving))
+        {
+            Assert.Equal(1, await db.Database.ExecuteSqlRawAsync("UPDATE \"Members\" SET \"Subject\" = 's1' WHERE \"Id\" = {0}", [ids[2]], Ct));
+        }
+
+        await using var reader = Database.Create(moving);
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => reader.Members.SingleAsync(m => m.Id == ids[2], Ct));
+        Assert.Contains($"row with key ({ids[2]}) is under master key 'subject-s2', but the master-key selector chooses 'subject-s1-new' for that row and the previous selector 'subject-s1-old'", error.Message, StringComparison.Ordinal);
+        Assert.Equal("note 1", (await reader.Members.AsNoTracking().SingleAsync(m => m.Id == ids[1], Ct)).Notes);
+    }
+
+    // s2's key by the name the application uses for it; the provider records another name for the same key.
+    private static string? Nickname(object entity) => entity is Member { Subject: "s2" } ? NicknamingProvider.Nickname : null;
+
+    [Fact]
+    public async Task The_selector_check_asks_the_provider_once_per_pair_of_names_and_time_to_live()
+    {
+        SkipIfUnavailable();
+        var provider = new NicknamingProvider(new InsecureInMemoryMasterKeyProvider("primary").AddKey("subject-s2"));
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        Action<EnvelopeEncryptionOptionsBuilder> configure = e => e.UseProvider(provider).UseMasterKeySelector(Nickname).UseTimeProvider(time).ConfigureKeyCache(c => c.TimeToLive = TimeSpan.FromMinutes(2));
+        var ids = await SeedAsync(configure, 9);
+        Assert.All((await RawRowsAsync("Members")).Where(r => (string)r["Subject"]! == "s2"), r => Assert.Equal("subject-s2", KeyIdOf((byte[])r["EfEnvelopeKey"]!)));
+
+        // Three s2 rows in two contexts: one question ('subject-s2' against the nickname), then remembered.
+        await AssertAllReadAsync(configure, 9);
+        await AssertAllReadAsync(configure, 9);
+        Assert.Equal(1, provider.SameKeyQuestions);
+
+        time.Advance(TimeSpan.FromMinutes(3));
+        await AssertAllReadAsync(configure, 9);
+        Assert.Equal(2, provider.SameKeyQuestions);
+
+        // The provider's answer is what the check uses: an s0 record (primary) relabelled as s2's is not the same key.
+        await using (var db = Database.Create(configure))
+        {
+            Assert.Equal(1, await db.Database.ExecuteSqlRawAsync("UPDATE \"Members\" SET \"Subject\" = 's2' WHERE \"Id\" = {0}", [ids[0]], Ct));
+            var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Members.AsNoTracking().SingleAsync(m => m.Id == ids[0], Ct));
+            Assert.Contains($"is under master key 'primary', but the master-key selector chooses '{NicknamingProvider.Nickname}'", error.Message, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(3, provider.SameKeyQuestions);
+    }
+
     [Fact]
     public async Task Keyset_pagination_over_a_composite_key_visits_every_row_exactly_once()
     {
@@ -573,3 +739,33 @@ public abstract class KeyLifecycleTests<TFixture> : IAsyncLifetime
 public sealed class KeyLifecycleSqliteTests : KeyLifecycleTests<SqliteFixture>;
 
 public sealed class KeyLifecyclePostgresTests : KeyLifecycleTests<PostgresFixture>;
+
+/// <summary>Knows key 'subject-s2' by a second name too, and records the canonical one, as AWS KMS does with aliases and key ARNs.</summary>
+internal sealed class NicknamingProvider(InsecureInMemoryMasterKeyProvider inner) : IMasterKeyProvider
+{
+    public const string Nickname = "s2-nickname";
+
+    private int _sameKeyQuestions;
+
+    public int SameKeyQuestions => _sameKeyQuestions;
+
+    public string Name => inner.Name;
+
+    public string PrimaryKeyId => inner.PrimaryKeyId;
+
+    public bool IsKeyConfigured(string keyId) => keyId == Nickname || inner.IsKeyConfigured(keyId);
+
+    public Task<GeneratedDataKey> GenerateDataKeyAsync(string keyId, KeyContext context, CancellationToken cancellationToken) =>
+        inner.GenerateDataKeyAsync(Canonical(keyId), context, cancellationToken);
+
+    public Task<bool> IsSameKeyAsync(string storedKeyId, string selectedKeyId, KeyContext context, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _sameKeyQuestions);
+        return Task.FromResult(Canonical(storedKeyId) == Canonical(selectedKeyId));
+    }
+
+    public Task<byte[]> DecryptDataKeyAsync(string keyId, ReadOnlyMemory<byte> wrappedKey, KeyContext context, CancellationToken cancellationToken) =>
+        inner.DecryptDataKeyAsync(Canonical(keyId), wrappedKey, context, cancellationToken);
+
+    private static string Canonical(string keyId) => keyId == Nickname ? "subject-s2" : keyId;
+}

@@ -54,6 +54,26 @@ public sealed class RegistrationTests : IDisposable
         Assert.Equal(0, _provider.DecryptDataKeyCalls);
     }
 
+    private static string? AnyKey(object entity) => null;
+
+    [Fact]
+    public void The_selector_read_check_is_installed_only_with_a_selector_and_a_previous_selector_is_its_own_configuration()
+    {
+        ClinicContext Create(Action<EnvelopeEncryptionOptionsBuilder> extra) => new(new DbContextOptionsBuilder<ClinicContext>()
+            .UseSqlite(_connection).ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => extra(e.UseProvider(_provider))).Options);
+        static bool Checks(DbContext db) =>
+            db.GetService<IEnumerable<Microsoft.EntityFrameworkCore.Diagnostics.ISingletonInterceptor>>().OfType<SelectorKeyCheck>().Any();
+
+        // Any materialization interceptor costs every query per-row accessors: none without a selector.
+        using var plain = Create(_ => { });
+        using var selecting = Create(e => e.UseMasterKeySelector(AnyKey));
+        using var moving = Create(e => e.UseMasterKeySelector(AnyKey, o => o.AcceptPreviousSelector(AnyKey)));
+        Assert.False(Checks(plain));
+        Assert.True(Checks(selecting));
+        Assert.True(Checks(moving));
+        Assert.NotSame(selecting.GetService<EnvelopeRuntime>(), moving.GetService<EnvelopeRuntime>());
+    }
+
     [Fact]
     public async Task Pooled_contexts_share_the_cache_and_leak_no_tracking_state_between_uses()
     {
