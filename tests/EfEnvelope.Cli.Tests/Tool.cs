@@ -59,11 +59,14 @@ internal sealed class Tool : IDisposable
     public Task FirstProgress => _firstProgress.Task;
 
     /// <summary>What Ctrl+C does to a console process: SIGINT.</summary>
-    public void Interrupt()
-    {
-        using var kill = Process.Start("kill", ["-INT", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        kill.WaitForExit();
-    }
+    // Sent directly, not through a spawned kill(1): on a loaded machine starting that process took longer than the
+    // job left to run, and the interrupt arrived after it had finished.
+    public void Interrupt() => Assert.Equal(0, SendSignal(_process.Id, SignalInterrupt));
+
+    private const int SignalInterrupt = 2;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
 
     public async Task<int> WaitAsync(CancellationToken cancellationToken)
     {

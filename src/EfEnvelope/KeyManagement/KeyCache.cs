@@ -343,6 +343,13 @@ internal sealed class KeyCache : IDisposable
     {
         try
         {
+            // A caller that missed the cache just before another caller's shared unwrap finished (it caches the key,
+            // then stops being pending) starts a new shared call: the key is in the cache by then.
+            if (CacheFor(cacheKey).TryGetValue(cacheKey, out CachedKey? cached) && cached is not null && Usable(cached))
+            {
+                return cached;
+            }
+
             Miss();
             var keyId = blob.KeyId;
             var providerName = blob.ProviderName;
