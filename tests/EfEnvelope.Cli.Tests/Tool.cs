@@ -59,8 +59,8 @@ internal sealed class Tool : IDisposable
     public Task FirstProgress => _firstProgress.Task;
 
     /// <summary>What Ctrl+C does to a console process: SIGINT.</summary>
-    // Sent directly rather than through a spawned kill(1): one process start less between the progress line the test
-    // waits for and the signal.
+    // Sent directly, not through a spawned kill(1): on a loaded machine starting that process took longer than the
+    // job left to run, and the interrupt arrived after it had finished.
     public void Interrupt() => Assert.Equal(0, SendSignal(_process.Id, SignalInterrupt));
 
     private const int SignalInterrupt = 2;
