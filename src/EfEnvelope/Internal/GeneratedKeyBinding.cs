@@ -77,14 +77,12 @@ internal sealed class GeneratedKeyBinding : IDisposable
         // update after EF read it back from the insert: the entity would hold a stale concurrency token.
         if (encrypted.EntityType.GetProperties().FirstOrDefault(p => (p.ValueGenerated & (ValueGenerated.OnUpdate | ValueGenerated.OnUpdateSometimes)) != 0) is { } updated)
         {
-            throw new InvalidOperationException(
-                $"BindStoreGeneratedKeys() cannot bind the generated key of '{encrypted.Name}': its property '{updated.Name}' is set by the database on every update (a row version), and the seal update after the insert would leave the inserted entity holding a stale value. Give the type a key set on the client (a Guid, a sequence or HiLo), which is bound at insert, or configure this context without the option.");
+            throw Refusal(encrypted, $"its property '{updated.Name}' is set by the database on every update (a row version), and the seal update after the insert would leave the inserted entity holding a stale value.");
         }
 
         if (encrypted.EntityType.GetUpdateStoredProcedure() is not null)
         {
-            throw new InvalidOperationException(
-                $"BindStoreGeneratedKeys() cannot bind the generated key of '{encrypted.Name}': it is updated through a stored procedure, which the seal update would bypass. Give the type a key set on the client (a Guid, a sequence or HiLo), or configure this context without the option.");
+            throw Refusal(encrypted, "it is updated through a stored procedure, which the seal update would bypass.");
         }
 
         try
@@ -93,19 +91,23 @@ internal sealed class GeneratedKeyBinding : IDisposable
         }
         catch (NotSupportedException ex)
         {
-            throw new InvalidOperationException(
-                $"BindStoreGeneratedKeys() cannot bind the generated key of '{encrypted.Name}': {ex.Message} Give the type a key set on the client (a Guid, a sequence or HiLo), which is bound at insert, or configure this context without the option.",
-                ex);
+            throw Refusal(encrypted, ex.Message, ex);
         }
     }
+
+    private static InvalidOperationException Refusal(EncryptedEntity encrypted, string reason, Exception? inner = null) =>
+        new($"BindStoreGeneratedKeys() cannot bind the generated key of '{encrypted.Name}': {reason} Give the type a key set on the client (a Guid, a sequence or HiLo), which is bound at insert, or configure this context without the option.", inner);
 
     /// <summary>Runs EF's save and the binding updates as one unit, then accepts the save if asked.</summary>
     public int Save(Func<int> save, bool acceptAllChangesOnSuccess, Action acceptAllChanges)
     {
-        var database = _context.Database;
-        var rows = OwnsTransaction(database)
-            ? database.CreateExecutionStrategy().Execute(this, (_, binding) => binding.SaveInOwnTransaction(save), verifySucceeded: null)
-            : SaveInApplicationTransaction(save);
+        // With async false every await in RunAsync is on a completed task: this never blocks on one.
+        var rows = OwnsTransaction(_context.Database)
+            ? _context.Database.CreateExecutionStrategy().Execute(
+                (Binding: this, Save: save),
+                (_, state) => state.Binding.InOwnTransactionAsync(_ => Task.FromResult(state.Save()), async: false, CancellationToken.None).GetAwaiter().GetResult(),
+                verifySucceeded: null)
+            : InApplicationTransactionAsync(_ => Task.FromResult(save()), async: false, CancellationToken.None).GetAwaiter().GetResult();
         if (acceptAllChangesOnSuccess)
         {
             acceptAllChanges();
@@ -117,14 +119,13 @@ internal sealed class GeneratedKeyBinding : IDisposable
     /// <summary>The async form of <see cref="Save"/>.</summary>
     public async Task<int> SaveAsync(Func<CancellationToken, Task<int>> save, bool acceptAllChangesOnSuccess, Action acceptAllChanges, CancellationToken cancellationToken)
     {
-        var database = _context.Database;
-        var rows = OwnsTransaction(database)
-            ? await database.CreateExecutionStrategy().ExecuteAsync(
+        var rows = OwnsTransaction(_context.Database)
+            ? await _context.Database.CreateExecutionStrategy().ExecuteAsync(
                 (Binding: this, Save: save),
-                (_, state, token) => state.Binding.SaveInOwnTransactionAsync(state.Save, token),
+                (_, state, token) => state.Binding.InOwnTransactionAsync(state.Save, async: true, token),
                 verifySucceeded: null,
                 cancellationToken).ConfigureAwait(false)
-            : await SaveInApplicationTransactionAsync(save, cancellationToken).ConfigureAwait(false);
+            : await InApplicationTransactionAsync(save, async: true, cancellationToken).ConfigureAwait(false);
         if (acceptAllChangesOnSuccess)
         {
             acceptAllChanges();
@@ -148,32 +149,28 @@ internal sealed class GeneratedKeyBinding : IDisposable
     // A failure anywhere up to the commit (the inserts, the updates, the commit itself) leaves the entries as EF
     // leaves them after a failed save: generated key values discarded, so that a retry or a later save generates
     // them again instead of sending them as explicit values, and the blobs as encrypted (Failed).
-    private int SaveInOwnTransaction(Func<int> save)
+    private async Task<int> InOwnTransactionAsync(Func<CancellationToken, Task<int>> save, bool async, CancellationToken cancellationToken)
     {
         try
         {
-            using var transaction = _context.Database.BeginTransaction();
-            var rows = SaveAndBind(save);
-            transaction.Commit();
-            return rows;
-        }
-        catch
-        {
-            Failed();
-            throw;
-        }
-    }
-
-    private async Task<int> SaveInOwnTransactionAsync(Func<CancellationToken, Task<int>> save, CancellationToken cancellationToken)
-    {
-        try
-        {
-            var transaction = await _context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
+            var database = _context.Database;
+            var transaction = async ? await database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false) : database.BeginTransaction();
+            try
             {
-                var rows = await SaveAndBindAsync(save, cancellationToken).ConfigureAwait(false);
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                var rows = await SaveAndBindAsync(save, async, cancellationToken).ConfigureAwait(false);
+                await StepAsync(transaction, (t, token) => t.CommitAsync(token), t => t.Commit(), async, cancellationToken).ConfigureAwait(false);
                 return rows;
+            }
+            finally
+            {
+                if (async)
+                {
+                    await transaction.DisposeAsync().ConfigureAwait(false);
+                }
+                else
+                {
+                    transaction.Dispose();
+                }
             }
         }
         catch
@@ -186,68 +183,49 @@ internal sealed class GeneratedKeyBinding : IDisposable
     // In the application's transaction, which it commits or rolls back. EF rolls a failed save back to a savepoint of
     // its own; the inserts and the updates get one around both, so that a failed update does not leave the inserts
     // behind in the application's transaction.
-    private int SaveInApplicationTransaction(Func<int> save)
+    private async Task<int> InApplicationTransactionAsync(Func<CancellationToken, Task<int>> save, bool async, CancellationToken cancellationToken)
     {
         var savepoint = _context.Database.CurrentTransaction is { SupportsSavepoints: true } transaction ? transaction : null;
-        savepoint?.CreateSavepoint(SavepointName);
+        await StepAsync(savepoint, (t, token) => t.CreateSavepointAsync(SavepointName, token), t => t.CreateSavepoint(SavepointName), async, cancellationToken).ConfigureAwait(false);
         try
         {
-            var rows = SaveAndBind(save);
-            savepoint?.ReleaseSavepoint(SavepointName);
+            var rows = await SaveAndBindAsync(save, async, cancellationToken).ConfigureAwait(false);
+            await StepAsync(savepoint, (t, token) => t.ReleaseSavepointAsync(SavepointName, token), t => t.ReleaseSavepoint(SavepointName), async, cancellationToken).ConfigureAwait(false);
             return rows;
         }
         catch
         {
-            savepoint?.RollbackToSavepoint(SavepointName);
+            await StepAsync(savepoint, (t, token) => t.RollbackToSavepointAsync(SavepointName, token), t => t.RollbackToSavepoint(SavepointName), async, CancellationToken.None).ConfigureAwait(false);
             Failed();
             throw;
         }
     }
 
-    private async Task<int> SaveInApplicationTransactionAsync(Func<CancellationToken, Task<int>> save, CancellationToken cancellationToken)
+    // One step on a transaction, as the async flag says (commit, or a savepoint's create, release or rollback).
+    private static async Task StepAsync(
+        IDbContextTransaction? transaction, Func<IDbContextTransaction, CancellationToken, Task> asyncStep, Action<IDbContextTransaction> step, bool async, CancellationToken cancellationToken)
     {
-        var savepoint = _context.Database.CurrentTransaction is { SupportsSavepoints: true } transaction ? transaction : null;
-        if (savepoint is not null)
+        if (transaction is null)
         {
-            await savepoint.CreateSavepointAsync(SavepointName, cancellationToken).ConfigureAwait(false);
+            return;
         }
 
-        try
+        if (async)
         {
-            var rows = await SaveAndBindAsync(save, cancellationToken).ConfigureAwait(false);
-            if (savepoint is not null)
-            {
-                await savepoint.ReleaseSavepointAsync(SavepointName, cancellationToken).ConfigureAwait(false);
-            }
-
-            return rows;
+            await asyncStep(transaction, cancellationToken).ConfigureAwait(false);
         }
-        catch
+        else
         {
-            if (savepoint is not null)
-            {
-                await savepoint.RollbackToSavepointAsync(SavepointName, CancellationToken.None).ConfigureAwait(false);
-            }
-
-            Failed();
-            throw;
+            step(transaction);
         }
     }
 
-    private int SaveAndBind(Func<int> save)
-    {
-        var rows = save();
-        var blobs = Reseal();
-        Check(RecordWrite.Execute(_context, Writes(blobs)));
-        Assign(blobs);
-        return rows;
-    }
-
-    private async Task<int> SaveAndBindAsync(Func<CancellationToken, Task<int>> save, CancellationToken cancellationToken)
+    private async Task<int> SaveAndBindAsync(Func<CancellationToken, Task<int>> save, bool async, CancellationToken cancellationToken)
     {
         var rows = await save(cancellationToken).ConfigureAwait(false);
         var blobs = Reseal();
-        Check(await RecordWrite.ExecuteAsync(_context, Writes(blobs), cancellationToken).ConfigureAwait(false));
+        var writes = Writes(blobs);
+        Check(async ? await RecordWrite.ExecuteAsync(_context, writes, cancellationToken).ConfigureAwait(false) : RecordWrite.Execute(_context, writes));
         Assign(blobs);
         return rows;
     }
