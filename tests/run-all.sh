@@ -10,8 +10,9 @@
 #
 # Exit status is 0 only when every project built and ran, no test failed and at least one test ran.
 # CI=true reaches the tests unchanged: with it, tests that need PostgreSQL or SoftHSM fail instead of
-# skipping. EFENVELOPE_TEST_TIMEOUT (default 30m) bounds each project's run, so a hung test cannot
-# eat the whole CI budget.
+# skipping. EFENVELOPE_TEST_TIMEOUT (default 20m) bounds each project's run: a run still going then is
+# killed with everything it started, named with its long-running tests, and run once more; a second hang
+# fails the run. So a hung test cannot eat the whole CI budget.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,6 +28,7 @@ pg_data=""           # set while our PostgreSQL cluster may be running
 softhsm_started=false
 policy_rc_d_added=false
 kms_pid=""           # the local KMS program, while it runs
+tests_pid=""         # the timeout(1) process running one project's tests, while it runs
 
 log() { printf '==> %s\n' "$*"; }
 problem() {
@@ -59,6 +61,7 @@ stop_postgres() {
 # Idempotent: runs once from the normal path (so that its output comes before the summary line)
 # and again from the EXIT trap, where it then has nothing left to do.
 cleanup() {
+    stop_tests
     stop_postgres
     stop_local_kms
     if $softhsm_started; then
@@ -236,6 +239,38 @@ is_test_project() {
         [[ $(dotnet msbuild "$1" -getProperty:IsTestProject -p:Configuration=Release 2>/dev/null) == true ]]
 }
 
+test_timeout=${EFENVELOPE_TEST_TIMEOUT:-20m}
+hung=()              # projects that had to be killed and run again
+
+# Runs one project's tests; returns dotnet test's exit code, or 124 (137 if it had to be killed) when it
+# outlived $test_timeout. timeout(1) runs it in a process group of its own and kills that whole group,
+# test host included. It runs in the background so that the INT and TERM traps run at once (bash
+# defers a trap until a foreground child ends); timeout(1) resets the SIGINT that bash ignores in
+# background jobs, so the tests still see Ctrl-C as they would in the foreground.
+run_tests() {
+    local rc
+    timeout --kill-after=30s "$test_timeout" \
+        dotnet test --project "$1" -c Release --no-build --no-ansi --no-progress \
+        --results-directory "$run_dir/results" \
+        --report-xunit-xml --report-xunit-xml-filename "$2" \
+        --long-running 300 &
+    tests_pid=$!
+    set +e
+    wait "$tests_pid"
+    rc=$?
+    set -e
+    tests_pid=""
+    return "$rc"
+}
+
+# timeout(1) passes the signal on to the tests' process group.
+stop_tests() {
+    [[ -n $tests_pid ]] || return 0
+    kill -TERM "$tests_pid" 2>/dev/null || true
+    wait "$tests_pid" 2>/dev/null || true
+    tests_pid=""
+}
+
 xml_attribute() { sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p" <<<"$2"; }
 
 run_project() {
@@ -248,13 +283,22 @@ run_project() {
         problem "$name is not in EfEnvelope.sln, so the build did not build it (dotnet sln EfEnvelope.sln add $project)"
         return 0
     fi
-    set +e
-    dotnet test --project "$project" -c Release --no-build --no-ansi --no-progress \
-        --results-directory "$run_dir/results" \
-        --report-xunit-xml --report-xunit-xml-filename "$report" \
-        --timeout "${EFENVELOPE_TEST_TIMEOUT:-30m}"
-    rc=$?
-    set -e
+    rc=0
+    run_tests "$project" "$report" || rc=$?
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        # Seen once in CI and once here in some thirty runs of EfEnvelope.AwsKms.Tests: every test had
+        # finished, and the test framework's completion never came (the dump held no unfinished test).
+        # One more run tells such a lost completion from a test that hangs every time.
+        printf '!!! %s did not finish within %s; killed, and run once more\n' "$name" "$test_timeout" >&2
+        hung+=("$name")
+        rm -f "$run_dir/results/$report"
+        rc=0
+        run_tests "$project" "$report" || rc=$?
+        if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+            problem "$name hung twice (see the long-running tests named above)"
+            return 0
+        fi
+    fi
 
     if [[ ! -f $run_dir/results/$report ]]; then
         problem "$name did not run (exit code $rc, no test report)"
@@ -357,6 +401,7 @@ main() {
 main
 cleanup
 status=0
+[[ ${#hung[@]} -eq 0 ]] || printf '!!! killed after %s and run again: %s\n' "$test_timeout" "${hung[*]}" >&2
 if [[ $failed -gt 0 || $problems -gt 0 ]]; then status=1; fi
 summary_printed=true
 echo "$passed passed, $failed failed, $skipped skipped"
