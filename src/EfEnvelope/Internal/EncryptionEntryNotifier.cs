@@ -19,9 +19,12 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
     public override void StateChanged(InternalEntityEntry entry, EntityState oldState, bool fromQuery)
     {
         base.StateChanged(entry, oldState, fromQuery);
-        if (oldState == EntityState.Detached && entry.EntityState is EntityState.Unchanged or EntityState.Modified)
+        if (entry.EntityState is EntityState.Unchanged or EntityState.Modified
+            && (oldState == EntityState.Detached || (oldState == EntityState.Added && _detector is { Saving: false })))
         {
-            // Straight to Modified is Update(): the instance replaces the stored row.
+            // Straight to Modified is Update(): the instance replaces the stored row. Added to Modified or Unchanged
+            // outside a save (a save's Added to Unchanged is its acceptance) says the same of an instance EF was
+            // to insert: it is the stored row now.
             _detector?.RememberBaseline(entry, replacesStored: !fromQuery && entry.EntityState == EntityState.Modified, fromQuery);
         }
         else if (entry.EntityState == EntityState.Detached)

@@ -11,7 +11,7 @@ public static class KnownDifferences
         "The encrypted CLR property is not in EF's model (replaced by a {Name}_Ciphertext shadow property): Entry().Property(), CurrentValues, OriginalValues and GetDatabaseValues cannot find it, and the tracker shows the shadow property instead.";
 
     private const string ValuesBypassed =
-        "Values set through EF's own APIs (SetValues, OriginalValues, Add then State = Modified) never reach the encrypted property, because EF does not know it: the encrypted column keeps its old value.";
+        "Values set through EF's own APIs (SetValues, OriginalValues) never reach the encrypted property, because EF does not know it: the encrypted column keeps its old value.";
 
     private const string KeyLookup =
         "An edit of an attached (not queried) entity first reads its data key from the database: the save sends one command more than plain EF.";
@@ -43,10 +43,9 @@ public static class KnownDifferences
         ]),
         (ValuesBypassed, [
             "set-values-from-entity", "set-values-from-dto", "set-values-from-dictionary", "set-original-values-then-save",
-            "state-added-to-modified-with-key",
         ]),
         (KeyLookup, [
-            "attach-then-edit",
+            "attach-then-edit", "state-added-to-unchanged-then-edit",
         ]),
         (Distinct, [
             "issue-07",

@@ -352,6 +352,30 @@ public static partial class Scenarios
             r.Tracker(db);
             await r.SaveAsync(db);
         });
+        yield return new("state-added-to-unchanged-then-edit", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = Shop.Customer(7);
+            c.Id = 1;
+            c.Orders.Clear();
+            db.Add(c);
+            db.Entry(c).State = EntityState.Unchanged;
+            c.Ssn = "777-77-0000";
+            c.Notes = null;
+            await r.SaveAsync(db);
+        });
+        yield return new("state-added-to-modified-missing-row", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = Shop.Customer(8);
+            c.Id = 42;
+            c.Orders.Clear();
+            db.Add(c);
+            db.Entry(c).State = EntityState.Modified;
+            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
+        });
         yield return new("edit-every-encrypted-type", Area, async r =>
         {
             await Shop.CustomersAsync(r, 2);
