@@ -156,6 +156,27 @@ public abstract class KeyMoveTests<TFixture> : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_target_key_id_with_a_master_key_selector_is_refused_before_any_record_is_written()
+    {
+        SkipIfUnavailable();
+        var patient = (await SeedAsync(1))[0];
+        var before = await ReadColumnAsync("EfEnvelopeKey", patient.Id);
+
+        // Both records of the job's choice and the selector's would be refused on read: the job must not start.
+        await using (var db = Create(e => e.UseMasterKeySelector(NoSelector)))
+        {
+            var error = await Assert.ThrowsAsync<InvalidOperationException>(() => EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { TargetKeyId = "subject-a" }, cancellationToken: Ct));
+            Assert.Contains("TargetKeyId ('subject-a')", error.Message, StringComparison.Ordinal);
+            Assert.Contains("AcceptPreviousSelector", error.Message, StringComparison.Ordinal);
+            await Assert.ThrowsAsync<InvalidOperationException>(() => EnvelopeKeyLifecycle.ReencryptAsync(db, new LifecycleOptions { TargetKeyId = "subject-a" }, cancellationToken: Ct));
+        }
+
+        Assert.Equal(before, await ReadColumnAsync("EfEnvelopeKey", patient.Id));
+        await using var reader = Create(e => e.UseMasterKeySelector(NoSelector));
+        Assert.Equal(patient.Ssn, (await reader.Patients.AsNoTracking().SingleAsync(p => p.Id == patient.Id, Ct)).Ssn);
+    }
+
+    [Fact]
     public async Task A_move_to_the_primary_key_is_plain_rotation_and_keeps_the_data_key()
     {
         SkipIfUnavailable();
