@@ -92,6 +92,7 @@ internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : 
 {
     private readonly Dictionary<(string Entity, string KeyId), CachedKey> _keys = [];
     private readonly List<CachedKey> _all = [];
+    private readonly Dictionary<string, string> _recorded = new(StringComparer.Ordinal);
 
     /// <summary>Provider calls this keyring made.</summary>
     public int Generated => _all.Count;
@@ -101,22 +102,48 @@ internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : 
     {
         // The same bounds as the shared cache's write keys: a KEK wraps at most MaxEncryptionUses data keys and is used
         // for at most TimeToLive, so a master key disabled during a long job stops it within the documented bound.
-        var now = runtime.Settings.TimeProvider.GetUtcNow();
-        if (_keys.TryGetValue((entity, keyId), out var key) && now < key.ExpiresAt && key.TryReserveUses(1))
+        if (Current(entity, keyId) is not { } key || !key.TryReserveUses(1))
         {
-            return key;
+            key = await GenerateAsync(entity, keyId, cancellationToken).ConfigureAwait(false);
+            key.TryReserveUses(1);
         }
 
+        return key;
+    }
+
+    /// <summary>
+    /// The key id records wrapped under <paramref name="keyId"/> name: the one the provider returned for the job's own KEK
+    /// under it. AWS KMS records the key ARN for an alias or a bare key id, so a record that a run with an alias as its
+    /// target already moved names the ARN, and is recognised by this rather than moved again on every run.
+    /// </summary>
+    public async Task<string> RecordedKeyIdAsync(string entity, string keyId, CancellationToken cancellationToken)
+    {
+        if (!_recorded.TryGetValue(keyId, out var recorded))
+        {
+            // A KEK generated to learn the name is kept, with all its uses, for the job's next move under keyId (in
+            // direct mode, which wraps each data key with the provider, it is the one call this costs).
+            recorded = (Current(entity, keyId) ?? await GenerateAsync(entity, keyId, cancellationToken).ConfigureAwait(false)).KeyId;
+            _recorded[keyId] = recorded;
+        }
+
+        return recorded;
+    }
+
+    private CachedKey? Current(string entity, string keyId) =>
+        _keys.TryGetValue((entity, keyId), out var key) && runtime.Settings.TimeProvider.GetUtcNow() < key.ExpiresAt ? key : null;
+
+    private async Task<CachedKey> GenerateAsync(string entity, string keyId, CancellationToken cancellationToken)
+    {
         if (!runtime.Provider.IsKeyConfigured(keyId))
         {
             throw new MasterKeyConfigurationException($"The lifecycle job was asked to wrap data keys of entity '{entity}' under master key '{keyId}', which provider '{runtime.Provider.Name}' is not configured to use.", runtime.Provider.Name, keyId, entity);
         }
 
+        var now = runtime.Settings.TimeProvider.GetUtcNow();
         using var generated = await runtime.Gateway.GenerateDataKeyAsync(keyId, KeyContext.For(runtime.Cache.Application, entity), cancellationToken).ConfigureAwait(false);
         var tail = EnvelopeFormat.BuildTail(runtime.Provider.Name, generated.KeyId, entity, generated.WrappedKey);
-        key = new CachedKey(KeySlot.ForKek(entity, tail), generated.KeyId, generated.Plaintext, now + runtime.Settings.Cache.TimeToLive, runtime.Settings.Cache.MaxEncryptionUses);
+        var key = new CachedKey(KeySlot.ForKek(entity, tail), generated.KeyId, generated.Plaintext, now + runtime.Settings.Cache.TimeToLive, runtime.Settings.Cache.MaxEncryptionUses);
         key.TryAcquire();
-        key.TryReserveUses(1);
         _keys[(entity, keyId)] = key;
         _all.Add(key);
         return key;

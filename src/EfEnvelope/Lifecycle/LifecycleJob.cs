@@ -441,7 +441,8 @@ internal sealed partial class LifecycleJob
             }
 
             var direct = _runtime.Settings.Mode == KeyWrappingMode.Direct;
-            if (blob.KeyId == target && blob.ProviderName == _runtime.Provider.Name && (blob.Mode == EnvelopeFormat.ModeDirect) == direct)
+            if (blob.ProviderName == _runtime.Provider.Name && (blob.Mode == EnvelopeFormat.ModeDirect) == direct
+                && (blob.KeyId == target || blob.KeyId == await keyring.RecordedKeyIdAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false)))
             {
                 return null;
             }

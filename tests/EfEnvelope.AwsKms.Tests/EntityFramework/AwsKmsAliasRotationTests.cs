@@ -133,6 +133,35 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_rotation_job_targeting_the_alias_moves_old_rows_once_although_rows_record_the_key_ARN()
+    {
+        using var client = Server.CreateClient();
+        var rotating = Options(client, o =>
+        {
+            o.KeyId = Alias;
+            o.AdditionalKeyIds.Add(_oldKey);
+        });
+        await using (var db = new ClinicContext(rotating))
+        {
+            var first = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { TargetKeyId = Alias }, cancellationToken: Ct);
+            Server.ResetCounters();
+            var second = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { TargetKeyId = Alias }, cancellationToken: Ct);
+
+            Assert.True(first.Succeeded, string.Join("; ", first.Failures));
+            Assert.NotEqual(0, first.RecordsChanged);
+            Assert.True(second.Succeeded, string.Join("; ", second.Failures));
+            Assert.Equal(0, second.RecordsChanged);
+
+            // The second run learned the alias's key ARN from one key of its own, instead of a new key per record.
+            Assert.Equal(1, Server.CallCount("GenerateDataKey"));
+        }
+
+        using var readerClient = Server.CreateClient();
+        await using var reader = new ClinicContext(Options(readerClient, o => o.KeyId = _newKey));
+        Assert.Equal(3, (await reader.Patients.AsNoTracking().Include(p => p.Visits).ToListAsync(Ct)).Count);
+    }
+
+    [Fact]
     public async Task Rows_that_name_the_alias_itself_still_read_and_the_rotation_job_rewrites_them_to_the_key_ARN()
     {
         // Rows as versions before key ARNs wrote them, under the alias as it points now (the new key).
