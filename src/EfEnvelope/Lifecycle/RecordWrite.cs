@@ -34,7 +34,8 @@ internal sealed class RecordWrite(DbContext context)
     /// <remarks>
     /// Where the ADO.NET provider supports batches (Npgsql, SqlClient), the writes go to the database a few hundred at
     /// a time, with the rows changed still reported per statement: one round trip per batch instead of per record. The
-    /// others (Microsoft.Data.Sqlite, which runs in process anyway) get one command per write.
+    /// others (Microsoft.Data.Sqlite, which runs in process anyway) run the writes one by one, through one command per
+    /// run of writes with the same SQL text.
     /// </remarks>
     public static async Task<int[]> ExecuteAsync(DbContext context, IReadOnlyList<RecordWrite> writes, CancellationToken cancellationToken)
     {
@@ -81,19 +82,42 @@ internal sealed class RecordWrite(DbContext context)
         var timeout = context.Database.GetCommandTimeout();
         if (!connection.CanCreateBatch)
         {
-            for (var i = 0; i < writes.Count; i++)
+            // Consecutive writes of one table have the same text: one command serves them all, so that Microsoft.Data.
+            // Sqlite compiles the statement once instead of per record; only the parameters change between runs.
+            DbCommand? command = null;
+            try
             {
-                await using var command = connection.CreateCommand();
-                command.CommandText = writes[i].Sql.ToString();
-                command.Transaction = transaction;
-                if (timeout is { } seconds)
+                for (var i = 0; i < writes.Count; i++)
                 {
-                    command.CommandTimeout = seconds;
-                }
+                    var text = writes[i].Sql.ToString();
+                    if (command is null || !string.Equals(command.CommandText, text, StringComparison.Ordinal))
+                    {
+                        if (command is not null)
+                        {
+                            await command.DisposeAsync().ConfigureAwait(false);
+                        }
 
-                command.Parameters.AddRange(writes[i]._parameters.ToArray());
-                affected[i] = async ? await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteNonQuery();
-                command.Parameters.Clear();
+                        command = connection.CreateCommand();
+                        command.CommandText = text;
+                        command.Transaction = transaction;
+                        if (timeout is { } seconds)
+                        {
+                            command.CommandTimeout = seconds;
+                        }
+                    }
+
+                    command.Parameters.Clear();
+                    command.Parameters.AddRange(writes[i]._parameters.ToArray());
+                    affected[i] = async ? await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteNonQuery();
+                }
+            }
+            finally
+            {
+                if (command is not null)
+                {
+                    command.Parameters.Clear();
+                    await command.DisposeAsync().ConfigureAwait(false);
+                }
             }
 
             return affected;
