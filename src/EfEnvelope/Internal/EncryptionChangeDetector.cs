@@ -59,7 +59,7 @@ internal sealed class EncryptionChangeDetector(
 
     /// <summary>Remembers a newly tracked record's plaintext as its baseline: later edits are compared with it.</summary>
     /// <remarks>From a query, the values were just decrypted from the stored ciphertext; from Attach, they are the instance's.</remarks>
-    public void RememberBaseline(InternalEntityEntry entry, bool replacesStored, bool fromQuery)
+    public void RememberBaseline(InternalEntityEntry entry, bool replacesStored, bool fromQuery, bool storedKeyUnknown = false)
     {
         // Called as the entity starts being tracked: anything known of it before is stale, and is replaced.
         var encrypted = runtime.Find(entry.EntityType);
@@ -77,7 +77,7 @@ internal sealed class EncryptionChangeDetector(
         // A row read from its legacy plaintext columns has no data key: its next save writes all of it afresh.
         var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
         replacesStored |= fromQuery && wrappedKey is null && encrypted.HasLegacyPlaintext;
-        _snapshots[entry.Entity] = new RecordSnapshot(wrappedKey, values, replacesStored, storedWithoutKey: fromQuery && wrappedKey is null);
+        _snapshots[entry.Entity] = new RecordSnapshot(wrappedKey, values, replacesStored, storedWithoutKey: fromQuery && wrappedKey is null, storedKeyUnknown: storedKeyUnknown);
     }
 
     /// <summary>Records a blind index property given plaintext for this save, to be emptied once it is saved.</summary>

@@ -25,7 +25,7 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
             // Straight to Modified is Update(): the instance replaces the stored row. Added to Modified or Unchanged
             // outside a save (a save's Added to Unchanged is its acceptance) says the same of an instance EF was
             // to insert: it is the stored row now.
-            _detector?.RememberBaseline(entry, replacesStored: !fromQuery && entry.EntityState == EntityState.Modified, fromQuery);
+            _detector?.RememberBaseline(entry, replacesStored: !fromQuery && entry.EntityState == EntityState.Modified, fromQuery, storedKeyUnknown: oldState == EntityState.Added);
         }
         else if (entry.EntityState == EntityState.Detached)
         {

@@ -5,7 +5,7 @@ namespace EfEnvelope.Internal;
 /// EF cannot see edits to the plaintext properties (they are not in the model), so changes are found by comparing
 /// against this. It is trusted only while the record's wrapped key is still the one it was taken with.
 /// </remarks>
-internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false, bool storedWithoutKey = false, byte[]?[]? written = null)
+internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false, bool storedWithoutKey = false, byte[]?[]? written = null, bool storedKeyUnknown = false)
 {
     private readonly byte[]?[]? _written = written;
 
@@ -21,6 +21,13 @@ internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool 
     /// written under a fresh data key. (An attached instance is compared with this baseline instead.)
     /// </summary>
     public bool ReplacesStored { get; } = replacesStored;
+
+    /// <summary>
+    /// True for an instance that was Added until it was declared stored (<c>State = Unchanged</c>): its key and ciphertext
+    /// columns hold what a failed insert may have assigned, not the stored row's, so an edit fetches the stored key
+    /// and ciphertext first, as for an attached instance.
+    /// </summary>
+    public bool StoredKeyUnknown { get; } = storedKeyUnknown;
 
     public byte[]? WrappedKey { get; } = wrappedKey;
 

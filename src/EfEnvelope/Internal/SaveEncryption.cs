@@ -173,7 +173,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             }
             else if (changed is not null)
             {
-                work.Add(new RecordWork(entry, encrypted, changed) { StoredKey = wrappedKey, Snapshot = snapshot });
+                work.Add(new RecordWork(entry, encrypted, changed) { StoredKey = snapshot.StoredKeyUnknown ? null : wrappedKey, Snapshot = snapshot });
             }
         }
 
@@ -475,10 +475,24 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 var entry = item.Entry;
                 var encrypted = item.Encrypted;
                 detector.RememberForRestore(entry, encrypted.KeyProperty);
-                if (entry[encrypted.KeyProperty] is null && item.StoredKey is not null)
+                if (item.StoredRow is { } row)
                 {
-                    // The key fetched for an attached record becomes its known stored value; the new seal replaces it.
+                    // The key and ciphertext fetched for an attached record become its known stored values (the new
+                    // seal replaces the key). The ciphertext this save does not rewrite must be in the entry too: the
+                    // record's next edit in this context seals over the entry's ciphertext, and an attached instance
+                    // has none (or, after a failed insert, not the stored row's).
                     entry.SetOriginalValue(encrypted.KeyProperty, item.StoredKey);
+                    for (var i = 0; i < encrypted.Properties.Length; i++)
+                    {
+                        if (!item.Changed![i])
+                        {
+                            var ciphertext = encrypted.Properties[i].Ciphertext;
+                            detector.RememberForRestore(entry, ciphertext);
+                            entry[ciphertext] = row[1 + i];
+                            entry.SetOriginalValue(ciphertext, row[1 + i]);
+                            entry.SetPropertyModified(ciphertext, changeState: false, isModified: false);
+                        }
+                    }
                 }
 
                 entry[encrypted.KeyProperty] = item.NewWrappedKey;

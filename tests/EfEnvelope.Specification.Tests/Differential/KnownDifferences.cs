@@ -45,7 +45,7 @@ public static class KnownDifferences
             "set-values-from-entity", "set-values-from-dto", "set-values-from-dictionary", "set-original-values-then-save",
         ]),
         (KeyLookup, [
-            "attach-then-edit", "state-added-to-unchanged-then-edit",
+            "attach-then-edit", "state-added-to-unchanged-then-edit", "attach-then-edit-twice", "failed-insert-then-unchanged-then-edit",
         ]),
         (Distinct, [
             "issue-07",

@@ -108,6 +108,35 @@ public static partial class Scenarios
             r.Tracker(db);
             await r.SaveAsync(db);
         });
+        yield return new("attach-then-edit-twice", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            Customer c;
+            await using (var read = r.NewContext())
+            {
+                c = await read.Customers.AsNoTracking().SingleAsync(r.Ct);
+            }
+
+            await using var db = r.NewContext();
+            db.Attach(c);
+            c.Notes = "edited after attach";
+            await r.SaveAsync(db);
+            c.Ssn = "123-45-6789";
+            await r.SaveAsync(db);
+        });
+        yield return new("failed-insert-then-unchanged-then-edit", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = Shop.Customer(7);
+            c.Id = 1;
+            c.Orders.Clear();
+            db.Add(c);
+            await r.ExpectAsync<DbUpdateException>("insert", () => db.SaveChangesAsync(r.Ct));
+            db.Entry(c).State = EntityState.Unchanged;
+            c.Ssn = "777-77-0000";
+            await r.SaveAsync(db);
+        });
         yield return new("remove-stub", Area, async r =>
         {
             await using (var seed = r.NewContext())
