@@ -66,6 +66,19 @@ internal sealed partial class LifecycleJob
         _result = new LifecycleResult(operation);
     }
 
+    /// <summary>Refuses a <see cref="LifecycleOptions.TargetKeyId"/> with a master-key selector, before anything is written.</summary>
+    internal static void RequireTargetFitsSelector(EnvelopeRuntime runtime, LifecycleOperation operation, LifecycleOptions options)
+    {
+        if (options.TargetKeyId is { } targetKeyId && runtime.Settings.KeySelector is not null && operation != LifecycleOperation.Verify)
+        {
+            // Reads check every record against the selector's choice for its row, so records this job put under
+            // another key would all be refused afterwards: fail before writing any.
+            throw new InvalidOperationException(
+                $"LifecycleOptions.TargetKeyId ('{targetKeyId}') cannot be combined with a master-key selector: the selector chooses each record's key, and reads refuse a record under a key it does not choose for that row. "
+                + "Leave TargetKeyId unset so that the job moves each record to the selector's choice; to move records to another key, change the selector (with AcceptPreviousSelector while they move, docs/KEY-MANAGEMENT.md).");
+        }
+    }
+
     /// <summary>What the job has done so far: after a failure, the batches it committed.</summary>
     internal LifecycleResult Result => _result;
 
@@ -81,14 +94,7 @@ internal sealed partial class LifecycleJob
             throw new InvalidOperationException("A lifecycle job clears the change tracker after every batch: run it on a context that tracks nothing.");
         }
 
-        if (_options.TargetKeyId is { } targetKeyId && _runtime.Settings.KeySelector is not null && _operation != LifecycleOperation.Verify)
-        {
-            // Reads check every record against the selector's choice for its row, so records this job put under
-            // another key would all be refused afterwards: fail before writing any.
-            throw new InvalidOperationException(
-                $"LifecycleOptions.TargetKeyId ('{targetKeyId}') cannot be combined with a master-key selector: the selector chooses each record's key, and reads refuse a record under a key it does not choose for that row. "
-                + "Leave TargetKeyId unset so that the job moves each record to the selector's choice; to move records to another key, change the selector (with AcceptPreviousSelector while they move, docs/KEY-MANAGEMENT.md).");
-        }
+        RequireTargetFitsSelector(_runtime, _operation, _options);
 
         var roots = SelectRoots();
         if (_options.Range is not null && roots.Count != 1)

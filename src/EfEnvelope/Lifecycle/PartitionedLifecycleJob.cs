@@ -1,5 +1,8 @@
 using System.Diagnostics;
+using EfEnvelope.Infrastructure;
+using EfEnvelope.Internal;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Lifecycle;
@@ -34,6 +37,12 @@ internal sealed class PartitionedLifecycleJob(DbContext context, LifecycleOperat
         if (options.Job.VerifyAfterwards)
         {
             throw new ArgumentException("Verify once every worker has finished (EnvelopeKeyLifecycle.VerifyAsync): leave LifecycleOptions.VerifyAfterwards unset.", nameof(options));
+        }
+
+        if (context.GetService<IDbContextOptions>().FindExtension<EnvelopeEncryptionOptionsExtension>() is not null)
+        {
+            // Here, not only in each partition's job: a partition claimed and then refused would stay leased.
+            LifecycleJob.RequireTargetFitsSelector(context.GetService<EnvelopeRuntime>(), operation, options.Job);
         }
 
         var clock = Stopwatch.StartNew();

@@ -162,16 +162,31 @@ public abstract class KeyMoveTests<TFixture> : IAsyncLifetime
         var patient = (await SeedAsync(1))[0];
         var before = await ReadColumnAsync("EfEnvelopeKey", patient.Id);
 
-        // Both records of the job's choice and the selector's would be refused on read: the job must not start.
+        // Records the job put under TargetKeyId would be refused on read: the job must not start.
         await using (var db = Create(e => e.UseMasterKeySelector(NoSelector)))
         {
             var error = await Assert.ThrowsAsync<InvalidOperationException>(() => EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { TargetKeyId = "subject-a" }, cancellationToken: Ct));
             Assert.Contains("TargetKeyId ('subject-a')", error.Message, StringComparison.Ordinal);
             Assert.Contains("AcceptPreviousSelector", error.Message, StringComparison.Ordinal);
             await Assert.ThrowsAsync<InvalidOperationException>(() => EnvelopeKeyLifecycle.ReencryptAsync(db, new LifecycleOptions { TargetKeyId = "subject-a" }, cancellationToken: Ct));
+
+            // A partitioned job is refused before it claims a partition, so the corrected run of another worker finds all
+            // of them free (a claimed one would stay leased to w1).
+            var partitioned = new PartitionedJobOptions("selector-move") { WorkerId = "w1", Partitions = 1, WaitForOtherWorkers = false };
+            partitioned.Job.TargetKeyId = "subject-a";
+            await Assert.ThrowsAsync<InvalidOperationException>(() => EnvelopeKeyLifecycle.RunPartitionedAsync(db, LifecycleOperation.Reencrypt, partitioned, cancellationToken: Ct));
+            Assert.Equal(before, await ReadColumnAsync("EfEnvelopeKey", patient.Id));
+
+            var corrected = new PartitionedJobOptions("selector-move") { WorkerId = "w2", Partitions = 1, WaitForOtherWorkers = false };
+            var result = await EnvelopeKeyLifecycle.RunPartitionedAsync(db, LifecycleOperation.Reencrypt, corrected, cancellationToken: Ct);
+            Assert.True(result.Succeeded, string.Join("; ", result.Failures));
+            Assert.NotEqual(0, result.RecordsChanged);
+            Assert.NotEqual(before, await ReadColumnAsync("EfEnvelopeKey", patient.Id));
+            var owners = await db.Database.SqlQueryRaw<string>("SELECT \"Owner\" AS \"Value\" FROM \"EfEnvelopeJobPartitions\" WHERE \"Job\" = 'selector-move'").ToListAsync(Ct);
+            Assert.NotEmpty(owners);
+            Assert.DoesNotContain("w1", owners);
         }
 
-        Assert.Equal(before, await ReadColumnAsync("EfEnvelopeKey", patient.Id));
         await using var reader = Create(e => e.UseMasterKeySelector(NoSelector));
         Assert.Equal(patient.Ssn, (await reader.Patients.AsNoTracking().SingleAsync(p => p.Id == patient.Id, Ct)).Ssn);
     }
