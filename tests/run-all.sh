@@ -85,7 +85,9 @@ on_exit() {
     # Output may go to a pipe whose reader died with the same Ctrl-C (run-all.sh | tee log):
     # a write must then fail quietly, not kill the shell before it has stopped PostgreSQL.
     trap '' PIPE
-    trap - EXIT INT TERM
+    # A second Ctrl-C while the tests stop must not cut the cleanup short and leave PostgreSQL running.
+    trap - EXIT
+    trap '' INT TERM
     cleanup
     if ! $summary_printed; then
         # An early abort (a failed install, Ctrl-C) still ends with the summary line.
@@ -244,9 +246,10 @@ hung=()              # projects that had to be killed and run again
 
 # Runs one project's tests; returns dotnet test's exit code, or 124 (137 if it had to be killed) when it
 # outlived $test_timeout. timeout(1) runs it in a process group of its own and kills that whole group,
-# test host included. It runs in the background so that the INT and TERM traps run at once (bash
-# defers a trap until a foreground child ends); timeout(1) resets the SIGINT that bash ignores in
-# background jobs, so the tests still see Ctrl-C as they would in the foreground.
+# test host included. A terminal's Ctrl-C therefore reaches only this script, whose INT trap stops the
+# tests (stop_tests); they run in the background so that the trap runs at once (bash defers a trap
+# until a foreground child ends). timeout(1) also resets the SIGINT that bash ignores in background
+# jobs, so processes the tests start can still be interrupted as in the foreground.
 run_tests() {
     local rc
     timeout --kill-after=30s "$test_timeout" \
