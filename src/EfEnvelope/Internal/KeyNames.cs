@@ -25,6 +25,11 @@ internal sealed class KeyNames(ProviderGateway gateway, KeyCache cache, Envelope
         string.Equals(stored, chosen, StringComparison.Ordinal)
         || (Remembered(stored, chosen) ?? ProviderGateway.RunSynchronously(() => AskAsync(stored, chosen, entity, CancellationToken.None)));
 
+    /// <summary>The asynchronous form of <see cref="IsSame"/>, for lifecycle jobs.</summary>
+    public async ValueTask<bool> IsSameAsync(string stored, string chosen, string entity, CancellationToken cancellationToken) =>
+        string.Equals(stored, chosen, StringComparison.Ordinal)
+        || (Remembered(stored, chosen) ?? await AskAsync(stored, chosen, entity, cancellationToken).ConfigureAwait(false));
+
     private bool? Remembered(string stored, string chosen) =>
         _answers.TryGetValue((stored, chosen), out var known) && settings.TimeProvider.GetElapsedTime(known.At) < settings.Cache.TimeToLive
             ? known.Same

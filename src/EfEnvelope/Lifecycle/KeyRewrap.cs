@@ -121,7 +121,8 @@ internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : 
         if (!_recorded.TryGetValue(keyId, out var recorded))
         {
             // A KEK generated to learn the name is kept, with all its uses, for the job's next move under keyId (in
-            // direct mode, which wraps each data key with the provider, it is the one call this costs).
+            // direct mode, which wraps each data key with the provider, it is the one call this costs). Asked only
+            // for a record the provider says is under the same key by another name.
             recorded = (Current(entity, keyId) ?? await GenerateAsync(entity, keyId, cancellationToken).ConfigureAwait(false)).KeyId;
             _recorded[keyId] = recorded;
         }

@@ -447,8 +447,13 @@ internal sealed partial class LifecycleJob
             }
 
             var direct = _runtime.Settings.Mode == KeyWrappingMode.Direct;
+            // Already under the target: named as the target, or (an AWS alias target: rows record key ARNs) the same
+            // key under the name records under the target carry. A record naming the alias itself, as older versions
+            // wrote them, is the same key under another name: it is rewritten to name the key ARN.
             if (blob.ProviderName == _runtime.Provider.Name && (blob.Mode == EnvelopeFormat.ModeDirect) == direct
-                && (blob.KeyId == target || blob.KeyId == await keyring.RecordedKeyIdAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false)))
+                && (blob.KeyId == target
+                    || (await _runtime.KeyNames.IsSameAsync(blob.KeyId, target, encrypted.Name, cancellationToken).ConfigureAwait(false)
+                        && blob.KeyId == await keyring.RecordedKeyIdAsync(encrypted.Name, target, cancellationToken).ConfigureAwait(false))))
             {
                 return null;
             }
