@@ -10,9 +10,10 @@
 #
 # Exit status is 0 only when every project built and ran, no test failed and at least one test ran.
 # CI=true reaches the tests unchanged: with it, tests that need PostgreSQL or SoftHSM fail instead of
-# skipping. EFENVELOPE_TEST_TIMEOUT (default 20m) bounds each project's run: a run still going then is
-# killed with everything it started, named with its long-running tests, and run once more; a second hang
-# fails the run. So a hung test cannot eat the whole CI budget.
+# skipping. EFENVELOPE_TEST_TIMEOUT (default 20m, a duration as timeout(1) takes it: 900, 45m, 2h) bounds
+# each project's run: a run still going then is killed with everything it started, named with its
+# long-running tests, and run once more; a second hang fails the run. So a hung test cannot eat the
+# whole CI budget.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -292,7 +293,8 @@ run_project() {
         # Seen once in CI and once here in some thirty runs of EfEnvelope.AwsKms.Tests: every test had
         # finished, and the test framework's completion never came (the dump held no unfinished test).
         # One more run tells such a lost completion from a test that hangs every time.
-        printf '!!! %s did not finish within %s; killed, and run once more\n' "$name" "$test_timeout" >&2
+        # 137 is also what an outside SIGKILL (the OOM killer) gives: the message covers both.
+        printf '!!! %s did not finish within %s or was killed; run once more\n' "$name" "$test_timeout" >&2
         hung+=("$name")
         rm -f "$run_dir/results/$report"
         rc=0
