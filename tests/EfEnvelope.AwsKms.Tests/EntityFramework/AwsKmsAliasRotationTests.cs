@@ -51,11 +51,7 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
     public async Task Old_and_new_rows_read_after_UpdateAlias_when_the_old_key_ARN_is_listed_and_new_rows_go_to_the_new_key()
     {
         using var client = Server.CreateClient();
-        var options = Options(client, o =>
-        {
-            o.KeyId = Alias;
-            o.AdditionalKeyIds.Add(_oldKey);
-        });
+        var options = AliasAndOldKey(client);
         await using (var db = new ClinicContext(options))
         {
             db.Patients.AddRange(NewPatient(3), NewPatient(4));
@@ -112,11 +108,7 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
     public async Task The_rotation_job_targeting_the_new_key_ARN_moves_old_rows_once_and_then_only_the_new_key_is_needed()
     {
         using var client = Server.CreateClient();
-        var rotating = Options(client, o =>
-        {
-            o.KeyId = Alias;
-            o.AdditionalKeyIds.Add(_oldKey);
-        });
+        var rotating = AliasAndOldKey(client);
         await using (var db = new ClinicContext(rotating))
         {
             var first = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { TargetKeyId = _newKey }, cancellationToken: Ct);
@@ -136,11 +128,7 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
     public async Task The_rotation_job_targeting_the_alias_moves_old_rows_once_although_rows_record_the_key_ARN()
     {
         using var client = Server.CreateClient();
-        var rotating = Options(client, o =>
-        {
-            o.KeyId = Alias;
-            o.AdditionalKeyIds.Add(_oldKey);
-        });
+        var rotating = AliasAndOldKey(client);
         await using (var db = new ClinicContext(rotating))
         {
             var first = await EnvelopeKeyLifecycle.RotateAsync(db, new LifecycleOptions { TargetKeyId = Alias }, cancellationToken: Ct);
@@ -166,11 +154,7 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
     {
         // Rows as versions before key ARNs wrote them, under the alias as it points now (the new key).
         using var client = Server.CreateClient();
-        var current = Options(client, o =>
-        {
-            o.KeyId = Alias;
-            o.AdditionalKeyIds.Add(_oldKey);
-        });
+        var current = AliasAndOldKey(client);
         await using (var db = new ClinicContext(LegacyOptions(client)))
         {
             db.Patients.Add(NewPatient(5));
@@ -200,6 +184,13 @@ public sealed class AwsKmsAliasRotationTests : IAsyncLifetime
             .ConfigureWarnings(w => w.Ignore(CoreEventId.ManyServiceProvidersCreatedWarning))
             .UseEnvelopeEncryption(e => e.UseProvider(new AliasRecordingProvider(_kms.CreateProvider(client, o => o.KeyId = Alias))).UseApplicationName("clinic"))
             .Options;
+
+    /// <summary>The alias as the write key, and the key it pointed at before <c>UpdateAlias</c> trusted for reads.</summary>
+    private DbContextOptions AliasAndOldKey(IAmazonKeyManagementService client) => Options(client, o =>
+    {
+        o.KeyId = Alias;
+        o.AdditionalKeyIds.Add(_oldKey);
+    });
 
     private DbContextOptions Options(IAmazonKeyManagementService client, Action<AwsKmsOptions> configure) =>
         new DbContextOptionsBuilder()
