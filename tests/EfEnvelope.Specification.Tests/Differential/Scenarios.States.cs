@@ -78,13 +78,7 @@ public static partial class Scenarios
         });
         yield return new("update-detached-graph", Area, async r =>
         {
-            await Shop.CustomersAsync(r, 1);
-            Customer c;
-            await using (var read = r.NewContext())
-            {
-                c = await read.Customers.AsNoTracking().SingleAsync(r.Ct);
-            }
-
+            var c = await OneDetachedCustomerAsync(r);
             c.Ssn = "555-55-5555";
             c.Notes = null;
             await using var db = r.NewContext();
@@ -94,13 +88,7 @@ public static partial class Scenarios
         });
         yield return new("attach-then-edit", Area, async r =>
         {
-            await Shop.CustomersAsync(r, 1);
-            Customer c;
-            await using (var read = r.NewContext())
-            {
-                c = await read.Customers.AsNoTracking().SingleAsync(r.Ct);
-            }
-
+            var c = await OneDetachedCustomerAsync(r);
             await using var db = r.NewContext();
             db.Attach(c);
             c.Notes = "edited after attach";
@@ -110,13 +98,7 @@ public static partial class Scenarios
         });
         yield return new("attach-then-edit-twice", Area, async r =>
         {
-            await Shop.CustomersAsync(r, 1);
-            Customer c;
-            await using (var read = r.NewContext())
-            {
-                c = await read.Customers.AsNoTracking().SingleAsync(r.Ct);
-            }
-
+            var c = await OneDetachedCustomerAsync(r);
             await using var db = r.NewContext();
             db.Attach(c);
             c.Notes = "edited after attach";
@@ -441,5 +423,13 @@ public static partial class Scenarios
             r.Observe("find", read.Customers.Find(1)!.Notes);
             return Task.CompletedTask;
         });
+    }
+
+    /// <summary>One stored customer, read without tracking: an instance to attach or update.</summary>
+    private static async Task<Customer> OneDetachedCustomerAsync(ScenarioRun r)
+    {
+        await Shop.CustomersAsync(r, 1);
+        await using var read = r.NewContext();
+        return await read.Customers.AsNoTracking().SingleAsync(r.Ct);
     }
 }
