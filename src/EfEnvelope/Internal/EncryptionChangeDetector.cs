@@ -163,7 +163,8 @@ internal sealed class EncryptionChangeDetector(
 
                 entry[property] = value;
                 entry.SetOriginalValue(property, original);
-                entry.SetPropertyModified(property, changeState: false, isModified: modified);
+                // changeState: true, or EF leaves the flag as it is (with false it only clears temporary values).
+                entry.SetPropertyModified(property, changeState: true, isModified: modified);
             }
         }
         finally

@@ -490,7 +490,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                             detector.RememberForRestore(entry, ciphertext);
                             entry[ciphertext] = row[1 + i];
                             entry.SetOriginalValue(ciphertext, row[1 + i]);
-                            entry.SetPropertyModified(ciphertext, changeState: false, isModified: false);
+                            entry.SetPropertyModified(ciphertext, changeState: true, isModified: false);
                         }
                     }
                 }

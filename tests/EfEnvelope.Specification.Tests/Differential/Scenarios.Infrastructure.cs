@@ -235,6 +235,18 @@ public static partial class Scenarios
             c.Home!.Street = "also on the second attempt";
             await r.SaveAsync(db);
         });
+        yield return new("attach-stub-edit-failed-save-then-save", Area, async r =>
+        {
+            // No retrying strategy: the application sees the failure and saves again itself.
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext(o => o.AddInterceptors(new FailOnce(r.Database, "UPDATE")));
+            var c = new Customer { Id = 1, Name = "Customer 1" };
+            db.Attach(c);
+            c.Notes = "stub edit";
+            // DbUpdateException on SQLite; on PostgreSQL the provider's default strategy wraps the transient error.
+            await r.ExpectAsync<Exception>("failing", () => db.SaveChangesAsync(r.Ct));
+            await r.SaveAsync(db);
+        });
         yield return new("retrying-query-after-transient-failure", Area, async r =>
         {
             await Shop.CustomersAsync(r, 2);

@@ -69,9 +69,7 @@ public static partial class Scenarios
         {
             await Shop.CustomersAsync(r, 1);
             await using var db = r.NewContext();
-            var c = Shop.Customer(3);
-            c.Id = 1;
-            c.Orders.Clear();
+            var c = NewCustomerWithId(3, 1);
             db.Add(c);
             db.Entry(c).State = EntityState.Modified;
             await r.SaveAsync(db);
@@ -110,9 +108,7 @@ public static partial class Scenarios
         {
             await Shop.CustomersAsync(r, 1);
             await using var db = r.NewContext();
-            var c = Shop.Customer(7);
-            c.Id = 1;
-            c.Orders.Clear();
+            var c = NewCustomerWithId(7, 1);
             db.Add(c);
             await r.ExpectAsync<DbUpdateException>("insert", () => db.SaveChangesAsync(r.Ct));
             db.Entry(c).State = EntityState.Unchanged;
@@ -355,21 +351,29 @@ public static partial class Scenarios
         {
             await Shop.CustomersAsync(r, 1);
             await using var db = r.NewContext();
-            var c = Shop.Customer(7);
-            c.Id = 1;
-            c.Orders.Clear();
+            var c = NewCustomerWithId(7, 1);
             db.Add(c);
             db.Entry(c).State = EntityState.Unchanged;
             r.Tracker(db);
             await r.SaveAsync(db);
         });
+        yield return new("failed-insert-then-unchanged-then-edit-owned", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = NewCustomerWithId(7, 1);
+            db.Add(c);
+            await r.ExpectAsync<DbUpdateException>("insert", () => db.SaveChangesAsync(r.Ct));
+            db.Entry(c).State = EntityState.Unchanged;
+            db.Entry(c.Home!).State = EntityState.Unchanged;
+            c.Home!.Street = "edited after the failed insert";
+            await r.ExpectAsync<InvalidOperationException>("edit", () => db.SaveChangesAsync(r.Ct));
+        });
         yield return new("state-added-to-unchanged-then-edit", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);
             await using var db = r.NewContext();
-            var c = Shop.Customer(7);
-            c.Id = 1;
-            c.Orders.Clear();
+            var c = NewCustomerWithId(7, 1);
             db.Add(c);
             db.Entry(c).State = EntityState.Unchanged;
             c.Ssn = "777-77-0000";
@@ -380,9 +384,7 @@ public static partial class Scenarios
         {
             await Shop.CustomersAsync(r, 1);
             await using var db = r.NewContext();
-            var c = Shop.Customer(8);
-            c.Id = 42;
-            c.Orders.Clear();
+            var c = NewCustomerWithId(8, 42);
             db.Add(c);
             db.Entry(c).State = EntityState.Modified;
             await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
@@ -423,6 +425,15 @@ public static partial class Scenarios
             r.Observe("find", read.Customers.Find(1)!.Notes);
             return Task.CompletedTask;
         });
+    }
+
+    /// <summary>A new instance of customer <paramref name="n"/>, without orders, that carries key <paramref name="id"/>.</summary>
+    private static Customer NewCustomerWithId(int n, int id)
+    {
+        var customer = Shop.Customer(n);
+        customer.Id = id;
+        customer.Orders.Clear();
+        return customer;
     }
 
     /// <summary>One stored customer, read without tracking: an instance to attach or update.</summary>
