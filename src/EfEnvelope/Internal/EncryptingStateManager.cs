@@ -25,18 +25,45 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
     {
         using var keyBinding = _encryption.Run(Context);
         MarkSaving();
-        return keyBinding is null
-            ? base.SaveChanges(acceptAllChangesOnSuccess)
-            : keyBinding.Save(() => base.SaveChanges(acceptAllChangesOnSuccess: false), acceptAllChangesOnSuccess, AcceptAllChanges);
+        try
+        {
+            return keyBinding is null
+                ? base.SaveChanges(acceptAllChangesOnSuccess)
+                : keyBinding.Save(() => base.SaveChanges(acceptAllChangesOnSuccess: false), acceptAllChangesOnSuccess, AcceptAllChanges);
+        }
+        catch (DbUpdateConcurrencyException)
+        {
+            DiscardPending();
+            throw;
+        }
     }
 
     public override async Task<int> SaveChangesAsync(bool acceptAllChangesOnSuccess, CancellationToken cancellationToken = default)
     {
         using var keyBinding = await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
         MarkSaving();
-        return keyBinding is null
-            ? await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false)
-            : await keyBinding.SaveAsync(token => base.SaveChangesAsync(acceptAllChangesOnSuccess: false, token), acceptAllChangesOnSuccess, AcceptAllChanges, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return keyBinding is null
+                ? await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false)
+                : await keyBinding.SaveAsync(token => base.SaveChangesAsync(acceptAllChangesOnSuccess: false, token), acceptAllChangesOnSuccess, AcceptAllChanges, cancellationToken).ConfigureAwait(false);
+        }
+        catch (DbUpdateConcurrencyException)
+        {
+            DiscardPending();
+            throw;
+        }
+    }
+
+    // EF reports a concurrency conflict without the SaveChangesFailed event that puts the assigned ciphertext back
+    // (EncryptingSaveChangesInterceptor), so it is put back here: the application's retry after resolving the
+    // conflict then encrypts from the current plaintext, including edits made since, as any failed save's retry does.
+    private void DiscardPending()
+    {
+        if (Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
+        {
+            detector.DiscardPending();
+        }
     }
 
     /// <summary>

@@ -139,6 +139,16 @@ public static partial class Scenarios
             db.Entry(c).OriginalValues.SetValues((await db.Entry(c).GetDatabaseValuesAsync(r.Ct))!);
             await r.SaveAsync(db, "retry");
         });
+        yield return new("concurrency-resolve-client-wins-then-edit", Area, async r =>
+        {
+            var (db, c) = await StaleAsync(r);
+            await using var _ = db;
+            c.Notes = "client wins";
+            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
+            db.Entry(c).OriginalValues.SetValues((await db.Entry(c).GetDatabaseValuesAsync(r.Ct))!);
+            c.Ssn = "edited after the conflict";
+            await r.SaveAsync(db, "retry");
+        });
         yield return new("concurrency-delete-conflict", Area, async r =>
         {
             var (db, c) = await StaleAsync(r);
