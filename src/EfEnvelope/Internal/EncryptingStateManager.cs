@@ -23,46 +23,37 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
 
     public override int SaveChanges(bool acceptAllChangesOnSuccess)
     {
-        using var keyBinding = _encryption.Run(Context);
-        MarkSaving();
         try
         {
+            using var keyBinding = _encryption.Run(Context);
+            MarkSaving();
             return keyBinding is null
                 ? base.SaveChanges(acceptAllChangesOnSuccess)
                 : keyBinding.Save(() => base.SaveChanges(acceptAllChangesOnSuccess: false), acceptAllChangesOnSuccess, AcceptAllChanges);
         }
-        catch (DbUpdateConcurrencyException)
+        catch
         {
-            DiscardPending();
+            // Any failure, cancellation or concurrency conflict (for which EF raises no SaveChangesFailed event):
+            // the assigned ciphertext goes back, so that a retry encrypts from the current plaintext.
+            Detector?.DiscardPending();
             throw;
         }
     }
 
     public override async Task<int> SaveChangesAsync(bool acceptAllChangesOnSuccess, CancellationToken cancellationToken = default)
     {
-        using var keyBinding = await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
-        MarkSaving();
         try
         {
+            using var keyBinding = await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
+            MarkSaving();
             return keyBinding is null
                 ? await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false)
                 : await keyBinding.SaveAsync(token => base.SaveChangesAsync(acceptAllChangesOnSuccess: false, token), acceptAllChangesOnSuccess, AcceptAllChanges, cancellationToken).ConfigureAwait(false);
         }
-        catch (DbUpdateConcurrencyException)
+        catch
         {
-            DiscardPending();
+            Detector?.DiscardPending();
             throw;
-        }
-    }
-
-    // EF reports a concurrency conflict without the SaveChangesFailed event that puts the assigned ciphertext back
-    // (EncryptingSaveChangesInterceptor), so it is put back here: the application's retry after resolving the
-    // conflict then encrypts from the current plaintext, including edits made since, as any failed save's retry does.
-    private void DiscardPending()
-    {
-        if (Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
-        {
-            detector.DiscardPending();
         }
     }
 
@@ -75,7 +66,7 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
     {
         var accepted = Entries.Where(e => e.EntityState is EntityState.Added or EntityState.Modified).ToList();
         base.AcceptAllChanges();
-        if (Context.GetService<IChangeDetector>() is not EncryptionChangeDetector detector)
+        if (Detector is not { } detector)
         {
             return;
         }
@@ -89,10 +80,12 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
         }
     }
 
+    private EncryptionChangeDetector? Detector => Context.GetService<IChangeDetector>() as EncryptionChangeDetector;
+
     // From here on EF writes and then accepts the save; Modified to Unchanged is that acceptance, not a rejection.
     private void MarkSaving()
     {
-        if (Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector)
+        if (Detector is { } detector)
         {
             detector.Saving = true;
         }

@@ -5,7 +5,10 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 
 namespace EfEnvelope.Internal;
 
-/// <summary>Keeps the change-tracking snapshots in step with the outcome of a save (<see cref="EncryptingStateManager"/> encrypts it).</summary>
+/// <summary>
+/// Takes the baselines of a saved record once EF reports the save succeeded (<see cref="EncryptingStateManager"/> encrypts
+/// the save, and puts the assigned ciphertext back when it fails).
+/// </summary>
 internal sealed class EncryptingSaveChangesInterceptor : SaveChangesInterceptor
 {
     public override int SavedChanges(SaveChangesCompletedEventData eventData, int result)
@@ -18,22 +21,6 @@ internal sealed class EncryptingSaveChangesInterceptor : SaveChangesInterceptor
     {
         Detector(eventData.Context)?.CommitPending();
         return ValueTask.FromResult(result);
-    }
-
-    public override void SaveChangesFailed(DbContextErrorEventData eventData) => Detector(eventData.Context)?.DiscardPending();
-
-    public override Task SaveChangesFailedAsync(DbContextErrorEventData eventData, CancellationToken cancellationToken = default)
-    {
-        Detector(eventData.Context)?.DiscardPending();
-        return Task.CompletedTask;
-    }
-
-    public override void SaveChangesCanceled(DbContextEventData eventData) => Detector(eventData.Context)?.DiscardPending();
-
-    public override Task SaveChangesCanceledAsync(DbContextEventData eventData, CancellationToken cancellationToken = default)
-    {
-        Detector(eventData.Context)?.DiscardPending();
-        return Task.CompletedTask;
     }
 
     private static EncryptionChangeDetector? Detector(DbContext? context) =>
