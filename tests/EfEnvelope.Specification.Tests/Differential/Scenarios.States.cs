@@ -106,14 +106,18 @@ public static partial class Scenarios
         });
         yield return new("failed-insert-then-unchanged-then-edit", Area, async r =>
         {
-            await Shop.CustomersAsync(r, 1);
             await using var db = r.NewContext();
-            var c = NewCustomerWithId(7, 1);
-            db.Add(c);
-            await r.ExpectAsync<DbUpdateException>("insert", () => db.SaveChangesAsync(r.Ct));
-            db.Entry(c).State = EntityState.Unchanged;
+            var c = await FailedInsertDeclaredStoredAsync(r, db);
             c.Ssn = "777-77-0000";
             await r.SaveAsync(db);
+        });
+        yield return new("failed-insert-then-unchanged-then-edit-owned", Area, async r =>
+        {
+            await using var db = r.NewContext();
+            var c = await FailedInsertDeclaredStoredAsync(r, db);
+            db.Entry(c.Home!).State = EntityState.Unchanged;
+            c.Home!.Street = "edited after the failed insert";
+            await r.ExpectAsync<InvalidOperationException>("edit", () => db.SaveChangesAsync(r.Ct));
         });
         yield return new("remove-stub", Area, async r =>
         {
@@ -357,18 +361,6 @@ public static partial class Scenarios
             r.Tracker(db);
             await r.SaveAsync(db);
         });
-        yield return new("failed-insert-then-unchanged-then-edit-owned", Area, async r =>
-        {
-            await Shop.CustomersAsync(r, 1);
-            await using var db = r.NewContext();
-            var c = NewCustomerWithId(7, 1);
-            db.Add(c);
-            await r.ExpectAsync<DbUpdateException>("insert", () => db.SaveChangesAsync(r.Ct));
-            db.Entry(c).State = EntityState.Unchanged;
-            db.Entry(c.Home!).State = EntityState.Unchanged;
-            c.Home!.Street = "edited after the failed insert";
-            await r.ExpectAsync<InvalidOperationException>("edit", () => db.SaveChangesAsync(r.Ct));
-        });
         yield return new("state-added-to-unchanged-then-edit", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);
@@ -434,6 +426,20 @@ public static partial class Scenarios
         customer.Id = id;
         customer.Orders.Clear();
         return customer;
+    }
+
+    /// <summary>
+    /// A new instance with the key of a stored customer: its insert fails (duplicate key), and the application then
+    /// declares it the stored row (<c>State = Unchanged</c>).
+    /// </summary>
+    private static async Task<Customer> FailedInsertDeclaredStoredAsync(ScenarioRun r, ShopContext db)
+    {
+        await Shop.CustomersAsync(r, 1);
+        var c = NewCustomerWithId(7, 1);
+        db.Add(c);
+        await r.ExpectAsync<DbUpdateException>("insert", () => db.SaveChangesAsync(r.Ct));
+        db.Entry(c).State = EntityState.Unchanged;
+        return c;
     }
 
     /// <summary>One stored customer, read without tracking: an instance to attach or update.</summary>
