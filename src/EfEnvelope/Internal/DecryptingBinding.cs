@@ -22,10 +22,72 @@ namespace EfEnvelope.Internal;
 /// </remarks>
 internal sealed class DecryptingBindingInterceptor(EnvelopeRuntime runtime) : IInstantiationBindingInterceptor
 {
-    public InstantiationBinding ModifyBinding(InstantiationBindingInterceptionData interceptionData, InstantiationBinding binding) =>
-        interceptionData.TypeBase is IEntityType entityType && runtime.Find(entityType) is { } encrypted && binding is not DecryptingBinding
-            ? new DecryptingBinding(binding, new RecordDecryptor(runtime, encrypted))
+    public InstantiationBinding ModifyBinding(InstantiationBindingInterceptionData interceptionData, InstantiationBinding binding)
+    {
+        if (interceptionData.TypeBase is not IEntityType entityType || binding is DecryptingBinding or KeylessTypeBinding)
+        {
+            return binding;
+        }
+
+        if (runtime.Find(entityType) is { } encrypted)
+        {
+            return new DecryptingBinding(binding, new RecordDecryptor(runtime, encrypted));
+        }
+
+        // A type without encrypted properties in a hierarchy that has some: its rows never get a key column.
+        return entityType.FindProperty(EncryptionAnnotations.KeyPropertyName) is { } key && key.IsShadowProperty() && !entityType.IsOwned()
+            ? new KeylessTypeBinding(binding, key)
             : binding;
+    }
+}
+
+/// <summary>
+/// The binding of an entity type with no encrypted properties in a hierarchy whose other types have some: it refuses a
+/// row that holds a wrapped data key, which only a record of another type of the hierarchy was written with.
+/// </summary>
+/// <remarks>
+/// The record seal binds a record to its concrete type, but a type without encrypted properties has no seal to check:
+/// without this, a row written as <c>CardPayment</c> whose discriminator is changed to <c>CashPayment</c> (TPH), or whose
+/// derived row is deleted or re-inserted in another derived table (TPT), would read as that other type unchecked.
+/// </remarks>
+internal sealed class KeylessTypeBinding : InstantiationBinding
+{
+    private static readonly MethodInfo RefuseMethod = typeof(KeylessTypeBinding).GetMethod(nameof(RefuseKey), BindingFlags.NonPublic | BindingFlags.Static)!;
+
+    private readonly InstantiationBinding _inner;
+    private readonly IProperty _key;
+
+    public KeylessTypeBinding(InstantiationBinding inner, IProperty key)
+        : base([.. inner.ParameterBindings, new ReadingPropertyBinding(key)])
+    {
+        _inner = inner;
+        _key = key;
+    }
+
+    public override Type RuntimeType => _inner.RuntimeType;
+
+    public override Expression CreateConstructorExpression(ParameterBindingInfo bindingInfo)
+    {
+        var instance = Expression.Variable(RuntimeType, "instance");
+        return Expression.Block(
+            [instance],
+            Expression.Assign(instance, _inner.CreateConstructorExpression(bindingInfo)),
+            Expression.Call(RefuseMethod, Expression.Convert(new ReadingPropertyBinding(_key).BindToParameter(bindingInfo), typeof(byte[])), Expression.Constant(RuntimeType.FullName ?? RuntimeType.Name)),
+            instance);
+    }
+
+    public override InstantiationBinding With(IReadOnlyList<ParameterBinding> parameterBindings) =>
+        new KeylessTypeBinding(_inner.With([.. parameterBindings.Take(_inner.ParameterBindings.Count)]), _key);
+
+    private static void RefuseKey(byte[]? key, string type)
+    {
+        if (key is not null)
+        {
+            throw new EnvelopeDecryptionException(
+                $"The row holds a wrapped data key, but it is read as '{type}', a type of its hierarchy without encrypted properties: the row was written as another type (its discriminator was changed, or its row in a derived type's table was removed or moved), and it is refused rather than read as this type.",
+                type);
+        }
+    }
 }
 
 /// <summary>The entity's own binding, followed by decryption of the record read with it.</summary>

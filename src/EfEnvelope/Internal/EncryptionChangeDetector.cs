@@ -30,6 +30,13 @@ internal sealed class EncryptionChangeDetector(
     private readonly List<(InternalEntityEntry Entry, IProperty Index)> _indexValues = [];
     private ConditionalWeakTable<object, EnvelopeDecryptionException> _poisoned = new();
 
+    // Records this save rewrites in part, under the data key and seal basis of the key column they were read with:
+    // their UPDATE must match that key column (KeyConditionModificationCommand).
+    private readonly Dictionary<object, InternalEntityEntry> _partialRewrites = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>The encryption configuration of this context.</summary>
+    public EnvelopeRuntime Runtime => runtime;
+
     /// <summary>True while the library itself writes shadow values, which are not outside changes.</summary>
     public bool Assigning { get; set; }
 
@@ -54,6 +61,27 @@ internal sealed class EncryptionChangeDetector(
         if (entry.EntityState != EntityState.Added)
         {
             _restore.Add((entry, property, entry[property], entry.GetOriginalValue(property), entry.IsModified(property)));
+        }
+    }
+
+    /// <summary>Marks a record this save rewrites in part: its update must still find the key column it was sealed against.</summary>
+    public void RequireStoredKey(InternalEntityEntry entry) => _partialRewrites[entry.Entity] = entry;
+
+    /// <summary>Whether this save rewrites <paramref name="entity"/>'s record in part (see <see cref="RequireStoredKey"/>).</summary>
+    public bool RequiresStoredKey(object entity) => _partialRewrites.ContainsKey(entity);
+
+    /// <summary>The records this save rewrites in part that EfEnvelope can read again by key (not owned types).</summary>
+    public List<InternalEntityEntry> PartialRewrites() => [.. _partialRewrites.Values.Where(e => !e.EntityType.IsOwned())];
+
+    /// <summary>
+    /// After a concurrency conflict on a partial rewrite: the next save of <paramref name="entity"/> reads the record's
+    /// stored key and ciphertext again (checked against their seal), as for an attached record, and seals over them.
+    /// </summary>
+    public void ForgetStoredKey(object entity)
+    {
+        if (_snapshots.TryGetValue(entity, out var snapshot))
+        {
+            _snapshots[entity] = new RecordSnapshot(snapshot.WrappedKey, snapshot.Values, storedKeyUnknown: true);
         }
     }
 
@@ -142,6 +170,7 @@ internal sealed class EncryptionChangeDetector(
         _indexValues.Clear();
         _pending.Clear();
         _restore.Clear();
+        _partialRewrites.Clear();
     }
 
     /// <summary>After a failed or cancelled save: the ciphertext it assigned is taken back, so the next save starts from the stored state.</summary>
@@ -150,6 +179,7 @@ internal sealed class EncryptionChangeDetector(
         Saving = false;
         _pending.Clear();
         _indexValues.Clear();
+        _partialRewrites.Clear();
         Assigning = true;
         try
         {
@@ -263,6 +293,21 @@ internal sealed class EncryptionChangeDetector(
         return false;
     }
 
+    /// <summary>
+    /// With a master-key selector, refuses a tracked record under another master key than the selector chooses for its
+    /// root owner: what the materialization check does for entities, for owned records (checked once EF tracks them
+    /// beside their owner) and for values that <c>Reload()</c> or <c>SetValues</c> bring in.
+    /// </summary>
+    /// <exception cref="EnvelopeDecryptionException">The record is under another master key than its row's.</exception>
+    public void VerifySelectorKey(InternalEntityEntry entry, EncryptedEntity encrypted)
+    {
+        if (runtime.Settings.KeySelector is not null && entry[encrypted.KeyProperty] is byte[] stored)
+        {
+            SelectorKeyCheck.Verify(runtime, encrypted, SaveEncryption.SelectorSubject(entry), stored,
+                () => entry.EntityType.FindPrimaryKey()?.Properties.Select(p => entry[p]) ?? []);
+        }
+    }
+
     // Reload() and SetValues write the stored values property by property, so the key column and the ciphertext
     // columns change one notification at a time. Until the last one, the record may be a mix of old and new blobs
     // that does not decrypt; each notification tries again and the last one leaves the record consistent.
@@ -273,6 +318,7 @@ internal sealed class EncryptionChangeDetector(
         try
         {
             var snapshot = runtime.Decrypt(encrypted, entry.Entity, stored)!;
+            VerifySelectorKey(entry, encrypted);
             _snapshots[entry.Entity] = snapshot;
             _poisoned.Remove(entry.Entity);
         }
@@ -280,12 +326,18 @@ internal sealed class EncryptionChangeDetector(
         {
             // Possibly a half-written state of the reload; if it is the last one, the stored data is bad: the stale
             // plaintext is cleared (never shown as if current) and saving this record is refused.
-            _snapshots.Remove(entry.Entity);
-            _poisoned.AddOrUpdate(entry.Entity, error);
-            foreach (var property in encrypted.Properties)
-            {
-                property.Reset(entry.Entity);
-            }
+            Poison(entry, encrypted, error);
+        }
+    }
+
+    /// <summary>Clears a tracked record's plaintext and refuses to save it, for a record found not to belong where it is.</summary>
+    public void Poison(InternalEntityEntry entry, EncryptedEntity encrypted, EnvelopeDecryptionException error)
+    {
+        _snapshots.Remove(entry.Entity);
+        _poisoned.AddOrUpdate(entry.Entity, error);
+        foreach (var property in encrypted.Properties)
+        {
+            property.Reset(entry.Entity);
         }
     }
 }

@@ -1,3 +1,4 @@
+using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 
@@ -26,6 +27,21 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
             // outside a save (a save's Added to Unchanged is its acceptance) says the same of an instance EF was
             // to insert: it is the stored row now.
             _detector?.RememberBaseline(entry, replacesStored: !fromQuery && entry.EntityState == EntityState.Modified, fromQuery, storedKeyUnknown: oldState == EntityState.Added);
+            if (fromQuery && entry.EntityType.IsOwned() && _detector?.Runtime.Find(entry.EntityType) is { } encrypted)
+            {
+                // Materialization checks an entity's record against the master-key selector but cannot see an owned
+                // record's owner; here, tracked beside it, it can. EF tracks the record already: its plaintext is
+                // cleared and saving it refused, so that a second query in this context does not return it.
+                try
+                {
+                    _detector.VerifySelectorKey(entry, encrypted);
+                }
+                catch (EnvelopeDecryptionException error)
+                {
+                    _detector.Poison(entry, encrypted, error);
+                    throw;
+                }
+            }
         }
         else if (entry.EntityState == EntityState.Detached)
         {

@@ -24,9 +24,10 @@ namespace EfEnvelope.Internal;
 /// selector is configured: reads without a selector are unchanged.
 /// </para>
 /// <para>
-/// Records of an owned type are skipped: the selector is asked about their root owner, which EF has not linked to them
-/// at this point in a no-tracking query. The owner's own record is checked, and an owned record's seal binds its
-/// owner's key, so it cannot be moved under another owner without being refused on its own.
+/// Records of an owned type are not checked here: the selector is asked about their root owner, which EF has not linked
+/// to them at this point. A tracking query checks them once EF tracks them beside their owner, and so does a
+/// <c>Reload()</c> (<see cref="EncryptionChangeDetector"/>); a no-tracking query does not (docs/SECURITY.md). Their
+/// seal binds the owner's key when that key is known before insert, or with <c>BindStoreGeneratedKeys()</c>.
 /// </para>
 /// </remarks>
 internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializationInterceptor
@@ -41,6 +42,27 @@ internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializati
             return entity;
         }
 
+        Verify(runtime, encrypted, entity, stored, () => entityType.FindPrimaryKey()?.Properties.Select(p => materializationData.GetPropertyValue(p)) ?? []);
+        return entity;
+    }
+
+    /// <summary>
+    /// Refuses a stored record whose key column names a master key other than the one the selector (or, during a
+    /// move, the previous selector) chooses for <paramref name="root"/>: the entity itself, or an owned record's root owner.
+    /// </summary>
+    /// <param name="runtime">The encryption configuration, whose selectors decide.</param>
+    /// <param name="encrypted">The record's entity type.</param>
+    /// <param name="root">What the selector is asked about.</param>
+    /// <param name="stored">The record's key column.</param>
+    /// <param name="keyValues">The primary key values of the row, for the message.</param>
+    /// <exception cref="EnvelopeDecryptionException">The record is under another master key than the row's.</exception>
+    public static void Verify(EnvelopeRuntime runtime, EfEnvelope.Metadata.EncryptedEntity encrypted, object root, byte[] stored, Func<IEnumerable<object?>> keyValues)
+    {
+        if (runtime.Settings.KeySelector is not { } selector)
+        {
+            return;
+        }
+
         if (!WrappedKeyBlob.TryParse(stored, out var blob, out var error))
         {
             // Not reached after a successful decryption; kept so that a malformed blob can never pass unchecked.
@@ -49,20 +71,20 @@ internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializati
 
         var settings = runtime.Settings;
         var named = blob.KeyId;
-        var selected = settings.KeySelector!(entity) ?? runtime.Provider.PrimaryKeyId;
+        var selected = selector(root) ?? runtime.Provider.PrimaryKeyId;
         if (runtime.KeyNames.IsSame(named, selected, encrypted.Name))
         {
-            return entity;
+            return;
         }
 
-        var previous = settings.PreviousKeySelector is { } before ? before(entity) ?? runtime.Provider.PrimaryKeyId : null;
+        var previous = settings.PreviousKeySelector is { } before ? before(root) ?? runtime.Provider.PrimaryKeyId : null;
         if (previous is not null && runtime.KeyNames.IsSame(named, previous, encrypted.Name))
         {
-            return entity;
+            return;
         }
 
         // The key values and key ids come from the row (or the application): escaped, as every name read from storage.
-        var primaryKey = entityType.FindPrimaryKey()?.Properties.Select(p => Format(materializationData.GetPropertyValue(p))) ?? [];
+        var primaryKey = keyValues().Select(Format);
         var chosen = previous is null
             ? $"the master-key selector chooses '{UntrustedText.Escape(selected)}' for that row"
             : $"the master-key selector chooses '{UntrustedText.Escape(selected)}' for that row and the previous selector '{UntrustedText.Escape(previous)}'";

@@ -28,10 +28,15 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
          "AsNoTrackingWithIdentityResolution", "Include", "ThenInclude", "AsSplitQuery", "AsSingleQuery", "TagWith",
          "TagWithCallSite", "IgnoreQueryFilters", "IgnoreAutoIncludes", .. SearchQueryCompiler.Terminals];
 
+    // Operators between a full-length comparison and the query's result that keep the result made of the entities the
+    // comparison filtered, so that each returned entity can be checked against it: Take and Skip choose among them.
+    private static readonly HashSet<string> EntityReturningOperators = [.. RowPreservingOperators, "Take", "Skip", "Distinct", "Reverse"];
+
     private readonly List<SearchFilter> _filters = [];
     private readonly List<SearchFilter> _checks = [];
     private readonly HashSet<MethodCallExpression> _rootChain = [];
     private bool _rootChainPreservesRows = true;
+    private bool _rootChainReturnsEntities = true;
     private bool _usesIndex;
     private MethodCallExpression? _projection;
 
@@ -46,6 +51,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
         {
             _rootChain.Add(node);
             _rootChainPreservesRows &= RowPreservingOperators.Contains(node.Method.Name);
+            _rootChainReturnsEntities &= EntityReturningOperators.Contains(node.Method.Name);
         }
 
         var prepared = Visit(query);
@@ -96,7 +102,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
                     Require(item, "Contains");
                 }
 
-                if (truncated || (Checkable(item) && IsClientValue(list)))
+                if (truncated || (Verifiable(item) && IsClientValue(list)))
                 {
                     var values = Evaluate(Unspan(list));
                     (truncated ? _filters : _checks).Add(new SearchFilter(item.Property, item.Entity, () => ((System.Collections.IEnumerable?)values() ?? Array.Empty<object>()).Cast<object?>().ToList()));
@@ -203,7 +209,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
             Require(member, "==");
             _filters.Add(new SearchFilter(member.Property, member.Entity, Single(Evaluate(value))));
         }
-        else if (comparison == ExpressionType.Equal && Checkable(member) && IsClientValue(value))
+        else if (comparison == ExpressionType.Equal && Verifiable(member) && IsClientValue(value))
         {
             // A full-length index matches one value only, so a returned row holding another value cannot be a
             // collision: its index column was copied from another row. Checked after decryption (issue 12, item 4).
@@ -227,6 +233,12 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
     // Where, no projection, nothing that limits or reshapes rows): only then can each result be checked against it.
     private bool Checkable((MemberExpression Member, EncryptedProperty Property, EncryptedEntity Entity) found) =>
         _projection is null && _rootChainPreservesRows && _conjunctOf is not null && EncryptedQueryGuard.Strip(found.Member.Expression!) == _conjunctOf;
+
+    // Whether each entity the query returns passed the comparison (a top-level AND condition of the query's own Where,
+    // no projection; Take and Skip allowed): then a returned entity whose decrypted value fails it had its full-length
+    // index copied from another row.
+    private bool Verifiable((MemberExpression Member, EncryptedProperty Property, EncryptedEntity Entity) found) =>
+        _projection is null && _rootChainReturnsEntities && _conjunctOf is not null && EncryptedQueryGuard.Strip(found.Member.Expression!) == _conjunctOf;
 
     // A value the client knows before the query runs (a constant or captured variable), not a column or a compiled
     // query's parameter: only such a value can be compared with the decrypted results.

@@ -67,6 +67,90 @@ public sealed class HierarchyBindingTests : IDisposable
         Assert.Equal(["card:HbCard:4242", "cash:HbCash:", "plain:HbPayment:"], read.Select(p => $"{p.Memo}:{p.GetType().Name}:{(p as HbCard)?.CardLast4}").Order(StringComparer.Ordinal));
     }
 
+    [Theory]
+    [InlineData("HbGift", "HbVoucher")] // a type without encrypted properties
+    [InlineData("HbGift", "HbOffer")]   // the root, which has none either
+    public async Task A_row_moved_to_a_type_without_encrypted_properties_is_refused(string written, string changedTo)
+    {
+        var id = Guid.NewGuid();
+        await using (var db = NewContext())
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Offers.Add(new HbGift { Id = id, Title = "gift", Code = "secret-code" });
+            await db.SaveChangesAsync(Ct);
+            Assert.Equal(written, await db.Database.SqlQuery<string>($"SELECT \"Discriminator\" AS \"Value\" FROM \"Offers\" WHERE \"Id\" = {id}").SingleAsync(Ct));
+            Assert.Equal(1, await db.Database.ExecuteSqlAsync($"UPDATE \"Offers\" SET \"Discriminator\" = {changedTo} WHERE \"Id\" = {id}", Ct));
+        }
+
+        await using var reader = NewContext();
+        var error = await Record.ExceptionAsync(() => reader.Offers.SingleAsync(p => p.Id == id, Ct));
+        var refused = Assert.IsType<EnvelopeDecryptionException>(error);
+        Assert.Contains(changedTo, refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("secret-code", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_TPT_row_whose_derived_row_is_removed_is_refused_as_its_base_type()
+    {
+        var id = Guid.NewGuid();
+        await using (var db = NewContext())
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Documents.AddRange(new HbSigned { Id = id, Title = "contract", Signature = "signed" }, new HbDocument { Title = "plain" });
+            await db.SaveChangesAsync(Ct);
+            Assert.Equal(1, await db.Database.ExecuteSqlAsync($"DELETE FROM \"SignedDocuments\" WHERE \"Id\" = {id}", Ct));
+        }
+
+        await using var reader = NewContext();
+        var refused = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => reader.Documents.SingleAsync(d => d.Id == id, Ct));
+        Assert.Contains(typeof(HbDocument).FullName!, refused.Message, StringComparison.Ordinal);
+        await using var other = NewContext();
+        Assert.Equal("plain", (await other.Documents.SingleAsync(d => d.Id != id, Ct)).Title);
+    }
+
+    [Fact]
+    public async Task Rows_of_types_without_encrypted_properties_read_back_beside_encrypted_ones()
+    {
+        await using (var db = NewContext())
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Offers.AddRange(new HbOffer { Title = "offer" }, new HbVoucher { Title = "voucher" }, new HbGift { Title = "gift", Code = "code" });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var reader = NewContext();
+        var read = await reader.Offers.ToListAsync(Ct);
+        Assert.Equal(["gift:code", "offer:", "voucher:"], read.Select(o => $"{o.Title}:{(o as HbGift)?.Code}").Order(StringComparer.Ordinal));
+    }
+
+    public class HbOffer
+    {
+        public Guid Id { get; set; } = Guid.NewGuid();
+
+        public string Title { get; set; } = "";
+    }
+
+    public class HbGift : HbOffer
+    {
+        [Encrypted]
+        public string? Code { get; set; }
+    }
+
+    public class HbVoucher : HbOffer;
+
+    public class HbDocument
+    {
+        public Guid Id { get; set; } = Guid.NewGuid();
+
+        public string Title { get; set; } = "";
+    }
+
+    public class HbSigned : HbDocument
+    {
+        [Encrypted]
+        public string? Signature { get; set; }
+    }
+
     public class HbPayment
     {
         public Guid Id { get; set; } = Guid.NewGuid();
@@ -87,11 +171,20 @@ public sealed class HierarchyBindingTests : IDisposable
     {
         public DbSet<HbPayment> Payments => Set<HbPayment>();
 
+        public DbSet<HbOffer> Offers => Set<HbOffer>();
+
+        public DbSet<HbDocument> Documents => Set<HbDocument>();
+
         protected override void OnModelCreating(ModelBuilder modelBuilder)
         {
             modelBuilder.Entity<HbPayment>().ToTable("Payments");
             modelBuilder.Entity<HbCard>();
             modelBuilder.Entity<HbCash>();
+            modelBuilder.Entity<HbOffer>().ToTable("Offers");
+            modelBuilder.Entity<HbGift>();
+            modelBuilder.Entity<HbVoucher>();
+            modelBuilder.Entity<HbDocument>().UseTptMappingStrategy().ToTable("Documents");
+            modelBuilder.Entity<HbSigned>().ToTable("SignedDocuments");
         }
     }
 }

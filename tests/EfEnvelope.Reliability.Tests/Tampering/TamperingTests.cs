@@ -546,6 +546,9 @@ public abstract class TamperingTests<TFixture>(TFixture fixture) : IClassFixture
             ("SingleAsync on the copied row", db => db.People.SingleAsync(p => p.Email == email && p.Id == other.Id, Ct)),
             ("FirstOrDefault on the copied row", db => Task.FromResult(db.People.Where(p => p.Id == other.Id).FirstOrDefault(p => p.Email == email))),
             ("Contains", db => db.People.AsNoTracking().Where(p => emails.Contains(p.Email)).ToListAsync(Ct)),
+            ("Take after OrderBy", db => db.People.Where(p => p.Email == email).OrderByDescending(p => p.Id == other.Id).Take(1).ToListAsync(Ct)),
+            ("Skip and Take, tracked", db => db.People.Where(p => p.Email == email).OrderBy(p => p.Id).Skip(0).Take(2).ToListAsync(Ct)),
+            ("Take then FirstOrDefault", db => db.People.Where(p => p.Email == email && p.Id == other.Id).Take(1).FirstOrDefaultAsync(Ct)),
             ("AsAsyncEnumerable", async db =>
             {
                 await foreach (var _ in db.People.Where(p => p.Email == email).AsAsyncEnumerable().WithCancellation(Ct))
