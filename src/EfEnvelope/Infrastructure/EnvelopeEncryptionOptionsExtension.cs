@@ -6,6 +6,9 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata.Conventions.Infrastructure;
 using Microsoft.EntityFrameworkCore.Query.Internal;
+using Microsoft.EntityFrameworkCore.Storage;
+using Microsoft.EntityFrameworkCore.Update;
+using Microsoft.EntityFrameworkCore.Update.Internal;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
@@ -52,6 +55,17 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
         services.Replace(ServiceDescriptor.Scoped<IStateManager, EncryptingStateManager>());
         services.Replace(ServiceDescriptor.Scoped<IInternalEntityEntryNotifier, EncryptionEntryNotifier>());
         services.Replace(ServiceDescriptor.Scoped<IQueryCompiler, Search.SearchQueryCompiler>());
+
+        // The batch preparer's dependencies, built with the provider's own modification command factory wrapped: they
+        // are resolved after every extension has registered its services, whichever order the options named them in.
+        services.Replace(ServiceDescriptor.Scoped(provider => new CommandBatchPreparerDependencies(
+            provider.GetRequiredService<IModificationCommandBatchFactory>(),
+            provider.GetRequiredService<IParameterNameGeneratorFactory>(),
+            provider.GetRequiredService<IComparer<IReadOnlyModificationCommand>>(),
+            new KeyConditionModificationCommandFactory(provider.GetRequiredService<IModificationCommandFactory>()),
+            provider.GetRequiredService<ILoggingOptions>(),
+            provider.GetRequiredService<IDiagnosticsLogger<DbLoggerCategory.Update>>(),
+            provider.GetRequiredService<IDbContextOptions>())));
     }
 
     /// <inheritdoc />

@@ -275,6 +275,19 @@ internal sealed class EnvelopeRuntime : IDisposable
             stored.AsSpan(1 + encrypted.Properties.Length, encrypted.LegacyColumnCount),
             keyId);
 
+    private static FieldInfo? FindField(Type type, string name)
+    {
+        for (var declaring = type; declaring is not null; declaring = declaring.BaseType)
+        {
+            if (declaring.GetField(name, BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly) is { } field)
+            {
+                return field;
+            }
+        }
+
+        return null;
+    }
+
     private static EncryptedEntity? Build(IEntityType entityType)
     {
         var names = new List<string>();
@@ -301,7 +314,10 @@ internal sealed class EnvelopeRuntime : IDisposable
             var index = entityType.FindProperty(EncryptionAnnotations.IndexPropertyName(propertyName));
             var legacy = entityType.FindProperty(EncryptionAnnotations.LegacyPlaintextPropertyName(propertyName));
             var bindingName = ciphertext.FindAnnotation(EncryptionAnnotations.BindingName)?.Value as string ?? propertyName;
-            return EncryptedProperty.Create(name, clrProperty, ciphertext, binding, index, legacy, bindingName);
+            var field = ciphertext.FindAnnotation(EncryptionAnnotations.BackingField)?.Value is string fieldName
+                ? FindField(entityType.ClrType, fieldName)
+                : null;
+            return EncryptedProperty.Create(name, clrProperty, field, ciphertext, binding, index, legacy, bindingName);
         }).ToList();
         return new EncryptedEntity(entityType, properties, binding);
     }

@@ -522,6 +522,16 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     }
                 }
 
+                if (!item.IsNew)
+                {
+                    // Sealed over ciphertext this save does not write: only valid while the row still holds the key
+                    // column it was sealed against, which the update compares (KeyConditionModificationCommand). Set
+                    // last: on an attached entry, the assignments above can replace the original EF keeps for the key
+                    // column with its new value (seen with EF Core 10: the update then compared the new key).
+                    entry.SetOriginalValue(encrypted.KeyProperty, item.StoredKey);
+                    detector.RequireStoredKey(entry);
+                }
+
                 detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey, item.Captured!));
                 if (EnvelopeTelemetry.RecordsEncryptedCounter.Enabled)
                 {

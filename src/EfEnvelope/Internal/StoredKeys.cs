@@ -28,12 +28,21 @@ internal static class StoredKeys
                 $"An encrypted property of '{entityType.DisplayName()}' was edited on an instance attached to the context, and EfEnvelope cannot read that record's data key from the database by itself (owned or keyless type). Load the owner in this context before editing, or use Update() to replace all of its encrypted values.");
         }
 
-        var values = key.Properties.Select(p => entry[p]).ToArray();
-        var stored = EnvelopeRuntime.StoredProperties(encrypted).ToArray();
-        var task = (Task<object?[]?>)LoadMethod.MakeGenericMethod(entityType.ClrType).Invoke(null, [entry.Context, key.Properties, values, stored, cancellationToken])!;
-        var row = await task.ConfigureAwait(false);
-        return row is [not null, ..] ? row : throw new InvalidOperationException(
+        var row = await TryLoadAsync(entry, encrypted, cancellationToken).ConfigureAwait(false);
+        return row ?? throw new InvalidOperationException(
                 $"An encrypted property of '{entityType.DisplayName()}' was edited on an attached instance whose record has no data key in the database (the row is missing, or was written before encryption). Use Update() to write all of its encrypted values.");
+    }
+
+    /// <summary>The record's stored columns as <see cref="LoadAsync"/> reads them, or null when the row is missing or has no data key.</summary>
+    public static async Task<object?[]?> TryLoadAsync(InternalEntityEntry entry, EncryptedEntity encrypted, CancellationToken cancellationToken) =>
+        await LoadColumnsAsync(entry, EnvelopeRuntime.StoredProperties(encrypted).ToArray(), cancellationToken).ConfigureAwait(false) is [not null, ..] row ? row : null;
+
+    /// <summary>The stored values of <paramref name="columns"/> in the row of <paramref name="entry"/> (a non-owned entity type), or null when the row is missing.</summary>
+    public static Task<object?[]?> LoadColumnsAsync(InternalEntityEntry entry, Microsoft.EntityFrameworkCore.Metadata.IProperty[] columns, CancellationToken cancellationToken)
+    {
+        var key = entry.EntityType.FindPrimaryKey()!;
+        var values = key.Properties.Select(p => entry[p]).ToArray();
+        return (Task<object?[]?>)LoadMethod.MakeGenericMethod(entry.EntityType.ClrType).Invoke(null, [entry.Context, key.Properties, values, columns, cancellationToken])!;
     }
 
     private static Task<object?[]?> LoadFor<TEntity>(DbContext context, IReadOnlyList<Microsoft.EntityFrameworkCore.Metadata.IProperty> keyProperties, object?[] keyValues, Microsoft.EntityFrameworkCore.Metadata.IProperty[] columns, CancellationToken cancellationToken)

@@ -54,11 +54,15 @@ internal abstract class EncryptedProperty
     /// <summary>Version 2: binding names of entity and property, then the type tag of the plaintext encoding.</summary>
     protected byte[] AadSuffix2 { get; }
 
-    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, IProperty? index, IProperty? legacyPlaintext, string bindingName)
+    /// <summary>
+    /// Creates the metadata of one encrypted property, read and written through <paramref name="backingField"/> when EF
+    /// would use that field (its property access mode), else through the CLR property.
+    /// </summary>
+    public static EncryptedProperty Create(string entityName, PropertyInfo clrProperty, FieldInfo? backingField, IProperty ciphertext, byte[] entityBinding, IProperty? index, IProperty? legacyPlaintext, string bindingName)
     {
         var property = (EncryptedProperty)Activator.CreateInstance(
             typeof(EncryptedProperty<>).MakeGenericType(clrProperty.PropertyType),
-            entityName, clrProperty, ciphertext, entityBinding, bindingName)!;
+            entityName, clrProperty, backingField, ciphertext, entityBinding, bindingName)!;
         if (index is not null)
         {
             property.Index = index;
@@ -96,10 +100,13 @@ internal abstract class EncryptedProperty
     /// </summary>
     public bool IsMigrationDefault(object? stored) => stored is byte[] { Length: 0 } && !Ciphertext.IsNullable;
 
-    /// <summary>Sets the CLR property back to a <see cref="Capture"/> result (copied again, so the baseline stays intact).</summary>
+    /// <summary>Sets the CLR property back to a <see cref="Capture"/> result.</summary>
     public abstract void Restore(object entity, object? captured);
 
-    /// <summary>The current value, copied so that later in-place edits (of a byte array) are still seen as changes.</summary>
+    /// <summary>
+    /// The current value. A byte array is not copied: like EF's snapshot of a plain <c>byte[]</c> property, an edit
+    /// in place of the same array is not a change (assign a new array to change the value).
+    /// </summary>
     public abstract object? Capture(object entity);
 
     /// <summary>Whether the current value differs from a <see cref="Capture"/> result.</summary>
@@ -141,12 +148,14 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     private readonly ValueCodec<T> _codec;
     private BlindIndexProperty<T>? _search;
 
-    public EncryptedProperty(string entityName, PropertyInfo clrProperty, IProperty ciphertext, byte[] entityBinding, string bindingName)
+    public EncryptedProperty(string entityName, PropertyInfo clrProperty, FieldInfo? backingField, IProperty ciphertext, byte[] entityBinding, string bindingName)
         : base(entityName, clrProperty, ciphertext, entityBinding, bindingName)
     {
         _codec = (ValueCodec<T>)ValueCodecs.For(typeof(T));
-        _get = CompileGetter(clrProperty);
-        _set = CompileSetter(clrProperty);
+        _get = backingField is null ? CompileGetter(clrProperty) : CompileFieldGetter(backingField);
+        // An init-only field (a record's, or a get-only auto-property's) cannot be assigned by an expression: its
+        // property's setter (init accessor) does the same, and CompileSetter covers a property without one.
+        _set = backingField is { IsInitOnly: false } ? CompileFieldSetter(backingField) : CompileSetter(clrProperty);
     }
 
     public override byte[]? Encrypt(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonce)
@@ -267,15 +276,11 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         _set(entity, typeof(T) == typeof(string) ? (T)(object)"" : IsByteArray ? (T)(object)Array.Empty<byte>() : default!);
 
     public override void Restore(object entity, object? captured) =>
-        _set(entity, captured is null ? default! : IsByteArray ? (T)(object)((byte[])captured).ToArray() : (T)captured);
+        _set(entity, captured is null ? default! : (T)captured);
 
     public override void SetLegacyValue(object entity, object value) => _set(entity, (T)value);
 
-    public override object? Capture(object entity)
-    {
-        var value = _get(entity);
-        return IsByteArray && value is byte[] bytes ? bytes.ToArray() : value;
-    }
+    public override object? Capture(object entity) => _get(entity);
 
     public override bool Differs(object entity, object? captured)
     {
@@ -295,6 +300,21 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         var instance = Expression.Parameter(typeof(object), "entity");
         var body = Expression.Property(Expression.Convert(instance, property.DeclaringType!), property);
         return Expression.Lambda<Func<object, T>>(body, instance).Compile();
+    }
+
+    private static Func<object, T> CompileFieldGetter(FieldInfo field)
+    {
+        var instance = Expression.Parameter(typeof(object), "entity");
+        var body = Expression.Field(Expression.Convert(instance, field.DeclaringType!), field);
+        return Expression.Lambda<Func<object, T>>(body, instance).Compile();
+    }
+
+    private static Action<object, T> CompileFieldSetter(FieldInfo field)
+    {
+        var instance = Expression.Parameter(typeof(object), "entity");
+        var value = Expression.Parameter(typeof(T), "value");
+        var assign = Expression.Assign(Expression.Field(Expression.Convert(instance, field.DeclaringType!), field), value);
+        return Expression.Lambda<Action<object, T>>(assign, instance, value).Compile();
     }
 
     private static Action<object, T> CompileSetter(PropertyInfo property)

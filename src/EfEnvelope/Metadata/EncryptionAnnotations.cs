@@ -25,6 +25,12 @@ internal static class EncryptionAnnotations
         return root.FindAnnotation(BindingName)?.Value as string ?? root.Name;
     }
 
+    /// <summary>
+    /// On a ciphertext property: the backing field EF found for the encrypted CLR property, which EfEnvelope reads and
+    /// writes instead of the property when EF would (<see cref="Microsoft.EntityFrameworkCore.PropertyAccessMode"/>).
+    /// </summary>
+    public const string BackingField = "EfEnvelope:BackingField";
+
     /// <summary>On a plain property: configured with <c>IsBoundToRecord()</c>, its value is bound into the record seal.</summary>
     public const string BoundToRecord = "EfEnvelope:BoundToRecord";
 

@@ -20,6 +20,12 @@ public static class KnownDifferences
     private const string OwnedKeyUnknown =
         "After a failed insert, State = Unchanged declares an owner and its owned record stored while their key columns hold the failed attempt's keys; EfEnvelope cannot fetch an owned record's stored key by itself, so the edit of the owned record is refused (InvalidOperationException: load the owner in this context, or use Update()) instead of being sealed under a key the row does not have.";
 
+    private const string ConcurrentEdit =
+        "An edit rewrites the record's key column, whose seal commits to every encrypted value of the record, so its update requires the key column the context read. When another context rewrote the record meanwhile, the update conflicts; EfEnvelope then checks that the row still exists and that the application's concurrency tokens still match, reads the record again and saves once more, merging as plain EF does: the save sends more commands than plain EF's one.";
+
+    private const string ConcurrentEditInTransaction =
+        "As above, but inside the application's own transaction EfEnvelope cannot save again (the statements before the conflict would run twice): EF raises DbUpdateConcurrencyException where plain EF merges. Reload and apply the edit again.";
+
     private const string Distinct =
         "Distinct over a projection that reads an encrypted property is refused (the database would compare random ciphertext and keep equal values apart), with the advice AsEnumerable().Distinct(); plain EF answers it in the database.";
 
@@ -53,6 +59,12 @@ public static class KnownDifferences
         ]),
         (OwnedKeyUnknown, [
             "failed-insert-then-unchanged-then-edit-owned",
+        ]),
+        (ConcurrentEdit, [
+            "two-contexts-edit-different-encrypted-properties", "concurrency-resolve-client-wins", "concurrency-resolve-client-wins-then-edit",
+        ]),
+        (ConcurrentEditInTransaction, [
+            "two-contexts-edit-different-encrypted-properties-in-transaction",
         ]),
         (Distinct, [
             "issue-07",

@@ -10,7 +10,7 @@ public static partial class Scenarios
         .. ChangeTracking(), .. StateTransitions(), .. Filters(), .. Projections(), .. Navigations(), .. SetsAndAggregates(), .. ConstructorBinding(),
         .. Inheritance(), .. Owned(), .. SeedDataAndTypes(), .. CompiledQueries(), .. RawSql(), .. BulkOperations(),
         .. Transactions(), .. Concurrency(), .. ExecutionStrategies(), .. TransientFailures(), .. Pooling(), .. DependencyInjection(),
-        .. ApplicationInterceptors(),
+        .. ApplicationInterceptors(), .. PropertyAccess(),
     ];
 
     /// <summary>Scenarios that only the issue-11 item checks run.</summary>

@@ -65,6 +65,25 @@ public sealed class ModelValidationTests
         public string Color { get; set; } = "";
     }
 
+    public class Notifying : System.ComponentModel.INotifyPropertyChanged
+    {
+        private string _text = "";
+
+        public event System.ComponentModel.PropertyChangedEventHandler? PropertyChanged;
+
+        public int Id { get; set; }
+
+        public string Text
+        {
+            get => _text;
+            set
+            {
+                _text = value;
+                PropertyChanged?.Invoke(this, new(nameof(Text)));
+            }
+        }
+    }
+
     public class Unsupported
     {
         public int Id { get; set; }
@@ -157,6 +176,31 @@ public sealed class ModelValidationTests
         var error = BuildError(m => m.Entity<Tagged>().ComplexProperty(t => t.Label, label => label.Property(l => l.Text).IsEncrypted()));
 
         Assert.Contains("Label.Text", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_value_conversion_on_an_encrypted_property_is_refused_instead_of_never_running() =>
+        Assert.Contains("'Child.Code' has a value conversion", BuildError(m =>
+            m.Entity<Child>().Property(c => c.Code).IsEncrypted().HasConversion(v => v.ToLowerInvariant(), v => v)), StringComparison.Ordinal);
+
+    [Fact]
+    public void A_value_comparer_on_an_encrypted_property_is_refused_instead_of_being_ignored() =>
+        Assert.Contains("'Child.Code' has a value comparer", BuildError(m =>
+            m.Entity<Child>().Property(c => c.Code).IsEncrypted().Metadata.SetValueComparer(
+                new Microsoft.EntityFrameworkCore.ChangeTracking.ValueComparer<string>((a, b) => string.Equals(a, b, StringComparison.OrdinalIgnoreCase), v => v.ToUpperInvariant().GetHashCode(StringComparison.Ordinal)))),
+            StringComparison.Ordinal);
+
+    [Fact]
+    public void A_notification_change_tracking_strategy_is_refused_instead_of_losing_edits()
+    {
+        var error = BuildError(m => m.Entity<Notifying>(b =>
+        {
+            b.HasChangeTrackingStrategy(ChangeTrackingStrategy.ChangedNotifications);
+            b.Property(n => n.Text).IsEncrypted();
+        }));
+
+        Assert.Contains("'Notifying.Text'", error, StringComparison.Ordinal);
+        Assert.Contains("HasChangeTrackingStrategy(ChangeTrackingStrategy.Snapshot)", error, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,0 +1,57 @@
+using System.ComponentModel.DataAnnotations.Schema;
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Specification.Tests.Differential;
+
+/// <summary>How EF reaches an encrypted property: a concurrency token, backing fields, a byte array.</summary>
+public class Ticket
+{
+    private string? _memo;
+    private string _secret = "";
+
+    public int Id { get; set; }
+
+    public string Title { get; set; } = "";
+
+    /// <summary>Encrypted and a concurrency token.</summary>
+    public string Stamp { get; set; } = "";
+
+    /// <summary>Encrypted; its getter makes up a value that EF, which reads the backing field, never stores.</summary>
+    public string? Memo
+    {
+        get => _memo ?? "(none)";
+        set => _memo = value;
+    }
+
+    /// <summary>Encrypted; its setter counts, and EF writes the backing field when it materializes.</summary>
+    public string Secret
+    {
+        get => _secret;
+        set
+        {
+            _secret = value;
+            SetterCalls++;
+        }
+    }
+
+    [NotMapped]
+    public int SetterCalls { get; set; }
+
+    public byte[]? Photo { get; set; }
+}
+
+/// <summary>The model of <see cref="Ticket"/>: Stamp, Memo, Secret and Photo are encrypted in the encrypted run.</summary>
+public class TicketContext(DbContextOptions<TicketContext> options) : DifferentialContext(options)
+{
+    public DbSet<Ticket> Tickets => Set<Ticket>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.Entity<Ticket>(ticket =>
+        {
+            ticket.Property(t => t.Id).ValueGeneratedNever();
+            Encrypt(ticket.Property(t => t.Stamp).IsConcurrencyToken());
+            Encrypt(ticket.Property(t => t.Memo));
+            Encrypt(ticket.Property(t => t.Secret));
+            Encrypt(ticket.Property(t => t.Photo));
+        });
+}
