@@ -32,7 +32,8 @@ internal sealed class EncryptionChangeDetector(
 
     // Records this save rewrites in part, under the data key and seal basis of the key column they were read with:
     // their UPDATE must match that key column (KeyConditionModificationCommand).
-    private readonly Dictionary<object, InternalEntityEntry> _partialRewrites = new(ReferenceEqualityComparer.Instance);
+    // Created on the first partial rewrite: most contexts (a read per request) never save one.
+    private Dictionary<object, InternalEntityEntry>? _partialRewrites;
 
     /// <summary>The encryption configuration of this context.</summary>
     public EnvelopeRuntime Runtime => runtime;
@@ -65,13 +66,14 @@ internal sealed class EncryptionChangeDetector(
     }
 
     /// <summary>Marks a record this save rewrites in part: its update must still find the key column it was sealed against.</summary>
-    public void RequireStoredKey(InternalEntityEntry entry) => _partialRewrites[entry.Entity] = entry;
+    public void RequireStoredKey(InternalEntityEntry entry) =>
+        (_partialRewrites ??= new(ReferenceEqualityComparer.Instance))[entry.Entity] = entry;
 
     /// <summary>Whether this save rewrites <paramref name="entity"/>'s record in part (see <see cref="RequireStoredKey"/>).</summary>
-    public bool RequiresStoredKey(object entity) => _partialRewrites.ContainsKey(entity);
+    public bool RequiresStoredKey(object entity) => _partialRewrites?.ContainsKey(entity) == true;
 
     /// <summary>The records this save rewrites in part that EfEnvelope can read again by key (not owned types).</summary>
-    public List<InternalEntityEntry> PartialRewrites() => [.. _partialRewrites.Values.Where(e => !e.EntityType.IsOwned())];
+    public List<InternalEntityEntry> PartialRewrites() => _partialRewrites is null ? [] : [.. _partialRewrites.Values.Where(e => !e.EntityType.IsOwned())];
 
     /// <summary>
     /// After a concurrency conflict on a partial rewrite: the next save of <paramref name="entity"/> reads the record's
@@ -170,7 +172,7 @@ internal sealed class EncryptionChangeDetector(
         _indexValues.Clear();
         _pending.Clear();
         _restore.Clear();
-        _partialRewrites.Clear();
+        _partialRewrites?.Clear();
     }
 
     /// <summary>After a failed or cancelled save: the ciphertext it assigned is taken back, so the next save starts from the stored state.</summary>
@@ -179,7 +181,7 @@ internal sealed class EncryptionChangeDetector(
         Saving = false;
         _pending.Clear();
         _indexValues.Clear();
-        _partialRewrites.Clear();
+        _partialRewrites?.Clear();
         Assigning = true;
         try
         {
