@@ -12,6 +12,7 @@ namespace EfEnvelope.Benchmarks;
 public static class AllocationProfile
 {
     private const int Runs = 20;
+    private const int Edits = 1_000;
 
     public static void Print()
     {
@@ -22,6 +23,13 @@ public static class AllocationProfile
             store.Insert(PatientData.Create());
             Profile($"{approach}: no-tracking read", () => store.Read(tracking: false));
             Profile($"{approach}: tracking read", () => store.Read(tracking: true));
+            // Each run edits its own context, tracked before the listener starts: only the edit and its save count.
+            var tracked = new Queue<Microsoft.EntityFrameworkCore.DbContext>(Enumerable.Range(0, Runs + 1).Select(_ => store.Track(Edits)));
+            Profile($"{approach}: edit one property of {Edits:N0} tracked rows", () =>
+            {
+                using var context = tracked.Dequeue();
+                Store.EditNotes(context, "x");
+            }, Edits);
             Profile($"{approach}: insert", () =>
             {
                 using var target = new Store(approach, provider);
@@ -30,7 +38,7 @@ public static class AllocationProfile
         }
     }
 
-    private static void Profile(string name, Action run)
+    private static void Profile(string name, Action run, int rows = PatientData.Rows)
     {
         run();
         using var listener = new AllocationListener();
@@ -40,13 +48,13 @@ public static class AllocationProfile
         }
 
         var total = listener.Bytes.Values.Sum();
-        Console.WriteLine($"## {name}: sampled allocations per row, by type (top 12)");
+        Console.WriteLine($"## {name}: sampled allocations per row, by type (top 12 of {total / (double)Runs / rows:F0} bytes/row)");
         Console.WriteLine();
         Console.WriteLine("| Type | Bytes/row (sampled) | Share |");
         Console.WriteLine("|---|---:|---:|");
         foreach (var (type, bytes) in listener.Bytes.OrderByDescending(p => p.Value).Take(12))
         {
-            Console.WriteLine($"| `{type}` | {bytes / (double)Runs / PatientData.Rows:F0} | {bytes / (double)total:P0} |");
+            Console.WriteLine($"| `{type}` | {bytes / (double)Runs / rows:F0} | {bytes / (double)total:P0} |");
         }
 
         Console.WriteLine();
