@@ -361,6 +361,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     // re-encrypt under a data key moved in from another record (and the result would read clean there).
                     EnvelopeRuntime.VerifySeal(encrypted, blob, cipher, row, item.Key!.KeyId);
                     storedFields = row[1..(1 + encrypted.Properties.Length)];
+                    item.TokensHeld = TokensHeld(encrypted, blob, cipher, row, item.Key!.KeyId, item.Snapshot!.Values);
                 }
                 else
                 {
@@ -383,6 +384,26 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
 
         item.Captured = values;
+    }
+
+    /// <summary>
+    /// For an attached record, which encrypted concurrency tokens still hold in the stored row the value the instance
+    /// was attached with (null when the entity type has none). Plain EF compares the attached value in its update; the
+    /// update here compares ciphertext, so the stored token is decrypted and compared once, before the save.
+    /// </summary>
+    private static bool[]? TokensHeld(EncryptedEntity encrypted, in WrappedKeyBlob blob, System.Security.Cryptography.AesGcm cipher, object?[] row, string keyId, object?[] attached)
+    {
+        bool[]? held = null;
+        for (var i = 0; i < encrypted.Properties.Length; i++)
+        {
+            if (encrypted.Properties[i].Ciphertext.IsConcurrencyToken)
+            {
+                held ??= new bool[encrypted.Properties.Length];
+                held[i] = encrypted.Properties[i].StoredValueEquals((byte[]?)row[1 + i], cipher, blob.RecordId, keyId, blob.Version, attached[i]);
+            }
+        }
+
+        return held;
     }
 
     /// <summary>
@@ -530,6 +551,19 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     // column with its new value (seen with EF Core 10: the update then compared the new key).
                     entry.SetOriginalValue(encrypted.KeyProperty, item.StoredKey);
                     detector.RequireStoredKey(entry);
+                    if (item.TokensHeld is { } held)
+                    {
+                        // An encrypted concurrency token of an attached record: the update compares the stored
+                        // ciphertext when it holds the attached value, and a value never stored when it does not, so
+                        // that EF reports the conflict as it would for the plaintext token.
+                        for (var i = 0; i < held.Length; i++)
+                        {
+                            if (encrypted.Properties[i].Ciphertext.IsConcurrencyToken)
+                            {
+                                entry.SetOriginalValue(encrypted.Properties[i].Ciphertext, held[i] ? item.StoredRow![1 + i] : StaleToken);
+                            }
+                        }
+                    }
                 }
 
                 detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey, item.Captured!));
@@ -548,6 +582,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
     private static EncryptionChangeDetector Detector(DbContext context) =>
         context.GetService<IChangeDetector>() as EncryptionChangeDetector
         ?? throw new InvalidOperationException("EfEnvelope's change detector is not installed: another extension replaced IChangeDetector.");
+
+    // One byte: never a stored value (a ciphertext is at least 29 bytes long, a migration's default is empty).
+    private static readonly byte[] StaleToken = [0xFF];
 
     private sealed class RecordWork(InternalEntityEntry entry, EncryptedEntity encrypted, bool[]? changed)
     {
@@ -578,6 +615,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         public byte[]? NewWrappedKey { get; set; }
 
         public byte[]?[]? Fields { get; set; }
+
+        /// <summary>For an attached record, which encrypted concurrency tokens the stored row still holds (<see cref="TokensHeld"/>).</summary>
+        public bool[]? TokensHeld { get; set; }
 
         public object?[]? Captured { get; set; }
 

@@ -84,6 +84,10 @@ internal abstract class EncryptedProperty
     /// <summary>Decrypts <paramref name="blob"/> (of format <paramref name="version"/>, the record's) into the entity's CLR property.</summary>
     public abstract void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version);
 
+    /// <summary>Whether <paramref name="blob"/> (a field of the record's format <paramref name="version"/>) decrypts to <paramref name="expected"/>.</summary>
+    /// <exception cref="EnvelopeDecryptionException">The blob does not decrypt under this record's data key.</exception>
+    public abstract bool StoredValueEquals(byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version, object? expected);
+
     /// <summary>Sets the CLR property to its default (no plaintext).</summary>
     public abstract void Reset(object entity);
 
@@ -143,6 +147,9 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     private const int StackLimit = 512;
     private static readonly bool IsByteArray = typeof(T) == typeof(byte[]);
 
+    // What a migration's empty value in a new non-nullable column reads as: the plain column's default.
+    private static T MigrationDefault => typeof(T) == typeof(string) ? (T)(object)"" : IsByteArray ? (T)(object)Array.Empty<byte>() : default!;
+
     private readonly Func<object, T> _get;
     private readonly Action<object, T> _set;
     private readonly ValueCodec<T> _codec;
@@ -193,7 +200,18 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         return blob;
     }
 
-    public override void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version)
+    public override void Decrypt(object entity, byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version) =>
+        _set(entity, DecryptValue(blob, dataKey, recordId, keyId, version));
+
+    public override bool StoredValueEquals(byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version, object? expected)
+    {
+        var stored = DecryptValue(blob, dataKey, recordId, keyId, version);
+        return IsByteArray
+            ? stored is byte[] bytes ? expected is byte[] other && bytes.AsSpan().SequenceEqual(other) : expected is null
+            : EqualityComparer<T>.Default.Equals(stored, expected is null ? default! : (T)expected);
+    }
+
+    private T DecryptValue(byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version)
     {
         if (blob is null)
         {
@@ -202,14 +220,12 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
                 throw new EnvelopeDecryptionException("The stored value of a required property is missing (NULL).", EntityName, Name, keyId);
             }
 
-            _set(entity, default!);
-            return;
+            return default!;
         }
 
         if (IsMigrationDefault(blob))
         {
-            SetMigrationDefault(entity);
-            return;
+            return MigrationDefault;
         }
 
         // A record's fields are all of its wrapped key's version: a version 1 field in a version 2 record (or the
@@ -232,7 +248,7 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
             Span<byte> aad = stackalloc byte[AssociatedDataLength(version)];
             WriteAssociatedData(aad, recordId, version);
             FieldCipher.Open(dataKey, blob, plaintext, aad);
-            _set(entity, _codec.Read(plaintext));
+            return _codec.Read(plaintext);
         }
         catch (EnvelopeDecryptionException ex)
         {
@@ -272,8 +288,7 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
 
     public override void Reset(object entity) => _set(entity, default!);
 
-    public override void SetMigrationDefault(object entity) =>
-        _set(entity, typeof(T) == typeof(string) ? (T)(object)"" : IsByteArray ? (T)(object)Array.Empty<byte>() : default!);
+    public override void SetMigrationDefault(object entity) => _set(entity, MigrationDefault);
 
     public override void Restore(object entity, object? captured) =>
         _set(entity, captured is null ? default! : (T)captured);

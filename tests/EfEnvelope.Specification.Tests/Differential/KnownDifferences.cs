@@ -26,6 +26,9 @@ public static class KnownDifferences
     private const string ConcurrentEditInTransaction =
         "As above, but inside the application's own transaction EfEnvelope cannot save again (the statements before the conflict would run twice): EF raises DbUpdateConcurrencyException where plain EF merges. Reload and apply the edit again.";
 
+    private const string AttachedToken =
+        "An encrypted concurrency token of an attached instance whose save encrypts nothing (only plain columns edited, or Update()) has no stored ciphertext to compare: the update compares NULL and EF reports a conflict whatever the row holds (plain EF compares the attached value). Query the entity first, or edit it after attaching an encrypted property too (the stored token is then read and compared).";
+
     private const string Distinct =
         "Distinct over a projection that reads an encrypted property is refused (the database would compare random ciphertext and keep equal values apart), with the advice AsEnumerable().Distinct(); plain EF answers it in the database.";
 
@@ -65,6 +68,9 @@ public static class KnownDifferences
         ]),
         (ConcurrentEditInTransaction, [
             "two-contexts-edit-different-encrypted-properties-in-transaction",
+        ]),
+        (AttachedToken, [
+            "encrypted-concurrency-token-attached-plain-edit",
         ]),
         (Distinct, [
             "issue-07",

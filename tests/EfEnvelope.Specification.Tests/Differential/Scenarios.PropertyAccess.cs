@@ -112,6 +112,40 @@ public static partial class Scenarios
             ticket.Stamp = "3";
             await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => stale.SaveChangesAsync(r.Ct));
         });
+        yield return Tickets("encrypted-concurrency-token-attached-edit-current", async r =>
+        {
+            await using var db = r.NewContext<TicketContext>();
+            var ticket = new Ticket { Id = 1, Title = "first", Stamp = "1", Memo = "memo", Secret = "secret", Photo = [1, 2, 3] };
+            db.Attach(ticket);
+            ticket.Secret = "edited after attach";
+            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
+            await using var fresh = r.NewContext<TicketContext>();
+            r.Observe("secret", (await fresh.Tickets.AsNoTracking().SingleAsync(r.Ct)).Secret);
+        });
+        yield return Tickets("encrypted-concurrency-token-attached-edit-stale", async r =>
+        {
+            await using (var other = r.NewContext<TicketContext>())
+            {
+                (await other.Tickets.SingleAsync(r.Ct)).Stamp = "2";
+                await other.SaveChangesAsync(r.Ct);
+            }
+
+            await using var db = r.NewContext<TicketContext>();
+            var ticket = new Ticket { Id = 1, Title = "first", Stamp = "1", Memo = "memo", Secret = "secret", Photo = [1, 2, 3] };
+            db.Attach(ticket);
+            ticket.Secret = "edited after attach";
+            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
+            await using var fresh = r.NewContext<TicketContext>();
+            r.Observe("secret", (await fresh.Tickets.AsNoTracking().SingleAsync(r.Ct)).Secret);
+        });
+        yield return Tickets("encrypted-concurrency-token-attached-plain-edit", async r =>
+        {
+            await using var db = r.NewContext<TicketContext>();
+            var ticket = new Ticket { Id = 1, Title = "first", Stamp = "1", Memo = "memo", Secret = "secret", Photo = [1, 2, 3] };
+            db.Attach(ticket);
+            ticket.Title = "edited after attach";
+            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
+        });
         yield return Tickets("encrypted-concurrency-token-current-edit", async r =>
         {
             await using var db = r.NewContext<TicketContext>();
