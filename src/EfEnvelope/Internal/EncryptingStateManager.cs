@@ -121,7 +121,7 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
         var rewrites = new List<InternalEntityEntry>();
         foreach (var entry in ConflictEntries(conflict))
         {
-            var rewritten = detector.RequiresStoredKey(entry.Entity);
+            var rewritten = detector.RequiresStoredKey(entry);
             // A row shared with other entries (an owned type split from the table) reports them all; a conflicting
             // delete is one plain EF reports too.
             if (entry.EntityState is not (EntityState.Modified or EntityState.Unchanged)

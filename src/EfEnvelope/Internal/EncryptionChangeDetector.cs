@@ -5,6 +5,7 @@ using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
+using Microsoft.EntityFrameworkCore.Update;
 
 namespace EfEnvelope.Internal;
 
@@ -33,7 +34,7 @@ internal sealed class EncryptionChangeDetector(
     // Records this save rewrites in part, under the data key and seal basis of the key column they were read with:
     // their UPDATE must match that key column (KeyConditionModificationCommand).
     // Created on the first partial rewrite: most contexts (a read per request) never save one.
-    private Dictionary<object, InternalEntityEntry>? _partialRewrites;
+    private HashSet<InternalEntityEntry>? _partialRewrites;
 
     /// <summary>The encryption configuration of this context.</summary>
     public EnvelopeRuntime Runtime => runtime;
@@ -66,14 +67,13 @@ internal sealed class EncryptionChangeDetector(
     }
 
     /// <summary>Marks a record this save rewrites in part: its update must still find the key column it was sealed against.</summary>
-    public void RequireStoredKey(InternalEntityEntry entry) =>
-        (_partialRewrites ??= new(ReferenceEqualityComparer.Instance))[entry.Entity] = entry;
+    public void RequireStoredKey(InternalEntityEntry entry) => (_partialRewrites ??= []).Add(entry);
 
-    /// <summary>Whether this save rewrites <paramref name="entity"/>'s record in part (see <see cref="RequireStoredKey"/>).</summary>
-    public bool RequiresStoredKey(object entity) => _partialRewrites?.ContainsKey(entity) == true;
+    /// <summary>Whether this save rewrites the record of <paramref name="entry"/> in part (see <see cref="RequireStoredKey"/>).</summary>
+    public bool RequiresStoredKey(IUpdateEntry entry) => entry is InternalEntityEntry tracked && _partialRewrites?.Contains(tracked) == true;
 
     /// <summary>The records this save rewrites in part that EfEnvelope can read again by key (not owned types).</summary>
-    public List<InternalEntityEntry> PartialRewrites() => _partialRewrites is null ? [] : [.. _partialRewrites.Values.Where(e => !e.EntityType.IsOwned())];
+    public List<InternalEntityEntry> PartialRewrites() => _partialRewrites is null ? [] : [.. _partialRewrites.Where(e => !e.EntityType.IsOwned())];
 
     /// <summary>
     /// After a concurrency conflict on a partial rewrite: the next save of <paramref name="entity"/> reads the record's

@@ -81,7 +81,7 @@ internal sealed class KeyConditionModificationCommand(IModificationCommand inner
                     && property.IsShadowProperty()
                     && property.Name == EncryptionAnnotations.KeyPropertyName
                     && entry.Context.GetService<IChangeDetector>() is EncryptionChangeDetector detector
-                    && detector.RequiresStoredKey(entry.ToEntityEntry().Entity))
+                    && detector.RequiresStoredKey(entry))
                 {
                     column.IsCondition = true;
                 }

@@ -81,14 +81,15 @@ public static partial class Scenarios
         });
     }
 
-    private static async Task<(ShopContext Db, Customer Customer)> StaleAsync(ScenarioRun r)
+    // A customer read in one context, then edited (Notes, and its Version token unless told not to) in another.
+    private static async Task<(ShopContext Db, Customer Customer)> StaleAsync(ScenarioRun r, bool bumpVersion = true)
     {
         await Shop.CustomersAsync(r, 1);
         var db = r.NewContext();
         var c = await db.Customers.SingleAsync(r.Ct);
         await using var other = r.NewContext();
         var o = await other.Customers.SingleAsync(r.Ct);
-        o.Version++;
+        o.Version += bumpVersion ? 1 : 0;
         o.Notes = "written by the other";
         await other.SaveChangesAsync(r.Ct);
         return (db, c);
