@@ -8,32 +8,17 @@ namespace EfEnvelope.Reliability.Tests.Tampering;
 /// <see cref="DbUpdateConcurrencyException"/>, writes nothing twice, and leaves a row that reads (never one whose seal
 /// describes values it does not hold).
 /// </summary>
-public sealed class ConcurrentEditTests : IDisposable
+public sealed class ConcurrentEditTests() : ScratchDatabaseTests<EditContext>("concurrentedit")
 {
-    private readonly string _path = Path.Combine(Path.GetTempPath(), $"efenvelope-concurrent-edit-{Guid.NewGuid():N}.db");
     private readonly KeyManagement.InsecureInMemoryMasterKeyProvider _provider = new("primary");
 
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public void Dispose()
-    {
-        foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
-        {
-            File.Delete(_path + suffix);
-        }
-    }
-
-    private EditContext NewContext() => new(new DbContextOptionsBuilder<EditContext>()
-        .UseSqlite($"Data Source={_path};Pooling=False")
-        .ManyConfigurationsPerProcess()
-        .UseEnvelopeEncryption(e => e.UseProvider(_provider))
-        .Options);
+    protected override EditContext NewContext() => new(OptionsBuilder().UseEnvelopeEncryption(e => e.UseProvider(_provider)).Options);
 
     private async Task<Guid> SeedAsync()
     {
         var record = new EditRecord { Tenant = "A", Note = "n0", Other = "o0", Home = new EditHome { Street = "s0" } };
+        await UseAsync("sqlite");
         await using var db = NewContext();
-        await db.Database.EnsureCreatedAsync(Ct);
         db.Records.Add(record);
         await db.SaveChangesAsync(Ct);
         return record.Id;

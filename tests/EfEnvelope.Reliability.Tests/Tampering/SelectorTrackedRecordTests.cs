@@ -10,24 +10,11 @@ namespace EfEnvelope.Reliability.Tests.Tampering;
 /// tenant's row is refused where EfEnvelope sees both the record and its row's tenant: an owned record once EF tracks
 /// it beside its owner, and an entity whose values <c>Reload()</c> brings in.
 /// </summary>
-public sealed class SelectorTrackedRecordTests : IDisposable
+public sealed class SelectorTrackedRecordTests() : ScratchDatabaseTests<TenantAccountContext>("selectortracked")
 {
-    private readonly string _path = Path.Combine(Path.GetTempPath(), $"efenvelope-selector-tracked-{Guid.NewGuid():N}.db");
     private readonly KeyManagement.InsecureInMemoryMasterKeyProvider _provider = new KeyManagement.InsecureInMemoryMasterKeyProvider("key-a").AddKey("key-b");
 
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public void Dispose()
-    {
-        foreach (var suffix in new[] { "", "-wal", "-shm", "-journal" })
-        {
-            File.Delete(_path + suffix);
-        }
-    }
-
-    private TenantAccountContext NewContext() => new(new DbContextOptionsBuilder<TenantAccountContext>()
-        .UseSqlite($"Data Source={_path};Pooling=False")
-        .ManyConfigurationsPerProcess()
+    protected override TenantAccountContext NewContext() => new(OptionsBuilder()
         .UseEnvelopeEncryption(e => e.UseProvider(_provider).UseMasterKeySelector(entity => entity is TenantAccount { Tenant: "b" } ? "key-b" : "key-a"))
         .Options);
 
@@ -35,8 +22,8 @@ public sealed class SelectorTrackedRecordTests : IDisposable
     {
         var a = new TenantAccount { Tenant = "a", Secret = "a-secret", Home = new TenantHome { Street = "a-street" } };
         var b = new TenantAccount { Tenant = "b", Secret = "b-secret", Home = new TenantHome { Street = "b-street" } };
+        await UseAsync("sqlite");
         await using var db = NewContext();
-        await db.Database.EnsureCreatedAsync(Ct);
         db.Accounts.AddRange(a, b);
         await db.SaveChangesAsync(Ct);
         return (a.Id, b.Id);

@@ -27,10 +27,31 @@ public static partial class Scenarios
     {
         var stale = r.NewContext<TicketContext>();
         var ticket = await stale.Tickets.SingleAsync(r.Ct);
+        await ChangeStampElsewhereAsync(r);
+        return (stale, ticket);
+    }
+
+    private static async Task ChangeStampElsewhereAsync(ScenarioRun r)
+    {
         await using var other = r.NewContext<TicketContext>();
         (await other.Tickets.SingleAsync(r.Ct)).Stamp = "2";
         await other.SaveChangesAsync(r.Ct);
-        return (stale, ticket);
+    }
+
+    // The seeded ticket attached as a stub (Stamp "1"), edited, and saved: a conflict or not, as EF decides.
+    private static async Task SaveAttachedTicketAsync(ScenarioRun r, Action<Ticket> edit)
+    {
+        await using var db = r.NewContext<TicketContext>();
+        var ticket = SeededTicket();
+        db.Attach(ticket);
+        edit(ticket);
+        await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
+    }
+
+    private static async Task ObserveSecretAsync(ScenarioRun r)
+    {
+        await using var fresh = r.NewContext<TicketContext>();
+        r.Observe("secret", (await fresh.Tickets.AsNoTracking().SingleAsync(r.Ct)).Secret);
     }
 
     private static IEnumerable<Scenario> PropertyAccess()
@@ -105,38 +126,16 @@ public static partial class Scenarios
         });
         yield return Tickets("encrypted-concurrency-token-attached-edit-current", async r =>
         {
-            await using var db = r.NewContext<TicketContext>();
-            var ticket = SeededTicket();
-            db.Attach(ticket);
-            ticket.Secret = "edited after attach";
-            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
-            await using var fresh = r.NewContext<TicketContext>();
-            r.Observe("secret", (await fresh.Tickets.AsNoTracking().SingleAsync(r.Ct)).Secret);
+            await SaveAttachedTicketAsync(r, t => t.Secret = "edited after attach");
+            await ObserveSecretAsync(r);
         });
         yield return Tickets("encrypted-concurrency-token-attached-edit-stale", async r =>
         {
-            await using (var other = r.NewContext<TicketContext>())
-            {
-                (await other.Tickets.SingleAsync(r.Ct)).Stamp = "2";
-                await other.SaveChangesAsync(r.Ct);
-            }
-
-            await using var db = r.NewContext<TicketContext>();
-            var ticket = SeededTicket();
-            db.Attach(ticket);
-            ticket.Secret = "edited after attach";
-            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
-            await using var fresh = r.NewContext<TicketContext>();
-            r.Observe("secret", (await fresh.Tickets.AsNoTracking().SingleAsync(r.Ct)).Secret);
+            await ChangeStampElsewhereAsync(r);
+            await SaveAttachedTicketAsync(r, t => t.Secret = "edited after attach");
+            await ObserveSecretAsync(r);
         });
-        yield return Tickets("encrypted-concurrency-token-attached-plain-edit", async r =>
-        {
-            await using var db = r.NewContext<TicketContext>();
-            var ticket = SeededTicket();
-            db.Attach(ticket);
-            ticket.Title = "edited after attach";
-            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
-        });
+        yield return Tickets("encrypted-concurrency-token-attached-plain-edit", r => SaveAttachedTicketAsync(r, t => t.Title = "edited after attach"));
         yield return Tickets("encrypted-concurrency-token-current-edit", async r =>
         {
             await using var db = r.NewContext<TicketContext>();
