@@ -35,7 +35,7 @@ public sealed class EncryptedAttribute : DatabaseGeneratedAttribute
 {
     /// <summary>Marks the property encrypted.</summary>
     public EncryptedAttribute()
-        : base(DatabaseGeneratedOption.None) => Internal.UnregisteredEncryptionGuard.Install();
+        : base(DatabaseGeneratedOption.None) => Infrastructure.UnregisteredEncryptionGuard.Install();
 
     /// <summary>Whether equality queries on this property are supported through a blind index.</summary>
     public bool Searchable { get; set; }

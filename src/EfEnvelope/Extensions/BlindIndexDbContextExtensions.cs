@@ -1,5 +1,5 @@
 using System.Linq.Expressions;
-using EfEnvelope.Internal;
+using EfEnvelope.Infrastructure;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 

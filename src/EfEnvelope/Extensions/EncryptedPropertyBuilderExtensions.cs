@@ -1,3 +1,4 @@
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
@@ -13,7 +14,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
-        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
+        UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 
@@ -27,7 +28,7 @@ public static class EncryptedPropertyBuilderExtensions
         var options = new EfEnvelope.BlindIndexOptions();
         configureSearch(options);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
-        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
+        UnregisteredEncryptionGuard.Install();
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Searchable, options);
         return propertyBuilder;
     }
@@ -37,7 +38,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
-        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
+        UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 
@@ -122,7 +123,7 @@ public static class EncryptedPropertyBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(propertyBuilder);
         propertyBuilder.HasAnnotation(EncryptionAnnotations.Encrypted, true);
-        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
+        UnregisteredEncryptionGuard.Install();
         return propertyBuilder;
     }
 }

@@ -1,8 +1,9 @@
 using System.Data;
 using System.Data.Common;
 using EfEnvelope;
-using EfEnvelope.Internal;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
+using EfEnvelope.Storage;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Storage;

@@ -35,7 +35,7 @@ public static class EnvelopeEncryptionDbContextOptionsBuilderExtensions
         var core = optionsBuilder.Options.FindExtension<CoreOptionsExtension>();
         settings.HostLoggerFactory = core?.LoggerFactory ?? core?.ApplicationServiceProvider?.GetService<ILoggerFactory>();
         ((IDbContextOptionsBuilderInfrastructure)optionsBuilder).AddOrUpdateExtension(new EnvelopeEncryptionOptionsExtension(settings));
-        EfEnvelope.Internal.UnregisteredEncryptionGuard.Install();
+        UnregisteredEncryptionGuard.Install();
         return optionsBuilder;
     }
 

@@ -1,5 +1,8 @@
-using EfEnvelope.Internal;
+using EfEnvelope.ChangeTracking;
 using EfEnvelope.Metadata;
+using EfEnvelope.Query;
+using EfEnvelope.Storage;
+using EfEnvelope.Update;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Diagnostics;

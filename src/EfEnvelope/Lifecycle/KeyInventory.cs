@@ -2,7 +2,6 @@ using System.Data.Common;
 using EfEnvelope.Crypto;
 using EfEnvelope.Diagnostics;
 using EfEnvelope.Infrastructure;
-using EfEnvelope.Internal;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;

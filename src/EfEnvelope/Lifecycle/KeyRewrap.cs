@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using EfEnvelope.Crypto;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Metadata;
 
@@ -88,7 +89,7 @@ internal static class KeyRewrap
 /// compromised one. One KEK per (entity, master key) covers the job until its use budget is spent, so provider calls
 /// grow with KEKs, not rows. Keys are zeroed when the job ends.
 /// </remarks>
-internal sealed class JobKeyring(EfEnvelope.Internal.EnvelopeRuntime runtime) : IDisposable
+internal sealed class JobKeyring(EnvelopeRuntime runtime) : IDisposable
 {
     private readonly Dictionary<(string Entity, string KeyId), CachedKey> _keys = [];
     private readonly List<CachedKey> _all = [];

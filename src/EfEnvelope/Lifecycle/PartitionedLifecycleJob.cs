@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using EfEnvelope.Infrastructure;
-using EfEnvelope.Internal;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;

@@ -15,7 +15,7 @@ namespace EfEnvelope.Metadata;
 /// encrypted property by its ciphertext shadow, EF finds no property for that parameter and the model fails to build.
 /// So, while the encrypted properties are still in the model, EF's own binding factory chooses the constructor (the
 /// same one plain EF would), and each parameter bound to an encrypted property is then passed its type's default
-/// instead. The decrypting binding (Internal/DecryptingBinding.cs) wraps this binding as any other: it constructs the
+/// instead. The decrypting binding (Query/DecryptingBinding.cs) wraps this binding as any other: it constructs the
 /// entity, then decrypts and assigns every encrypted property, through its setter or its backing field, before EF
 /// hands the entity to the application or starts tracking it. The one difference from plain EF: the constructor
 /// itself sees the default, not the value, so a constructor that validates or computes from an encrypted argument

@@ -1,7 +1,8 @@
 using System.Linq.Expressions;
 using System.Runtime.CompilerServices;
-using EfEnvelope.Internal;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
+using EfEnvelope.Query;
 using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Search;

@@ -1,7 +1,8 @@
 using System.Linq.Expressions;
 using System.Reflection;
-using EfEnvelope.Internal;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
+using EfEnvelope.Query;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;

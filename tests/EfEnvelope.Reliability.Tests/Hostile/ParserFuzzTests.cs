@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using EfEnvelope.Crypto;
-using EfEnvelope.Internal;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Metadata;
 using EfEnvelope.Specification.Tests;

@@ -1,3 +1,4 @@
+using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests;
 using Microsoft.EntityFrameworkCore;
@@ -67,7 +68,7 @@ public sealed class RecordBindingModelTests
     public void A_bound_plain_column_and_the_client_set_key_are_what_the_seal_binds()
     {
         using var db = Create(b => b.Entity<Sealed>().Property(p => p.TenantId).IsBoundToRecord());
-        var runtime = db.GetService<EfEnvelope.Internal.EnvelopeRuntime>();
+        var runtime = db.GetService<EnvelopeRuntime>();
         var encrypted = runtime.Find(db.Model.FindEntityType(typeof(Sealed))!)!;
         Assert.Equal(new[] { "Id" }, encrypted.BoundKey.Select(c => c.Property.Name));
         Assert.Equal(new[] { "TenantId" }, encrypted.BoundColumns.Select(c => c.Property.Name));

@@ -1,5 +1,6 @@
+using EfEnvelope.Infrastructure;
+using EfEnvelope.Query;
 using EfEnvelope.Specification.Tests;
-using EfEnvelope.Internal;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.Data.Sqlite;

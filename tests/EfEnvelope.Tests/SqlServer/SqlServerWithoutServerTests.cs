@@ -1,3 +1,4 @@
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Specification.Tests;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Specification.Tests.EntityFramework;
@@ -100,7 +101,7 @@ public sealed class SqlServerWithoutServerTests
         var patient = new Patient { Id = Guid.NewGuid(), Name = "Ann" };
         db.Add(patient);
         db.Entry(patient).Property<byte[]?>("EfEnvelopeKey").CurrentValue = [1];
-        var encrypted = db.GetService<EfEnvelope.Internal.EnvelopeRuntime>().Find(db.Model.FindEntityType(typeof(Patient))!)!;
+        var encrypted = db.GetService<EnvelopeRuntime>().Find(db.Model.FindEntityType(typeof(Patient))!)!;
 
         var write = new EfEnvelope.Lifecycle.RecordTable(encrypted, db.GetService<Microsoft.EntityFrameworkCore.Storage.ISqlGenerationHelper>())
             .ReplaceKey(db, db.Entry(patient), [2]);

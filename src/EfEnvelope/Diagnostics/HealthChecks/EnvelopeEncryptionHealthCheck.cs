@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using EfEnvelope.Crypto;
-using EfEnvelope.Internal;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;

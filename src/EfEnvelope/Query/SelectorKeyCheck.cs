@@ -1,10 +1,13 @@
 using System.Globalization;
+using EfEnvelope.ChangeTracking;
 using EfEnvelope.Crypto;
 using EfEnvelope.Diagnostics;
+using EfEnvelope.Infrastructure;
+using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Query;
 
 /// <summary>
 /// With a master-key selector, refuses a record whose key column names a master key other than the one the selector

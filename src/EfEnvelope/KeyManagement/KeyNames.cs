@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using EfEnvelope.KeyManagement;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.KeyManagement;
 
 /// <summary>
 /// Whether the key id a stored record names and a key id a master-key selector chose denote

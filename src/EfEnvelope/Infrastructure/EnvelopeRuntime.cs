@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Reflection;
 using System.Security.Cryptography;
+using EfEnvelope.ChangeTracking;
 using EfEnvelope.Crypto;
 using EfEnvelope.Diagnostics;
 using EfEnvelope.KeyManagement;
@@ -9,7 +10,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.Extensions.Logging;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Infrastructure;
 
 /// <summary>
 /// Everything one encryption configuration shares across its DbContexts: provider, key cache and the per-entity

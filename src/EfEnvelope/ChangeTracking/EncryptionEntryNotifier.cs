@@ -2,7 +2,7 @@ using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.ChangeTracking;
 
 /// <summary>EF's entry notifier, which also tells EfEnvelope when an instance is attached (not read from a query).</summary>
 /// <remarks>

@@ -1,10 +1,12 @@
+using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
+using EfEnvelope.Update;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.ChangeTracking;
 
 /// <summary>
 /// Encrypts a save where EF hands it to the state manager: after every <c>SavingChanges</c> interceptor and EF's own

@@ -1,10 +1,12 @@
 using System.Linq.Expressions;
 using System.Reflection;
+using EfEnvelope.ChangeTracking;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Metadata;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Query;
 
 /// <summary>Makes EF decrypt while it constructs an entity with encrypted properties.</summary>
 /// <remarks>

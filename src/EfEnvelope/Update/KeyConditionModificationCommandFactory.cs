@@ -1,4 +1,5 @@
 using System.Data.Common;
+using EfEnvelope.ChangeTracking;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
@@ -7,7 +8,7 @@ using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.EntityFrameworkCore.Update;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Update;
 
 /// <summary>Makes the <c>UPDATE</c> that rewrites a record's key column conditional on the key column it read.</summary>
 /// <remarks>

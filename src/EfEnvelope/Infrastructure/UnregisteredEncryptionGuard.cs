@@ -8,7 +8,7 @@ using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Infrastructure;
 
 /// <summary>Refuses a context whose model asks for encryption while its options never call <c>UseEnvelopeEncryption</c>.</summary>
 /// <remarks>

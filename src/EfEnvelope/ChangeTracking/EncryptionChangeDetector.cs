@@ -1,5 +1,8 @@
 using System.Runtime.CompilerServices;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
+using EfEnvelope.Query;
+using EfEnvelope.Update;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -7,7 +10,7 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Update;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.ChangeTracking;
 
 /// <summary>
 /// EF's change detector, taught two things about encrypted records: an edited plaintext property marks its

@@ -1,9 +1,10 @@
+using EfEnvelope.ChangeTracking;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Update;
 
 /// <summary>
 /// Takes the baselines of a saved record once EF reports the save succeeded (<see cref="EncryptingStateManager"/> encrypts

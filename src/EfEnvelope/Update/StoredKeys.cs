@@ -1,10 +1,11 @@
 using System.Linq.Expressions;
 using System.Reflection;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Update;
 
 /// <summary>Reads a record's stored columns (wrapped data key, ciphertexts, bound values) for a record attached without them.</summary>
 /// <remarks>

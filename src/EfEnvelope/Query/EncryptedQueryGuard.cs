@@ -1,10 +1,11 @@
 using System.Linq.Expressions;
 using System.Reflection;
+using EfEnvelope.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Query;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Query;
 
 /// <summary>Translates equality on searchable encrypted properties to their blind index, and refuses what cannot work.</summary>
 /// <remarks>

@@ -1,5 +1,7 @@
+using EfEnvelope.ChangeTracking;
 using EfEnvelope.Crypto;
 using EfEnvelope.Diagnostics;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Lifecycle;
 using EfEnvelope.Metadata;
@@ -7,7 +9,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Infrastructure;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Update;
 
 /// <summary>Encrypts what a SaveChanges is about to write, before EF builds any command.</summary>
 /// <remarks>

@@ -3,6 +3,7 @@ using System.Collections.ObjectModel;
 using System.Data;
 using System.Data.Common;
 using EfEnvelope.Crypto;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -10,7 +11,7 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Storage;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Storage;
 
 /// <summary>Makes async queries fetch missing keys asynchronously, before EF's synchronous materialization needs them.</summary>
 /// <remarks>

@@ -1,4 +1,4 @@
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.ChangeTracking;
 
 /// <summary>The plaintext a tracked record had when it was read or last saved, and the wrapped key it was read with.</summary>
 /// <remarks>

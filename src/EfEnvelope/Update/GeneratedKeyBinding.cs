@@ -1,5 +1,7 @@
 using System.Security.Cryptography;
+using EfEnvelope.ChangeTracking;
 using EfEnvelope.Crypto;
+using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Lifecycle;
 using EfEnvelope.Metadata;
@@ -9,7 +11,7 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata;
 using Microsoft.EntityFrameworkCore.Storage;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Update;
 
 /// <summary>
 /// With <c>BindStoreGeneratedKeys()</c>: seals the records of a save whose key the database generates again once the

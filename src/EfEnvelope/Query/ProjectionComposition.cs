@@ -3,7 +3,7 @@ using System.Reflection;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
 
-namespace EfEnvelope.Internal;
+namespace EfEnvelope.Query;
 
 /// <summary>Moves a projection that reads encrypted properties after the operators composed on it, where that keeps the query's meaning.</summary>
 /// <remarks>
