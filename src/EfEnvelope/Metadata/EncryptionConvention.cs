@@ -42,10 +42,13 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
     public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
     {
         var model = modelBuilder.Metadata;
-        foreach (var entityType in model.GetEntityTypes().ToList())
+        foreach (var entityType in model.GetEntityTypes())
         {
             RefuseInComplexTypes(entityType, entityType.GetComplexProperties());
+        }
 
+        foreach (var entityType in model.GetEntityTypes().ToList())
+        {
             var encrypted = entityType.GetDeclaredProperties().Where(IsMarkedEncrypted).ToList();
             if (encrypted.Count == 0)
             {
@@ -117,6 +120,14 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
         if (property.IsShadowProperty() || property.PropertyInfo is null)
         {
             throw new InvalidOperationException($"{where} must be a CLR property with a getter: shadow properties and fields cannot be encrypted.");
+        }
+
+        if (entityType.FindPrimaryKey() is null)
+        {
+            // A record is sealed with the name of the entity type that saved it and the key of its row (docs/FORMAT.md).
+            // A keyless type never saves, so every record it could read was saved by another type: it would fail to
+            // verify on each row, as a tamper error that says nothing about the mapping.
+            throw new InvalidOperationException($"{where} belongs to the keyless entity type '{entityType.DisplayName()}' (HasNoKey, a view or a SQL query). Encrypted records are sealed with the entity type that saves them and the key of their row, so a keyless type can never decrypt them: query the entity type that saves these rows and project what you need with Select, or remove the encryption from this type.");
         }
 
         if (property.IsPrimaryKey() || property.IsKey())

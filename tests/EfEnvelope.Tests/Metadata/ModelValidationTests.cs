@@ -162,6 +162,20 @@ public sealed class ModelValidationTests
         }), StringComparison.Ordinal);
 
     [Fact]
+    public void An_encrypted_property_of_a_keyless_entity_type_is_refused_instead_of_failing_on_every_row()
+    {
+        // A view over the table another type saves: before, each row read failed as tampered.
+        var error = BuildError(m => m.Entity<Child>(b =>
+        {
+            b.HasNoKey().ToView("Children");
+            b.Property(c => c.Code).IsEncrypted();
+        }));
+
+        Assert.Contains("'Child.Code' belongs to the keyless entity type 'Child'", error, StringComparison.Ordinal);
+        Assert.Contains("project what you need with Select", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Encrypting_a_complex_type_property_is_refused_instead_of_storing_plaintext()
     {
         var error = BuildError(m => m.Entity<Parent>().ComplexProperty(p => p.Price));
