@@ -125,8 +125,9 @@ public sealed class EnvelopeEncryptionOptionsBuilder
     /// so an AWS KMS alias matches the key ARN the row stores). Otherwise the read fails with
     /// <see cref="EnvelopeDecryptionException"/>: a record copied into another tenant's row, or a row whose tenant
     /// column was changed, does not read as that tenant's. Lifecycle jobs read through the same check and report such a
-    /// row as a failure without writing it. Records of an owned type are not checked themselves: their owner is, and
-    /// they are sealed to their owner's key. A record read, edited so that the selector chooses another key (its
+    /// row as a failure without writing it. A record of an owned type is checked against the key the selector chooses
+    /// for its root owner, once EF has materialized that owner (a query without tracking that projects an owned member
+    /// without its owner is refused with <see cref="InvalidOperationException"/>: select the owner). A record read, edited so that the selector chooses another key (its
     /// tenant column), and saved gets a fresh data key under that key, with its owned records.
     /// </para>
     /// <para>

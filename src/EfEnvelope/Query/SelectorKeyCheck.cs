@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using EfEnvelope.ChangeTracking;
 using EfEnvelope.Crypto;
@@ -6,6 +7,7 @@ using EfEnvelope.Infrastructure;
 using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Query;
 
@@ -27,26 +29,75 @@ namespace EfEnvelope.Query;
 /// selector is configured: reads without a selector are unchanged.
 /// </para>
 /// <para>
-/// Records of an owned type are not checked here: the selector is asked about their root owner, which EF has not linked
-/// to them at this point. A tracking query checks them once EF tracks them beside their owner, and so does a
-/// <c>Reload()</c> (<see cref="EncryptionChangeDetector"/>); a no-tracking query does not (docs/SECURITY.md). Their
-/// seal binds the owner's key when that key is known before insert, or with <c>BindStoreGeneratedKeys()</c>.
+/// Records of an owned type are asked about their root owner, which EF has not linked to them at this point. A tracking
+/// query checks them once EF tracks them beside their owner, and so does a <c>Reload()</c>
+/// (<see cref="EncryptionChangeDetector"/>). A query without tracking checks them here against the owner it
+/// materialized just before (<see cref="NoTrackingOwners"/>), and refuses an owned record read without its owner (a
+/// projection of the owned member alone), whose row's key the selector cannot be asked about.
 /// </para>
 /// </remarks>
 internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializationInterceptor
 {
+    private readonly ConcurrentDictionary<IEntityType, bool> _ownsEncrypted = new();
+
     public object InitializedInstance(MaterializationInterceptionData materializationData, object entity)
     {
         var entityType = materializationData.EntityType;
-        if (entityType.IsOwned() || runtime.Find(entityType) is not { } encrypted
-            || materializationData.GetPropertyValue<byte[]?>(encrypted.KeyProperty) is not { } stored)
+        var tracked = materializationData.QueryTrackingBehavior == QueryTrackingBehavior.TrackAll;
+        if (!tracked && !entityType.IsOwned() && _ownsEncrypted.GetOrAdd(entityType, OwnsEncrypted))
+        {
+            NoTrackingOwners.For(materializationData.Context).Remember(entityType.GetRootType(), KeyValues(entityType, materializationData), entity);
+        }
+
+        if (runtime.Find(entityType) is not { } encrypted || materializationData.GetPropertyValue<byte[]?>(encrypted.KeyProperty) is not { } stored)
         {
             // No key column value: a row from before encryption, which names no key (RequireSealedRecords refuses it).
             return entity;
         }
 
-        Verify(runtime, encrypted, entity, stored, () => entityType.FindPrimaryKey()?.Properties.Select(p => materializationData.GetPropertyValue(p)) ?? []);
+        if (!entityType.IsOwned())
+        {
+            Verify(runtime, encrypted, entity, stored, () => KeyValues(entityType, materializationData));
+        }
+        else if (!tracked)
+        {
+            var (hierarchy, key) = RootOwnerKey(entityType, materializationData);
+            var owner = NoTrackingOwners.For(materializationData.Context).Find(hierarchy, key)
+                ?? throw new InvalidOperationException(
+                    $"A query without tracking read the owned record '{encrypted.Name}' of the '{hierarchy.DisplayName()}' row with key ({UntrustedText.Escape(string.Join(", ", key.Select(Format)))}) without that row's entity, " +
+                    "so EfEnvelope cannot ask the master-key selector which master key the row's records are under. Select the owning entity in the query, not only its owned member, or query with tracking.");
+            Verify(runtime, encrypted, owner, stored, () => key);
+        }
+
+        // A tracked owned record is checked once EF tracks it beside its owner (EncryptionEntryNotifier).
         return entity;
+    }
+
+    private bool OwnsEncrypted(IEntityType entityType) =>
+        entityType.GetNavigations().Any(n => !n.IsOnDependent && n.ForeignKey.IsOwnership
+            && (runtime.Find(n.TargetEntityType) is not null || OwnsEncrypted(n.TargetEntityType)));
+
+    private static object?[] KeyValues(IEntityType entityType, MaterializationInterceptionData materializationData) =>
+        [.. entityType.FindPrimaryKey()!.Properties.Select(p => materializationData.GetPropertyValue(p))];
+
+    // The key of an owned record's root owner: each ownership's foreign key holds its principal's primary key, and an
+    // owned principal's primary key holds its own ownership's foreign key, up to the root.
+    private static (IEntityType Hierarchy, object?[] Key) RootOwnerKey(IEntityType owned, MaterializationInterceptionData materializationData)
+    {
+        var values = owned.FindPrimaryKey()!.Properties.ToDictionary(p => p, p => materializationData.GetPropertyValue(p));
+        var current = owned;
+        while (current.FindOwnership() is { } ownership)
+        {
+            var principalValues = new Dictionary<IProperty, object?>();
+            for (var i = 0; i < ownership.Properties.Count; i++)
+            {
+                principalValues[ownership.PrincipalKey.Properties[i]] = values[ownership.Properties[i]];
+            }
+
+            (values, current) = (principalValues, ownership.PrincipalEntityType);
+        }
+
+        return (current.GetRootType(), [.. current.FindPrimaryKey()!.Properties.Select(p => values[p])]);
     }
 
     /// <summary>

@@ -8,7 +8,8 @@ namespace EfEnvelope.Reliability.Tests.Tampering;
 /// <summary>
 /// With a per-tenant master-key selector and identity keys (not bound by the seal), a record copied into another
 /// tenant's row is refused where EfEnvelope sees both the record and its row's tenant: an owned record once EF tracks
-/// it beside its owner, and an entity whose values <c>Reload()</c> brings in.
+/// it beside its owner or, without tracking, once EF has materialized its owner; an entity whose values
+/// <c>Reload()</c> brings in.
 /// </summary>
 public sealed class SelectorTrackedRecordTests() : ScratchDatabaseTests<TenantAccountContext>("selectortracked")
 {
@@ -18,22 +19,95 @@ public sealed class SelectorTrackedRecordTests() : ScratchDatabaseTests<TenantAc
         .UseEnvelopeEncryption(e => e.UseProvider(_provider).UseMasterKeySelector(entity => entity is TenantAccount { Tenant: "b" } ? "key-b" : "key-a"))
         .Options);
 
-    private async Task<(int A, int B)> SeedAsync()
+    private async Task<(int A, int B)> SeedAsync(string database = "sqlite")
     {
-        var a = new TenantAccount { Tenant = "a", Secret = "a-secret", Home = new TenantHome { Street = "a-street" } };
-        var b = new TenantAccount { Tenant = "b", Secret = "b-secret", Home = new TenantHome { Street = "b-street" } };
-        await UseAsync("sqlite");
+        var a = new TenantAccount { Tenant = "a", Secret = "a-secret", Home = new TenantHome { Street = "a-street" }, Cards = [new TenantCard { Id = 1, Number = "a-card" }], Profile = new TenantProfile { Motto = "a-motto" } };
+        var b = new TenantAccount { Tenant = "b", Secret = "b-secret", Home = new TenantHome { Street = "b-street" }, Cards = [new TenantCard { Id = 1, Number = "b-card" }], Profile = new TenantProfile { Motto = "b-motto" } };
+        await UseAsync(database);
         await using var db = NewContext();
         db.Accounts.AddRange(a, b);
         await db.SaveChangesAsync(Ct);
         return (a.Id, b.Id);
     }
 
-    private async Task CopyAsync(string[] columns, int from, int to)
+    private async Task CopyAsync(string[] columns, int from, int to) => await CopyAsync("Accounts", "Id", columns, from, to);
+
+    private async Task CopyAsync(string table, string rowKey, string[] columns, int from, int to)
     {
         await using var db = NewContext();
-        var assignments = string.Join(", ", columns.Select(c => $"\"{c}\" = (SELECT \"{c}\" FROM \"Accounts\" WHERE \"Id\" = {from})"));
-        Assert.Equal(1, await db.Database.ExecuteSqlRawAsync($"UPDATE \"Accounts\" SET {assignments} WHERE \"Id\" = {to}", Ct));
+        var assignments = string.Join(", ", columns.Select(c => $"\"{c}\" = (SELECT \"{c}\" FROM \"{table}\" WHERE \"{rowKey}\" = {from})"));
+        Assert.Equal(1, await db.Database.ExecuteSqlRawAsync($"UPDATE \"{table}\" SET {assignments} WHERE \"{rowKey}\" = {to}", Ct));
+    }
+
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task An_owned_record_copied_into_another_tenants_row_is_refused_by_a_query_without_tracking(string database)
+    {
+        var (a, b) = await SeedAsync(database);
+        await CopyAsync(["Home_Street", "Home_EfEnvelopeKey"], a, b);
+
+        await using var db = NewContext();
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Accounts.AsNoTracking().SingleAsync(x => x.Id == b, Ct));
+        Assert.Contains("'key-a'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("'key-b'", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("a-street", error.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Accounts.AsNoTrackingWithIdentityResolution().OrderBy(x => x.Id).ToListAsync(Ct));
+
+        // Tenant a's own row, and every row before the copy, read without tracking as with it.
+        var own = await db.Accounts.AsNoTracking().SingleAsync(x => x.Id == a, Ct);
+        Assert.Equal(("a-street", "a-card"), (own.Home!.Street, own.Cards.Single().Number));
+    }
+
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task An_owned_collection_item_copied_into_another_tenants_row_is_refused_by_a_split_query_without_tracking(string database)
+    {
+        var (a, b) = await SeedAsync(database);
+        await using (var db = NewContext())
+        {
+            var cards = db.Model.FindEntityType(typeof(TenantCard))!;
+            var table = cards.GetTableName()!;
+            var owner = cards.FindOwnership()!.Properties.Single().GetColumnName();
+            await CopyAsync(table, owner, ["Number", "EfEnvelopeKey"], a, b);
+        }
+
+        await using var reader = NewContext();
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => reader.Accounts.AsNoTracking().AsSplitQuery().Where(x => x.Id == b).ToListAsync(Ct));
+        Assert.Contains("'key-a'", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("a-card", error.Message, StringComparison.Ordinal);
+        Assert.Equal(["a-card"], (await reader.Accounts.AsNoTracking().AsSplitQuery().SingleAsync(x => x.Id == a, Ct)).Cards.Select(c => c.Number));
+    }
+
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task A_JSON_owned_document_copied_into_another_tenants_row_is_refused_by_a_query_without_tracking(string database)
+    {
+        var (a, b) = await SeedAsync(database);
+        await CopyAsync(["Profile"], a, b);
+
+        await using var db = NewContext();
+        var error = await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => db.Accounts.AsNoTracking().SingleAsync(x => x.Id == b, Ct));
+        Assert.DoesNotContain("a-motto", error.Message, StringComparison.Ordinal);
+        Assert.Equal("a-motto", (await db.Accounts.AsNoTracking().SingleAsync(x => x.Id == a, Ct)).Profile!.Motto);
+    }
+
+    [Fact]
+    public async Task An_owned_member_projected_without_its_owner_and_without_tracking_is_refused_with_the_fix()
+    {
+        var (a, _) = await SeedAsync();
+
+        await using var db = NewContext();
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => db.Accounts.AsNoTracking().Where(x => x.Id == a).Select(x => x.Home).SingleAsync(Ct));
+        Assert.Contains("TenantHome", error.Message, StringComparison.Ordinal);
+        Assert.Contains("Select the owning entity in the query", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("a-street", error.Message, StringComparison.Ordinal);
+
+        // With its owner in the projection, it reads.
+        var row = await db.Accounts.AsNoTracking().Where(x => x.Id == a).Select(x => new { Account = x, x.Tenant }).SingleAsync(Ct);
+        Assert.Equal("a-street", row.Account.Home!.Street);
     }
 
     [Fact]
@@ -87,6 +161,10 @@ public class TenantAccount
     public string Secret { get; set; } = "";
 
     public TenantHome? Home { get; set; }
+
+    public List<TenantCard> Cards { get; set; } = [];
+
+    public TenantProfile? Profile { get; set; }
 }
 
 [Microsoft.EntityFrameworkCore.Owned]
@@ -96,7 +174,27 @@ public class TenantHome
     public string Street { get; set; } = "";
 }
 
+[Microsoft.EntityFrameworkCore.Owned]
+public class TenantCard
+{
+    // Set by the test (1 in each account), so that a card copied between accounts keeps the key its seal binds.
+    [System.ComponentModel.DataAnnotations.Schema.DatabaseGenerated(System.ComponentModel.DataAnnotations.Schema.DatabaseGeneratedOption.None)]
+    public int Id { get; set; }
+
+    [Encrypted]
+    public string Number { get; set; } = "";
+}
+
+public class TenantProfile
+{
+    [Encrypted]
+    public string Motto { get; set; } = "";
+}
+
 public sealed class TenantAccountContext(DbContextOptions<TenantAccountContext> options) : DbContext(options)
 {
     public DbSet<TenantAccount> Accounts => Set<TenantAccount>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.Entity<TenantAccount>().OwnsOne(a => a.Profile, p => p.ToJson());
 }
