@@ -45,7 +45,9 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         if (eventData.Context is { } context)
         {
             queryExpression = Compose(runtime, context.Model, queryExpression);
-            return new Visitor(runtime, context, FindProjection(queryExpression)).Visit(queryExpression);
+            var projection = FindProjection(queryExpression);
+            queryExpression = ProjectionTracking.Apply(queryExpression, projection, context, e => new EncryptedMemberFinder(runtime, context.Model).Find(e));
+            return new Visitor(runtime, context, projection).Visit(queryExpression);
         }
 
         return queryExpression;

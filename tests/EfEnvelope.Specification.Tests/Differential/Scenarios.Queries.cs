@@ -86,6 +86,54 @@ public static partial class Scenarios
         yield return Query("select-collection-navigation-filtered", Area, (db, ct) => db.Customers.OrderBy(c => c.Id)
             .Select(c => c.Orders.Where(o => o.Quantity > 2).OrderBy(o => o.Id).Select(o => new { o.Id, o.Note }).ToList()).ToListAsync(ct)).MustMatch();
         yield return Query("select-distinct-after-loading", Area, (db, ct) => Task.FromResult(db.Customers.Select(c => c.Notes).AsEnumerable().Distinct().Order(StringComparer.Ordinal).ToList())).MustMatch();
+        yield return new Scenario("select-after-local-edit", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var c = await db.Customers.OrderBy(x => x.Id).FirstAsync(r.Ct);
+            (c.Name, c.Notes) = ("local name", "local notes");
+            r.Observe("projected", await db.Customers.OrderBy(x => x.Id).Select(x => new { x.Name, x.Notes }).ToListAsync(r.Ct));
+            r.Observe("scalar", await db.Customers.OrderBy(x => x.Id).Select(x => x.Notes).ToListAsync(r.Ct));
+            r.Observe("local", (c.Name, c.Notes));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+        }).MustMatch();
+        yield return new Scenario("select-after-other-context-saved", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            await using (var other = r.NewContext())
+            {
+                var same = await other.Customers.SingleAsync(r.Ct);
+                (same.Name, same.Notes) = ("other name", "other notes");
+                await other.SaveChangesAsync(r.Ct);
+            }
+
+            r.Observe("projected", await db.Customers.Select(x => new { x.Name, x.Notes }).SingleAsync(r.Ct));
+            r.Observe("tracked", (c.Name, c.Notes));
+        }).MustMatch();
+        yield return new Scenario("select-tracks-nothing-then-update-detached", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            r.Observe("projected", await db.Customers.OrderBy(x => x.Id).Select(x => new { x.Id, x.Ssn }).ToListAsync(r.Ct));
+            r.Observe("dto", await db.Customers.OrderBy(x => x.Id).Select(x => new CustomerPatch { Ssn = x.Ssn, Notes = x.Notes }).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+            var detached = await db.Customers.AsNoTracking().OrderBy(x => x.Id).FirstAsync(r.Ct);
+            detached.Notes = "from a DTO";
+            db.Update(detached);
+            r.Observe("saved", await db.SaveChangesAsync(r.Ct));
+            await using var reader = r.NewContext();
+            r.Observe("stored", await reader.Customers.OrderBy(x => x.Id).Select(x => x.Notes).FirstAsync(r.Ct));
+        }).MustMatch();
+        yield return new Scenario("select-owned-member-null-safe-tracking", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 3);
+            await using var db = r.NewContext();
+            r.Observe("result", await db.Customers.OrderBy(c => c.Id).Select(c => new { c.Id, Street = c.Home == null ? null : c.Home.Street }).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+        }).MustMatch();
+        yield return Query("select-entity-beside-encrypted-tracking", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { Customer = c.Id, Orders = c.Orders, c.Notes }).ToListAsync(ct));
         yield return Query("select-encrypted-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).Select(c => new { c.Id, c.Home!.Street, c.Email }).ToListAsync(ct));
     }
 
