@@ -25,6 +25,7 @@ internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime, ICo
         // binding, validation) see the shadow properties this one adds.
         conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer, constructorBindings));
         conventionSet.ModelFinalizingConventions.Add(new OwnedCiphertextColumnConvention());
+        conventionSet.ModelFinalizingConventions.Add(new KeylessEncryptedTypeConvention());
         return conventionSet;
     }
 }
@@ -42,13 +43,10 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
     public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
     {
         var model = modelBuilder.Metadata;
-        foreach (var entityType in model.GetEntityTypes())
-        {
-            RefuseInComplexTypes(entityType, entityType.GetComplexProperties());
-        }
-
         foreach (var entityType in model.GetEntityTypes().ToList())
         {
+            RefuseInComplexTypes(entityType, entityType.GetComplexProperties());
+
             var encrypted = entityType.GetDeclaredProperties().Where(IsMarkedEncrypted).ToList();
             if (encrypted.Count == 0)
             {
@@ -79,6 +77,7 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
             entityType.SetAnnotation(EncryptionAnnotations.EncryptedProperties, names.ToArray());
             AddKeyProperty(entityType.GetRootType());
         }
+
 
         foreach (var entityType in model.GetEntityTypes())
         {
@@ -120,14 +119,6 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
         if (property.IsShadowProperty() || property.PropertyInfo is null)
         {
             throw new InvalidOperationException($"{where} must be a CLR property with a getter: shadow properties and fields cannot be encrypted.");
-        }
-
-        if (entityType.FindPrimaryKey() is null)
-        {
-            // A record is sealed with the name of the entity type that saved it and the key of its row (docs/FORMAT.md).
-            // A keyless type never saves, so every record it could read was saved by another type: it would fail to
-            // verify on each row, as a tamper error that says nothing about the mapping.
-            throw new InvalidOperationException($"{where} belongs to the keyless entity type '{entityType.DisplayName()}' (HasNoKey, a view or a SQL query). Encrypted records are sealed with the entity type that saves them and the key of their row, so a keyless type can never decrypt them: query the entity type that saves these rows and project what you need with Select, or remove the encryption from this type.");
         }
 
         if (property.IsPrimaryKey() || property.IsKey())
@@ -373,4 +364,28 @@ internal static class StoredBytes
         (a, b) => a == b || (a != null && b != null && a.SequenceEqual(b)),
         v => v.Length,
         v => v);
+}
+
+/// <summary>Refuses encrypted properties on a keyless entity type (<c>HasNoKey</c>, a view, a SQL query).</summary>
+/// <remarks>
+/// A record is sealed with the name of the entity type that saved it and the key of its row (docs/FORMAT.md). A keyless
+/// type never saves, so every record it could read was saved by another type and would fail to verify on each row, as a
+/// tamper error that says nothing about the mapping. Runs last, after EF has removed the entity types that convention
+/// discovered but nothing reaches.
+/// </remarks>
+internal sealed class KeylessEncryptedTypeConvention : IModelFinalizingConvention
+{
+    public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
+    {
+        foreach (var entityType in modelBuilder.Metadata.GetEntityTypes())
+        {
+            if (entityType.FindPrimaryKey() is null && entityType.FindAnnotation(EncryptionAnnotations.EncryptedProperties)?.Value is string[] { Length: > 0 } names)
+            {
+                throw new InvalidOperationException(
+                    $"Encrypted property '{entityType.DisplayName()}.{names[0]}' belongs to the keyless entity type '{entityType.DisplayName()}' (HasNoKey, a view or a SQL query). " +
+                    "Encrypted records are sealed with the entity type that saves them and the key of their row, so a keyless type can never decrypt them: " +
+                    "query the entity type that saves these rows and project what you need with Select, or remove the encryption from this type.");
+            }
+        }
+    }
 }
