@@ -86,7 +86,7 @@ internal sealed class EncryptionChangeDetector(
     {
         if (_snapshots.TryGetValue(entity, out var snapshot))
         {
-            _snapshots[entity] = new RecordSnapshot(snapshot.WrappedKey, snapshot.Values, storedKeyUnknown: true);
+            _snapshots[entity] = new RecordSnapshot(snapshot.WrappedKey, snapshot.Values, storedKeyUnknown: true, bound: snapshot.Bound);
         }
     }
 
@@ -110,7 +110,8 @@ internal sealed class EncryptionChangeDetector(
         // A row read from its legacy plaintext columns has no data key: its next save writes all of it afresh.
         var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
         replacesStored |= fromQuery && wrappedKey is null && encrypted.HasLegacyPlaintext;
-        _snapshots[entry.Entity] = new RecordSnapshot(wrappedKey, values, replacesStored, storedWithoutKey: fromQuery && wrappedKey is null, storedKeyUnknown: storedKeyUnknown);
+        _snapshots[entry.Entity] = new RecordSnapshot(wrappedKey, values, replacesStored, storedWithoutKey: fromQuery && wrappedKey is null, storedKeyUnknown: storedKeyUnknown,
+            bound: fromQuery ? RecordSnapshot.BoundOf(entry, encrypted) : null);
     }
 
     /// <summary>Records a blind index property given plaintext for this save, to be emptied once it is saved.</summary>
@@ -234,8 +235,13 @@ internal sealed class EncryptionChangeDetector(
         }
 
         var encrypted = runtime.Find(entityEntry.EntityType);
-        if (encrypted is not null && IsEncryptionColumn(encrypted, propertyBase))
+        if (encrypted is not null
+            && (IsEncryptionColumn(encrypted, propertyBase) || (IsBoundColumn(encrypted, propertyBase) && _poisoned.TryGetValue(entityEntry.Entity, out _))))
         {
+            // A bound column is re-checked only while the record does not verify: Reload() sets the key column and
+            // ciphertexts before a bound column that sorts after them, so a record another context re-sealed over a
+            // changed bound value verifies only once that value is in. An application's own edit of a bound column is
+            // not a stored change, and is sealed by the next save.
             RefreshFromStore(entityEntry, encrypted);
         }
     }
@@ -278,6 +284,19 @@ internal sealed class EncryptionChangeDetector(
                 entry.SetPropertyModified(property.Ciphertext);
             }
         }
+    }
+
+    private static bool IsBoundColumn(EncryptedEntity encrypted, IPropertyBase property)
+    {
+        foreach (var column in encrypted.BoundColumns)
+        {
+            if (ReferenceEquals(column.Property, property))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static bool IsEncryptionColumn(EncryptedEntity encrypted, IPropertyBase property)

@@ -1,3 +1,7 @@
+using EfEnvelope.Infrastructure;
+using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+
 namespace EfEnvelope.ChangeTracking;
 
 /// <summary>The plaintext a tracked record had when it was read or last saved, and the wrapped key it was read with.</summary>
@@ -5,7 +9,7 @@ namespace EfEnvelope.ChangeTracking;
 /// EF cannot see edits to the plaintext properties (they are not in the model), so changes are found by comparing
 /// against this. It is trusted only while the record's wrapped key is still the one it was taken with.
 /// </remarks>
-internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false, bool storedWithoutKey = false, byte[]?[]? written = null, bool storedKeyUnknown = false)
+internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool replacesStored = false, bool storedWithoutKey = false, byte[]?[]? written = null, bool storedKeyUnknown = false, object?[]? bound = null)
 {
     private readonly byte[]?[]? _written = written;
 
@@ -32,6 +36,21 @@ internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool 
     public byte[]? WrappedKey { get; } = wrappedKey;
 
     public object?[] Values { get; } = values;
+
+    /// <summary>
+    /// The values of the record's <c>IsBoundToRecord()</c> columns that it was verified or sealed with, in
+    /// <see cref="EncryptedEntity.BoundColumns"/> order; null when the type binds none or they are not known (an attached
+    /// instance's are the application's, checked against the stored row when its key is fetched).
+    /// </summary>
+    public object?[]? Bound { get; } = bound;
+
+    /// <summary>The current values of the bound columns of <paramref name="entry"/>, for a record just verified or sealed with them.</summary>
+    public static object?[]? BoundOf(InternalEntityEntry entry, EncryptedEntity encrypted) =>
+        encrypted.BoundColumns.Length == 0 ? null : [.. encrypted.BoundColumns.Select(c => entry[c.Property])];
+
+    /// <summary>The bound column values in a stored row (<see cref="EnvelopeRuntime.StoredProperties"/> order, bound columns last).</summary>
+    public static object?[]? BoundOf(EncryptedEntity encrypted, object?[] stored) =>
+        encrypted.BoundColumns.Length == 0 ? null : stored[^encrypted.BoundColumns.Length..];
 
     /// <summary>
     /// Whether <paramref name="ciphertext"/> is the very ciphertext a lifecycle job produced for property

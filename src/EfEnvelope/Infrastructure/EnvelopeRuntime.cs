@@ -121,7 +121,7 @@ internal sealed class EnvelopeRuntime : IDisposable
 
             if (!encrypted.HasLegacyPlaintext)
             {
-                return snapshot ? new RecordSnapshot(null, Capture(encrypted, entity), storedWithoutKey: true) : null;
+                return snapshot ? new RecordSnapshot(null, Capture(encrypted, entity), storedWithoutKey: true, bound: RecordSnapshot.BoundOf(encrypted, stored)) : null;
             }
 
             // A row from before encryption: its values come from the legacy plaintext columns until it is saved.
@@ -161,7 +161,7 @@ internal sealed class EnvelopeRuntime : IDisposable
         {
             EnvelopeTelemetry.RecordsDecryptedCounter.Add(1, encrypted.EntityTag);
         }
-        return snapshot ? new RecordSnapshot(wrappedKey, Capture(encrypted, entity)) : null;
+        return snapshot ? new RecordSnapshot(wrappedKey, Capture(encrypted, entity), bound: RecordSnapshot.BoundOf(encrypted, stored)) : null;
     }
 
     /// <summary>The stored columns a record is decrypted from: wrapped key, ciphertexts, legacy plaintext columns, then bound columns.</summary>

@@ -307,7 +307,7 @@ internal sealed class GeneratedKeyBinding : IDisposable
                 record.Entry[record.Encrypted.KeyProperty] = blob;
                 if (resealed)
                 {
-                    detector.RememberAfterSave(record.Entry.Entity, new RecordSnapshot(blob, record.Captured));
+                    detector.RememberAfterSave(record.Entry.Entity, new RecordSnapshot(blob, record.Captured, bound: RecordSnapshot.BoundOf(record.Entry, record.Encrypted)));
                 }
             }
         }

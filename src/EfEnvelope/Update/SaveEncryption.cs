@@ -129,6 +129,18 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 continue;
             }
 
+            if (snapshot.Bound is { } verified && StoredBoundChanged(entry, encrypted, verified) is { } column)
+            {
+                // The record was verified with other bound values than EF now holds as stored: Reload() or SetValues
+                // brought in a bound column (a tenant id, say) the seal does not cover. Sealing the record over it,
+                // partly or under a fresh key, would make that change authentic.
+                throw new EnvelopeDecryptionException(
+                    $"The stored value of '{column}', bound to the record (IsBoundToRecord), is not the value the record was read and verified with: " +
+                    "it changed in the database and reached this context through Reload() or SetValues, and the record's seal does not cover it, so the record cannot be saved. " +
+                    "Query the record again (a query refuses it if the row was tampered with).",
+                    encrypted.Name);
+            }
+
             if (wrappedKey is not null && snapshot.WrappedKey is not null && MovedBySelector(entry, encrypted, wrappedKey))
             {
                 // An edit made the master-key selector choose another key for this record (its tenant column changed),
@@ -267,6 +279,20 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
 
     /// <summary>Whether a modified record (or one whose root owner is modified) is under another key than the selector now chooses.</summary>
     /// <remarks>Only with a selector, and only for modified aggregates: a save does not move records it does not write.</remarks>
+    private static string? StoredBoundChanged(InternalEntityEntry entry, EncryptedEntity encrypted, object?[] verified)
+    {
+        for (var i = 0; i < encrypted.BoundColumns.Length; i++)
+        {
+            var property = encrypted.BoundColumns[i].Property;
+            if (!System.Collections.StructuralComparisons.StructuralEqualityComparer.Equals(entry.GetOriginalValue(property), verified[i]))
+            {
+                return $"{entry.EntityType.DisplayName()}.{property.Name}";
+            }
+        }
+
+        return null;
+    }
+
     private bool MovedBySelector(InternalEntityEntry entry, EncryptedEntity encrypted, byte[] wrappedKey)
     {
         if (runtime.Settings.KeySelector is not { } selector || !WrappedKeyBlob.TryParse(wrappedKey, out var blob, out _))
@@ -568,7 +594,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     }
                 }
 
-                detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey, item.Captured!));
+                detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey, item.Captured!, bound: RecordSnapshot.BoundOf(entry, encrypted)));
                 if (EnvelopeTelemetry.RecordsEncryptedCounter.Enabled)
                 {
                     EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, encrypted.EntityTag);
