@@ -78,6 +78,7 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
             AddKeyProperty(entityType.GetRootType());
         }
 
+        EncryptedQueryFilters.Rewrite(model);
 
         foreach (var entityType in model.GetEntityTypes())
         {

@@ -196,6 +196,13 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         protected override Expression VisitMember(MemberExpression node)
         {
+            if (!_inProjection && node is { Member.Name: nameof(Nullable<int>.HasValue), Expression: { } nullable }
+                && Nullable.GetUnderlyingType(nullable.Type) is not null && Encrypted(nullable) is not null)
+            {
+                // c.Score.HasValue means c.Score != null, which the stored nullness answers.
+                return Visit(Expression.NotEqual(nullable, Expression.Constant(null, nullable.Type)));
+            }
+
             if (node.Member is PropertyInfo property && node.Expression is not null && runtime.FindEncryptedMember(context.Model, node.Expression.Type, property.Name) is { } found)
             {
                 if (!_inProjection)
@@ -207,6 +214,17 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 {
                     return throughOwner;
                 }
+
+                var read = (MemberExpression)base.VisitMember(node);
+                var canBeNull = !node.Type.IsValueType || Nullable.GetUnderlyingType(node.Type) is not null;
+                if (canBeNull && read.Expression is { } instance and not ParameterExpression)
+                {
+                    // The value is read on the client from an entity that a navigation or a left join may leave null,
+                    // where plain EF reads NULL from the column.
+                    return Expression.Condition(Expression.Equal(instance, Expression.Constant(null, instance.Type)), Expression.Default(node.Type), read);
+                }
+
+                return read;
             }
 
             return base.VisitMember(node);

@@ -35,6 +35,9 @@ public static class KnownDifferences
     private const string DateTimeKind =
         "SQLite: plain EF reads a DateTime back as Unspecified, the encrypted value keeps its Kind (Utc). Kept on purpose (docs/DESIGN.md): matching would make the decrypted value depend on the database it is read through.";
 
+    private const string DecimalScale =
+        "SQLite: plain EF stores a decimal as text without trailing zeros and reads 1.10 back as 1.1; the encrypted value keeps the scale it was saved with (as PostgreSQL's numeric does). Equal values; kept on purpose, like DateTimeKind: matching would make the decrypted value depend on the database.";
+
     private const string ProviderPerScope =
         "A master-key provider created inside the options lambda builds a new EF internal service provider per scope (25 scopes, 25 providers): InsecureInMemoryMasterKeyProvider is mutable and keeps reference equality (the AWS KMS and PKCS#11 providers compare by configuration and share).";
 
@@ -77,6 +80,9 @@ public static class KnownDifferences
         ]),
         (DateTimeKind, [
             "date-time-utc-round-trip@SQLite",
+        ]),
+        (DecimalScale, [
+            "decimal-scale-round-trip@SQLite",
         ]),
         (ProviderPerScope, [
             "issue-12",

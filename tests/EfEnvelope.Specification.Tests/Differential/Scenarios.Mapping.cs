@@ -226,6 +226,15 @@ public static partial class Scenarios
             await r.SaveAsync(db);
             r.Touch<Order>();
         });
+        yield return new("decimal-scale-round-trip", "types", async r =>
+        {
+            var c = Shop.Customer(1);
+            c.CreditLimit = 1.10m;
+            await r.SeedAsync(c);
+            await using var db = r.NewContext();
+            var read = await db.Customers.SingleAsync(r.Ct);
+            r.Observe("text", read.CreditLimit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        });
         yield return new("extreme-values-round-trip", "types", async r =>
         {
             var c = Shop.Customer(1);

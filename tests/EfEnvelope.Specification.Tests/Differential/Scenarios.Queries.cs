@@ -37,6 +37,8 @@ public static partial class Scenarios
         yield return Query("where-encrypted-greater-than", Area, (db, ct) => db.Customers.Where(c => c.Score > 15).Select(c => c.Id).ToListAsync(ct));
         yield return Query("where-encrypted-bool", Area, (db, ct) => db.Customers.Where(c => c.Vip).Select(c => c.Id).ToListAsync(ct));
         yield return Query("where-encrypted-starts-with", Area, (db, ct) => db.Customers.Where(c => c.Ssn.StartsWith("000")).Select(c => c.Id).ToListAsync(ct));
+        yield return Query("where-encrypted-has-value", Area, (db, ct) => db.Customers.Where(c => c.LastSeen.HasValue).OrderBy(c => c.Id).Select(c => c.Id).ToListAsync(ct)).MustMatch();
+        yield return Query("count-encrypted-without-value", Area, (db, ct) => db.Customers.CountAsync(c => !c.LastSeen.HasValue, ct)).MustMatch();
         yield return Query("where-encrypted-is-null-or-empty", Area, (db, ct) => db.Customers.Where(c => string.IsNullOrEmpty(c.Notes)).Select(c => c.Id).ToListAsync(ct));
         yield return Query("where-two-columns-compared", Area, (db, ct) => db.Customers.Where(c => c.Email == c.Name).Select(c => c.Id).ToListAsync(ct));
         yield return Query("where-owned-plain", Area, (db, ct) => db.Customers.Where(c => c.Home!.City == "Springfield").Select(c => c.Id).ToListAsync(ct));
@@ -134,6 +136,12 @@ public static partial class Scenarios
             r.Observe("tracked", db.ChangeTracker.Entries().Count());
         }).MustMatch();
         yield return Query("select-entity-beside-encrypted-tracking", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { Customer = c.Id, Orders = c.Orders, c.Notes }).ToListAsync(ct));
+        yield return Query("select-encrypted-through-left-join", Area, (db, ct) =>
+            (from c in db.Customers
+             join o in db.Orders on c.Id equals o.CustomerId - 1 into matches
+             from o in matches.DefaultIfEmpty()
+             orderby c.Id, o!.Id
+             select new { c.Id, Card = o!.CardNumber, o.Note, o.ShippedAt }).ToListAsync(ct)).MustMatch();
         yield return Query("select-encrypted-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).Select(c => new { c.Id, c.Home!.Street, c.Email }).ToListAsync(ct));
     }
 
