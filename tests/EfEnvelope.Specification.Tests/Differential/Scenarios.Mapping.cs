@@ -114,9 +114,43 @@ public static partial class Scenarios
             r.Observe("result", await body(r, db));
         });
 
+    private static Scenario Baskets(string id, Func<ScenarioRun, BasketContext, Task> body) =>
+        new(id, "owned", async r =>
+        {
+            await r.CreateTablesAsync<BasketContext>();
+            await using (var seed = r.NewContext<BasketContext>())
+            {
+                seed.Baskets.AddRange(
+                    new Basket { Id = 1, Label = "one", Lines = [new BasketLine { Id = 1, Code = "A-1", Quantity = 2 }, new BasketLine { Id = 2, Code = "A-2", Quantity = 1 }] },
+                    new Basket { Id = 2, Label = "two", Lines = [new BasketLine { Id = 1, Code = "B-1", Quantity = 5 }] },
+                    new Basket { Id = 3, Label = "empty" });
+                await seed.SaveChangesAsync(r.Ct);
+            }
+
+            await using var db = r.NewContext<BasketContext>();
+            await body(r, db);
+        });
+
     private static IEnumerable<Scenario> Owned()
     {
         const string Area = "owned";
+        yield return Baskets("owned-collection-member-projection-tracking", async (r, db) =>
+        {
+            r.Observe("codes", await db.Baskets.OrderBy(b => b.Id).Select(b => b.Lines.OrderBy(l => l.Id).Select(l => l.Code).ToList()).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+        }).MustMatch();
+        yield return Baskets("owned-collection-read-no-tracking", async (r, db) =>
+            r.Observe("baskets", await db.Baskets.AsNoTracking().AsSplitQuery().OrderBy(b => b.Id).ToListAsync(r.Ct))).MustMatch();
+        yield return Baskets("owned-collection-edit-add-remove", async (r, db) =>
+        {
+            var one = await db.Baskets.SingleAsync(b => b.Id == 1, r.Ct);
+            one.Lines[0].Code = "A-1 edited";
+            one.Lines.RemoveAt(1);
+            one.Lines.Add(new BasketLine { Id = 3, Code = "A-3", Quantity = 7 });
+            r.Observe("saved", await db.SaveChangesAsync(r.Ct));
+            await using var reader = r.NewContext<BasketContext>();
+            r.Observe("stored", await reader.Baskets.AsNoTracking().OrderBy(b => b.Id).ToListAsync(r.Ct));
+        }).MustMatch();
         yield return Query("owned-read-back", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).Select(c => new { c.Id, c.Home }).ToListAsync(ct));
         yield return new("owned-edit-encrypted-member", Area, async r =>
         {

@@ -225,7 +225,7 @@ public class ShopContext(DbContextOptions<ShopContext> options) : DifferentialCo
         "Customer.Vip", "Customer.Tier", "Customer.LastSeen", "Address.Street", "Order.CardNumber", "Order.Note", "Order.ShippedAt",
         "Profile.Nickname", "Social.Handle", "Secret.Pin", "Payment.Reference", "CardPayment.Pan", "BankPayment.Iban",
         "Document.Body", "Contract.Party", "Vehicle.Plate", "Car.Vin", "Book.Isbn", "Badge.Code", "Country.Motto", "Region.Anthem", "Region.Motto",
-        "Ticket.Stamp", "Ticket.Memo", "Ticket.Secret", "Ticket.Photo",
+        "Ticket.Stamp", "Ticket.Memo", "Ticket.Secret", "Ticket.Photo", "BasketLine.Code",
     ];
 
     public DbSet<Customer> Customers => Set<Customer>();

@@ -55,3 +55,39 @@ public class TicketContext(DbContextOptions<TicketContext> options) : Differenti
             Encrypt(ticket.Property(t => t.Photo));
         });
 }
+
+/// <summary>An owned collection (a table of its own) with an encrypted member.</summary>
+public class Basket
+{
+    public int Id { get; set; }
+
+    public string Label { get; set; } = "";
+
+    public List<BasketLine> Lines { get; set; } = [];
+}
+
+public class BasketLine
+{
+    public int Id { get; set; }
+
+    public string Code { get; set; } = "";
+
+    public int Quantity { get; set; }
+}
+
+/// <summary>The model of <see cref="Basket"/>: BasketLine.Code is encrypted in the encrypted run.</summary>
+public class BasketContext(DbContextOptions<BasketContext> options) : DifferentialContext(options)
+{
+    public DbSet<Basket> Baskets => Set<Basket>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.Entity<Basket>(basket =>
+        {
+            basket.Property(b => b.Id).ValueGeneratedNever();
+            basket.OwnsMany(b => b.Lines, line =>
+            {
+                line.Property(l => l.Id).ValueGeneratedNever();
+                Encrypt(line.Property(l => l.Code));
+            });
+        });
+}
