@@ -197,6 +197,7 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
         var columnName = entityType.IsMappedToJson() || (entityType.IsOwned() && property.FindAnnotation(RelationalAnnotationNames.ColumnName) is null)
             ? null
             : property.GetColumnName();
+        var columnNameSource = property.GetColumnNameConfigurationSource();
         var jsonName = entityType.IsMappedToJson() ? property.GetJsonPropertyName() ?? name : null;
         var nullable = property.IsNullable;
         var concurrencyToken = property.IsConcurrencyToken;
@@ -234,7 +235,16 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
 
         if (columnName is not null && tableName is not null)
         {
-            shadow.HasColumnName(columnName);
+            // With the source the name was configured with: EF keeps an explicit name shared by two types of a
+            // hierarchy as one column, and renames convention names that collide ("Dog_Sound").
+            if (columnNameSource == ConfigurationSource.Explicit)
+            {
+                ((IMutableProperty)shadow.Metadata).SetColumnName(columnName);
+            }
+            else
+            {
+                shadow.HasColumnName(columnName, fromDataAnnotation: columnNameSource == ConfigurationSource.DataAnnotation);
+            }
         }
 
         if (legacyColumn is not null)

@@ -175,6 +175,50 @@ public sealed class ModelValidationTests
         Assert.Contains("project what you need with Select", error, StringComparison.Ordinal);
     }
 
+    public abstract class Animal
+    {
+        public int Id { get; set; }
+    }
+
+    public class Dog : Animal
+    {
+        public string? Bark { get; set; }
+    }
+
+    public class Cat : Animal
+    {
+        public string? Meow { get; set; }
+    }
+
+    [Fact]
+    public void An_explicit_column_name_shared_by_two_encrypted_properties_of_a_hierarchy_stays_one_column()
+    {
+        // Before, the ciphertext properties carried the name as a convention, and EF renamed one of them ("Dog_Sound").
+        using var context = new ModelContext(m =>
+        {
+            m.Entity<Animal>();
+            m.Entity<Dog>().Property(d => d.Bark).HasColumnName("Sound").IsEncrypted();
+            m.Entity<Cat>().Property(c => c.Meow).HasColumnName("Sound").IsEncrypted();
+        });
+
+        Assert.Equal("Sound", context.Model.FindEntityType(typeof(Dog))!.FindProperty("Bark_Ciphertext")!.GetColumnName());
+        Assert.Equal("Sound", context.Model.FindEntityType(typeof(Cat))!.FindProperty("Meow_Ciphertext")!.GetColumnName());
+        Assert.DoesNotContain("Dog_Sound", context.Database.GenerateCreateScript(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_explicit_column_shared_by_an_encrypted_and_a_plain_property_is_refused_instead_of_split()
+    {
+        var error = BuildError(m =>
+        {
+            m.Entity<Animal>();
+            m.Entity<Dog>().Property(d => d.Bark).HasColumnName("Sound").IsEncrypted();
+            m.Entity<Cat>().Property(c => c.Meow).HasColumnName("Sound");
+        });
+
+        Assert.Contains("'Sound'", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Encrypting_a_complex_type_property_is_refused_instead_of_storing_plaintext()
     {
