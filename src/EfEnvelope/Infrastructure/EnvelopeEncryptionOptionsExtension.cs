@@ -49,6 +49,13 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
         {
             // Only with a selector: any materialization interceptor makes EF build per-row accessors for every query.
             new EntityFrameworkServicesBuilder(services).TryAdd<ISingletonInterceptor, SelectorKeyCheck>();
+
+            // The relational providers all use EF's relational query context factory.
+#pragma warning disable EF1001 // RelationalQueryContextFactory: wrapped, not changed
+            services.Replace(ServiceDescriptor.Scoped<Microsoft.EntityFrameworkCore.Query.IQueryContextFactory>(provider => new OwnerScopedQueryContextFactory(
+                ActivatorUtilities.CreateInstance<RelationalQueryContextFactory>(provider),
+                provider.GetRequiredService<ICurrentDbContext>())));
+#pragma warning restore EF1001
         }
 
         services.AddSingleton(_ => new EnvelopeRuntime(settings, LoggerFactoryFor(settings)));

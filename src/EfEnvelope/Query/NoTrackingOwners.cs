@@ -1,3 +1,4 @@
+using System.Collections;
 using System.Runtime.CompilerServices;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata;
@@ -16,9 +17,11 @@ namespace EfEnvelope.Query;
 /// the owners before the commands that read their owned collections.
 /// </para>
 /// <para>
-/// Owners are held weakly, so a streaming read keeps no more of them alive than the application does, and dead entries
-/// are pruned as the table grows. An owner the application still holds from an earlier query answers for its row as a
-/// tracked owner would; a row read twice without identity resolution maps to its latest instance. A context is used by
+/// The table holds the owners of one query execution only: it is emptied each time EF creates a query context
+/// (<see cref="OwnerScopedQueryContextFactory"/>), so an owner read by an earlier query (whose row may have changed
+/// since) never answers for a record this query reads without its owner; that record is refused instead. Owners are
+/// held weakly, so a streaming read keeps no more of them alive than the application does, and dead entries are pruned
+/// as the table grows. A row read twice without identity resolution maps to its latest instance. A context is used by
 /// one thread at a time (EF's rule), so the table needs no lock.
 /// </para>
 /// </remarks>
@@ -33,6 +36,16 @@ internal sealed class NoTrackingOwners
 
     /// <summary>The owners materialized in <paramref name="context"/>.</summary>
     public static NoTrackingOwners For(DbContext context) => PerContext.GetValue(context, _ => new NoTrackingOwners());
+
+    /// <summary>Forgets the owners of <paramref name="context"/>'s earlier queries.</summary>
+    public static void Reset(DbContext context)
+    {
+        if (PerContext.TryGetValue(context, out var owners))
+        {
+            owners._owners.Clear();
+            owners._pruneAt = FirstPrune;
+        }
+    }
 
     /// <summary>Remembers <paramref name="owner"/> as the instance of the row with <paramref name="key"/> in <paramref name="hierarchy"/>.</summary>
     public void Remember(IEntityType hierarchy, object?[] key, object owner)
@@ -60,8 +73,9 @@ internal sealed class NoTrackingOwners
 
         private object?[] Values { get; } = values;
 
+        // Structural, so that a byte[] key compares by its bytes.
         public bool Equals(OwnerKey other) =>
-            ReferenceEquals(Hierarchy, other.Hierarchy) && Values.AsSpan().SequenceEqual(other.Values, EqualityComparer<object?>.Default);
+            ReferenceEquals(Hierarchy, other.Hierarchy) && StructuralComparisons.StructuralEqualityComparer.Equals(Values, other.Values);
 
         public override bool Equals(object? obj) => obj is OwnerKey other && Equals(other);
 
@@ -71,7 +85,7 @@ internal sealed class NoTrackingOwners
             hash.Add(Hierarchy);
             foreach (var value in Values)
             {
-                hash.Add(value);
+                hash.Add(value is null ? 0 : StructuralComparisons.StructuralEqualityComparer.GetHashCode(value));
             }
 
             return hash.ToHashCode();

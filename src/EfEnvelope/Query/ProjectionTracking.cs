@@ -15,10 +15,11 @@ namespace EfEnvelope.Query;
 /// reads both columns and tracks nothing.
 /// </para>
 /// <para>
-/// A projection that returns only values (no entity, no collection of entities) tracks nothing in plain EF, so running
-/// it without tracking changes nothing else: such a query gets <c>AsNoTracking()</c> above its projection, and any
-/// <c>AsTracking()</c> composed after the projection is dropped. A projection that also returns entities must track
-/// them, and then cannot read the database's encrypted value beside them: it is refused with the alternatives.
+/// A projection that only reads members of entities (and queries their collection navigations) tracks nothing in plain
+/// EF, which reads those columns, so running it without tracking changes nothing else: such a query gets
+/// <c>AsNoTracking()</c> above its projection, and any <c>AsTracking()</c> composed after the projection is dropped. A
+/// projection that uses an entity otherwise (returns it, passes it to a method) makes plain EF materialize and track
+/// it, and then cannot read the database's encrypted value beside it: it is refused with the alternatives.
 /// </para>
 /// </remarks>
 internal static class ProjectionTracking
@@ -41,10 +42,10 @@ internal static class ProjectionTracking
         }
 
         var selector = (LambdaExpression)EncryptedQueryGuard.Unquote(projection.Arguments[1]);
-        if (ReturnedEntity(selector.Body, context.Model) is { } entity)
+        if (UsedEntity(selector.Body, context.Model) is { } entity)
         {
             throw new InvalidOperationException(
-                $"The tracking query projects encrypted property '{member}' beside entities of type '{entity.DisplayName()}', which it tracks. " +
+                $"The tracking query projects encrypted property '{member}' beside an entity of type '{entity.DisplayName()}' (returned or passed to a method), which it tracks. " +
                 "EfEnvelope reads an encrypted value from its entity, and in a tracking query that is the tracked instance, which may hold unsaved edits or older values than the row, " +
                 "where plain EF reads the column. Read the property from the projected entity instead, or add AsNoTracking() (and attach what you edit), or project values only.");
         }
@@ -77,25 +78,61 @@ internal static class ProjectionTracking
         return context.ChangeTracker.QueryTrackingBehavior;
     }
 
-    // The first entity type a projected value has (an entity, or a collection of entities), looking through the
-    // anonymous types, DTO initializers and arrays that only carry values into the result.
-    private static IEntityType? ReturnedEntity(Expression expression, IModel model)
+    // The first entity type the projection uses as a value. In plain EF, reading a member of an entity (c.Name,
+    // o.Customer.Ssn) or querying a collection navigation (c.Orders.Count(), c.Orders.Select(o => o.Card)) reads
+    // columns; any other use (the entity projected, passed to a method, converted) materializes it, and a tracking
+    // query tracks it.
+    private static IEntityType? UsedEntity(Expression node, IModel model) => Find(node, readThrough: false, model);
+
+    // readThrough: the node is the instance of a member read, the source of a LINQ operator, or compared (a key
+    // comparison in the database): an entity there is not materialized by that use. Recursion by node rather than a
+    // visitor with a set of nodes, because a lambda's parameter is one node shared by all its uses.
+    private static IEntityType? Find(Expression? node, bool readThrough, IModel model)
     {
-        switch (EncryptedQueryGuard.Strip(expression))
+        if (node is null)
         {
-            case NewExpression created:
-                return created.Arguments.Select(a => ReturnedEntity(a, model)).FirstOrDefault(e => e is not null);
-            case MemberInitExpression initialized:
-                return ReturnedEntity(initialized.NewExpression, model)
-                    ?? initialized.Bindings.OfType<MemberAssignment>().Select(b => ReturnedEntity(b.Expression, model)).FirstOrDefault(e => e is not null);
-            case NewArrayExpression array:
-                return array.Expressions.Select(a => ReturnedEntity(a, model)).FirstOrDefault(e => e is not null);
-            case ConditionalExpression condition:
-                return ReturnedEntity(condition.IfTrue, model) ?? ReturnedEntity(condition.IfFalse, model);
-            case var value:
-                return EntityOf(value.Type, model);
+            return null;
         }
+
+        if (!readThrough && EntityOf(node.Type, model) is { } entity)
+        {
+            return entity;
+        }
+
+        return node switch
+        {
+            MemberExpression member => Find(member.Expression, true, model),
+            MethodCallExpression { Arguments.Count: > 0 } call when call.Method.DeclaringType == typeof(Enumerable) || call.Method.DeclaringType == typeof(Queryable) =>
+                Find(call.Arguments[0], true, model) ?? FindAny(call.Arguments.Skip(1), model),
+            MethodCallExpression call => Find(call.Object, false, model) ?? FindAny(call.Arguments, model),
+            BinaryExpression { NodeType: ExpressionType.Equal or ExpressionType.NotEqual } comparison =>
+                Find(comparison.Left, true, model) ?? Find(comparison.Right, true, model),
+            BinaryExpression binary => Find(binary.Left, false, model) ?? Find(binary.Right, false, model),
+            UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked or ExpressionType.TypeAs } cast => Find(cast.Operand, readThrough, model),
+            UnaryExpression unary => Find(unary.Operand, false, model),
+            TypeBinaryExpression test => Find(test.Expression, true, model),
+            LambdaExpression lambda => Find(lambda.Body, false, model),
+            NewExpression created => FindAny(created.Arguments, model),
+            MemberInitExpression initialized => Find(initialized.NewExpression, false, model) ?? FindInBindings(initialized.Bindings, model),
+            ListInitExpression list => Find(list.NewExpression, false, model) ?? FindAny(list.Initializers.SelectMany(i => i.Arguments), model),
+            NewArrayExpression array => FindAny(array.Expressions, model),
+            ConditionalExpression condition => Find(condition.Test, false, model) ?? Find(condition.IfTrue, false, model) ?? Find(condition.IfFalse, false, model),
+            InvocationExpression invocation => Find(invocation.Expression, false, model) ?? FindAny(invocation.Arguments, model),
+            _ => null,
+        };
     }
+
+    private static IEntityType? FindAny(IEnumerable<Expression> nodes, IModel model) =>
+        nodes.Select(n => Find(n, false, model)).FirstOrDefault(e => e is not null);
+
+    private static IEntityType? FindInBindings(IEnumerable<MemberBinding> bindings, IModel model) =>
+        bindings.Select(binding => binding switch
+        {
+            MemberAssignment assignment => Find(assignment.Expression, false, model),
+            MemberListBinding list => FindAny(list.Initializers.SelectMany(i => i.Arguments), model),
+            MemberMemberBinding nested => FindInBindings(nested.Bindings, model),
+            _ => null,
+        }).FirstOrDefault(e => e is not null);
 
     private static IEntityType? EntityOf(Type type, IModel model)
     {
@@ -105,7 +142,7 @@ internal static class ProjectionTracking
             type = enumerable.GetGenericArguments()[0];
         }
 
-        return model.GetEntityTypes().FirstOrDefault(t => t.ClrType == type);
+        return model.GetEntityTypes().FirstOrDefault(t => t.ClrType.IsAssignableFrom(type));
     }
 
     private sealed class NoTrackingRewriter(MethodCallExpression projection) : ExpressionVisitor

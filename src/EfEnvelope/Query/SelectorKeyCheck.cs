@@ -64,8 +64,8 @@ internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializati
             var (hierarchy, key) = RootOwnerKey(entityType, materializationData);
             var owner = NoTrackingOwners.For(materializationData.Context).Find(hierarchy, key)
                 ?? throw new InvalidOperationException(
-                    $"A query without tracking read the owned record '{encrypted.Name}' of the '{hierarchy.DisplayName()}' row with key ({UntrustedText.Escape(string.Join(", ", key.Select(Format)))}) without that row's entity, " +
-                    "so EfEnvelope cannot ask the master-key selector which master key the row's records are under. Select the owning entity in the query, not only its owned member, or query with tracking.");
+                    $"A query without tracking read the owned record '{encrypted.Name}' of the '{hierarchy.DisplayName()}' row with key ({UntrustedText.Escape(string.Join(", ", key.Select(FormatKey)))}) without that row's entity, " +
+                    "so EfEnvelope cannot ask the master-key selector which master key the row's records are under. Select the owning entity in the query as well as its owned member (with AsNoTracking() if the query also projects encrypted values), or read the owned member from the loaded entity.");
             Verify(runtime, encrypted, owner, stored, () => key);
         }
 
@@ -149,6 +149,8 @@ internal sealed class SelectorKeyCheck(EnvelopeRuntime runtime) : IMaterializati
             "while EnvelopeKeyLifecycle.RotateAsync moves the records to the keys the selector now chooses, then remove it.",
             encrypted.Name, null, named);
     }
+
+    private static string FormatKey(object? value) => value is byte[] bytes ? "0x" + Convert.ToHexString(bytes) : Format(value);
 
     private static string Format(object? value) =>
         value is null ? "NULL" : Convert.ToString(value, CultureInfo.InvariantCulture) ?? "";

@@ -133,7 +133,10 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             {
                 // The record was verified with other bound values than EF now holds as stored: Reload() or SetValues
                 // brought in a bound column (a tenant id, say) the seal does not cover. Sealing the record over it,
-                // partly or under a fresh key, would make that change authentic.
+                // partly or under a fresh key, would make that change authentic. This also refuses EF's "client
+                // wins" resolution over another save that changed a bound column (its originals are that save's
+                // values): saving over it would leave the record under that save's data key in a row whose bound
+                // values it was not sealed with.
                 throw new EnvelopeDecryptionException(
                     $"The stored value of '{column}', bound to the record (IsBoundToRecord), is not the value the record was read and verified with: " +
                     "it changed in the database and reached this context through Reload() or SetValues, and the record's seal does not cover it, so the record cannot be saved. " +

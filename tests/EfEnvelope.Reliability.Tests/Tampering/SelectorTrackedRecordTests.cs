@@ -95,6 +95,39 @@ public sealed class SelectorTrackedRecordTests() : ScratchDatabaseTests<TenantAc
     }
 
     [Fact]
+    public async Task An_owner_read_by_an_earlier_query_never_answers_for_an_owned_record_read_without_it()
+    {
+        var (a, _) = await SeedAsync();
+        await using var db = NewContext();
+        var kept = await db.Accounts.AsNoTracking().SingleAsync(x => x.Id == a, Ct);
+        await using (var attacker = NewContext())
+        {
+            Assert.Equal(1, await attacker.Database.ExecuteSqlRawAsync($"UPDATE \"Accounts\" SET \"Tenant\" = 'b' WHERE \"Id\" = {a}", Ct));
+        }
+
+        // Before, the owner kept from the first query answered for the row: tenant a's street came back in a query for
+        // tenant b's rows. Now only the owners of the query itself answer, and this one materializes none.
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => db.Accounts.AsNoTracking().Where(x => x.Tenant == "b").Select(x => x.Home).ToListAsync(Ct));
+        Assert.DoesNotContain("a-street", error.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAnyAsync<InvalidOperationException>(() => db.Accounts.AsNoTracking().SelectMany(x => x.Cards).Select(c => c.Number).ToListAsync(Ct));
+        GC.KeepAlive(kept);
+    }
+
+    [Fact]
+    public async Task An_owner_with_a_binary_key_is_found_for_its_owned_records_without_tracking()
+    {
+        await SeedAsync();
+        await using (var db = NewContext())
+        {
+            db.Binary.Add(new BinaryKeyedAccount { Id = [1, 2, 3], Home = new TenantHome { Street = "binary-street" } });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var reader = NewContext();
+        Assert.Equal("binary-street", (await reader.Binary.AsNoTracking().SingleAsync(Ct)).Home!.Street);
+    }
+
+    [Fact]
     public async Task An_owned_member_projected_without_its_owner_and_without_tracking_is_refused_with_the_fix()
     {
         var (a, _) = await SeedAsync();
@@ -191,9 +224,18 @@ public class TenantProfile
     public string Motto { get; set; } = "";
 }
 
+public class BinaryKeyedAccount
+{
+    public byte[] Id { get; set; } = [];
+
+    public TenantHome? Home { get; set; }
+}
+
 public sealed class TenantAccountContext(DbContextOptions<TenantAccountContext> options) : DbContext(options)
 {
     public DbSet<TenantAccount> Accounts => Set<TenantAccount>();
+
+    public DbSet<BinaryKeyedAccount> Binary => Set<BinaryKeyedAccount>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.Entity<TenantAccount>().OwnsOne(a => a.Profile, p => p.ToJson());

@@ -26,6 +26,9 @@ public static class KnownDifferences
     private const string ConcurrentEditInTransaction =
         "As above, but inside the application's own transaction EfEnvelope cannot save again (the statements before the conflict would run twice): EF raises DbUpdateConcurrencyException where plain EF merges. Reload and apply the edit again.";
 
+    private const string RolledBackKey =
+        "After a transaction that saved an encrypted edit is rolled back, the context holds the key column of that save as stored (EF does not undo an accepted save's values); the next edit inside a transaction of the application's own conditions on it and EF raises DbUpdateConcurrencyException, where plain EF's update (without a token) succeeds. Outside such a transaction EfEnvelope reads the record again and saves. Reload the records a rolled-back transaction saved before editing them again.";
+
     private const string AttachedToken =
         "An encrypted concurrency token of an attached instance whose save encrypts nothing (only plain columns edited, or Update()) has no stored ciphertext to compare: the update compares NULL and EF reports a conflict whatever the row holds (plain EF compares the attached value). Query the entity first, or edit it after attaching an encrypted property too (the stored token is then read and compared).";
 
@@ -71,6 +74,9 @@ public static class KnownDifferences
         ]),
         (ConcurrentEditInTransaction, [
             "two-contexts-edit-different-encrypted-properties-in-transaction",
+        ]),
+        (RolledBackKey, [
+            "edit-again-after-transaction-rollback",
         ]),
         (AttachedToken, [
             "encrypted-concurrency-token-attached-plain-edit",

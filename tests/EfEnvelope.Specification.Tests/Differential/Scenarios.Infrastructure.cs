@@ -31,6 +31,24 @@ public static partial class Scenarios
             await tx.RollbackAsync(r.Ct);
             r.Tracker(db);
         });
+        yield return new("edit-again-after-transaction-rollback", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            await using (var first = await db.Database.BeginTransactionAsync(r.Ct))
+            {
+                c.Notes = "rolled back";
+                await r.SaveAsync(db);
+                await first.RollbackAsync(r.Ct);
+            }
+
+            await using var second = await db.Database.BeginTransactionAsync(r.Ct);
+            c.Notes = "kept";
+            await r.SaveAsync(db);
+            await second.CommitAsync(r.Ct);
+            r.Touch<Customer>();
+        });
         yield return new("savepoint-rollback", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);

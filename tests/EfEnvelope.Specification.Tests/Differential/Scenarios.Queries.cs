@@ -142,10 +142,27 @@ public static partial class Scenarios
              from o in matches.DefaultIfEmpty()
              orderby c.Id, o!.Id
              select new { c.Id, Card = o!.CardNumber, o.Note, o.ShippedAt }).ToListAsync(ct)).MustMatch();
+        yield return new Scenario("select-entity-in-a-method-beside-encrypted-tracking", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            r.Observe("result", await db.Customers.OrderBy(c => c.Id).Select(c => new { c.Notes, Described = Describe(c) }).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+        });
+        yield return new Scenario("select-entity-in-a-tuple-beside-encrypted-tracking", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var pairs = await db.Customers.OrderBy(c => c.Id).Select(c => Tuple.Create(c, c.Notes)).ToListAsync(r.Ct);
+            pairs[0].Item1.Name = "renamed";
+            r.Observe("saved", await db.SaveChangesAsync(r.Ct));
+        });
         yield return Query("select-encrypted-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id).Select(c => new { c.Id, c.Home!.Street, c.Email }).ToListAsync(ct));
     }
 
     private static string Mask(string value) => "***" + value[^4..];
+
+    private static string Describe(Customer customer) => customer.Name + " #" + customer.Id;
 
     private static IEnumerable<Scenario> Navigations()
     {
