@@ -216,12 +216,21 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 }
 
                 var read = (MemberExpression)base.VisitMember(node);
-                var canBeNull = !node.Type.IsValueType || Nullable.GetUnderlyingType(node.Type) is not null;
-                if (canBeNull && read.Expression is { } instance and not ParameterExpression)
+                if (read.Expression is { } instance and not ParameterExpression)
                 {
                     // The value is read on the client from an entity that a navigation or a left join may leave null,
-                    // where plain EF reads NULL from the column.
-                    return Expression.Condition(Expression.Equal(instance, Expression.Constant(null, instance.Type)), Expression.Default(node.Type), read);
+                    // where plain EF reads NULL from the column (and fails to put it into a type that cannot be null).
+                    var canBeNull = !node.Type.IsValueType || Nullable.GetUnderlyingType(node.Type) is not null;
+                    var whenNull = canBeNull
+                        ? (Expression)Expression.Default(node.Type)
+                        : Expression.Throw(
+                            Expression.New(
+                                typeof(InvalidOperationException).GetConstructor([typeof(string)])!,
+                                Expression.Constant(
+                                    $"The query reads encrypted property '{node.Expression!.Type.Name}.{property.Name}', of type {node.Type.Name}, through an entity that is null in a row (an optional navigation or a left join). " +
+                                    $"Cast it to {node.Type.Name}? in the projection to read null there.")),
+                            node.Type);
+                    return Expression.Condition(Expression.Equal(instance, Expression.Constant(null, instance.Type)), whenNull, read);
                 }
 
                 return read;

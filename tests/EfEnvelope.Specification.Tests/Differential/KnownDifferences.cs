@@ -29,6 +29,9 @@ public static class KnownDifferences
     private const string RolledBackKey =
         "After a transaction that saved an encrypted edit is rolled back, the context holds the key column of that save as stored (EF does not undo an accepted save's values); the next edit inside a transaction of the application's own conditions on it and EF raises DbUpdateConcurrencyException, where plain EF's update (without a token) succeeds. Outside such a transaction EfEnvelope reads the record again and saves. Reload the records a rolled-back transaction saved before editing them again.";
 
+    private const string FromSqlColumns =
+        "FromSql over an entity with encrypted properties must return the columns EfEnvelope maps besides the application's: the record's EfEnvelopeKey column (and blind index columns), which a column list written for the plain model leaves out: the query then fails, with EF's \"The required column 'EfEnvelopeKey' was not present\" or, where EF composes over the SQL, the database's \"no such column\" (a raw database error). Select them too, or SELECT *.";
+
     private const string AttachedToken =
         "An encrypted concurrency token of an attached instance whose save encrypts nothing (only plain columns edited, or Update()) has no stored ciphertext to compare: the update compares NULL and EF reports a conflict whatever the row holds (plain EF compares the attached value). Query the entity first, or edit it after attaching an encrypted property too (the stored token is then read and compared).";
 
@@ -77,6 +80,9 @@ public static class KnownDifferences
         ]),
         (RolledBackKey, [
             "edit-again-after-transaction-rollback",
+        ]),
+        (FromSqlColumns, [
+            "from-sql-column-list",
         ]),
         (AttachedToken, [
             "encrypted-concurrency-token-attached-plain-edit",

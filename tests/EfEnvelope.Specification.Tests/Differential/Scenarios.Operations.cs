@@ -48,6 +48,9 @@ public static partial class Scenarios
         });
         yield return Query("from-sql-composed", Area, (db, ct) => db.Customers.FromSql($"SELECT * FROM \"Customers\"").Where(c => c.Id > 2).OrderBy(c => c.Id).Select(c => new { c.Name, c.Ssn }).ToListAsync(ct));
         yield return Query("from-sql-raw-no-tracking", Area, (db, ct) => db.Orders.FromSqlRaw("SELECT * FROM \"Orders\"").AsNoTracking().OrderBy(o => o.Id).Select(o => o.CardNumber).ToListAsync(ct));
+        yield return Query("from-sql-column-list", Area, (db, ct) => db.Orders
+            .FromSqlRaw("SELECT \"Id\", \"CustomerId\", \"CardNumber\", \"Note\", \"Total\", \"Quantity\", \"ShippedAt\" FROM \"Orders\"")
+            .AsNoTracking().OrderBy(o => o.Id).ToListAsync(ct));
         yield return Query("from-sql-include", Area, (db, ct) => db.Customers.FromSql($"SELECT * FROM \"Customers\"").Include(c => c.Orders).OrderBy(c => c.Id).ToListAsync(ct));
         yield return Query("sql-query-plain-scalar", Area, (db, ct) => db.Database.SqlQuery<string>($"SELECT \"Name\" AS \"Value\" FROM \"Customers\" ORDER BY \"Id\"").ToListAsync(ct));
         yield return new("execute-sql-plain-update", Area, async r =>

@@ -142,6 +142,23 @@ public static partial class Scenarios
              from o in matches.DefaultIfEmpty()
              orderby c.Id, o!.Id
              select new { c.Id, Card = o!.CardNumber, o.Note, o.ShippedAt }).ToListAsync(ct)).MustMatch();
+        yield return Query("select-encrypted-value-type-through-left-join", Area, async (db, ct) =>
+        {
+            // Plain EF cannot put the NULL it reads into an int either: both runs must fail the same way, never
+            // with a NullReferenceException from client code.
+            try
+            {
+                return (object)await (from o in db.Orders
+                                      join c in db.Customers on o.CustomerId + 100 equals c.Id into matches
+                                      from c in matches.DefaultIfEmpty()
+                                      orderby o.Id
+                                      select new { o.Id, c!.Score }).ToListAsync(ct);
+            }
+            catch (InvalidOperationException)
+            {
+                return nameof(InvalidOperationException);
+            }
+        }).MustMatch();
         yield return new Scenario("select-entity-in-a-method-beside-encrypted-tracking", Area, async r =>
         {
             await Shop.CustomersAsync(r, 2);
