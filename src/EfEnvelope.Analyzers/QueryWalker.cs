@@ -24,7 +24,8 @@ namespace EfEnvelope.Analyzers;
 internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members, Action<Diagnostic> report, CancellationToken cancellationToken)
 {
     // Operators between the final Select and the end of the query that only pick rows of the projection's result.
-    // (Distinct is not one: it compares the projected values, which the runtime refuses for encrypted ones.)
+    // (Distinct is not one: it compares the projected values. The runtime applies it after loading only at the end of
+    // the query or under Count/LongCount/Any, and only to values with .NET value equality: see ClientDistinct.)
     private static readonly HashSet<string> ResultOperators =
     [
         "First", "FirstOrDefault", "Single", "SingleOrDefault", "Last", "LastOrDefault", "ElementAt", "ElementAtOrDefault",
@@ -106,6 +107,7 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
     private IInvocationOperation? FindProjection(IOperation expression)
     {
         var outermost = true;
+        var underCount = false;
         var composed = new List<IAnonymousFunctionOperation>();
         while (QuerySymbols.Strip(expression) is IInvocationOperation call && symbols.IsQueryOperator(call.TargetMethod))
         {
@@ -135,7 +137,10 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
             }
 
             var lambda = arguments.Count == 2 && QuerySymbols.Lambda(arguments[1]) is not null;
-            var picksRows = ResultOperators.Contains(name) && arguments.Count <= 2 && !lambda;
+            var distinctOnClient = name == "Distinct" && arguments.Count == 1 && (outermost || underCount)
+                && call.TargetMethod.TypeArguments.Length == 1 && HasValueEquality(call.TargetMethod.TypeArguments[0]);
+            underCount = outermost && arguments.Count == 1 && name is "Count" or "LongCount" or "Any";
+            var picksRows = (ResultOperators.Contains(name) && arguments.Count <= 2 && !lambda) || distinctOnClient;
             var movesBelow = (ComposedOperators.Contains(name) || (outermost && ComposedTerminals.Contains(name))) && arguments.Count <= 2;
             if (!picksRows && !movesBelow)
             {
@@ -147,6 +152,24 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         }
 
         return null;
+    }
+
+    // Whether .NET equality of the type is the database's, as the runtime's ClientDistinct decides.
+    private static bool HasValueEquality(ITypeSymbol type)
+    {
+        if (type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } nullable)
+        {
+            type = nullable.TypeArguments[0];
+        }
+
+        if (type.SpecialType is >= SpecialType.System_Boolean and <= SpecialType.System_String or SpecialType.System_DateTime
+            || type.TypeKind == TypeKind.Enum
+            || type.ToDisplayString() is "System.Guid" or "System.DateTimeOffset" or "System.DateOnly" or "System.TimeOnly" or "System.TimeSpan")
+        {
+            return true;
+        }
+
+        return type.IsAnonymousType && type.GetMembers().OfType<IPropertySymbol>().All(p => HasValueEquality(p.Type));
     }
 
     // The last Select of a collection read inside the final Select (p.Visits.Select(v => v.Notes).ToList()): the

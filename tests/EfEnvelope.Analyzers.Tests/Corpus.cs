@@ -67,8 +67,8 @@ public static class Corpus
     [
         "await db.Patients.Where(p => {|EFENV006:p.Score|} + 1 == 3).ToListAsync();",
         "await db.Patients.Where(p => ({|EFENV006:p.Diagnosis|} ?? \"\") == text).ToListAsync();",
-        "await db.Patients.Select(p => {|EFENV006:p.Diagnosis|}).Distinct().ToListAsync();",
-        "await db.Patients.Select(p => {|EFENV006:p.Diagnosis|}).Distinct().CountAsync();",
+        "await db.Patients.Select(p => {|EFENV006:p.Diagnosis|}).Distinct().Take(3).ToListAsync();",
+        "await db.Patients.Select(p => new Visit { Notes = {|EFENV006:p.Diagnosis|} }).Distinct().ToListAsync();",
         "await db.Patients.Select(p => new { p.Id, {|EFENV006:p.Ssn|} }).GroupBy(x => x.Id).Select(g => g.Count()).ToListAsync();",
         "await db.Visits.Where(v => {|EFENV006:v.Ssn|} == v.Notes).ToListAsync();",
     ];
@@ -86,6 +86,8 @@ public static class Corpus
 
     public static TheoryData<string> Runs { get; } =
     [
+        "await db.Patients.Select(p => p.Diagnosis).Distinct().ToListAsync();",
+        "await db.Patients.Select(p => new { p.Diagnosis, p.Score }).Distinct().CountAsync();",
         "await db.Patients.Where(p => p.Diagnosis == null || p.Diagnosis != null || null == p.Diagnosis).ToListAsync();",
         "await db.Patients.Where(p => p.Ssn == text && p.Ssn != other.Name && p.Ssn.Equals(text)).ToListAsync();",
         "await db.Patients.Where(p => list.Contains(p.Ssn)).ToListAsync();",

@@ -45,8 +45,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         if (eventData.Context is { } context)
         {
             queryExpression = Compose(runtime, context.Model, queryExpression);
-            var projection = FindProjection(queryExpression);
-            queryExpression = ProjectionTracking.Apply(queryExpression, projection, context, e => new EncryptedMemberFinder(runtime, context.Model).Find(e));
+            (queryExpression, var projection) = ProjectionTracking.Apply(queryExpression, FindProjection(queryExpression), context, e => new EncryptedMemberFinder(runtime, context.Model).Find(e));
             return new Visitor(runtime, context, projection).Visit(queryExpression);
         }
 
@@ -78,6 +77,10 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     /// <summary>The query with a projection that reads encrypted properties moved after what is composed on it (<see cref="ProjectionComposition"/>).</summary>
     internal static Expression Compose(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression query) =>
         ProjectionComposition.Compose(query, e => new EncryptedMemberFinder(runtime, model).Find(e));
+
+    /// <summary>The first encrypted property ("Type.Property") <paramref name="expression"/> reads, or null.</summary>
+    internal static string? FindEncryptedMember(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression expression) =>
+        new EncryptedMemberFinder(runtime, model).Find(expression);
 
     /// <summary>The entity itself; EF cannot translate it, so it materializes the entity passed in (see <c>ReadThroughOwner</c>).</summary>
     private static T Loaded<T>(T entity) => entity;

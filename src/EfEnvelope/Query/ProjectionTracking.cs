@@ -27,22 +27,22 @@ internal static class ProjectionTracking
     private static readonly MethodInfo AsNoTrackingMethod =
         typeof(EntityFrameworkQueryableExtensions).GetMethod(nameof(EntityFrameworkQueryableExtensions.AsNoTracking))!;
 
-    /// <summary>The query, made not to track when its final projection reads encrypted properties and returns only values.</summary>
+    /// <summary>The query (and its projection), made not to track when its final projection reads encrypted properties and returns only values.</summary>
     /// <param name="query">The query expression, its projection already moved last (<see cref="ProjectionComposition"/>).</param>
     /// <param name="projection">The final <c>Select</c> of <paramref name="query"/>, if any.</param>
     /// <param name="context">The context compiling the query, whose default tracking behaviour applies.</param>
     /// <param name="encryptedMember">The first encrypted property ("Type.Property") an expression reads, or null.</param>
     /// <exception cref="InvalidOperationException">The projection returns tracked entities beside encrypted values.</exception>
-    public static Expression Apply(Expression query, MethodCallExpression? projection, DbContext context, Func<Expression, string?> encryptedMember)
+    public static (Expression Query, MethodCallExpression? Projection) Apply(Expression query, MethodCallExpression? projection, DbContext context, Func<Expression, string?> encryptedMember)
     {
         if (projection is null || EffectiveTracking(query, context) != QueryTrackingBehavior.TrackAll
             || encryptedMember(projection.Arguments[1]) is not { } member)
         {
-            return query;
+            return (query, projection);
         }
 
         var selector = (LambdaExpression)EncryptedQueryGuard.Unquote(projection.Arguments[1]);
-        if (UsedEntity(selector.Body, context.Model) is { } entity)
+        if (UsedEntity(selector.Body, context.Model, encryptedMember) is { } entity)
         {
             throw new InvalidOperationException(
                 $"The tracking query projects encrypted property '{member}' beside an entity of type '{entity.DisplayName()}' (returned or passed to a method), which it tracks. " +
@@ -50,7 +50,9 @@ internal static class ProjectionTracking
                 "where plain EF reads the column. Read the property from the projected entity instead, or add AsNoTracking() (and attach what you edit), or project values only.");
         }
 
-        return new NoTrackingRewriter(projection).Visit(query);
+        var rewriter = new NoTrackingRewriter(projection);
+        var rewritten = rewriter.Visit(query);
+        return (rewritten, rewriter.Projection);
     }
 
     // EF applies the outermost AsTracking/AsNoTracking/AsNoTrackingWithIdentityResolution of a query, else the context's default.
@@ -82,76 +84,101 @@ internal static class ProjectionTracking
     // o.Customer.Ssn) or querying a collection navigation (c.Orders.Count(), c.Orders.Select(o => o.Card)) reads
     // columns; any other use (the entity projected, passed to a method, converted) materializes it, and a tracking
     // query tracks it.
-    private static IEntityType? UsedEntity(Expression node, IModel model) => Find(node, readThrough: false, model);
+    private static IEntityType? UsedEntity(Expression node, IModel model, Func<Expression, string?> encryptedMember) =>
+        new EntityUses(model, encryptedMember).Find(node, readThrough: false);
 
-    // readThrough: the node is the instance of a member read, the source of a LINQ operator, or compared (a key
-    // comparison in the database): an entity there is not materialized by that use. Recursion by node rather than a
-    // visitor with a set of nodes, because a lambda's parameter is one node shared by all its uses.
-    private static IEntityType? Find(Expression? node, bool readThrough, IModel model)
+    // readThrough: the node is the instance of a mapped member read, the source of a LINQ operator, the entity of
+    // EF.Property, or compared (a key comparison in the database): an entity there is not materialized by that use.
+    // Recursion by node rather than a visitor with a set of nodes, because a lambda's parameter is one node shared by
+    // all its uses.
+    private sealed class EntityUses(IModel model, Func<Expression, string?> encryptedMember)
     {
-        if (node is null)
+        public IEntityType? Find(Expression? node, bool readThrough)
         {
-            return null;
+            if (node is null)
+            {
+                return null;
+            }
+
+            if (!readThrough && EntityOf(node.Type) is { } entity)
+            {
+                return entity;
+            }
+
+            return node switch
+            {
+                MemberExpression member => Member(member),
+                MethodCallExpression { Arguments.Count: > 0 } call when call.Method.DeclaringType == typeof(Enumerable) || call.Method.DeclaringType == typeof(Queryable)
+                    || (call.Method.DeclaringType == typeof(EF) && call.Method.Name == nameof(EF.Property)) =>
+                    Find(call.Arguments[0], true) ?? FindAny(call.Arguments.Skip(1)),
+                MethodCallExpression call => Find(call.Object, false) ?? FindAny(call.Arguments),
+                BinaryExpression { NodeType: ExpressionType.Equal or ExpressionType.NotEqual } comparison => Find(comparison.Left, true) ?? Find(comparison.Right, true),
+                BinaryExpression binary => Find(binary.Left, false) ?? Find(binary.Right, false),
+                UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked or ExpressionType.TypeAs } cast => Find(cast.Operand, readThrough),
+                UnaryExpression unary => Find(unary.Operand, false),
+                TypeBinaryExpression test => Find(test.Expression, true),
+                LambdaExpression lambda => Find(lambda.Body, false),
+                NewExpression created => FindAny(created.Arguments),
+                MemberInitExpression initialized => Find(initialized.NewExpression, false) ?? FindInBindings(initialized.Bindings),
+                ListInitExpression list => Find(list.NewExpression, false) ?? FindAny(list.Initializers.SelectMany(i => i.Arguments)),
+                NewArrayExpression array => FindAny(array.Expressions),
+                ConditionalExpression condition => Find(condition.Test, false) ?? Find(condition.IfTrue, false) ?? Find(condition.IfFalse, false),
+                InvocationExpression invocation => Find(invocation.Expression, false) ?? FindAny(invocation.Arguments),
+                _ => null,
+            };
         }
 
-        if (!readThrough && EntityOf(node.Type, model) is { } entity)
+        // A member EF maps (or an encrypted one) is a column or navigation read; any other member of an entity
+        // (computed, [NotMapped]) is evaluated on the client from the materialized entity.
+        private IEntityType? Member(MemberExpression member)
         {
-            return entity;
+            if (member.Expression is { } instance && EntityOf(instance.Type) is { } owner
+                && owner.FindProperty(member.Member.Name) is null && owner.FindNavigation(member.Member.Name) is null
+                && owner.FindSkipNavigation(member.Member.Name) is null && owner.FindComplexProperty(member.Member.Name) is null
+                && encryptedMember(member) is null)
+            {
+                return owner;
+            }
+
+            return Find(member.Expression, true);
         }
 
-        return node switch
-        {
-            MemberExpression member => Find(member.Expression, true, model),
-            MethodCallExpression { Arguments.Count: > 0 } call when call.Method.DeclaringType == typeof(Enumerable) || call.Method.DeclaringType == typeof(Queryable) =>
-                Find(call.Arguments[0], true, model) ?? FindAny(call.Arguments.Skip(1), model),
-            MethodCallExpression call => Find(call.Object, false, model) ?? FindAny(call.Arguments, model),
-            BinaryExpression { NodeType: ExpressionType.Equal or ExpressionType.NotEqual } comparison =>
-                Find(comparison.Left, true, model) ?? Find(comparison.Right, true, model),
-            BinaryExpression binary => Find(binary.Left, false, model) ?? Find(binary.Right, false, model),
-            UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked or ExpressionType.TypeAs } cast => Find(cast.Operand, readThrough, model),
-            UnaryExpression unary => Find(unary.Operand, false, model),
-            TypeBinaryExpression test => Find(test.Expression, true, model),
-            LambdaExpression lambda => Find(lambda.Body, false, model),
-            NewExpression created => FindAny(created.Arguments, model),
-            MemberInitExpression initialized => Find(initialized.NewExpression, false, model) ?? FindInBindings(initialized.Bindings, model),
-            ListInitExpression list => Find(list.NewExpression, false, model) ?? FindAny(list.Initializers.SelectMany(i => i.Arguments), model),
-            NewArrayExpression array => FindAny(array.Expressions, model),
-            ConditionalExpression condition => Find(condition.Test, false, model) ?? Find(condition.IfTrue, false, model) ?? Find(condition.IfFalse, false, model),
-            InvocationExpression invocation => Find(invocation.Expression, false, model) ?? FindAny(invocation.Arguments, model),
-            _ => null,
-        };
-    }
+        private IEntityType? FindAny(IEnumerable<Expression> nodes) =>
+            nodes.Select(n => Find(n, false)).FirstOrDefault(e => e is not null);
 
-    private static IEntityType? FindAny(IEnumerable<Expression> nodes, IModel model) =>
-        nodes.Select(n => Find(n, false, model)).FirstOrDefault(e => e is not null);
+        private IEntityType? FindInBindings(IEnumerable<MemberBinding> bindings) =>
+            bindings.Select(binding => binding switch
+            {
+                MemberAssignment assignment => Find(assignment.Expression, false),
+                MemberListBinding list => FindAny(list.Initializers.SelectMany(i => i.Arguments)),
+                MemberMemberBinding nested => FindInBindings(nested.Bindings),
+                _ => null,
+            }).FirstOrDefault(e => e is not null);
 
-    private static IEntityType? FindInBindings(IEnumerable<MemberBinding> bindings, IModel model) =>
-        bindings.Select(binding => binding switch
+        // The entity type of a value: exactly an entity type's CLR type, or a collection of one.
+        private IEntityType? EntityOf(Type type)
         {
-            MemberAssignment assignment => Find(assignment.Expression, false, model),
-            MemberListBinding list => FindAny(list.Initializers.SelectMany(i => i.Arguments), model),
-            MemberMemberBinding nested => FindInBindings(nested.Bindings, model),
-            _ => null,
-        }).FirstOrDefault(e => e is not null);
+            if (type != typeof(string) && type != typeof(byte[]) && type.GetInterfaces().Append(type)
+                .FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IEnumerable<>)) is { } enumerable)
+            {
+                type = enumerable.GetGenericArguments()[0];
+            }
 
-    private static IEntityType? EntityOf(Type type, IModel model)
-    {
-        if (type != typeof(string) && type != typeof(byte[]) && type.GetInterfaces().Append(type)
-            .FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IEnumerable<>)) is { } enumerable)
-        {
-            type = enumerable.GetGenericArguments()[0];
+            return model.GetEntityTypes().FirstOrDefault(t => t.ClrType == type);
         }
-
-        return model.GetEntityTypes().FirstOrDefault(t => t.ClrType.IsAssignableFrom(type));
     }
 
     private sealed class NoTrackingRewriter(MethodCallExpression projection) : ExpressionVisitor
     {
+        /// <summary>The projection as rewritten (its source now under AsNoTracking).</summary>
+        public MethodCallExpression? Projection { get; private set; }
+
         protected override Expression VisitMethodCall(MethodCallExpression node)
         {
             if (ReferenceEquals(node, projection))
             {
-                return Expression.Call(AsNoTrackingMethod.MakeGenericMethod(node.Type.GetGenericArguments()[0]), node);
+                Projection = node.Update(node.Object, [NoTracking(node.Arguments[0]), .. node.Arguments.Skip(1)]);
+                return Projection;
             }
 
             // Above the projection: an AsTracking() would win over the AsNoTracking() below it.
@@ -160,6 +187,21 @@ internal static class ProjectionTracking
                 && tracking.Method.DeclaringType == typeof(EntityFrameworkQueryableExtensions)
                 ? tracking.Arguments[0]
                 : visited;
+        }
+
+        // AsNoTracking() takes a query of a reference type: the projection's source, or the first one below it (a
+        // projection to int reads a query of entities).
+        private static Expression NoTracking(Expression source)
+        {
+            var element = source.Type.GetGenericArguments()[0];
+            if (!element.IsValueType)
+            {
+                return Expression.Call(AsNoTrackingMethod.MakeGenericMethod(element), source);
+            }
+
+            return source is MethodCallExpression { Arguments.Count: > 0 } call
+                ? call.Update(call.Object, [NoTracking(call.Arguments[0]), .. call.Arguments.Skip(1)])
+                : source;
         }
     }
 }

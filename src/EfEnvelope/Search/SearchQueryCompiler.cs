@@ -60,10 +60,18 @@ internal sealed class SearchQueryCompiler(
     private static readonly MethodInfo VerifySequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(VerifySequence), BindingFlags.NonPublic | BindingFlags.Static)!;
     private static readonly MethodInfo VerifyAsyncSequenceMethod = typeof(SearchQueryCompiler).GetMethod(nameof(VerifyAsyncSequence), BindingFlags.NonPublic | BindingFlags.Static)!;
     private static readonly MethodInfo VerifyTaskMethod = typeof(SearchQueryCompiler).GetMethod(nameof(VerifyTaskAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo ClientDistinctMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ExecuteDistinct), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo ClientDistinctAsyncMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ExecuteDistinctAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
+    private static readonly MethodInfo ClientDistinctTerminalAsyncMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ExecuteDistinctTerminalAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo AsyncTerminalMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ApplyTerminalAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
 
     public override TResult Execute<TResult>(Expression query)
     {
+        if (DistinctOnClient(query) is { } distinct)
+        {
+            return (TResult)ClientDistinctMethod.MakeGenericMethod(distinct.ElementType, typeof(TResult)).Invoke(this, [distinct.Source, distinct.Terminal])!;
+        }
+
         var plan = Prepare(query);
         if (plan?.Filters is not { Count: > 0 } filters)
         {
@@ -85,6 +93,13 @@ internal sealed class SearchQueryCompiler(
 
     public override TResult ExecuteAsync<TResult>(Expression query, CancellationToken cancellationToken = default)
     {
+        if (DistinctOnClient(query) is { } distinct)
+        {
+            return distinct.Terminal is null
+                ? (TResult)ClientDistinctAsyncMethod.MakeGenericMethod(distinct.ElementType).Invoke(this, [distinct.Source, cancellationToken])!
+                : (TResult)ClientDistinctTerminalAsyncMethod.MakeGenericMethod(distinct.ElementType, typeof(TResult).GetGenericArguments()[0]).Invoke(this, [distinct.Source, distinct.Terminal, cancellationToken])!;
+        }
+
         var plan = Prepare(query);
         if (plan is { UsesIndex: true } && !runtime.BlindIndexer.IsCached())
         {
@@ -150,6 +165,7 @@ internal sealed class SearchQueryCompiler(
     }
 
     private readonly IModel _model = model;
+    private readonly ICurrentDbContext _currentContext = currentContext;
 
     // Composition after a projection is undone first (as the query guard will), so that a constant compared with a
     // searchable property there becomes a parameter too.
@@ -158,6 +174,23 @@ internal sealed class SearchQueryCompiler(
 
     private object ExecuteSequence(Expression source, Type elementType) =>
         BaseExecuteMethod.MakeGenericMethod(typeof(IEnumerable<>).MakeGenericType(elementType)).Invoke(this, [source])!;
+
+    // Distinct over a projection of encrypted values, applied after loading (Query/ClientDistinct.cs); not on SQL
+    // Server, whose default collations compare strings without case.
+    private (Expression Source, string? Terminal, Type ElementType)? DistinctOnClient(Expression query) =>
+        _currentContext.Context.Database.ProviderName?.Contains("SqlServer", StringComparison.Ordinal) == true
+            ? null
+            : ClientDistinct.Split(query, e => EncryptedQueryGuard.FindEncryptedMember(runtime, _model, e));
+
+    // The source without Distinct goes through this compiler again, so its own search plan applies.
+    private TResult ExecuteDistinct<T, TResult>(Expression source, string? terminal) =>
+        ClientDistinct.Apply<T, TResult>(Execute<IEnumerable<T>>(source), terminal);
+
+    private IAsyncEnumerable<T> ExecuteDistinctAsync<T>(Expression source, CancellationToken cancellationToken) =>
+        ClientDistinct.DistinctAsync(ExecuteAsync<IAsyncEnumerable<T>>(source, cancellationToken), cancellationToken);
+
+    private Task<TResult> ExecuteDistinctTerminalAsync<T, TResult>(Expression source, string terminal, CancellationToken cancellationToken) =>
+        ClientDistinct.TerminalAsync<T, TResult>(ExecuteAsync<IAsyncEnumerable<T>>(source, cancellationToken), terminal, cancellationToken);
 
     // Non-virtual calls to EF's own execution (reflection on the base method would dispatch back to the overrides).
     private TResult BaseExecute<TResult>(Expression query) => base.Execute<TResult>(query);

@@ -140,7 +140,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 throw new EnvelopeDecryptionException(
                     $"The stored value of '{column}', bound to the record (IsBoundToRecord), is not the value the record was read and verified with: " +
                     "it changed in the database and reached this context through Reload() or SetValues, and the record's seal does not cover it, so the record cannot be saved. " +
-                    "Query the record again (a query refuses it if the row was tampered with).",
+                    "Reload() it, or read it in a new context (a query refuses the row if it was tampered with), and apply the edit again.",
                     encrypted.Name);
             }
 
@@ -280,8 +280,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
     }
 
-    /// <summary>Whether a modified record (or one whose root owner is modified) is under another key than the selector now chooses.</summary>
-    /// <remarks>Only with a selector, and only for modified aggregates: a save does not move records it does not write.</remarks>
+    // The first bound column ("Type.Property") whose value EF holds as stored is not the one the record was verified with.
     private static string? StoredBoundChanged(InternalEntityEntry entry, EncryptedEntity encrypted, object?[] verified)
     {
         for (var i = 0; i < encrypted.BoundColumns.Length; i++)
@@ -296,6 +295,8 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         return null;
     }
 
+    /// <summary>Whether a modified record (or one whose root owner is modified) is under another key than the selector now chooses.</summary>
+    /// <remarks>Only with a selector, and only for modified aggregates: a save does not move records it does not write.</remarks>
     private bool MovedBySelector(InternalEntityEntry entry, EncryptedEntity encrypted, byte[] wrappedKey)
     {
         if (runtime.Settings.KeySelector is not { } selector || !WrappedKeyBlob.TryParse(wrappedKey, out var blob, out _))

@@ -35,9 +35,6 @@ public static class KnownDifferences
     private const string AttachedToken =
         "An encrypted concurrency token of an attached instance whose save encrypts nothing (only plain columns edited, or Update()) has no stored ciphertext to compare: the update compares NULL and EF reports a conflict whatever the row holds (plain EF compares the attached value). Query the entity first, or edit it after attaching an encrypted property too (the stored token is then read and compared).";
 
-    private const string Distinct =
-        "Distinct over a projection that reads an encrypted property is refused (the database would compare random ciphertext and keep equal values apart), with the advice AsEnumerable().Distinct(); plain EF answers it in the database.";
-
     private const string DateTimeKind =
         "SQLite: plain EF reads a DateTime back as Unspecified, the encrypted value keeps its Kind (Utc). Kept on purpose (docs/DESIGN.md): matching would make the decrypted value depend on the database it is read through.";
 
@@ -86,9 +83,6 @@ public static class KnownDifferences
         ]),
         (AttachedToken, [
             "encrypted-concurrency-token-attached-plain-edit",
-        ]),
-        (Distinct, [
-            "issue-07",
         ]),
         (DateTimeKind, [
             "date-time-utc-round-trip@SQLite",

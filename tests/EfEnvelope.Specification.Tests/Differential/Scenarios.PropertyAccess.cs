@@ -108,6 +108,12 @@ public static partial class Scenarios
             await using var fresh = r.NewContext();
             r.Observe("row", await fresh.Customers.AsNoTracking().SingleAsync(r.Ct));
         });
+        yield return Tickets("select-unmapped-member-beside-encrypted-tracking", async r =>
+        {
+            await using var db = r.NewContext<TicketContext>();
+            r.Observe("result", await db.Tickets.Select(t => new { t.Secret, t.SetterCalls }).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+        });
         yield return Tickets("encrypted-concurrency-token-stale-edit-of-plain-column", async r =>
         {
             var (stale, ticket) = await StaleTicketAsync(r);

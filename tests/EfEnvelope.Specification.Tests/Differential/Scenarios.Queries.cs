@@ -78,7 +78,10 @@ public static partial class Scenarios
         yield return Query("select-concatenation", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Name + ": " + c.Ssn).ToListAsync(ct));
         yield return Query("select-client-method", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => Mask(c.Ssn)).ToListAsync(ct));
         yield return Query("select-conditional", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Vip ? c.Ssn : c.Name).ToListAsync(ct));
-        yield return Query("select-distinct-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Notes).Distinct().ToListAsync(ct));
+        yield return Query("select-distinct-encrypted", Area, async (db, ct) => (await db.Customers.Select(c => c.Notes).Distinct().ToListAsync(ct)).Order(StringComparer.Ordinal).ToList()).MustMatch();
+        yield return Query("select-distinct-encrypted-anonymous-sync", Area, (db, ct) => Task.FromResult(db.Customers.Select(c => new { c.Notes, c.Vip }).Distinct().ToList().OrderBy(x => x.Notes, StringComparer.Ordinal).ThenBy(x => x.Vip).ToList())).MustMatch();
+        yield return Query("select-distinct-encrypted-any", Area, (db, ct) => db.Customers.Where(c => c.Id > 100).Select(c => c.Ssn).Distinct().AnyAsync(ct)).MustMatch();
+        yield return Query("select-distinct-encrypted-dto", Area, (db, ct) => db.Customers.Select(c => new CustomerPatch { Notes = c.Notes }).Distinct().ToListAsync(ct));
         yield return Query("select-distinct-plain", Area, (db, ct) => db.Customers.Select(c => c.Home!.City).Distinct().OrderBy(x => x).ToListAsync(ct));
         yield return Query("select-then-where-encrypted", Area, (db, ct) => db.Customers.Select(c => new { c.Id, c.Ssn }).Where(x => x.Ssn == "000-00-0002").ToListAsync(ct));
         yield return Query("select-then-order-by-searchable", Area, (db, ct) => db.Customers.Select(c => new { c.Id, c.Email }).OrderBy(x => x.Email).ToListAsync(ct));
@@ -158,6 +161,20 @@ public static partial class Scenarios
             {
                 return nameof(InvalidOperationException);
             }
+        }).MustMatch();
+        yield return new Scenario("select-encrypted-value-type-tracking", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 3);
+            await using var db = r.NewContext();
+            r.Observe("scores", await db.Customers.OrderBy(c => c.Id).Select(c => c.Score).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+        }).MustMatch();
+        yield return new Scenario("select-ef-property-beside-encrypted-tracking", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            r.Observe("result", await db.Customers.OrderBy(c => c.Id).Select(c => new { c.Notes, Name = EF.Property<string>(c, "Name") }).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
         }).MustMatch();
         yield return new Scenario("select-entity-in-a-method-beside-encrypted-tracking", Area, async r =>
         {
@@ -267,7 +284,7 @@ public static partial class Scenarios
         yield return Query("max-encrypted", Area, (db, ct) => db.Customers.MaxAsync(c => c.BirthDate, ct));
         yield return Query("min-plain", Area, (db, ct) => db.Orders.MinAsync(o => o.Quantity, ct));
         yield return Query("average-plain", Area, (db, ct) => db.Orders.AverageAsync(o => o.Quantity, ct));
-        yield return Query("distinct-count-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Notes).Distinct().CountAsync(ct));
+        yield return Query("distinct-count-encrypted", Area, (db, ct) => db.Customers.Select(c => c.Notes).Distinct().CountAsync(ct)).MustMatch();
         yield return Query("group-by-plain", Area, (db, ct) => db.Orders.GroupBy(o => o.CustomerId).Select(g => new { g.Key, Count = g.Count(), Quantity = g.Sum(o => o.Quantity) }).OrderBy(x => x.Key).ToListAsync(ct));
         yield return Query("group-by-encrypted-key", Area, (db, ct) => db.Customers.GroupBy(c => c.Tier).Select(g => new { g.Key, Count = g.Count() }).ToListAsync(ct));
         yield return Query("group-by-client-side", Area, async (db, ct) => (await db.Customers.ToListAsync(ct)).GroupBy(c => c.Tier).OrderBy(g => g.Key).Select(g => new { g.Key, Ids = g.Select(c => c.Id).ToList() }).ToList());
