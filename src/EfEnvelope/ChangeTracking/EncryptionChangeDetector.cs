@@ -286,18 +286,8 @@ internal sealed class EncryptionChangeDetector(
         }
     }
 
-    private static bool IsBoundColumn(EncryptedEntity encrypted, IPropertyBase property)
-    {
-        foreach (var column in encrypted.BoundColumns)
-        {
-            if (ReferenceEquals(column.Property, property))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+    private static bool IsBoundColumn(EncryptedEntity encrypted, IPropertyBase property) =>
+        Array.Exists(encrypted.BoundColumns, column => ReferenceEquals(column.Property, property));
 
     private static bool IsEncryptionColumn(EncryptedEntity encrypted, IPropertyBase property)
     {

@@ -75,13 +75,14 @@ internal static class ClientDistinct
     /// <summary>The terminal operator's answer over the distinct rows of an asynchronous query.</summary>
     public static async Task<TResult> TerminalAsync<T, TResult>(IAsyncEnumerable<T> rows, string terminal, CancellationToken cancellationToken)
     {
-        var distinct = new List<T>();
-        await foreach (var row in DistinctAsync(rows, cancellationToken).ConfigureAwait(false))
+        // Apply makes the rows distinct, once.
+        var all = new List<T>();
+        await foreach (var row in rows.WithCancellation(cancellationToken).ConfigureAwait(false))
         {
-            distinct.Add(row);
+            all.Add(row);
         }
 
-        return Apply<T, TResult>(distinct, terminal);
+        return Apply<T, TResult>(all, terminal);
     }
 
     private static bool HasValueEquality(Type type)
