@@ -105,17 +105,13 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
     /// (<see cref="KeyConditionModificationCommand"/>). When another context has rewritten the record since, plain EF
     /// would have merged the two partial updates. The same happens here: the save runs again after reading each such
     /// record's stored key and ciphertext (checked against their seal), and seals this context's edits over what the
-    /// other context wrote. Not inside a transaction of the application's (the statements before the conflict would
-    /// run twice: also with <c>AutoTransactionBehavior.Never</c> or an enlisted transaction), and only for records
-    /// EfEnvelope can read by key (not owned types); whether the application's own concurrency tokens and the
-    /// record's bound columns still match is checked next (<see cref="ConflictIsOnlyTheKeyAsync"/>).
+    /// other context wrote. Only where the failed attempt left nothing behind (<see cref="AttemptWasUndone"/>), and only
+    /// for records EfEnvelope can read by key (not owned types); whether the application's own concurrency tokens and
+    /// the record's bound columns still match is checked next (<see cref="ConflictIsOnlyTheKeyAsync"/>).
     /// </remarks>
     private List<InternalEntityEntry>? MergeableRewrites(DbUpdateConcurrencyException conflict)
     {
-        var database = Context.Database;
-        if (Detector is not { } detector || database.CurrentTransaction is not null || Context.GetService<Microsoft.EntityFrameworkCore.Storage.IDbContextTransactionManager>() is Microsoft.EntityFrameworkCore.Storage.ITransactionEnlistmentManager { EnlistedTransaction: not null }
-            || System.Transactions.Transaction.Current is not null || database.AutoTransactionBehavior == AutoTransactionBehavior.Never
-            || conflict.Entries.Count == 0)
+        if (Detector is not { } detector || !AttemptWasUndone() || conflict.Entries.Count == 0)
         {
             return null;
         }
@@ -139,6 +135,30 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
         }
 
         return rewrites.Count > 0 ? rewrites : null;
+    }
+
+    /// <summary>
+    /// Whether the statements the conflicting attempt ran before the conflict are undone, so that running the save again
+    /// does not run them twice: EF's own transaction around the save was rolled back, or, inside the application's
+    /// transaction, EF rolled the save back to the savepoint it creates before the save (<c>AutoSavepointsEnabled</c>,
+    /// on a provider with savepoints). An enlisted or ambient transaction gets no savepoint, and with
+    /// <c>AutoTransactionBehavior.Never</c> nothing is undone.
+    /// </summary>
+    /// <remarks>
+    /// A save after a rolled-back transaction is the common case inside the application's transaction: the context still
+    /// holds the key column of the save that was rolled back as stored, so its next edit conflicts with the row that
+    /// the rollback restored; reading the record again makes that edit succeed as plain EF's does.
+    /// </remarks>
+    private bool AttemptWasUndone()
+    {
+        var database = Context.Database;
+        if (database.AutoTransactionBehavior == AutoTransactionBehavior.Never || System.Transactions.Transaction.Current is not null
+            || Context.GetService<Microsoft.EntityFrameworkCore.Storage.IDbContextTransactionManager>() is Microsoft.EntityFrameworkCore.Storage.ITransactionEnlistmentManager { EnlistedTransaction: not null })
+        {
+            return false;
+        }
+
+        return database.CurrentTransaction is not { } transaction || (transaction.SupportsSavepoints && database.AutoSavepointsEnabled);
     }
 
     /// <summary>

@@ -22,7 +22,7 @@ namespace EfEnvelope.Update;
 /// So the update matches the row only while its key column is still the one this context read (or fetched for an
 /// attached record), as with a concurrency token; otherwise EF raises <see cref="DbUpdateConcurrencyException"/>, and
 /// <see cref="EncryptingStateManager"/> reads the record again and saves once more, merging as plain EF does (or
-/// lets the exception through inside the application's transaction). Only such partial rewrites are conditioned: a
+/// lets the exception through where the failed attempt cannot be undone). Only such partial rewrites are conditioned: a
 /// record written whole (inserted, <c>Update()</c>d, or moved to a fresh data key) is consistent by itself, as plain
 /// EF's full update is, and deletes stay unconditional (a concurrency token in the model would condition them too,
 /// and a deleted stub has no key column to compare).

@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore;
 namespace EfEnvelope.Reliability.Tests.Tampering;
 
 /// <summary>
-/// Two contexts editing one record: where EfEnvelope cannot merge the second save as plain EF would, it reports EF's
+/// Two contexts editing one record: EfEnvelope merges the second save as plain EF would, or, where it cannot, reports EF's
 /// <see cref="DbUpdateConcurrencyException"/>, writes nothing twice, and leaves a row that reads (never one whose seal
 /// describes values it does not hold).
 /// </summary>
@@ -14,10 +14,10 @@ public sealed class ConcurrentEditTests() : ScratchDatabaseTests<EditContext>("c
 
     protected override EditContext NewContext() => new(OptionsBuilder().UseEnvelopeEncryption(e => e.UseProvider(_provider)).Options);
 
-    private async Task<Guid> SeedAsync()
+    private async Task<Guid> SeedAsync(string database = "sqlite")
     {
         var record = new EditRecord { Tenant = "A", Note = "n0", Other = "o0", Home = new EditHome { Street = "s0" } };
-        await UseAsync("sqlite");
+        await UseAsync(database);
         await using var db = NewContext();
         db.Records.Add(record);
         await db.SaveChangesAsync(Ct);
@@ -66,6 +66,87 @@ public sealed class ConcurrentEditTests() : ScratchDatabaseTests<EditContext>("c
         await using var reader = NewContext();
         Assert.True(await reader.Logs.CountAsync(Ct) <= 1);
         Assert.Equal(("n0", "o1"), ((await ReadAsync(id)).Note, (await ReadAsync(id)).Other));
+    }
+
+    // EF creates a savepoint before each save inside the application's transaction and rolls a failed save back to it,
+    // so the attempt that conflicted leaves nothing behind and the save can run again: the log row is written once.
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task In_the_application_transaction_edits_merge_and_nothing_is_written_twice(string database)
+    {
+        var id = await SeedAsync(database);
+        await using var db = NewContext();
+        var stale = await db.Records.SingleAsync(r => r.Id == id, Ct);
+        await EditElsewhereAsync(id, r => r.Other = "o1");
+
+        await using (var transaction = await db.Database.BeginTransactionAsync(Ct))
+        {
+            stale.Note = "n1";
+            db.Logs.Add(new EditLog { Text = "first" });
+            db.Logs.Add(new EditLog { Text = "second" });
+            await db.SaveChangesAsync(Ct);
+            await transaction.CommitAsync(Ct);
+        }
+
+        var read = await ReadAsync(id);
+        Assert.Equal(("n1", "o1"), (read.Note, read.Other));
+        await using var reader = NewContext();
+        Assert.Equal(2, await reader.Logs.CountAsync(Ct));
+    }
+
+    // Without EF's savepoint nothing undoes the statements of the attempt that conflicted: the conflict is reported, and
+    // the application's rollback leaves the row as the other context saved it.
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task In_a_transaction_without_savepoints_the_conflict_is_reported_and_nothing_is_written_twice(string database)
+    {
+        var id = await SeedAsync(database);
+        await using var db = NewContext();
+        db.Database.AutoSavepointsEnabled = false;
+        var stale = await db.Records.SingleAsync(r => r.Id == id, Ct);
+        await EditElsewhereAsync(id, r => r.Other = "o1");
+
+        await using (var transaction = await db.Database.BeginTransactionAsync(Ct))
+        {
+            stale.Note = "n1";
+            db.Logs.Add(new EditLog { Text = "once" });
+            await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => db.SaveChangesAsync(Ct));
+            Assert.True(await db.Logs.CountAsync(Ct) <= 1);
+            await transaction.RollbackAsync(Ct);
+        }
+
+        var read = await ReadAsync(id);
+        Assert.Equal(("n0", "o1"), (read.Note, read.Other));
+    }
+
+    // A rolled-back transaction leaves the context holding the key column of the save it undid as stored; the next edit
+    // conflicts with the restored row, reads it again, and saves over the values the rollback restored.
+    [Theory]
+    [InlineData("sqlite")]
+    [InlineData("postgres")]
+    public async Task An_edit_after_a_rolled_back_save_is_saved_over_the_restored_row(string database)
+    {
+        var id = await SeedAsync(database);
+        await using var db = NewContext();
+        var record = await db.Records.SingleAsync(r => r.Id == id, Ct);
+        await using (var undone = await db.Database.BeginTransactionAsync(Ct))
+        {
+            record.Other = "rolled back";
+            await db.SaveChangesAsync(Ct);
+            await undone.RollbackAsync(Ct);
+        }
+
+        await using (var kept = await db.Database.BeginTransactionAsync(Ct))
+        {
+            record.Note = "n1";
+            await db.SaveChangesAsync(Ct);
+            await kept.CommitAsync(Ct);
+        }
+
+        var read = await ReadAsync(id);
+        Assert.Equal(("n1", "o0"), (read.Note, read.Other));
     }
 
     [Fact]
