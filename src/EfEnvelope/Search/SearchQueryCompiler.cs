@@ -13,7 +13,11 @@ using Microsoft.EntityFrameworkCore.Storage;
 
 namespace EfEnvelope.Search;
 
-/// <summary>EF's query compiler, with two duties for searchable encrypted properties before a query runs.</summary>
+/// <summary>
+/// EF's query compiler, with two duties for searchable encrypted properties before a query runs (and two more:
+/// <c>Distinct</c> over decrypted values, <see cref="ClientDistinct"/>, and the explanation of SQL that leaves out
+/// EfEnvelope's columns, <see cref="FromSqlColumns"/>).
+/// </summary>
 /// <remarks>
 /// <para>
 /// A constant compared with a searchable property becomes a parameter: EF logs the LINQ expression (constants
@@ -65,7 +69,17 @@ internal sealed class SearchQueryCompiler(
     private static readonly MethodInfo ClientDistinctTerminalAsyncMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ExecuteDistinctTerminalAsync), BindingFlags.NonPublic | BindingFlags.Instance)!;
     private static readonly MethodInfo AsyncTerminalMethod = typeof(SearchQueryCompiler).GetMethod(nameof(ApplyTerminalAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
 
-    public override TResult Execute<TResult>(Expression query)
+    public override TResult Execute<TResult>(Expression query) =>
+        FromSqlColumns.Find(runtime, _model, query) is { } expected
+            ? FromSqlColumns.Explained(() => ExecuteChecked<TResult>(query), expected)
+            : ExecuteChecked<TResult>(query);
+
+    public override TResult ExecuteAsync<TResult>(Expression query, CancellationToken cancellationToken = default) =>
+        FromSqlColumns.Find(runtime, _model, query) is { } expected
+            ? FromSqlColumns.Explained(() => ExecuteCheckedAsync<TResult>(query, cancellationToken), expected)
+            : ExecuteCheckedAsync<TResult>(query, cancellationToken);
+
+    private TResult ExecuteChecked<TResult>(Expression query)
     {
         if (DistinctOnClient(query) is { } distinct)
         {
@@ -91,7 +105,7 @@ internal sealed class SearchQueryCompiler(
         return (TResult)TerminalMethod.MakeGenericMethod(elementType, typeof(TResult)).Invoke(null, [all, predicate, terminal])!;
     }
 
-    public override TResult ExecuteAsync<TResult>(Expression query, CancellationToken cancellationToken = default)
+    private TResult ExecuteCheckedAsync<TResult>(Expression query, CancellationToken cancellationToken)
     {
         if (DistinctOnClient(query) is { } distinct)
         {

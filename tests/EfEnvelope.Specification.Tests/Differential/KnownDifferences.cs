@@ -23,9 +23,6 @@ public static class KnownDifferences
     private const string ConcurrentEdit =
         "An edit rewrites the record's key column, whose seal commits to every encrypted value of the record, so its update requires the key column the context read. When another context rewrote the record meanwhile, the update conflicts; EfEnvelope then checks that the row still exists and that the application's concurrency tokens still match, reads the record again and saves once more, merging as plain EF does: the save sends more commands than plain EF's one. The same holds inside the application's transaction (EF's savepoint undoes the attempt that conflicted) and for an edit after a rolled-back transaction that saved the record (the context still holds the key column of the save that was rolled back).";
 
-    private const string FromSqlColumns =
-        "FromSql over an entity with encrypted properties must return the columns EfEnvelope maps besides the application's: the record's EfEnvelopeKey column (and blind index columns), which a column list written for the plain model leaves out: the query then fails, with EF's \"The required column 'EfEnvelopeKey' was not present\" or, where EF composes over the SQL, the database's \"no such column\" (a raw database error). Select them too, or SELECT *.";
-
     private const string AttachedToken =
         "An encrypted concurrency token of an attached instance whose save encrypts nothing (only plain columns edited, or Update()) has no stored ciphertext to compare: the update compares NULL and EF reports a conflict whatever the row holds (plain EF compares the attached value). Query the entity first, or edit it after attaching an encrypted property too (the stored token is then read and compared).";
 
@@ -66,9 +63,6 @@ public static class KnownDifferences
         (ConcurrentEdit, [
             "two-contexts-edit-different-encrypted-properties", "concurrency-resolve-client-wins", "concurrency-resolve-client-wins-then-edit",
             "two-contexts-edit-different-encrypted-properties-in-transaction", "edit-again-after-transaction-rollback",
-        ]),
-        (FromSqlColumns, [
-            "from-sql-column-list",
         ]),
         (AttachedToken, [
             "encrypted-concurrency-token-attached-plain-edit",
