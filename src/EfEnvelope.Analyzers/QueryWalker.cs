@@ -154,8 +154,9 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         return null;
     }
 
-    // Whether .NET equality of the type is the database's, as the runtime's ClientDistinct decides.
-    private static bool HasValueEquality(ITypeSymbol type)
+    // Whether .NET equality of the type is the database's, as the runtime's ClientDistinct decides: a DateTimeOffset
+    // only as the element itself (an anonymous type's equality would compare its instant, not its offset).
+    private static bool HasValueEquality(ITypeSymbol type, bool member = false)
     {
         if (type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } nullable)
         {
@@ -164,12 +165,13 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
         if (type.SpecialType is >= SpecialType.System_Boolean and <= SpecialType.System_String or SpecialType.System_DateTime
             || type.TypeKind == TypeKind.Enum
-            || type.ToDisplayString() is "System.Guid" or "System.DateTimeOffset" or "System.DateOnly" or "System.TimeOnly" or "System.TimeSpan")
+            || type.ToDisplayString() is "System.Guid" or "System.DateOnly" or "System.TimeOnly" or "System.TimeSpan"
+            || (!member && type.ToDisplayString() == "System.DateTimeOffset"))
         {
             return true;
         }
 
-        return type.IsAnonymousType && type.GetMembers().OfType<IPropertySymbol>().All(p => HasValueEquality(p.Type));
+        return type.IsAnonymousType && type.GetMembers().OfType<IPropertySymbol>().All(p => HasValueEquality(p.Type, member: true));
     }
 
     // The last Select of a collection read inside the final Select (p.Visits.Select(v => v.Notes).ToList()): the

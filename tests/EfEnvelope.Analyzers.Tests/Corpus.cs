@@ -69,6 +69,7 @@ public static class Corpus
         "await db.Patients.Where(p => ({|EFENV006:p.Diagnosis|} ?? \"\") == text).ToListAsync();",
         "await db.Patients.Select(p => {|EFENV006:p.Diagnosis|}).Distinct().Take(3).ToListAsync();",
         "await db.Patients.Select(p => new Visit { Notes = {|EFENV006:p.Diagnosis|} }).Distinct().ToListAsync();",
+        "await db.Patients.Select(p => new { p.Name, Seen = {|EFENV006:p.SeenAt|} }).Distinct().ToListAsync();",
         "await db.Patients.Select(p => new { p.Id, {|EFENV006:p.Ssn|} }).GroupBy(x => x.Id).Select(g => g.Count()).ToListAsync();",
         "await db.Visits.Where(v => {|EFENV006:v.Ssn|} == v.Notes).ToListAsync();",
     ];
@@ -88,6 +89,7 @@ public static class Corpus
     [
         "await db.Patients.Select(p => p.Diagnosis).Distinct().ToListAsync();",
         "await db.Patients.Select(p => new { p.Diagnosis, p.Score }).Distinct().CountAsync();",
+        "await db.Patients.Select(p => p.SeenAt).Distinct().ToListAsync();",
         "await db.Patients.Where(p => p.Diagnosis == null || p.Diagnosis != null || null == p.Diagnosis).ToListAsync();",
         "await db.Patients.Where(p => p.Ssn == text && p.Ssn != other.Name && p.Ssn.Equals(text)).ToListAsync();",
         "await db.Patients.Where(p => list.Contains(p.Ssn)).ToListAsync();",

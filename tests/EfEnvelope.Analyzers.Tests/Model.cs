@@ -14,6 +14,7 @@ internal static class Model
             [Encrypted] public DateOnly DateOfBirth { get; set; }
             [Encrypted] public int Score { get; set; }
             [Encrypted(Searchable = true, IndexBytes = 4)] public string? Phone { get; set; }
+            [Encrypted] public DateTimeOffset SeenAt { get; set; }
             public List<Visit> Visits { get; set; } = new();
         }
 

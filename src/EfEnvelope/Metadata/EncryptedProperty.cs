@@ -147,6 +147,14 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     private const int StackLimit = 512;
     private static readonly bool IsByteArray = typeof(T) == typeof(byte[]);
 
+    // Whether an edit changed the value, as EF's own comparer for the type decides: for DateTimeOffset that is the
+    // instant and the offset (EqualsExact), where .NET's equality compares the instant only, so an edit of the offset
+    // alone would be no change and never saved.
+    private static readonly IEqualityComparer<T> Equality =
+        typeof(T) == typeof(DateTimeOffset) || typeof(T) == typeof(DateTimeOffset?)
+            ? (IEqualityComparer<T>)(object)ExactDateTimeOffsets.Instance
+            : EqualityComparer<T>.Default;
+
     // What a migration's empty value in a new non-nullable column reads as: the plain column's default.
     private static T MigrationDefault => typeof(T) == typeof(string) ? (T)(object)"" : IsByteArray ? (T)(object)Array.Empty<byte>() : default!;
 
@@ -208,7 +216,7 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         var stored = DecryptValue(blob, dataKey, recordId, keyId, version);
         return IsByteArray
             ? stored is byte[] bytes ? expected is byte[] other && bytes.AsSpan().SequenceEqual(other) : expected is null
-            : EqualityComparer<T>.Default.Equals(stored, expected is null ? default! : (T)expected);
+            : Equality.Equals(stored, expected is null ? default! : (T)expected);
     }
 
     private T DecryptValue(byte[]? blob, AesGcm dataKey, ReadOnlySpan<byte> recordId, string keyId, byte version)
@@ -307,7 +315,7 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
                 : captured is not null;
         }
 
-        return !EqualityComparer<T>.Default.Equals(value, captured is null ? default! : (T)captured);
+        return !Equality.Equals(value, captured is null ? default! : (T)captured);
     }
 
     private static Func<object, T> CompileGetter(PropertyInfo property)
@@ -352,4 +360,18 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
 
         return Expression.Lambda<Action<object, T>>(assign, instance, value).Compile();
     }
+}
+
+/// <summary>DateTimeOffset values compared as EF compares them: same instant and same offset.</summary>
+internal sealed class ExactDateTimeOffsets : IEqualityComparer<DateTimeOffset>, IEqualityComparer<DateTimeOffset?>
+{
+    public static readonly ExactDateTimeOffsets Instance = new();
+
+    public bool Equals(DateTimeOffset x, DateTimeOffset y) => x.EqualsExact(y);
+
+    public bool Equals(DateTimeOffset? x, DateTimeOffset? y) => x is { } a ? y is { } b && a.EqualsExact(b) : y is null;
+
+    public int GetHashCode(DateTimeOffset obj) => HashCode.Combine(obj.UtcTicks, obj.Offset);
+
+    public int GetHashCode(DateTimeOffset? obj) => obj is { } value ? GetHashCode(value) : 0;
 }

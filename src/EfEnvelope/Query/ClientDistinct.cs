@@ -1,5 +1,6 @@
 using System.Linq.Expressions;
 using System.Runtime.CompilerServices;
+using EfEnvelope.Metadata;
 
 namespace EfEnvelope.Query;
 
@@ -53,16 +54,16 @@ internal static class ClientDistinct
     /// <summary>The distinct rows, or the terminal operator's answer over them.</summary>
     public static TResult Apply<T, TResult>(IEnumerable<T> rows, string? terminal) => terminal switch
     {
-        null => (TResult)(object)rows.Distinct(),
-        nameof(Queryable.Count) => (TResult)(object)rows.Distinct().Count(),
-        nameof(Queryable.LongCount) => (TResult)(object)rows.Distinct().LongCount(),
+        null => (TResult)(object)rows.Distinct(Equality<T>()),
+        nameof(Queryable.Count) => (TResult)(object)rows.Distinct(Equality<T>()).Count(),
+        nameof(Queryable.LongCount) => (TResult)(object)rows.Distinct(Equality<T>()).LongCount(),
         _ => (TResult)(object)rows.Any(),
     };
 
     /// <summary>The distinct rows of an asynchronous query, streamed.</summary>
     public static async IAsyncEnumerable<T> DistinctAsync<T>(IAsyncEnumerable<T> rows, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var seen = new HashSet<T>();
+        var seen = new HashSet<T>(Equality<T>());
         await foreach (var row in rows.WithCancellation(cancellationToken).ConfigureAwait(false))
         {
             if (seen.Add(row))
@@ -85,17 +86,26 @@ internal static class ClientDistinct
         return Apply<T, TResult>(all, terminal);
     }
 
-    private static bool HasValueEquality(Type type)
+    // A DateTimeOffset only as the element itself, compared by instant and offset as SQLite compares its text (and as
+    // PostgreSQL, which returns offset 0 only, cannot tell apart); an anonymous type's equality would compare its
+    // DateTimeOffset members by instant only.
+    private static bool HasValueEquality(Type type, bool member = false)
     {
         type = Nullable.GetUnderlyingType(type) ?? type;
         if (type.IsPrimitive || type.IsEnum || type == typeof(string) || type == typeof(decimal) || type == typeof(Guid)
-            || type == typeof(DateTime) || type == typeof(DateTimeOffset) || type == typeof(DateOnly) || type == typeof(TimeOnly) || type == typeof(TimeSpan))
+            || type == typeof(DateTime) || type == typeof(DateOnly) || type == typeof(TimeOnly) || type == typeof(TimeSpan)
+            || (type == typeof(DateTimeOffset) && !member))
         {
             return true;
         }
 
         // An anonymous type compares its members.
         return Attribute.IsDefined(type, typeof(CompilerGeneratedAttribute)) && type.Name.Contains("AnonymousType", StringComparison.Ordinal)
-            && type.GetProperties().All(p => HasValueEquality(p.PropertyType));
+            && type.GetProperties().All(p => HasValueEquality(p.PropertyType, member: true));
     }
+
+    private static IEqualityComparer<T> Equality<T>() =>
+        typeof(T) == typeof(DateTimeOffset) || typeof(T) == typeof(DateTimeOffset?)
+            ? (IEqualityComparer<T>)(object)ExactDateTimeOffsets.Instance
+            : EqualityComparer<T>.Default;
 }

@@ -260,6 +260,41 @@ public static partial class Scenarios
             await r.SaveAsync(db);
             r.Touch<Order>();
         });
+        yield return new("date-time-offset-offset-only-edit", "types", async r =>
+        {
+            // EF compares DateTimeOffset values by instant and offset: a new offset for the same instant is an edit.
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.LastSeen = c.LastSeen!.Value.ToOffset(TimeSpan.FromHours(5));
+            r.Observe("has changes", db.ChangeTracker.HasChanges());
+            r.Observe("state", db.Entry(c).State);
+            if (db.Database.IsSqlite())
+            {
+                // PostgreSQL's timestamptz takes offset 0 only (Npgsql refuses the plain write), so the save runs on SQLite.
+                await r.SaveAsync(db);
+                r.Touch<Customer>();
+            }
+        });
+        yield return new("select-distinct-date-time-offset", "types", async r =>
+        {
+            // One instant at three offsets: three values on SQLite, which keeps the offset; PostgreSQL's timestamptz
+            // takes offset 0 only, so there all three are the same value.
+            await using (var probe = r.NewContext())
+            {
+                var sqlite = probe.Database.IsSqlite();
+                await r.SeedAsync([.. Enumerable.Range(1, 3).Select(n =>
+                {
+                    var c = Shop.Customer(n);
+                    c.LastSeen = new DateTimeOffset(2024, 3, 1, 12, 0, 0, TimeSpan.Zero).ToOffset(TimeSpan.FromHours(sqlite ? n : 0));
+                    return c;
+                })]);
+            }
+
+            await using var db = r.NewContext();
+            r.Observe("distinct", (await db.Customers.Select(c => c.LastSeen).Distinct().ToListAsync(r.Ct)).Select(v => v?.ToString("O", System.Globalization.CultureInfo.InvariantCulture)).Order(StringComparer.Ordinal).ToList());
+            r.Observe("count", await db.Customers.Select(c => c.LastSeen).Distinct().CountAsync(r.Ct));
+        });
         yield return new("decimal-scale-round-trip", "types", async r =>
         {
             var c = Shop.Customer(1);
