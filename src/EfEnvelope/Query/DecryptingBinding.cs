@@ -33,6 +33,7 @@ internal sealed class DecryptingBindingInterceptor(EnvelopeRuntime runtime) : II
 
         if (runtime.Find(entityType) is { } encrypted)
         {
+            RefuseProxies(entityType);
             return new DecryptingBinding(binding, new RecordDecryptor(runtime, encrypted));
         }
 
@@ -40,6 +41,20 @@ internal sealed class DecryptingBindingInterceptor(EnvelopeRuntime runtime) : II
         return entityType.FindProperty(EncryptionAnnotations.KeyPropertyName) is { } key && key.IsShadowProperty() && !entityType.IsOwned()
             ? new KeylessTypeBinding(binding, key)
             : binding;
+    }
+
+    // EF's proxies (Microsoft.EntityFrameworkCore.Proxies) replace the binding with a factory that passes the binding's
+    // arguments to the proxy's constructor: with the key and ciphertext arguments this binding adds, no constructor
+    // matches, and every query of the type failed with Castle's "Can not instantiate proxy". Refused when the model is
+    // built instead, with the alternatives. The annotations are the ones the proxies package sets on the model.
+    private static void RefuseProxies(IEntityType entityType)
+    {
+        if (entityType.Model["Proxies:LazyLoading"] is true || entityType.Model["Proxies:ChangeTracking"] is true)
+        {
+            throw new InvalidOperationException(
+                $"'{entityType.DisplayName()}' has encrypted properties, and this context uses EF's proxies (UseLazyLoadingProxies or UseChangeTrackingProxies), which EfEnvelope does not support. "
+                + "Remove the proxies: for lazy loading, inject ILazyLoader into the entity (lazy loading without proxies), or load related data with Include or explicit loading.");
+        }
     }
 }
 
