@@ -1,4 +1,5 @@
 using EfEnvelope.KeyManagement;
+using EfEnvelope.Specification.Tests;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
@@ -43,7 +44,7 @@ public sealed class ProxyTests
     {
         await using var connection = new SqliteConnection("Data Source=:memory:");
         await connection.OpenAsync(TestContext.Current.CancellationToken);
-        var builder = new DbContextOptionsBuilder<ProxyContext>().UseSqlite(connection);
+        var builder = new DbContextOptionsBuilder<ProxyContext>().UseSqlite(connection).ManyConfigurationsPerProcess();
         var provider = new InsecureInMemoryMasterKeyProvider("proxies");
         builder = proxiesFirst
             ? builder.UseLazyLoadingProxies().UseEnvelopeEncryption(e => e.UseProvider(provider))
