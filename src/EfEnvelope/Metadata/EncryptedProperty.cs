@@ -21,7 +21,14 @@ internal abstract class EncryptedProperty
         NameId = SHA256.HashData(PropertyBinding)[..4];
         AadSuffix = [.. entityBinding, .. PropertyBinding];
         AadSuffix2 = [.. AadSuffix, .. EnvelopeFormat.BindingName(ValueCodecs.TypeTag(clrProperty.PropertyType))];
+        _maxLength = ciphertext.FindAnnotation(EncryptionAnnotations.MaxLength)?.Value as int?;
+        _precision = ciphertext.FindAnnotation(EncryptionAnnotations.Precision)?.Value as int?;
+        _scale = ciphertext.FindAnnotation(EncryptionAnnotations.Scale)?.Value as int? ?? 0;
     }
+
+    private readonly int? _maxLength;
+    private readonly int? _precision;
+    private readonly int _scale;
 
     /// <summary>The property's binding name (uint16 length + UTF-8): the order of the record seal's entries.</summary>
     public byte[] PropertyBinding { get; }
@@ -74,6 +81,43 @@ internal abstract class EncryptedProperty
     }
 
     protected abstract void AttachSearch(IProperty index);
+
+    /// <summary>
+    /// Why the entity's value would not fit the plain column's configured facets (a maximum length, a decimal's precision
+    /// and scale), which the database checks for a plain column and cannot check for ciphertext; null when it fits.
+    /// The reason names lengths and digit counts, never the value.
+    /// </summary>
+    public string? Misfit(object entity)
+    {
+        if (_maxLength is null && _precision is null)
+        {
+            return null;
+        }
+
+        switch (Capture(entity))
+        {
+            case string text when text.Length > _maxLength:
+                return $"is {text.Length} characters long, more than its maximum length {_maxLength} (HasMaxLength, [MaxLength] or [StringLength])";
+            case byte[] bytes when bytes.Length > _maxLength:
+                return $"is {bytes.Length} bytes long, more than its maximum length {_maxLength} (HasMaxLength or [MaxLength])";
+            case decimal number when _precision is { } precision:
+                var (integral, decimals) = Digits(number);
+                return decimals > _scale ? $"has {decimals} decimal places, more than the scale {_scale} of its HasPrecision({precision}, {_scale}), which the database would round"
+                    : integral > precision - _scale ? $"has {integral} digits before the decimal point, more than the {precision - _scale} its HasPrecision({precision}, {_scale}) allows"
+                    : null;
+            default:
+                return null;
+        }
+    }
+
+    // Digits before the decimal point (none for 0.5) and significant decimal places (trailing zeros do not count: 1.10 fits a scale of 1).
+    private static (int Integral, int Decimals) Digits(decimal number)
+    {
+        var text = Math.Abs(number).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var point = text.IndexOf('.', StringComparison.Ordinal);
+        var integral = point < 0 ? text : text[..point];
+        return (integral == "0" ? 0 : integral.Length, point < 0 ? 0 : text.TrimEnd('0').Length - point - 1);
+    }
 
     /// <summary>Sets the CLR property to a plaintext value read from the legacy plaintext column.</summary>
     public abstract void SetLegacyValue(object entity, object value);

@@ -37,6 +37,15 @@ internal static class EncryptionAnnotations
     /// <summary>The shadow property (and column) holding a record's wrapped data key.</summary>
     public const string KeyPropertyName = "EfEnvelopeKey";
 
+    /// <summary>On a ciphertext shadow property: the maximum length the encrypted property was configured with (HasMaxLength, [MaxLength], [StringLength]), checked before encrypting.</summary>
+    public const string MaxLength = "EfEnvelope:MaxLength";
+
+    /// <summary>On a ciphertext shadow property of a decimal: the precision the encrypted property was configured with (HasPrecision, [Precision]), checked before encrypting.</summary>
+    public const string Precision = "EfEnvelope:Precision";
+
+    /// <summary>On a ciphertext shadow property of a decimal: the scale that goes with <see cref="Precision"/>.</summary>
+    public const string Scale = "EfEnvelope:Scale";
+
     /// <summary>On a property: the column that still holds its plaintext from before it was encrypted (see docs/KEY-MANAGEMENT.md).</summary>
     public const string LegacyPlaintextColumn = "EfEnvelope:LegacyPlaintextColumn";
 

@@ -149,6 +149,19 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
             throw new InvalidOperationException($"{where} has a value conversion (HasConversion, or a convention in ConfigureConventions). An encrypted property is stored as ciphertext of its own value, so the conversion would never run: remove it for this property, or convert the value in the entity (a property of the converted type).");
         }
 
+        // Facets of the plain column: the column now holds ciphertext, so the database would apply none of them, and
+        // values would silently differ from what plain EF stores or reads back. A maximum length is kept instead
+        // (checked before encrypting, as the database checks it), since [MaxLength] and [StringLength] also validate.
+        // A decimal's precision and scale are kept too (checked before encrypting: a value the plain column would round
+        // or refuse is refused).
+        var precisionApplies = Nullable.GetUnderlyingType(property.ClrType) ?? property.ClrType;
+        if (Configured(property.GetColumnTypeConfigurationSource()) || Configured(property.GetCollationConfigurationSource())
+            || Configured(property.GetIsFixedLengthConfigurationSource())
+            || (precisionApplies != typeof(decimal) && (Configured(property.GetPrecisionConfigurationSource()) || Configured(property.GetScaleConfigurationSource()))))
+        {
+            throw new InvalidOperationException($"{where} has a column facet the database would apply to the plain value (HasColumnType or [Column(TypeName)], UseCollation, IsFixedLength, or HasPrecision on a type other than decimal). The column holds ciphertext, so the database applies none of them: remove it for this property, and convert, pad or normalise the value in the application instead.");
+        }
+
         if (property.GetValueComparerConfigurationSource() is not null && property.GetValueComparerConfigurationSource() != ConfigurationSource.Convention)
         {
             throw new InvalidOperationException($"{where} has a value comparer. EfEnvelope detects edits of encrypted properties by comparing values with the type's default equality, so the comparer would be ignored: remove it for this property.");
@@ -177,6 +190,8 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
         }
     }
 
+    private static bool Configured(ConfigurationSource? source) => source is ConfigurationSource.Explicit or ConfigurationSource.DataAnnotation;
+
     // EF's default (PreferField) and the field modes read and write the backing field, bypassing the property's code;
     // the property modes go through it. The "during construction" modes are treated as field modes throughout.
     private static bool UsesBackingField(IConventionProperty property) =>
@@ -201,6 +216,9 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
         var jsonName = entityType.IsMappedToJson() ? property.GetJsonPropertyName() ?? name : null;
         var nullable = property.IsNullable;
         var concurrencyToken = property.IsConcurrencyToken;
+        var maxLength = property.GetMaxLength();
+        var precision = property.GetPrecision();
+        var scale = property.GetScale();
         var backingField = UsesBackingField(property) ? property.FieldInfo?.Name : null;
         var tableName = entityType.GetTableName();
         var legacyColumn = LegacyPlaintextColumn(property);
@@ -227,6 +245,17 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
         if (concurrencyToken)
         {
             shadow.IsConcurrencyToken(true);
+        }
+
+        if (maxLength is not null)
+        {
+            shadow.HasAnnotation(EncryptionAnnotations.MaxLength, maxLength);
+        }
+
+        if (precision is not null)
+        {
+            shadow.HasAnnotation(EncryptionAnnotations.Precision, precision);
+            shadow.HasAnnotation(EncryptionAnnotations.Scale, scale ?? 0);
         }
         if (bindingName != name)
         {

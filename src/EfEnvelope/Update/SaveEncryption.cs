@@ -32,6 +32,8 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             return null;
         }
 
+        RefuseMisfits(work);
+
         GeneratedKeyBinding? binding;
         try
         {
@@ -60,6 +62,8 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         {
             return null;
         }
+
+        RefuseMisfits(work);
 
         GeneratedKeyBinding? binding;
         try
@@ -195,6 +199,29 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         }
 
         return work;
+    }
+
+    /// <summary>
+    /// Refuses a value the save would write that does not fit the facets configured for the plain column (a maximum
+    /// length, a decimal's precision and scale): the database checks them for a plain column (refusing, or rounding a
+    /// decimal) and cannot for ciphertext. Before any key is fetched or value encrypted, so nothing is written.
+    /// </summary>
+    private static void RefuseMisfits(List<RecordWork> work)
+    {
+        foreach (var item in work)
+        {
+            var properties = item.Encrypted.Properties;
+            for (var i = 0; i < properties.Length; i++)
+            {
+                if ((item.Changed is null || item.Changed[i]) && properties[i].Misfit(item.Entry.Entity) is { } misfit)
+                {
+                    var key = item.Entry.EntityState == EntityState.Added ? null : item.Entry.EntityType.FindPrimaryKey()?.Properties;
+                    var row = key is null ? "a new record" : $"the record with key ({Diagnostics.UntrustedText.Escape(string.Join(", ", key.Select(p => $"{p.Name}={item.Entry[p]}")))})";
+                    throw new InvalidOperationException(
+                        $"The value of encrypted property '{item.Entry.EntityType.DisplayName()}.{properties[i].Name}' in {row} {misfit}. The database checks this for a plain column and cannot for ciphertext, so EfEnvelope refuses the save; nothing was written. Use a value that fits, or change the configuration.");
+                }
+            }
+        }
     }
 
     private async Task AcquireKeysAsync(List<RecordWork> work, CancellationToken cancellationToken)

@@ -132,6 +132,44 @@ public sealed class ModelValidationTests
         Assert.Equal(ValueGenerated.Never, ciphertext.ValueGenerated);
     }
 
+    // The column holds ciphertext, so the database would apply none of these to the value: refused, not ignored.
+    [Theory]
+    [InlineData("column type")]
+    [InlineData("collation")]
+    [InlineData("fixed length")]
+    [InlineData("precision of a non-decimal")]
+    public void A_column_facet_the_database_cannot_apply_to_ciphertext_is_refused(string facet)
+    {
+        var error = BuildError(m => m.Entity<Child>(b =>
+        {
+            _ = facet switch
+            {
+                "column type" => b.Property(c => c.Code).IsEncrypted().HasColumnType("varchar(3)"),
+                "collation" => b.Property(c => c.Code).IsEncrypted().UseCollation("NOCASE"),
+                "fixed length" => b.Property(c => c.Code).IsEncrypted().HasMaxLength(3).IsFixedLength(),
+                _ => b.Property(c => c.Color).IsEncrypted().HasPrecision(3, 1),
+            };
+        }));
+
+        Assert.Contains(facet == "precision of a non-decimal" ? "'Child.Color'" : "'Child.Code'", error, StringComparison.Ordinal);
+        Assert.Contains("has a column facet the database would apply to the plain value", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_maximum_length_and_a_decimal_precision_are_kept_for_the_save_check()
+    {
+        using var context = new ModelContext(m =>
+        {
+            m.Entity<Child>().Property(c => c.Code).IsEncrypted().HasMaxLength(3);
+            m.Entity<Parent>().OwnsOne(p => p.Price).Property(p => p.Amount).HasPrecision(5, 2);
+        });
+
+        var code = context.Model.FindEntityType(typeof(Child))!.FindProperty("Code_Ciphertext")!;
+        var amount = context.Model.FindEntityType(typeof(Money))!.FindProperty("Amount_Ciphertext")!;
+        Assert.Equal(3, code["EfEnvelope:MaxLength"]);
+        Assert.Equal((5, 2), ((int)amount["EfEnvelope:Precision"]!, (int)amount["EfEnvelope:Scale"]!));
+    }
+
     [Fact]
     public void Encrypting_a_primary_key_is_refused() =>
         Assert.Contains("'EncryptedKey.Id' is part of a key", BuildError(m => m.Entity<EncryptedKey>()), StringComparison.Ordinal);
