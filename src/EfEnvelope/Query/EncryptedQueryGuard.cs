@@ -157,6 +157,11 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 return rewritten;
             }
 
+            if (_inProjection && node.Method.Name == nameof(ToString) && NullPropagated(node, node.Type) is { } guarded)
+            {
+                return guarded;
+            }
+
             if (_inProjection && FindNestedProjection(node) is { } nested)
             {
                 return VisitNestedProjection(node, nested);
@@ -165,7 +170,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             // Inside the projection, a nested query operator (a filtered collection, a count) runs in the database.
             var isQueryOperator = node.Method.DeclaringType is { } declaring
                 && (declaring == typeof(Queryable) || declaring == typeof(Enumerable) || declaring.Name.Contains("EntityFrameworkQueryableExtensions", StringComparison.Ordinal));
-            var isDatabaseFunction = node.Method.DeclaringType == typeof(string) || node.Method.DeclaringType == typeof(DbFunctionsExtensions);
+            var isDatabaseFunction = node.Method.DeclaringType == typeof(string) || node.Method.DeclaringType == typeof(DbFunctionsExtensions)
+                || (node.Method.Name == nameof(ToString) && node.Object is { } formatted && Encrypted(formatted) is not null && !FormatsAlike(formatted.Type));
             if (isQueryOperator || isDatabaseFunction || node.Method.Name.StartsWith("SetProperty", StringComparison.Ordinal))
             {
                 _inProjection = false;
@@ -187,18 +193,41 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             }
 
             var outer = _operator;
+            var outerProjection = _inProjection;
             if (!_inProjection)
             {
                 _operator = $"a comparison ({node.NodeType})";
             }
+            else if (node.NodeType == ExpressionType.Add && node.Method?.DeclaringType == typeof(string)
+                && (FormattedEncrypted(node.Left) || FormattedEncrypted(node.Right)))
+            {
+                // "v=" + c.Balance: string concatenation formats the value as ToString() does.
+                _inProjection = false;
+                _operator = nameof(ToString);
+            }
 
             var result = base.VisitBinary(node);
             _operator = outer;
+            _inProjection = outerProjection;
             return result;
+        }
+
+        protected override Expression VisitUnary(UnaryExpression node)
+        {
+            // (int?)c.Notes.Length: null where Notes is null, as the database's length(NULL) is.
+            return _inProjection && node.NodeType is ExpressionType.Convert or ExpressionType.ConvertChecked && CanBeNull(node.Type)
+                && NullPropagated(node.Operand, node.Type) is { } guarded
+                ? guarded
+                : base.VisitUnary(node);
         }
 
         protected override Expression VisitMember(MemberExpression node)
         {
+            if (_inProjection && NullPropagated(node, node.Type) is { } guarded)
+            {
+                return guarded;
+            }
+
             if (!_inProjection && node is { Member.Name: nameof(Nullable<int>.HasValue), Expression: { } nullable }
                 && Nullable.GetUnderlyingType(nullable.Type) is not null && Encrypted(nullable) is not null)
             {
@@ -333,6 +362,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     "The database holds random ciphertext: equal values do not look equal. Group or join after loading.",
                 "Sum" or "Average" =>
                     "The database holds random ciphertext, which it cannot add up. Aggregate after loading (for example AsEnumerable() before the aggregate).",
+                "ToString" =>
+                    "The database formats values as text its own way (dates and times, fractional numbers, booleans and GUIDs do not read as .NET's ToString() gives them), and it holds ciphertext. Select the value and format it after loading (for example AsEnumerable() before the Select).",
                 "IsNullOrEmpty" or "IsNullOrWhiteSpace" =>
                     "The database holds random ciphertext: only whether a value is NULL is visible. Test with '== null', or test emptiness after loading.",
                 "Select" or "SelectMany" =>
@@ -448,6 +479,58 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         private static Expression Convert(Expression expression, Type type) =>
             expression.Type == type ? expression : Expression.Convert(expression, type);
+
+        // Whether the database's text form of a value of the type is .NET's ToString(): strings, integers and enums (which
+        // EF translates to their names). Dates and times, fractional numbers, booleans and GUIDs are formatted differently
+        // by each database (SQLite: '1990-01-02', 3.0, 1), and a client-side ToString() would silently differ.
+        private static bool FormatsAlike(Type type)
+        {
+            type = Nullable.GetUnderlyingType(type) ?? type;
+            return type == typeof(string) || type.IsEnum || type == typeof(int) || type == typeof(long) || type == typeof(short)
+                || type == typeof(byte) || type == typeof(sbyte) || type == typeof(uint) || type == typeof(ulong) || type == typeof(ushort);
+        }
+
+        private bool FormattedEncrypted(Expression operand) => Encrypted(operand) is { } found && !FormatsAlike(found.Member.Type);
+
+        private static bool CanBeNull(Type type) => !type.IsValueType || Nullable.GetUnderlyingType(type) is not null;
+
+        /// <summary>
+        /// A member or ToString() of an encrypted value that can be null, read in the final projection: evaluated on the
+        /// client, where it would throw NullReferenceException on a null value, while the database computes NULL from NULL.
+        /// Null there (<paramref name="resultType"/> can be null), or, for a type that cannot hold null, the
+        /// InvalidOperationException plain EF raises for a NULL it cannot put into that type.
+        /// </summary>
+        private Expression? NullPropagated(Expression operation, Type resultType)
+        {
+            var instance = operation switch
+            {
+                MemberExpression { Member: not FieldInfo } member => member.Expression,
+                MethodCallExpression { Method.Name: nameof(ToString), Arguments.Count: 0 } call => call.Object,
+                _ => null,
+            };
+            // Nullable<T>'s own members answer for null themselves (HasValue, GetValueOrDefault), or fail as EF does (Value).
+            if (instance is not MemberExpression || !CanBeNull(instance.Type) || Encrypted(instance) is null
+                || (Nullable.GetUnderlyingType(instance.Type) is not null && operation is not MethodCallExpression)
+                || (operation is MethodCallExpression && !FormatsAlike(instance.Type)))
+            {
+                return null;
+            }
+
+            var read = Visit(instance);
+            var operated = operation is MemberExpression accessed
+                ? Expression.MakeMemberAccess(read, accessed.Member)
+                : (Expression)Expression.Call(read, ((MethodCallExpression)operation).Method);
+            var whenNull = CanBeNull(resultType)
+                ? (Expression)Expression.Default(resultType)
+                : Expression.Throw(
+                    Expression.New(
+                        typeof(InvalidOperationException).GetConstructor([typeof(string)])!,
+                        Expression.Constant(
+                            $"The query reads a member of encrypted property '{((MemberExpression)instance).Expression?.Type.Name}.{((MemberExpression)instance).Member.Name}' in a row where it is null, into a {resultType.Name}, which cannot be null. " +
+                            $"Cast the result to {resultType.Name}? in the projection to read null there.")),
+                    resultType);
+            return Expression.Condition(Expression.Equal(read, Expression.Constant(null, read.Type)), whenNull, Convert(operated, resultType));
+        }
 
         private (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Encrypted(Expression expression) =>
             Resolve(runtime, context.Model, expression);
