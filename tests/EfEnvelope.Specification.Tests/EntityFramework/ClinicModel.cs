@@ -117,6 +117,5 @@ public class ClinicContext(DbContextOptions options) : DbContext(options)
         });
         modelBuilder.Entity<Invoice>().Property(i => i.CardNumber).IsEncrypted();
         modelBuilder.Entity<Invoice>().Property(i => i.Amount).HasPrecision(18, 2);
-        modelBuilder.Entity<AllTypes>().Property(a => a.Decimal).HasPrecision(38, 10);
     }
 }
