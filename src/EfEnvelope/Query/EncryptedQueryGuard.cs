@@ -122,6 +122,38 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     internal static Expression Unquote(Expression expression) =>
         expression is UnaryExpression { NodeType: ExpressionType.Quote } quote ? quote.Operand : expression;
 
+    /// <summary>
+    /// <c>EF.Property&lt;T&gt;(entity, "Name")</c> naming an encrypted CLR property (possibly under a conversion), as the
+    /// member access it stands for; null for anything else. EF would fail to translate it over the ciphertext column with
+    /// its own message; as a member access it gets the guard's translation or refusal, and a searched constant becomes a
+    /// parameter as for <c>c.Email == value</c> (kept out of EF's query log).
+    /// </summary>
+    internal static Expression? PropertyByName(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression expression)
+    {
+        var call = Strip(expression);
+        if (call is not MethodCallExpression { Method: { Name: nameof(EF.Property), IsGenericMethod: true } method } propertyCall
+            || method.DeclaringType != typeof(EF) || propertyCall.Arguments[1] is not ConstantExpression { Value: string name })
+        {
+            return null;
+        }
+
+        var instance = Strip(propertyCall.Arguments[0]);
+        if (instance.Type.GetProperty(name) is not { } property || property.PropertyType != propertyCall.Type
+            || runtime.FindEncryptedMember(model, instance.Type, name) is null)
+        {
+            return null;
+        }
+
+        Expression access = Expression.Property(instance, property);
+        return ReferenceEquals(call, expression) ? access : new MemberReplacer(propertyCall, access).Visit(expression);
+    }
+
+    // Replaces one node of a tree (by reference).
+    private sealed class MemberReplacer(Expression target, Expression replacement) : ExpressionVisitor
+    {
+        public override Expression? Visit(Expression? node) => node == target ? replacement : base.Visit(node);
+    }
+
     /// <summary>The encrypted property a (possibly converted) member access reads, if any.</summary>
     internal static (MemberExpression Member, Metadata.EncryptedProperty Property, Metadata.EncryptedEntity Entity)? Resolve(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model, Expression expression)
     {
@@ -186,6 +218,12 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         protected override Expression VisitBinary(BinaryExpression node)
         {
+            if (!_inProjection && (ByName(node.Left) is not null || ByName(node.Right) is not null))
+            {
+                // EF.Property<string>(c, "Email") == value compares the encrypted property as c.Email == value does.
+                node = node.Update(ByName(node.Left) ?? node.Left, node.Conversion, ByName(node.Right) ?? node.Right);
+            }
+
             if (!_inProjection && node.NodeType is ExpressionType.Equal or ExpressionType.NotEqual
                 && (Encrypted(node.Left) is not null || Encrypted(node.Right) is not null))
             {
@@ -492,6 +530,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         private bool FormattedEncrypted(Expression operand) => Encrypted(operand) is { } found && !FormatsAlike(found.Member.Type);
 
+        private Expression? ByName(Expression expression) => PropertyByName(runtime, context.Model, expression);
+
         private static bool CanBeNull(Type type) => !type.IsValueType || Nullable.GetUnderlyingType(type) is not null;
 
         /// <summary>
@@ -563,11 +603,6 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     || node.Type.IsDefined(typeof(System.Runtime.CompilerServices.CompilerGeneratedAttribute), inherit: false);
                 return node;
             }
-        }
-
-        private sealed class MemberReplacer(Expression target, Expression replacement) : ExpressionVisitor
-        {
-            public override Expression? Visit(Expression? node) => node == target ? replacement : base.Visit(node);
         }
     }
 }

@@ -280,7 +280,7 @@ internal sealed class SearchPlanner(EnvelopeRuntime runtime, IModel model) : Exp
     private static bool IsTruncated(EncryptedProperty property) => property.Search?.IsTruncated == true;
 
     private (MemberExpression Member, EncryptedProperty Property, EncryptedEntity Entity)? Searchable(Expression expression) =>
-        EncryptedQueryGuard.Resolve(runtime, model, expression) is { Property.Index: not null } found ? found : null;
+        EncryptedQueryGuard.Resolve(runtime, model, EncryptedQueryGuard.PropertyByName(runtime, model, expression) ?? expression) is { Property.Index: not null } found ? found : null;
 
     private static Expression ReplaceWithin(Expression root, Expression target, Expression replacement) =>
         ReferenceEquals(root, target) ? replacement : new Replacer(target, replacement).Visit(root)!;

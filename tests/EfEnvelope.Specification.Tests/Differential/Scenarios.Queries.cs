@@ -17,6 +17,8 @@ public static partial class Scenarios
     private static IEnumerable<Scenario> Filters()
     {
         const string Area = "filter";
+        yield return Query("where-ef-property-searchable", Area, (db, ct) => db.Customers.Where(c => EF.Property<string>(c, "Email") == "c2@example.com").Select(c => c.Id).ToListAsync(ct)).MustMatch();
+        yield return Query("where-ef-property-encrypted", Area, (db, ct) => db.Customers.Where(c => EF.Property<string>(c, "Notes") == "same note").Select(c => c.Id).ToListAsync(ct));
         yield return Query("where-plain", Area, (db, ct) => db.Customers.Where(c => c.Name == "Customer 2").ToListAsync(ct));
         yield return Query("where-searchable-equals", Area, (db, ct) => db.Customers.Where(c => c.Email == "c2@example.com").Select(c => c.Id).ToListAsync(ct));
         yield return Query("where-searchable-equals-parameter", Area, (db, ct) =>

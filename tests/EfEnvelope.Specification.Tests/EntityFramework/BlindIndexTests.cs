@@ -95,6 +95,19 @@ public abstract class BlindIndexTests<TFixture>(TFixture fixture) : IClassFixtur
     }
 
     [Fact]
+    public async Task EF_Property_naming_a_searchable_property_uses_the_index_without_logging_the_constant()
+    {
+        var person = await AddAsync(new Person { Name = "ByName", Ssn = "by-name-ssn-2291" + Guid.NewGuid().ToString("N")[..4] });
+
+        await using var db = Search();
+        var missing = await db.People.CountAsync(p => EF.Property<string>(p, "Ssn") == "by-name-no-such-ssn", Ct);
+
+        Assert.Equal(0, missing);
+        Assert.Equal(person.Id, (await db.People.SingleAsync(p => EF.Property<string>(p, "Ssn") == person.Ssn, Ct)).Id);
+        AssertNeverSent(person.Ssn, "by-name-no-such-ssn");
+    }
+
+    [Fact]
     public async Task A_filter_composed_after_a_projection_uses_the_index_without_sending_the_plaintext()
     {
         var ssn = Unique("projected-");
