@@ -154,6 +154,22 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         return null;
     }
 
+    // Whether the database's text form of a value of the type is .NET's, as the runtime's query guard decides: strings and
+    // integers; enums too for ToString() (EF translates it to their names), not when concatenated (the database formats
+    // the number).
+    private static bool FormatsAlike(ITypeSymbol? type, bool concatenated)
+    {
+        if (type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } nullable)
+        {
+            type = nullable.TypeArguments[0];
+        }
+
+        return type is not null && (type.SpecialType is SpecialType.System_String or SpecialType.System_Byte or SpecialType.System_SByte
+            or SpecialType.System_Int16 or SpecialType.System_UInt16 or SpecialType.System_Int32 or SpecialType.System_UInt32
+            or SpecialType.System_Int64 or SpecialType.System_UInt64
+            || (type.TypeKind == TypeKind.Enum && !concatenated));
+    }
+
     // Whether .NET equality of the type is the database's, as the runtime's ClientDistinct decides: a DateTimeOffset
     // only as the element itself (an anonymous type's equality would compare its instant, not its offset).
     private static bool HasValueEquality(ITypeSymbol type, bool member = false)
@@ -301,6 +317,13 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
             return;
         }
 
+        if (_inProjection && node.TargetMethod is { Name: "ToString", Parameters.Length: 0 } && node.Instance is { } formatted
+            && Encrypted(formatted) is { } text && !FormatsAlike(text.Operation.Type, concatenated: false))
+        {
+            Report(Rules.ReadByDatabase, text.Operation, "format it as text (ToString): the database's text form of the value is not .NET's");
+            return;
+        }
+
         var method = node.TargetMethod;
         var name = QuerySymbols.EfName(method);
         var isQueryOperator = symbols.IsNestedQueryOperator(method) || symbols.IsQueryOperator(method);
@@ -424,6 +447,18 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         {
             Equality(kind == BinaryOperatorKind.Equals ? "==" : "!=", node.LeftOperand, node.RightOperand);
             return;
+        }
+
+        if (_inProjection && kind == BinaryOperatorKind.Add && node.Type?.SpecialType == SpecialType.System_String)
+        {
+            foreach (var operand in new[] { node.LeftOperand, node.RightOperand })
+            {
+                if (Encrypted(operand) is { } text && !FormatsAlike(text.Operation.Type, concatenated: true))
+                {
+                    Report(Rules.ReadByDatabase, text.Operation, "format it as text (string concatenation): the database's text form of the value is not .NET's");
+                    return;
+                }
+            }
         }
 
         var conjunct = kind == BinaryOperatorKind.ConditionalAnd ? _conjunctOf : null;

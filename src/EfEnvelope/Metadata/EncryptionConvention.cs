@@ -159,7 +159,7 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
             || Configured(property.GetIsFixedLengthConfigurationSource())
             || (precisionApplies != typeof(decimal) && (Configured(property.GetPrecisionConfigurationSource()) || Configured(property.GetScaleConfigurationSource()))))
         {
-            throw new InvalidOperationException($"{where} has a column facet the database would apply to the plain value (HasColumnType or [Column(TypeName)], UseCollation, IsFixedLength, or HasPrecision on a type other than decimal). The column holds ciphertext, so the database applies none of them: remove it for this property, and convert, pad or normalise the value in the application instead.");
+            throw new InvalidOperationException($"{where} has a column facet the database would apply to the plain value (HasColumnType or [Column(TypeName)], UseCollation, IsFixedLength, or HasPrecision on a type other than decimal; also when set for every property of the type in ConfigureConventions). The column holds ciphertext, so the database applies none of them: remove it for this property (or exclude it from the convention), and convert, pad or normalise the value in the application instead.");
         }
 
         if (property.GetValueComparerConfigurationSource() is not null && property.GetValueComparerConfigurationSource() != ConfigurationSource.Convention)

@@ -203,7 +203,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             var isQueryOperator = node.Method.DeclaringType is { } declaring
                 && (declaring == typeof(Queryable) || declaring == typeof(Enumerable) || declaring.Name.Contains("EntityFrameworkQueryableExtensions", StringComparison.Ordinal));
             var isDatabaseFunction = node.Method.DeclaringType == typeof(string) || node.Method.DeclaringType == typeof(DbFunctionsExtensions)
-                || (node.Method.Name == nameof(ToString) && node.Object is { } formatted && Encrypted(formatted) is not null && !FormatsAlike(formatted.Type));
+                || (node.Method.Name == nameof(ToString) && node.Arguments.Count == 0 && node.Object is { } formatted && Encrypted(formatted) is not null
+                    && !FormatsAlike(formatted.Type, concatenated: false));
             if (isQueryOperator || isDatabaseFunction || node.Method.Name.StartsWith("SetProperty", StringComparison.Ordinal))
             {
                 _inProjection = false;
@@ -518,17 +519,19 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         private static Expression Convert(Expression expression, Type type) =>
             expression.Type == type ? expression : Expression.Convert(expression, type);
 
-        // Whether the database's text form of a value of the type is .NET's ToString(): strings, integers and enums (which
-        // EF translates to their names). Dates and times, fractional numbers, booleans and GUIDs are formatted differently
-        // by each database (SQLite: '1990-01-02', 3.0, 1), and a client-side ToString() would silently differ.
-        private static bool FormatsAlike(Type type)
+        // Whether the database's text form of a value of the type is .NET's ToString(): strings and integers, and enums for
+        // ToString() (EF translates it to their names) but not concatenated ("tier " + c.Tier: the database formats the
+        // number). Dates and times, fractional numbers, booleans and GUIDs are formatted differently by each database
+        // (SQLite: '1990-01-02', 3.0, 1), and a client-side ToString() would silently differ. ToString(format) and
+        // ToString(provider) run on the client in plain EF too, and are left alone.
+        private static bool FormatsAlike(Type type, bool concatenated)
         {
             type = Nullable.GetUnderlyingType(type) ?? type;
-            return type == typeof(string) || type.IsEnum || type == typeof(int) || type == typeof(long) || type == typeof(short)
+            return type == typeof(string) || (type.IsEnum && !concatenated) || type == typeof(int) || type == typeof(long) || type == typeof(short)
                 || type == typeof(byte) || type == typeof(sbyte) || type == typeof(uint) || type == typeof(ulong) || type == typeof(ushort);
         }
 
-        private bool FormattedEncrypted(Expression operand) => Encrypted(operand) is { } found && !FormatsAlike(found.Member.Type);
+        private bool FormattedEncrypted(Expression operand) => Encrypted(operand) is { } found && !FormatsAlike(found.Member.Type, concatenated: true);
 
         private Expression? ByName(Expression expression) => PropertyByName(runtime, context.Model, expression);
 
@@ -551,7 +554,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             // Nullable<T>'s own members answer for null themselves (HasValue, GetValueOrDefault), or fail as EF does (Value).
             if (instance is not MemberExpression || !CanBeNull(instance.Type) || Encrypted(instance) is null
                 || (Nullable.GetUnderlyingType(instance.Type) is not null && operation is not MethodCallExpression)
-                || (operation is MethodCallExpression && !FormatsAlike(instance.Type)))
+                || (operation is MethodCallExpression && !FormatsAlike(instance.Type, concatenated: false)))
             {
                 return null;
             }

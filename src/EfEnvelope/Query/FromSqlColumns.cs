@@ -154,7 +154,7 @@ internal static class FromSqlColumns
                 {
                     return new InvalidOperationException(
                         $"The query reads '{entity}' through FromSql, and its SQL does not return column '{column}', which EfEnvelope maps beside the application's columns (the record's wrapped data key, or a blind index); without it the encrypted properties {properties} cannot be decrypted. "
-                        + $"Add \"{column}\" to the SQL's column list, or use SELECT *. {error.GetType().Name}: {error.Message}",
+                        + $"Add \"{column}\" to the SQL's column list, or use SELECT * (if the SQL already returns it, the table may lack it: apply the migration that adds it). {error.GetType().Name}: {error.Message}",
                         error);
                 }
             }

@@ -122,7 +122,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             if (state == EntityState.Added || snapshot?.ReplacesStored == true)
             {
                 // New, or Update() of a detached instance: every encrypted property under a fresh data key.
-                work.Add(new RecordWork(entry, encrypted, changed: null));
+                work.Add(new RecordWork(entry, encrypted, changed: null) { SetsEveryValue = true });
                 continue;
             }
 
@@ -213,7 +213,12 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             var properties = item.Encrypted.Properties;
             for (var i = 0; i < properties.Length; i++)
             {
-                if ((item.Changed is null || item.Changed[i]) && properties[i].Misfit(item.Entry.Entity) is { } misfit)
+                // A value the save writes as the application set it: every value of a new record or of Update(), an
+                // edited one otherwise. A record re-keyed whole (a selector move, an upgrade) also writes values nobody
+                // edited, which may predate these checks: plain EF would not write those.
+                var written = item.SetsEveryValue
+                    || (item.Changed is { } changed ? changed[i] : item.Entry.IsModified(properties[i].Ciphertext));
+                if (written && properties[i].Misfit(item.Entry.Entity) is { } misfit)
                 {
                     var key = item.Entry.EntityState == EntityState.Added ? null : item.Entry.EntityType.FindPrimaryKey()?.Properties;
                     var row = key is null ? "a new record" : $"the record with key ({Diagnostics.UntrustedText.Escape(string.Join(", ", key.Select(p => $"{p.Name}={item.Entry[p]}")))})";
@@ -655,6 +660,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         public bool[]? Changed { get; } = changed;
 
         public bool IsNew => Changed is null;
+
+        /// <summary>A new record, or Update() of a detached instance: the application set every value the save writes.</summary>
+        public bool SetsEveryValue { get; init; }
 
         public byte[]? StoredKey { get; set; }
 

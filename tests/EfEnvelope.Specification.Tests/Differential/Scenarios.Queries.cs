@@ -75,6 +75,10 @@ public static partial class Scenarios
         // Text forms: integers format alike in the database and in .NET; dates, times and fractional numbers do not.
         yield return Query("select-to-string-of-integer", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Score.ToString()).ToListAsync(ct)).MustMatch();
         yield return Query("select-to-string-of-date", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.BirthDate.ToString()).ToListAsync(ct));
+        yield return Query("select-to-string-of-enum", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Tier.ToString()).ToListAsync(ct)).MustMatch();
+        yield return Query("select-concatenated-enum", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => "tier " + c.Tier).ToListAsync(ct));
+        yield return Query("select-formatted-date", Area, (db, ct) => db.Customers.OrderBy(c => c.Id)
+            .Select(c => c.BirthDate.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture)).ToListAsync(ct)).MustMatch();
         yield return Query("select-concatenated-decimal", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => "limit " + c.CreditLimit).ToListAsync(ct));
         yield return Query("select-anonymous", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Name, c.Notes }).ToListAsync(ct));
         yield return Query("select-dto-class", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new CustomerPatch { Ssn = c.Ssn, Notes = c.Notes, Score = c.Score }).ToListAsync(ct));

@@ -37,6 +37,14 @@ public sealed class ColumnFacetTests : IAsyncLifetime
         public DbSet<Account> Accounts => Set<Account>();
     }
 
+    // The same table without the maximum length: data written before the check existed.
+    public sealed class LooseAccountContext(DbContextOptions<LooseAccountContext> options) : DbContext(options)
+    {
+        public DbSet<Account> Accounts => Set<Account>();
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.Entity<Account>().Property(a => a.Ssn).Metadata.SetMaxLength(null);
+    }
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     private AccountContext NewContext() =>
@@ -74,6 +82,30 @@ public sealed class ColumnFacetTests : IAsyncLifetime
         Assert.DoesNotContain("67890", error.Message, StringComparison.Ordinal);
         await using var reader = NewContext();
         Assert.Equal(0, await reader.Accounts.CountAsync(Ct));
+    }
+
+    [Fact]
+    public async Task A_stored_value_that_does_not_fit_blocks_only_its_own_edit()
+    {
+        var account = new Account { Ssn = "123-45-6789-00", Pin = [1], Balance = 1m };
+        await using (var loose = new LooseAccountContext(new DbContextOptionsBuilder<LooseAccountContext>().UseSqlite(_connection).ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(_provider)).Options))
+        {
+            loose.Accounts.Add(account);
+            await loose.SaveChangesAsync(Ct);
+        }
+
+        await using var db = NewContext();
+        var stored = await db.Accounts.SingleAsync(Ct);
+        stored.Balance = 2m;
+        await db.SaveChangesAsync(Ct);
+        stored.Ssn = "123-45-6789-01";
+
+        Assert.Contains("'Account.Ssn'", Assert.Throws<InvalidOperationException>(() => db.SaveChanges()).Message, StringComparison.Ordinal);
+
+        // Update() of a detached instance writes every value, as plain EF's full update does: each is checked.
+        await using var replacing = NewContext();
+        replacing.Update(new Account { Id = account.Id, Ssn = "123-45-6789-02", Pin = [1], Balance = 3m });
+        Assert.Contains("'Account.Ssn'", (await Assert.ThrowsAsync<InvalidOperationException>(() => replacing.SaveChangesAsync(Ct))).Message, StringComparison.Ordinal);
     }
 
     [Fact]
