@@ -100,7 +100,9 @@ internal static class ProjectionTracking
                 return null;
             }
 
-            if (!readThrough && EntityOf(node.Type) is { } entity)
+            // An entity instance the projection creates (new Customer { Name = c.Name }) is a value to EF: it neither
+            // materializes nor tracks it; only its arguments and bindings may use entities.
+            if (!readThrough && node is not (NewExpression or MemberInitExpression) && EntityOf(node.Type) is { } entity)
             {
                 return entity;
             }

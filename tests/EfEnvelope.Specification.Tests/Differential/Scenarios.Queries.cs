@@ -80,6 +80,14 @@ public static partial class Scenarios
         yield return Query("select-formatted-date", Area, (db, ct) => db.Customers.OrderBy(c => c.Id)
             .Select(c => c.BirthDate.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture)).ToListAsync(ct)).MustMatch();
         yield return Query("select-concatenated-decimal", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => "limit " + c.CreditLimit).ToListAsync(ct));
+        yield return new("select-new-entity-instance-tracking", Area, async r =>
+        {
+            // A projection that creates entity instances: plain EF returns them untracked.
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            r.Observe("result", await db.Customers.OrderBy(c => c.Id).Select(c => new Customer { Id = c.Id, Name = c.Name, Notes = c.Notes }).ToListAsync(r.Ct));
+            r.Observe("tracked", db.ChangeTracker.Entries().Count());
+        });
         yield return Query("select-anonymous", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Name, c.Notes }).ToListAsync(ct));
         yield return Query("select-dto-class", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new CustomerPatch { Ssn = c.Ssn, Notes = c.Notes, Score = c.Score }).ToListAsync(ct));
         yield return Query("select-dto-paging", Area, (db, ct) => db.Customers.Select(c => new { c.Name, c.Notes }).OrderBy(x => x.Name).Skip(1).Take(2).ToListAsync(ct)).MustMatch();
