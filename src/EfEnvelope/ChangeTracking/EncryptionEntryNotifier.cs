@@ -1,6 +1,7 @@
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.ChangeTracking;
 
@@ -43,6 +44,15 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
                 }
             }
         }
+        else if (oldState == EntityState.Unchanged && entry.EntityState == EntityState.Modified && _detector is { Saving: false } detector
+            && detector.Runtime.Find(entry.EntityType) is not null && MarkedWhole(entry))
+        {
+            // State = Modified on a tracked entity (Attach, then Modified): EF marks every property modified and
+            // writes every column, as Update() does. The instance replaces the stored row: every encrypted value is
+            // written under a fresh data key. Without this, the values attached with the instance were its baseline,
+            // nothing counted as changed, and they were silently not saved.
+            detector.RememberBaseline(entry, replacesStored: true, fromQuery: false);
+        }
         else if (entry.EntityState == EntityState.Detached)
         {
             _detector?.Forget(entry.Entity);
@@ -53,5 +63,25 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
             // their original values); a save's acceptance happens while Saving is set and keeps the new values.
             _detector.RejectEdits(entry);
         }
+    }
+
+    // Whether EF marked the whole entry modified (State = Modified) rather than the properties a change made: EF marks
+    // every property it saves, changed or not, while a change (an edit DetectChanges finds, values Reload or SetValues
+    // bring in) marks only properties whose value differs from the original, at the moment the entry turns Modified.
+    // So a CLR-mapped property marked modified with its original value says State = Modified. EfEnvelope's own shadow
+    // columns do not count: an encrypted edit marks its ciphertext without changing it, and EF leaves the shadow columns
+    // of an attached instance unmarked. An entity whose only saved properties are encrypted cannot be told apart.
+    private static bool MarkedWhole(InternalEntityEntry entry)
+    {
+        foreach (var property in entry.EntityType.GetProperties())
+        {
+            if (!property.IsPrimaryKey() && !property.IsShadowProperty() && property.GetAfterSaveBehavior() == PropertySaveBehavior.Save
+                && entry.IsModified(property) && property.GetValueComparer().Equals(entry[property], entry.GetOriginalValue(property)))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

@@ -179,6 +179,55 @@ public static partial class Scenarios
             r.Tracker(db);
             await r.SaveAsync(db);
         });
+        // The disconnected update: an instance attached with new values, then marked Modified, writes every column.
+        yield return new("attach-then-state-modified", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = Shop.Customer(1);
+            c.Id = 1;
+            c.Ssn = "attached value";
+            c.Notes = null;
+            db.Attach(c);
+            db.Entry(c).State = EntityState.Modified;
+            await r.SaveAsync(db);
+            r.Touch<Customer>();
+        });
+        yield return new("attach-then-state-modified-with-owned", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = Shop.Customer(1);
+            c.Id = 1;
+            c.Home!.Street = "attached street";
+            db.Attach(c);
+            db.Entry(c).State = EntityState.Modified;
+            db.Entry(c.Home).State = EntityState.Modified;
+            await r.SaveAsync(db);
+            r.Touch<Customer>();
+        });
+        yield return new("no-tracking-read-edit-attach-modified", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.AsNoTracking().SingleAsync(r.Ct);
+            c.Ssn = "edited while untracked";
+            db.Attach(c);
+            db.Entry(c).State = EntityState.Modified;
+            await r.SaveAsync(db);
+            r.Touch<Customer>();
+        });
+        yield return new("tracked-edit-state-unchanged-then-modified", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Notes = "kept";
+            db.Entry(c).State = EntityState.Unchanged;
+            db.Entry(c).State = EntityState.Modified;
+            await r.SaveAsync(db);
+            r.Touch<Customer>();
+        });
         yield return new("has-changes-after-encrypted-edit", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);
