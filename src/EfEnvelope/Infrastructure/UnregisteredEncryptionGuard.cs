@@ -71,13 +71,33 @@ internal static class UnregisteredEncryptionGuard
                 return $"The model was built with envelope encryption (encrypted property '{entityType.DisplayName()}.{names[0]}'),";
             }
 
-            foreach (var property in entityType.GetDeclaredProperties())
+            if (FindMarked(entityType) is { } marked)
             {
-                if (property.FindAnnotation(EncryptionAnnotations.Encrypted)?.Value is true
-                    || property.PropertyInfo?.GetCustomAttribute<EncryptedAttribute>(inherit: true) is not null)
-                {
-                    return $"Property '{entityType.DisplayName()}.{property.Name}' is marked encrypted,";
-                }
+                return marked;
+            }
+        }
+
+        return null;
+    }
+
+    // A property marked encrypted on the type, or on a complex type it holds (ComplexProperty, ComplexCollection,
+    // nested): EF maps those as columns or JSON of the owning table, and would store them in plaintext just the same.
+    private static string? FindMarked(ITypeBase type)
+    {
+        foreach (var property in type.GetDeclaredProperties())
+        {
+            if (property.FindAnnotation(EncryptionAnnotations.Encrypted)?.Value is true
+                || property.PropertyInfo?.GetCustomAttribute<EncryptedAttribute>(inherit: true) is not null)
+            {
+                return $"Property '{type.DisplayName()}.{property.Name}' is marked encrypted,";
+            }
+        }
+
+        foreach (var complex in type.GetDeclaredComplexProperties())
+        {
+            if (FindMarked(complex.ComplexType) is { } marked)
+            {
+                return marked;
             }
         }
 

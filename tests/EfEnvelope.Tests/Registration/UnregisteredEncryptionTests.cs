@@ -34,6 +34,49 @@ public sealed class UnregisteredEncryptionTests : IDisposable
         protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.Entity<Note>().Property(n => n.Text).IsEncrypted();
     }
 
+    public class Wallet
+    {
+        public int Id { get; set; }
+
+        public Money Balance { get; set; } = new();
+
+        public List<Money> History { get; set; } = [];
+    }
+
+    public class Money
+    {
+        public decimal Amount { get; set; }
+
+        [Encrypted]
+        public string Currency { get; set; } = "";
+    }
+
+    // Complex types map into their owner's table (as columns, or JSON for a collection), so a marked member of one
+    // would be stored in plaintext too.
+    private sealed class ComplexContext(DbContextOptions<ComplexContext> options, bool collection) : DbContext(options)
+    {
+        public bool Collection => collection;
+
+        public DbSet<Wallet> Wallets => Set<Wallet>();
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder)
+        {
+            if (collection)
+            {
+                modelBuilder.Entity<Wallet>().Ignore(w => w.Balance).ComplexCollection(w => w.History, b => b.ToJson());
+            }
+            else
+            {
+                modelBuilder.Entity<Wallet>().Ignore(w => w.History).ComplexProperty(w => w.Balance);
+            }
+        }
+    }
+
+    private sealed class ComplexModelKey : Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory
+    {
+        public object Create(DbContext context, bool designTime) => (context.GetType(), ((ComplexContext)context).Collection, designTime);
+    }
+
     private async Task<long> CountAsync(string table)
     {
         await using var command = _connection.CreateCommand();
@@ -76,6 +119,19 @@ public sealed class UnregisteredEncryptionTests : IDisposable
 
         AssertRefusal(await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.EnsureCreatedAsync(Ct)), "Note.Text");
         Assert.Equal(0, await CountAsync("Notes"));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_encrypted_member_of_a_complex_type_is_refused_without_the_extension(bool collection)
+    {
+        var options = new DbContextOptionsBuilder<ComplexContext>().UseSqlite(_connection).ManyConfigurationsPerProcess()
+            .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, ComplexModelKey>().Options;
+        await using var db = new ComplexContext(options, collection);
+
+        AssertRefusal(await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.EnsureCreatedAsync(Ct)), collection ? "Wallet.History#Money.Currency" : "Wallet.Balance#Money.Currency");
+        Assert.Equal(0, await CountAsync("Wallets"));
     }
 
     [Fact]
