@@ -398,7 +398,11 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         var entity = item.Entry.Entity;
         item.Fields = new byte[]?[encrypted.Properties.Length];
         var entry = item.Entry;
-        var binding = encrypted.BindingOf(p => entry[p], known: p => !entry.HasTemporaryValue(p));
+        // A value the database generates in this save is not known yet: a temporary value, or, on a record still to be
+        // inserted, the value an earlier save that did not accept its changes got back (EF discards it and has the
+        // database generate a new one).
+        var binding = encrypted.BindingOf(p => entry[p],
+            known: p => !entry.HasTemporaryValue(p) && !(entry.EntityState == EntityState.Added && entry.HasStoreGeneratedValue(p)));
         item.Flags = binding.Flags;
         if (item.IsNew)
         {

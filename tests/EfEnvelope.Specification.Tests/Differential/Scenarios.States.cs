@@ -142,6 +142,15 @@ public static partial class Scenarios
             r.Tracker(db);
             await r.SaveAsync(db);
         });
+        yield return new("save-without-accepting-then-save-again", Area, async r =>
+        {
+            // The entries stay Added, so the second save inserts them again with new generated keys.
+            await using var db = r.NewContext();
+            db.Customers.Add(Shop.Customer(1));
+            r.Observe("first", await db.SaveChangesAsync(acceptAllChangesOnSuccess: false, r.Ct));
+            r.Observe("second", await db.SaveChangesAsync(r.Ct));
+            r.Touch<Customer>();
+        });
         yield return new("save-without-accepting-then-accept", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);
