@@ -29,9 +29,17 @@ internal static class StoredKeys
                 $"An encrypted property of '{entityType.DisplayName()}' was edited on an instance attached to the context, and EfEnvelope cannot read that record's data key from the database by itself (owned or keyless type). Load the owner in this context before editing, or use Update() to replace all of its encrypted values.");
         }
 
-        var row = await TryLoadAsync(entry, encrypted, cancellationToken).ConfigureAwait(false);
-        return row ?? throw new InvalidOperationException(
-                $"An encrypted property of '{entityType.DisplayName()}' was edited on an attached instance whose record has no data key in the database (the row is missing, or was written before encryption). Use Update() to write all of its encrypted values.");
+        var row = await LoadColumnsAsync(entry, EnvelopeRuntime.StoredProperties(encrypted).ToArray(), cancellationToken).ConfigureAwait(false);
+        if (row is null)
+        {
+            // Plain EF's update would find no row and report a concurrency conflict: so does this save, before writing.
+            throw new DbUpdateConcurrencyException(
+                $"An encrypted property of '{entityType.DisplayName()}' was edited on an attached instance whose row is not in the database (deleted since, or never inserted): the update would affect no row. Reload or re-insert the record, then apply the edit again.",
+                [entry]);
+        }
+
+        return row[0] is not null ? row : throw new InvalidOperationException(
+                $"An encrypted property of '{entityType.DisplayName()}' was edited on an attached instance whose record has no data key in the database (it was written before encryption). Use Update() to write all of its encrypted values.");
     }
 
     /// <summary>The record's stored columns as <see cref="LoadAsync"/> reads them, or null when the row is missing or has no data key.</summary>

@@ -215,6 +215,20 @@ public static partial class Scenarios
             await r.SaveAsync(db);
             r.Touch<Customer>();
         });
+        yield return new("attach-then-edit-deleted-row", Area, async r =>
+        {
+            // The row is gone: the edit's update affects no row, a concurrency conflict.
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = Shop.Customer(1);
+            c.Id = 1;
+            c.Orders.Clear();
+            db.Attach(c);
+            await db.Orders.ExecuteDeleteAsync(r.Ct);
+            await db.Customers.ExecuteDeleteAsync(r.Ct);
+            c.Ssn = "edited after the delete";
+            await r.ExpectAsync<DbUpdateConcurrencyException>("save", () => db.SaveChangesAsync(r.Ct));
+        });
         yield return new("no-tracking-read-edit-attach-modified", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);
