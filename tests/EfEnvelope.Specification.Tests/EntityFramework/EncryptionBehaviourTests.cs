@@ -43,6 +43,15 @@ public abstract class EncryptionBehaviourTests<TFixture>(TFixture fixture) : ICl
         return patient;
     }
 
+    private async Task<Invoice> InsertInvoiceAsync(decimal amount)
+    {
+        var invoice = new Invoice { CardNumber = "4111111111111111", Amount = amount };
+        await using var db = Fixture.CreateContext();
+        db.Invoices.Add(invoice);
+        await db.SaveChangesAsync(Ct);
+        return invoice;
+    }
+
     protected async Task<byte[]?> ReadRawAsync(string table, string column, string keyColumn, object key)
     {
         await using var db = Fixture.CreateContext();
@@ -487,12 +496,7 @@ public abstract class EncryptionBehaviourTests<TFixture>(TFixture fixture) : ICl
     public async Task FromSql_without_the_key_column_is_refused_naming_entity_and_column()
     {
         SkipIfUnavailable();
-        var invoice = new Invoice { CardNumber = "4111111111111111", Amount = 3m };
-        await using (var writer = Fixture.CreateContext())
-        {
-            writer.Invoices.Add(invoice);
-            await writer.SaveChangesAsync(Ct);
-        }
+        var invoice = await InsertInvoiceAsync(3m);
 
         await using var db = Fixture.CreateContext();
         const string sql = "SELECT \"Id\", \"CardNumber\", \"Amount\" FROM \"Invoices\"";
@@ -520,12 +524,7 @@ public abstract class EncryptionBehaviourTests<TFixture>(TFixture fixture) : ICl
     public async Task Fluent_IsEncrypted_encrypts_like_the_attribute()
     {
         SkipIfUnavailable();
-        var invoice = new Invoice { CardNumber = "4111111111111111", Amount = 12.5m };
-        await using (var db = Fixture.CreateContext())
-        {
-            db.Invoices.Add(invoice);
-            await db.SaveChangesAsync(Ct);
-        }
+        var invoice = await InsertInvoiceAsync(12.5m);
 
         var raw = await ReadRawAsync("Invoices", "CardNumber", "Id", invoice.Id);
         await using var reader = Fixture.CreateContext();
