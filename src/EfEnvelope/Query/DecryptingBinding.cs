@@ -171,9 +171,21 @@ internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity e
     public EncryptedEntity Encrypted => encrypted;
 
     /// <summary>Called by EF's compiled materializer with the new instance and the stored key and ciphertexts.</summary>
+    /// <remarks>In a query read ahead (<see cref="ReadAhead"/>), the record is decrypted with its batch, before EF's result returns it.</remarks>
     public object Decrypt(object entity, object?[] stored)
     {
-        runtime.Decrypt(encrypted, entity, stored, snapshot: false);
+        if (DeferredDecryptions.Collecting.Value is { } batch)
+        {
+            batch.Defer(this, entity, stored);
+        }
+        else
+        {
+            DecryptNow(entity, stored);
+        }
+
         return entity;
     }
+
+    /// <summary>Decrypts the record into the instance.</summary>
+    public void DecryptNow(object entity, object?[] stored) => runtime.Decrypt(encrypted, entity, stored, snapshot: false);
 }

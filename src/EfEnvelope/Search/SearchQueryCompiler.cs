@@ -89,7 +89,7 @@ internal sealed class SearchQueryCompiler(
         var plan = Prepare(query);
         if (plan?.Filters is not { Count: > 0 } filters)
         {
-            var result = base.Execute<TResult>(plan?.Query ?? query);
+            var result = ReadAhead.Apply(base.Execute<TResult>(plan?.Query ?? query), plan?.Query ?? query, _currentContext.Context, _model, runtime);
             return plan?.Checks is { Count: > 0 } checks ? Verified(result, Verifier(checks)) : result;
         }
 
@@ -146,7 +146,7 @@ internal sealed class SearchQueryCompiler(
     {
         if (plan?.Filters is not { Count: > 0 } filters)
         {
-            var result = base.ExecuteAsync<TResult>(plan?.Query ?? query, cancellationToken);
+            var result = ReadAhead.Apply(base.ExecuteAsync<TResult>(plan?.Query ?? query, cancellationToken), plan?.Query ?? query, _currentContext.Context, _model, runtime);
             return plan?.Checks is { Count: > 0 } checks ? Verified(result, Verifier(checks)) : result;
         }
 
