@@ -26,6 +26,7 @@ internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime, ICo
         conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer, constructorBindings));
         conventionSet.ModelFinalizingConventions.Add(new OwnedCiphertextColumnConvention());
         conventionSet.ModelFinalizingConventions.Add(new KeylessEncryptedTypeConvention());
+        conventionSet.ModelFinalizingConventions.Add(new EncryptedCheckConstraintConvention());
         return conventionSet;
     }
 }
