@@ -3,7 +3,9 @@ using System.Reflection;
 using EfEnvelope.ChangeTracking;
 using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Query;
@@ -136,7 +138,8 @@ internal sealed class DecryptingBinding : InstantiationBinding
                 Expression.Constant(_decryptor),
                 DecryptMethod,
                 Expression.Convert(_inner.CreateConstructorExpression(bindingInfo), typeof(object)),
-                _stored.BindToParameter(bindingInfo)),
+                _stored.BindToParameter(bindingInfo),
+                Expression.Property(bindingInfo.MaterializationContextExpression, nameof(MaterializationContext.Context))),
             RuntimeType);
         return Expression.Block([instance], Expression.Assign(instance, decrypted), instance);
     }
@@ -170,11 +173,11 @@ internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity e
 {
     public EncryptedEntity Encrypted => encrypted;
 
-    /// <summary>Called by EF's compiled materializer with the new instance and the stored key and ciphertexts.</summary>
+    /// <summary>Called by EF's compiled materializer with the new instance, the stored key and ciphertexts, and the query's context.</summary>
     /// <remarks>In a query read ahead (<see cref="ReadAhead"/>), the record is decrypted with its batch, before EF's result returns it.</remarks>
-    public object Decrypt(object entity, object?[] stored)
+    public object Decrypt(object entity, object?[] stored, DbContext context)
     {
-        if (DeferredDecryptions.Collecting.Value is { } batch)
+        if (DeferredDecryptions.Collecting.Value is { } batch && batch.Collects(context))
         {
             batch.Defer(this, entity, stored);
         }

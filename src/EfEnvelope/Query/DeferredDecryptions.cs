@@ -1,4 +1,5 @@
 using System.Runtime.ExceptionServices;
+using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Query;
 
@@ -14,14 +15,21 @@ namespace EfEnvelope.Query;
 /// worker and the consumer's thread together, while the consumer's thread has EF read the next batch in between.
 /// </para>
 /// <para>
+/// Only the batch's own query defers: <see cref="Collecting"/> flows into whatever EF calls while it reads (an
+/// interceptor, a task it starts), so a record is deferred only when it is materialized for this batch's context while
+/// the batch is being read (<see cref="Collects"/>); any other query decrypts as it materializes.
+/// </para>
+/// <para>
 /// Concurrency: each record is claimed once through <see cref="_claimed"/> (an interlocked counter), so the two
 /// threads never touch the same entity, and each writes only its own records' properties and error slots. The last
 /// record finished completes <see cref="_finished"/>, whose completion publishes every write to the thread that
 /// waits on it. A worker the thread pool starts late finds nothing left to claim, so the consumer never waits for a
-/// thread to be scheduled, only for a record already being decrypted.
+/// thread to be scheduled, only for a record already being decrypted. The worker runs in the consumer's execution
+/// context (captured when the batch is handed over, after <see cref="Collecting"/> was reset), so that a provider
+/// call it makes on a key-cache miss sees the caller's ambient state (trace activity, logging scopes).
 /// </para>
 /// </remarks>
-internal class DeferredDecryptions : IThreadPoolWorkItem
+internal class DeferredDecryptions(DbContext context)
 {
     /// <summary>The batch being read: set only while EF materializes it, on the consumer's logical flow.</summary>
     internal static readonly AsyncLocal<DeferredDecryptions?> Collecting = new();
@@ -32,21 +40,47 @@ internal class DeferredDecryptions : IThreadPoolWorkItem
     private TaskCompletionSource? _finished;
     private int _claimed;
     private int _done;
+    private volatile bool _reading = true;
 
     /// <summary>The elements read so far (each one's records were collected while EF produced it).</summary>
     public int ElementCount => _recordEnds.Count;
 
-    /// <summary>Called by the materializer, instead of decrypting, while this batch is <see cref="Collecting"/>.</summary>
+    /// <summary>Whether a record materialized for <paramref name="materializing"/> now belongs to this batch.</summary>
+    public bool Collects(DbContext materializing) => _reading && ReferenceEquals(materializing, context);
+
+    /// <summary>Called by the materializer, instead of decrypting, while this batch <see cref="Collects"/> its records.</summary>
     public void Defer(RecordDecryptor decryptor, object entity, object?[] stored) => _records.Add((decryptor, entity, stored));
+
+    /// <summary>Ends the reading of the batch: from now on nothing defers to it, whoever still sees it as <see cref="Collecting"/>.</summary>
+    protected void StopCollecting() => _reading = false;
 
     /// <summary>Closes an element: the records deferred since the previous one belong to it.</summary>
     protected void EndElement() => _recordEnds.Add(_records.Count);
 
-    /// <summary>Forgets the records of an element EF failed to finish: it is never returned, so never decrypted.</summary>
-    protected void DropUnfinishedElement()
+    /// <summary>
+    /// Decrypts, in order, the records of an element EF failed to finish, and forgets them: the element is never
+    /// returned. EF decrypts a record as it constructs it, before it reads the rest of the row, so a record that fails
+    /// to decrypt there is the failure the consumer would have seen: it is returned to be thrown instead of EF's.
+    /// </summary>
+    protected Exception? DecryptUnfinishedElement()
     {
-        var kept = _recordEnds.Count == 0 ? 0 : _recordEnds[^1];
-        _records.RemoveRange(kept, _records.Count - kept);
+        var from = _recordEnds.Count == 0 ? 0 : _recordEnds[^1];
+        Exception? failure = null;
+        for (var i = from; i < _records.Count && failure is null; i++)
+        {
+            var (decryptor, entity, stored) = _records[i];
+            try
+            {
+                decryptor.DecryptNow(entity, stored);
+            }
+            catch (Exception error)
+            {
+                failure = error;
+            }
+        }
+
+        _records.RemoveRange(from, _records.Count - from);
+        return failure;
     }
 
     /// <summary>Decrypts every record, with a thread-pool worker sharing the work, and waits until all are done.</summary>
@@ -93,8 +127,6 @@ internal class DeferredDecryptions : IThreadPoolWorkItem
         }
     }
 
-    void IThreadPoolWorkItem.Execute() => Share();
-
     private bool Start()
     {
         if (_records.Count == 0)
@@ -105,9 +137,8 @@ internal class DeferredDecryptions : IThreadPoolWorkItem
         _errors = new Exception?[_records.Count];
         _finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        // UnsafeQueueUserWorkItem does not flow the execution context: the worker needs none, and must not see
-        // Collecting (it decrypts directly).
-        ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false);
+        // Flows the consumer's execution context (see the remarks); the worker decrypts directly, never deferring.
+        ThreadPool.QueueUserWorkItem(static batch => batch.Share(), this, preferLocal: false);
         return true;
     }
 

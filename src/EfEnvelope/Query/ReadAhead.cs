@@ -22,14 +22,17 @@ namespace EfEnvelope.Query;
 /// entity's collection (a <c>HashSet</c> would hash it before its values are set). So it applies only to queries
 /// that return entities with encrypted properties and track nothing, whose operators are filters, orderings, paging
 /// and query options (no projection, no <c>Include</c>), on types without owned collections or automatically included
-/// navigations, in contexts without materialization interceptors, and not in direct mode (where each record read
+/// navigations and whose members EF sets through fields (a setter it calls could read an encrypted value), in
+/// contexts without materialization interceptors, and not in direct mode (where each record read
 /// ahead but never consumed would cost, and audit, a provider call). Everything else decrypts as EF materializes.
 /// </para>
 /// <para>
 /// What stays as it was: each element reaches the consumer with its values decrypted; a record that fails to decrypt
 /// throws its exception when the consumer reaches it, after every element before it, as does a failure of EF's own
-/// reading; an async consumer's cancellation is honoured before each element; a consumer that stops early disposes
-/// the query with no work left running (every batch is finished before its first element is returned).
+/// reading (preceded, as in EF, by a decryption failure of a record of the same row), and a consumer that goes on
+/// gets the elements after it; an async consumer's cancellation is honoured before each element, with EF's
+/// exception; a consumer that stops early disposes the query with no work left running (every batch is finished
+/// before its first element is returned); other queries that code EF calls meanwhile runs decrypt as before.
 /// </para>
 /// </remarks>
 internal static class ReadAhead
@@ -52,8 +55,8 @@ internal static class ReadAhead
         nameof(RelationalQueryableExtensions.AsSingleQuery),
     ];
 
-    private static readonly ConcurrentDictionary<Type, Func<object, object>> SyncWrappers = new();
-    private static readonly ConcurrentDictionary<Type, Func<object, object>> AsyncWrappers = new();
+    private static readonly ConcurrentDictionary<Type, Func<object, DbContext, object>> SyncWrappers = new();
+    private static readonly ConcurrentDictionary<Type, Func<object, DbContext, object>> AsyncWrappers = new();
 
     /// <summary>EF's result of <paramref name="query"/>, read ahead when that cannot be observed, else unchanged.</summary>
     public static TResult Apply<TResult>(TResult result, Expression query, DbContext context, IModel model, EnvelopeRuntime runtime)
@@ -72,23 +75,23 @@ internal static class ReadAhead
         }
 
         var wrap = wrappers.GetOrAdd(elementType, static (type, sync) =>
-            (Func<object, object>)Delegate.CreateDelegate(
-                typeof(Func<object, object>),
+            (Func<object, DbContext, object>)Delegate.CreateDelegate(
+                typeof(Func<object, DbContext, object>),
                 typeof(ReadAhead).GetMethod(sync ? nameof(WrapSync) : nameof(WrapAsync), System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!.MakeGenericMethod(type)),
             definition == typeof(IEnumerable<>));
-        return (TResult)wrap(result);
+        return (TResult)wrap(result, context);
     }
 
-    private static object WrapSync<T>(object rows) => new ReadAheadEnumerable<T>((IEnumerable<T>)rows);
+    private static object WrapSync<T>(object rows, DbContext context) => new ReadAheadEnumerable<T>((IEnumerable<T>)rows, context);
 
-    private static object WrapAsync<T>(object rows) => new ReadAheadAsyncEnumerable<T>((IAsyncEnumerable<T>)rows);
+    private static object WrapAsync<T>(object rows, DbContext context) => new ReadAheadAsyncEnumerable<T>((IAsyncEnumerable<T>)rows, context);
 
     private static bool Applies(Type elementType, Expression query, DbContext context, IModel model, EnvelopeRuntime runtime)
     {
         if (runtime.Settings.Mode == KeyWrappingMode.Direct
             || model.FindEntityType(elementType) is not { } entityType
             || !entityType.GetDerivedTypesInclusive().Any(t => runtime.Find(t) is not null)
-            || !entityType.GetDerivedTypesInclusive().All(HasNoSharedCollections))
+            || !entityType.GetDerivedTypesInclusive().All(IsUnseenWhileMaterialized))
         {
             return false;
         }
@@ -131,11 +134,28 @@ internal static class ReadAhead
             && !context.GetService<IEnumerable<ISingletonInterceptor>>().OfType<IMaterializationInterceptor>().Any();
     }
 
-    // Owned collections, and navigations EF includes without being asked, are filled while the owner is materialized.
-    // Ownerships are followed from owner to owned type only (the owned type's navigation back is not a load).
-    private static bool HasNoSharedCollections(IEntityType entityType) =>
+    // Whether nothing of EF's materialization of the type can look at its encrypted values: EF sets the other members
+    // after the decrypting binding has constructed the instance, and a setter (PropertyAccessMode.Property, a property
+    // without a backing field, an indexer) could read them; owned collections, and navigations EF includes without
+    // being asked, are filled while the owner is materialized (a HashSet hashes its items). Ownerships are followed
+    // from owner to owned type only (the owned type's navigation back is not a load).
+    private static bool IsUnseenWhileMaterialized(IEntityType entityType) =>
         !entityType.GetSkipNavigations().Any(n => n.IsEagerLoaded)
+        && entityType.GetProperties().All(IsSetThroughField)
+        && entityType.GetServiceProperties().All(IsSetThroughField)
+        && entityType.GetComplexProperties().All(IsUnseenWhileMaterialized)
         && entityType.GetNavigations()
             .Where(n => !(n.IsOnDependent && n.ForeignKey.IsOwnership))
-            .All(n => n.ForeignKey.IsOwnership ? !n.IsCollection && HasNoSharedCollections(n.TargetEntityType) : !n.IsEagerLoaded);
+            .All(n => IsSetThroughField(n) && (n.ForeignKey.IsOwnership ? !n.IsCollection && IsUnseenWhileMaterialized(n.TargetEntityType) : !n.IsEagerLoaded));
+
+    private static bool IsUnseenWhileMaterialized(IComplexProperty complex) =>
+        IsSetThroughField(complex)
+        && complex.ComplexType.GetProperties().All(IsSetThroughField)
+        && complex.ComplexType.GetComplexProperties().All(IsUnseenWhileMaterialized);
+
+    // EF materializes through the backing field unless told to prefer the property; shadow values are EF's own.
+    private static bool IsSetThroughField(IPropertyBase member) =>
+        member.IsShadowProperty()
+        || (!member.IsIndexerProperty() && member.FieldInfo is not null
+            && member.GetPropertyAccessMode() is not (PropertyAccessMode.Property or PropertyAccessMode.PreferProperty));
 }

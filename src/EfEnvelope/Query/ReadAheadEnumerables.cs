@@ -1,32 +1,34 @@
 using System.Collections;
 using System.Runtime.ExceptionServices;
+using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Query;
 
 /// <summary>Up to <see cref="ReadAhead.BatchSize"/> elements EF has materialized, with their records still to decrypt.</summary>
-internal sealed class ReadAheadBatch<T> : DeferredDecryptions
+internal sealed class ReadAheadBatch<T>(DbContext context) : DeferredDecryptions(context)
 {
     private readonly List<T> _elements = new(ReadAhead.BatchSize);
+    private ExceptionDispatchInfo? _failure;
 
     public int Count => _elements.Count;
 
     public T this[int index] => _elements[index];
 
-    /// <summary>EF's exception, to throw after the elements read before it.</summary>
-    public ExceptionDispatchInfo? Failure { get; private set; }
+    /// <summary>Whether EF said it has no more elements.</summary>
+    public bool Exhausted { get; private set; }
 
-    /// <summary>Whether EF has no more elements after this batch (it ended, or failed).</summary>
-    public bool Ended { get; private set; }
+    /// <summary>Whether EF may have elements after this batch: it neither ended nor failed.</summary>
+    public bool HasMore => !Exhausted && _failure is null;
 
     /// <summary>Has EF materialize the next batch, deferring its decryption.</summary>
-    public static ReadAheadBatch<T> Read(IEnumerator<T> rows)
+    public static ReadAheadBatch<T> Read(IEnumerator<T> rows, DbContext context)
     {
-        var batch = new ReadAheadBatch<T>();
+        var batch = new ReadAheadBatch<T>(context);
         var outer = Collecting.Value;
         Collecting.Value = batch;
         try
         {
-            while (batch.Count < ReadAhead.BatchSize && !batch.Ended)
+            while (batch.Count < ReadAhead.BatchSize && batch.HasMore)
             {
                 if (rows.MoveNext())
                 {
@@ -34,7 +36,7 @@ internal sealed class ReadAheadBatch<T> : DeferredDecryptions
                 }
                 else
                 {
-                    batch.Ended = true;
+                    batch.Exhausted = true;
                 }
             }
         }
@@ -44,6 +46,7 @@ internal sealed class ReadAheadBatch<T> : DeferredDecryptions
         }
         finally
         {
+            batch.StopCollecting();
             Collecting.Value = outer;
         }
 
@@ -51,16 +54,16 @@ internal sealed class ReadAheadBatch<T> : DeferredDecryptions
     }
 
     /// <summary>As <see cref="Read"/>, for an async query.</summary>
-    public static async ValueTask<ReadAheadBatch<T>> ReadAsync(IAsyncEnumerator<T> rows)
+    public static async ValueTask<ReadAheadBatch<T>> ReadAsync(IAsyncEnumerator<T> rows, DbContext context)
     {
-        var batch = new ReadAheadBatch<T>();
+        var batch = new ReadAheadBatch<T>(context);
 
         // Set inside this async method: EF's continuations of the reads below see it, and the caller's flow gets its
         // own value back when the method returns.
         Collecting.Value = batch;
         try
         {
-            while (batch.Count < ReadAhead.BatchSize && !batch.Ended)
+            while (batch.Count < ReadAhead.BatchSize && batch.HasMore)
             {
                 if (await rows.MoveNextAsync().ConfigureAwait(false))
                 {
@@ -68,7 +71,7 @@ internal sealed class ReadAheadBatch<T> : DeferredDecryptions
                 }
                 else
                 {
-                    batch.Ended = true;
+                    batch.Exhausted = true;
                 }
             }
         }
@@ -76,8 +79,23 @@ internal sealed class ReadAheadBatch<T> : DeferredDecryptions
         {
             batch.Fail(error);
         }
+        finally
+        {
+            batch.StopCollecting();
+        }
 
         return batch;
+    }
+
+    /// <summary>
+    /// Throws, once, the failure that ended the batch, where EF threw it: after its elements. A consumer that goes on
+    /// gets the elements after it, as EF's enumerator gives them.
+    /// </summary>
+    public void ThrowFailure()
+    {
+        var failure = _failure;
+        _failure = null;
+        failure?.Throw();
     }
 
     private void Add(T element)
@@ -86,22 +104,17 @@ internal sealed class ReadAheadBatch<T> : DeferredDecryptions
         EndElement();
     }
 
-    private void Fail(Exception error)
-    {
-        DropUnfinishedElement();
-        Failure = ExceptionDispatchInfo.Capture(error);
-        Ended = true;
-    }
+    private void Fail(Exception error) => _failure = ExceptionDispatchInfo.Capture(DecryptUnfinishedElement() ?? error);
 }
 
 /// <summary>EF's result of a query without tracking, read ahead in batches decrypted on two threads (<see cref="ReadAhead"/>).</summary>
-internal sealed class ReadAheadEnumerable<T>(IEnumerable<T> rows) : IEnumerable<T>
+internal sealed class ReadAheadEnumerable<T>(IEnumerable<T> rows, DbContext context) : IEnumerable<T>
 {
-    public IEnumerator<T> GetEnumerator() => new Enumerator(rows.GetEnumerator());
+    public IEnumerator<T> GetEnumerator() => new Enumerator(rows.GetEnumerator(), context);
 
     IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
 
-    private sealed class Enumerator(IEnumerator<T> rows) : IEnumerator<T>
+    private sealed class Enumerator(IEnumerator<T> rows, DbContext context) : IEnumerator<T>
     {
         private ReadAheadBatch<T>? _batch;
         private ReadAheadBatch<T>? _next;
@@ -125,18 +138,19 @@ internal sealed class ReadAheadEnumerable<T>(IEnumerable<T> rows) : IEnumerable<
                         return true;
                     }
 
-                    batch.Failure?.Throw();
-                    if (batch.Ended)
+                    batch.ThrowFailure();
+                    if (batch.Exhausted)
                     {
                         return false;
                     }
                 }
 
                 // The batch after this one is read while this one is decrypted; this one is finished before any of
-                // its elements is returned, so nothing runs on after the consumer stops.
-                var current = _next ?? ReadAheadBatch<T>.Read(rows);
+                // its elements is returned, so nothing runs on after the consumer stops. After a failure nothing is
+                // read ahead: whether to go on is the consumer's choice.
+                var current = _next ?? ReadAheadBatch<T>.Read(rows, context);
                 _next = null;
-                current.Decrypt(current.Ended ? null : () => _next = ReadAheadBatch<T>.Read(rows));
+                current.Decrypt(current.HasMore ? () => _next = ReadAheadBatch<T>.Read(rows, context) : null);
                 _batch = current;
                 _position = 0;
             }
@@ -149,12 +163,12 @@ internal sealed class ReadAheadEnumerable<T>(IEnumerable<T> rows) : IEnumerable<
 }
 
 /// <summary>The async counterpart of <see cref="ReadAheadEnumerable{T}"/>.</summary>
-internal sealed class ReadAheadAsyncEnumerable<T>(IAsyncEnumerable<T> rows) : IAsyncEnumerable<T>
+internal sealed class ReadAheadAsyncEnumerable<T>(IAsyncEnumerable<T> rows, DbContext context) : IAsyncEnumerable<T>
 {
     public IAsyncEnumerator<T> GetAsyncEnumerator(CancellationToken cancellationToken = default) =>
-        new Enumerator(rows.GetAsyncEnumerator(cancellationToken), cancellationToken);
+        new Enumerator(rows.GetAsyncEnumerator(cancellationToken), context, cancellationToken);
 
-    private sealed class Enumerator(IAsyncEnumerator<T> rows, CancellationToken cancellationToken) : IAsyncEnumerator<T>
+    private sealed class Enumerator(IAsyncEnumerator<T> rows, DbContext context, CancellationToken cancellationToken) : IAsyncEnumerator<T>
     {
         private ReadAheadBatch<T>? _batch;
         private ReadAheadBatch<T>? _next;
@@ -167,7 +181,14 @@ internal sealed class ReadAheadAsyncEnumerable<T>(IAsyncEnumerable<T> rows) : IA
             while (true)
             {
                 // EF's reader observes the token at each row; rows already read ahead must not outlive a cancellation.
-                cancellationToken.ThrowIfCancellationRequested();
+                // EF is asked for its next row so that the exception (its type, EF's log of the cancellation) is the
+                // one its own enumerator gives.
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    await rows.MoveNextAsync().ConfigureAwait(false);
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+
                 if (_batch is { } batch)
                 {
                     if (_position < batch.Count)
@@ -178,16 +199,16 @@ internal sealed class ReadAheadAsyncEnumerable<T>(IAsyncEnumerable<T> rows) : IA
                         return true;
                     }
 
-                    batch.Failure?.Throw();
-                    if (batch.Ended)
+                    batch.ThrowFailure();
+                    if (batch.Exhausted)
                     {
                         return false;
                     }
                 }
 
-                var current = _next ?? await ReadAheadBatch<T>.ReadAsync(rows).ConfigureAwait(false);
+                var current = _next ?? await ReadAheadBatch<T>.ReadAsync(rows, context).ConfigureAwait(false);
                 _next = null;
-                await current.DecryptAsync(current.Ended ? null : async () => _next = await ReadAheadBatch<T>.ReadAsync(rows).ConfigureAwait(false)).ConfigureAwait(false);
+                await current.DecryptAsync(current.HasMore ? async () => _next = await ReadAheadBatch<T>.ReadAsync(rows, context).ConfigureAwait(false) : null).ConfigureAwait(false);
                 _batch = current;
                 _position = 0;
             }

@@ -14,7 +14,7 @@ namespace EfEnvelope.Tests.Query;
 public sealed class ReadAheadTests
 {
     // More than three batches, and not a multiple of the batch size.
-    private const int Rows = (ReadAhead.BatchSize * 3) + 7;
+    internal const int Rows = (ReadAhead.BatchSize * 3) + 7;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -79,6 +79,110 @@ public sealed class ReadAheadTests
         });
         Assert.Equal(Tampered, received.Count);
         Assert.Equal(plain.Message, async.Message);
+    }
+
+    [Fact]
+    public void A_tampered_row_that_EF_also_fails_to_read_throws_the_tamper_error_as_plain_decryption_does()
+    {
+        // EF decrypts a record as it constructs it, before it reads the row's JSON column: the tamper error comes first.
+        const int Bad = ReadAhead.BatchSize + 8;
+        using var clinic = Seeded();
+        Execute(clinic, $"UPDATE Patients SET Ssn = (SELECT Ssn FROM Patients WHERE Name = 'p000'), Emergency = '{{not json' WHERE Name = 'p{Bad:D3}'");
+
+        using var db = clinic.CreateContext();
+        var plain = Assert.Throws<EnvelopeDecryptionException>(() => db.Patients.OrderBy(p => p.Name).ToList());
+        var received = 0;
+        var readAhead = Assert.Throws<EnvelopeDecryptionException>(() =>
+        {
+            foreach (var patient in db.Patients.AsNoTracking().OrderBy(p => p.Name))
+            {
+                received++;
+            }
+        });
+        Assert.Equal(Bad, received);
+        Assert.Equal(plain.Message, readAhead.Message);
+    }
+
+    [Fact]
+    public async Task A_consumer_that_goes_on_after_an_unreadable_row_gets_the_rows_after_it_as_from_EF_sync_and_async()
+    {
+        const int Bad = ReadAhead.BatchSize + 8;
+        using var clinic = Seeded();
+        Execute(clinic, $"UPDATE Patients SET Emergency = '{{not json' WHERE Name = 'p{Bad:D3}'");
+        using var db = clinic.CreateContext();
+
+        // Select(p => p) is not read ahead: the same query, decrypted as EF materializes each row.
+        var plain = Outcomes(db.Patients.AsNoTracking().OrderBy(p => p.Name).Select(p => p));
+        Assert.Equal(Rows + 1, plain.Count);
+        Assert.DoesNotContain("ssn", plain[Bad], StringComparison.Ordinal);
+        Assert.Equal("ssn-p" + (Bad + 1).ToString("D3", System.Globalization.CultureInfo.InvariantCulture), plain[Bad + 1]);
+        Assert.Equal("end", plain[^1]);
+        Assert.Equal(plain, Outcomes(db.Patients.AsNoTracking().OrderBy(p => p.Name)));
+        Assert.Equal(plain, await OutcomesAsync(db.Patients.AsNoTracking().OrderBy(p => p.Name)));
+
+        static List<string> Outcomes(IQueryable<Patient> query)
+        {
+            var outcomes = new List<string>();
+            using var rows = query.GetEnumerator();
+            while (outcomes.LastOrDefault() != "end" && outcomes.Count <= Rows + 1)
+            {
+                try
+                {
+                    outcomes.Add(rows.MoveNext() ? rows.Current.Ssn : "end");
+                }
+                catch (Exception error)
+                {
+                    outcomes.Add(error.GetType().Name);
+                }
+            }
+
+            return outcomes;
+        }
+
+        static async Task<List<string>> OutcomesAsync(IQueryable<Patient> query)
+        {
+            var outcomes = new List<string>();
+            await using var rows = query.AsAsyncEnumerable().GetAsyncEnumerator(Ct);
+            while (outcomes.LastOrDefault() != "end" && outcomes.Count <= Rows + 1)
+            {
+                try
+                {
+                    outcomes.Add(await rows.MoveNextAsync() ? rows.Current.Ssn : "end");
+                }
+                catch (Exception error)
+                {
+                    outcomes.Add(error.GetType().Name);
+                }
+            }
+
+            return outcomes;
+        }
+    }
+
+    [Fact]
+    public async Task A_cancellation_throws_the_exception_EF_throws()
+    {
+        using var clinic = Seeded();
+        using var db = clinic.CreateContext();
+        var plain = await CancelAfterThree(db.Patients.OrderBy(p => p.Name));
+        Assert.IsAssignableFrom<OperationCanceledException>(plain);
+        Assert.Equal(plain.GetType(), (await CancelAfterThree(db.Patients.AsNoTracking().OrderBy(p => p.Name))).GetType());
+
+        static async Task<Exception> CancelAfterThree(IQueryable<Patient> query)
+        {
+            using var cancellation = new CancellationTokenSource();
+            var received = 0;
+            return await Assert.ThrowsAnyAsync<Exception>(async () =>
+            {
+                await foreach (var patient in query.AsAsyncEnumerable().WithCancellation(cancellation.Token))
+                {
+                    if (++received == 3)
+                    {
+                        await cancellation.CancelAsync();
+                    }
+                }
+            });
+        }
     }
 
     [Fact]
@@ -175,7 +279,14 @@ public sealed class ReadAheadTests
         Assert.All(interceptor.Seen, ssn => Assert.StartsWith("ssn-p", ssn, StringComparison.Ordinal));
     }
 
-    private static InMemoryClinic Seeded()
+    private static void Execute(InMemoryClinic clinic, string sql)
+    {
+        using var command = clinic.Connection.CreateCommand();
+        command.CommandText = sql;
+        Assert.Equal(1, command.ExecuteNonQuery());
+    }
+
+    internal static InMemoryClinic Seeded()
     {
         var clinic = new InMemoryClinic();
         using var db = clinic.CreateContext();
@@ -201,7 +312,7 @@ public sealed class ReadAheadTests
     private static List<string> Describe(IEnumerable<Patient> patients) =>
         [.. patients.Select(p => $"{p.Name}|{p.Ssn}|{p.Diagnosis}|{p.DateOfBirth}|{p.HomeAddress?.Street}|{p.Emergency?.Phone}")];
 
-    private static bool IsReadAhead<T>(IQueryable<T> query)
+    internal static bool IsReadAhead<T>(IQueryable<T> query)
     {
         using var enumerator = query.GetEnumerator();
         return enumerator.GetType().DeclaringType is { IsGenericType: true } declaring && declaring.GetGenericTypeDefinition() == typeof(ReadAheadEnumerable<>);
