@@ -1,10 +1,5 @@
-using System.Reflection;
-using System.Text.RegularExpressions;
 using EfEnvelope.KeyManagement;
-using Microsoft.CodeAnalysis;
 using Microsoft.CodeAnalysis.CSharp;
-using Microsoft.CodeAnalysis.CSharp.Syntax;
-using Microsoft.CodeAnalysis.Diagnostics;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
@@ -16,12 +11,13 @@ namespace EfEnvelope.Analyzers.Tests;
 /// envelope encryption (a searchable, a truncated and plain encrypted properties, one seeded patient). A query must
 /// be reported by the analyzer exactly when the runtime refuses it, and the refusal must be EfEnvelope's own.
 /// </remarks>
-public sealed partial class RuntimeAgreementTests
+public sealed class RuntimeAgreementTests
 {
     private static readonly string[] Cases =
     [
-        .. Bodies(Corpus.ComparedWithoutIndex), .. Bodies(Corpus.Ordered), .. Bodies(Corpus.PatternMatched), .. Bodies(Corpus.Grouped),
-        .. Bodies(Corpus.InExecuteUpdate), .. Bodies(Corpus.ReadByDatabase), .. Bodies(Corpus.TruncatedIndex), .. Bodies(Corpus.Runs),
+        .. Agreement.Bodies(Corpus.ComparedWithoutIndex), .. Agreement.Bodies(Corpus.Ordered), .. Agreement.Bodies(Corpus.PatternMatched),
+        .. Agreement.Bodies(Corpus.Grouped), .. Agreement.Bodies(Corpus.InExecuteUpdate), .. Agreement.Bodies(Corpus.ReadByDatabase),
+        .. Agreement.Bodies(Corpus.TruncatedIndex), .. Agreement.Bodies(Corpus.Runs),
     ];
 
     [Fact]
@@ -29,8 +25,8 @@ public sealed partial class RuntimeAgreementTests
     {
         var ct = TestContext.Current.CancellationToken;
         var compilation = Compile();
-        var reported = await ReportedCasesAsync(compilation, ct);
-        var assembly = Load(compilation);
+        var reported = await Agreement.ReportedCasesAsync(compilation, new EncryptedQueryAnalyzer(), ct);
+        var assembly = Agreement.Load(compilation);
 
         await using var connection = new SqliteConnection("Data Source=:memory:");
         await connection.OpenAsync(ct);
@@ -60,23 +56,8 @@ public sealed partial class RuntimeAgreementTests
         Assert.True(disagreements.Count == 0, string.Join('\n', disagreements));
     }
 
-    private static IEnumerable<string> Bodies(TheoryData<string> data) =>
-        data.Select(row => Markup().Replace(row.Data, "$1"));
-
-    // {|EFENV001:p.Diagnosis|} → p.Diagnosis
-    [GeneratedRegex(@"\{\|EFENV\d{3}:(.*?)\|\}")]
-    private static partial Regex Markup();
-
     private static CSharpCompilation Compile()
     {
-        var methods = string.Concat(Cases.Select((body, i) => $$"""
-
-                public static async Task Case{{i}}(ClinicDb db, string text, List<string> list, Patient other)
-                {
-                    {{body}}
-                }
-
-            """));
         var source = Verify.Usings + Model.Clinic + $$"""
             public static class Cases
             {
@@ -101,40 +82,10 @@ public sealed partial class RuntimeAgreementTests
                     var other = new Patient { Name = "Ann", Ssn = "078-05-1120", Diagnosis = "flu", Score = 1 };
                     await (Task)typeof(Cases).GetMethod("Case" + index)!.Invoke(null, [db, "flu", new List<string> { "flu" }, other])!;
                 }
-            {{methods}}
+            {{Agreement.Methods(Cases, "ClinicDb db, string text, List<string> list, Patient other")}}
             }
             """;
-        var compilation = CSharpCompilation.Create(
-            "AgreementCases",
-            [CSharpSyntaxTree.ParseText(source, new CSharpParseOptions(LanguageVersion.Latest))],
-            Verify.References,
-            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable));
-        var errors = compilation.GetDiagnostics().Where(d => d.Severity == DiagnosticSeverity.Error).ToList();
-        Assert.True(errors.Count == 0, string.Join('\n', errors));
-        return compilation;
-    }
-
-    private static async Task<HashSet<int>> ReportedCasesAsync(CSharpCompilation compilation, CancellationToken ct)
-    {
-        var diagnostics = await compilation.WithAnalyzers([new EncryptedQueryAnalyzer()]).GetAnalyzerDiagnosticsAsync(ct);
-        var reported = new HashSet<int>();
-        foreach (var diagnostic in diagnostics)
-        {
-            var node = diagnostic.Location.SourceTree!.GetRoot(ct).FindNode(diagnostic.Location.SourceSpan);
-            var method = node.AncestorsAndSelf().OfType<MethodDeclarationSyntax>().First().Identifier.ValueText;
-            Assert.StartsWith("Case", method, StringComparison.Ordinal);
-            reported.Add(int.Parse(method["Case".Length..], System.Globalization.CultureInfo.InvariantCulture));
-        }
-
-        return reported;
-    }
-
-    private static Assembly Load(CSharpCompilation compilation)
-    {
-        using var image = new MemoryStream();
-        var emitted = compilation.Emit(image);
-        Assert.True(emitted.Success, string.Join('\n', emitted.Diagnostics));
-        return Assembly.Load(image.ToArray());
+        return Agreement.Compile("AgreementCases", source);
     }
 
     // The cases are async methods: their failures come back in the task, never wrapped by reflection.
