@@ -65,6 +65,26 @@ internal sealed class EncryptedMembers
         return new EncryptedMember($"{property.ContainingType.Name}.{property.Name}", property, searchable, searchable && truncated);
     }
 
+    /// <summary>The encrypted properties of an entity type and its base types, one per name, as EF maps them.</summary>
+    public List<EncryptedMember> OfEntity(ITypeSymbol type, CancellationToken cancellationToken)
+    {
+        var found = new List<EncryptedMember>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var current = type; current is not null && current.SpecialType != SpecialType.System_Object; current = current.BaseType)
+        {
+            foreach (var property in current.GetMembers().OfType<IPropertySymbol>())
+            {
+                // An override comes before the property it overrides, and names the same mapped property.
+                if (names.Add(property.Name) && Find(property, cancellationToken) is { } encrypted)
+                {
+                    found.Add(encrypted);
+                }
+            }
+        }
+
+        return found;
+    }
+
     // [Encrypted] is Inherited = true: an override without it is still encrypted.
     private AttributeData? FindAttribute(IPropertySymbol property)
     {

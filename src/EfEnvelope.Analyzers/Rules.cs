@@ -58,6 +58,12 @@ internal static class Rules
         "Truncated blind index compared where its false positives cannot be removed",
         "'{0}' has a truncated blind index (IndexBytes below 32), whose matches include other values that EfEnvelope removes after decryption, so it cannot {1}. Compare it with == or Contains as a top-level AND condition of a Where (or First, Single, Count, Any) over the entities the query returns, or keep the full index.");
 
+    /// <summary>PropertyValues.SetValues on an entry of a type with encrypted properties, which EF's model does not hold.</summary>
+    internal static readonly DiagnosticDescriptor ValuesBypassed = Create(
+        "EFENV009",
+        "SetValues does not reach encrypted properties",
+        "'{0}' has encrypted properties ({1}) that EF's model does not hold, so {2}, where plain EF would {3}. {4}.");
+
     private static DiagnosticDescriptor Create(string id, string title, string message) =>
         new(id, title, message, Category, DiagnosticSeverity.Warning, isEnabledByDefault: true,
             helpLinkUri: HelpLinkBase + id.ToLowerInvariant());

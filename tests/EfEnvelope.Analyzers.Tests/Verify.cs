@@ -27,7 +27,8 @@ internal static class Verify
 
     internal static ImmutableArray<MetadataReference> References { get; } = LoadReferences();
 
-    public static Task Analyzer<TAnalyzer>(string source)
+    /// <summary>Also expects <paramref name="expected"/>, for diagnostics whose message arguments matter.</summary>
+    public static Task Analyzer<TAnalyzer>(string source, params DiagnosticResult[] expected)
         where TAnalyzer : DiagnosticAnalyzer, new()
     {
         var test = new CSharpAnalyzerTest<TAnalyzer, DefaultVerifier>
@@ -37,6 +38,7 @@ internal static class Verify
             ReferenceAssemblies = new ReferenceAssemblies("net10.0"),
         };
         test.TestState.AdditionalReferences.AddRange(References);
+        test.ExpectedDiagnostics.AddRange(expected);
         return test.RunAsync(TestContext.Current.CancellationToken);
     }
 

@@ -11,7 +11,7 @@ public static class KnownDifferences
         "The encrypted CLR property is not in EF's model (replaced by a {Name}_Ciphertext shadow property): Entry().Property(), CurrentValues, OriginalValues and GetDatabaseValues cannot find it, and the tracker shows the shadow property instead.";
 
     private const string ValuesBypassed =
-        "Values set through EF's own APIs (SetValues, OriginalValues) never reach the encrypted property, because EF does not know it: the encrypted column keeps its old value.";
+        "Values set through EF's own APIs (SetValues, OriginalValues) never reach the encrypted property, because EF does not know it: the encrypted column keeps its old value. The analyzer reports such SetValues calls on an EntityEntry<T> at compile time (EFENV009).";
 
     private const string KeyLookup =
         "An edit of an attached (not queried) entity first reads its data key from the database: the save sends one command more than plain EF.";
