@@ -263,7 +263,8 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
             shadow.HasAnnotation(EncryptionAnnotations.BindingName, bindingName);
         }
 
-        if (columnName is not null && tableName is not null)
+        // An abstract TPC base has no table of its own, but its columns are created in every concrete type's table.
+        if (columnName is not null && (tableName is not null || entityType.GetMappingStrategy() == RelationalAnnotationNames.TpcMappingStrategy))
         {
             // With the source the name was configured with: EF keeps an explicit name shared by two types of a
             // hierarchy as one column, and renames convention names that collide ("Dog_Sound").

@@ -30,6 +30,41 @@ public sealed class CheckConstraintTests
         public string? Street { get; set; }
     }
 
+    public abstract class Doc
+    {
+        public int Id { get; set; }
+
+        public string? Secret { get; set; }
+    }
+
+    public class Letter : Doc
+    {
+        public string To { get; set; } = "";
+    }
+
+    public class Holder
+    {
+        public int Id { get; set; }
+
+        public Contact? Contact { get; set; }
+    }
+
+    public class Contact
+    {
+        public string Relation { get; set; } = "";
+
+        public string? Phone { get; set; }
+    }
+
+    public class Wide
+    {
+        public int Id { get; set; }
+
+        public string Kind { get; set; } = "";
+
+        public string? Secret { get; set; }
+    }
+
     [Fact]
     public void A_constraint_on_an_encrypted_column_is_refused_where_plain_EF_enforces_it()
     {
@@ -74,6 +109,130 @@ public sealed class CheckConstraintTests
             Assert.Throws<DbUpdateException>(() => db.SaveChanges());
             db.ChangeTracker.Clear();
             Assert.Equal("a note of any length", db.Set<Memo>().AsNoTracking().Single().Note);
+        }
+    }
+
+    [Fact]
+    public void A_string_literal_equal_to_an_encrypted_columns_name_is_not_a_reference_to_it()
+    {
+        foreach (var encrypted in new[] { false, true })
+        {
+            using var db = Create(encrypted, m => m.Entity<Wide>(w =>
+            {
+                w.ToTable(t => t.HasCheckConstraint("CK_Kind", "\"Kind\" IN ('Public', 'Secret')"));
+                if (encrypted)
+                {
+                    w.Property(x => x.Secret).IsEncrypted();
+                }
+            }));
+            db.Add(new Wide { Kind = "Secret", Secret = "x" });
+            db.SaveChanges();
+            db.Add(new Wide { Kind = "Other", Secret = "y" });
+            Assert.Throws<DbUpdateException>(() => db.SaveChanges());
+        }
+    }
+
+    [Fact]
+    public void A_constraint_on_an_encrypted_value_inside_a_JSON_column_is_refused_where_plain_EF_enforces_it()
+    {
+        const string Constraint = "length(json_extract(\"Contact\", '$.Phone')) <= 12";
+        using (var plain = Create(encrypted: false, Json(encrypted: false)))
+        {
+            plain.Add(new Holder { Contact = new Contact { Phone = "+1 555 0100" } });
+            plain.SaveChanges();
+            plain.Add(new Holder { Contact = new Contact { Phone = "+1 555 0100 0000" } });
+            Assert.Throws<DbUpdateException>(() => plain.SaveChanges());
+        }
+
+        var error = Assert.Throws<InvalidOperationException>(() => Create(encrypted: true, Json(encrypted: true))).Message;
+        Assert.Contains("refers to column 'Contact' (JSON property 'Phone') of encrypted property 'Contact.Phone'", error, StringComparison.Ordinal);
+
+        // A constraint on another member of the document is not about the encrypted value.
+        using var other = Create(encrypted: true, m => m.Entity<Holder>(h =>
+        {
+            h.OwnsOne(x => x.Contact, c =>
+            {
+                c.ToJson();
+                c.Property(x => x.Phone).IsEncrypted();
+            });
+            h.ToTable(t => t.HasCheckConstraint("CK_Relation", "json_extract(\"Contact\", '$.Relation') <> ''"));
+        }));
+        other.Add(new Holder { Contact = new Contact { Relation = "sister", Phone = "+1 555 0100 0000" } });
+        other.SaveChanges();
+
+        static Action<ModelBuilder> Json(bool encrypted) => m => m.Entity<Holder>(h =>
+        {
+            h.OwnsOne(x => x.Contact, c =>
+            {
+                c.ToJson();
+                if (encrypted)
+                {
+                    c.Property(x => x.Phone).IsEncrypted();
+                }
+            });
+            h.ToTable(t => t.HasCheckConstraint("CK_Phone", Constraint));
+        });
+    }
+
+    [Fact]
+    public void A_constraint_declared_on_an_abstract_TPC_base_is_refused_and_its_encrypted_column_keeps_its_plain_name()
+    {
+        static string[] LetterColumns(bool encrypted)
+        {
+            using var db = Create(encrypted, Tpc(encrypted, constraint: false));
+            return [.. db.Model.GetRelationalModel().Tables.Single(t => t.Name == "Letter").Columns.Select(c => c.Name)];
+        }
+
+        Assert.Contains("Secret", LetterColumns(encrypted: false));
+        Assert.Equal(LetterColumns(encrypted: false).Order(), LetterColumns(encrypted: true).Where(c => c != "EfEnvelopeKey").Order());
+
+        using (var plain = Create(encrypted: false, Tpc(encrypted: false, constraint: true)))
+        {
+            plain.Add(new Letter { Secret = "short" });
+            plain.SaveChanges();
+        }
+
+        var error = Assert.Throws<InvalidOperationException>(() => Create(encrypted: true, Tpc(encrypted: true, constraint: true))).Message;
+        Assert.Contains("Check constraint 'CK_Doc_Secret' of entity type 'Letter' refers to column 'Secret' of encrypted property 'Doc.Secret'", error, StringComparison.Ordinal);
+
+        static Action<ModelBuilder> Tpc(bool encrypted, bool constraint) => m =>
+        {
+            m.Entity<Doc>().UseTpcMappingStrategy();
+            if (constraint)
+            {
+                m.Entity<Doc>().ToTable(t => t.HasCheckConstraint("CK_Doc_Secret", "length(\"Secret\") <= 5"));
+            }
+
+            if (encrypted)
+            {
+                m.Entity<Doc>().Property(d => d.Secret).IsEncrypted();
+            }
+
+            m.Entity<Letter>();
+        };
+    }
+
+    private static AnyContext Create(bool encrypted, Action<ModelBuilder> build)
+    {
+        var connection = new SqliteConnection("Data Source=:memory:");
+        connection.Open();
+        var options = new DbContextOptionsBuilder<AnyContext>().UseSqlite(connection).ManyConfigurationsPerProcess()
+            .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, NoModelCache>();
+        if (encrypted)
+        {
+            options.UseEnvelopeEncryption(e => e.UseProvider(new InsecureInMemoryMasterKeyProvider()));
+        }
+
+        var db = new AnyContext(options.Options, build, connection);
+        try
+        {
+            db.Database.EnsureCreated();
+            return db;
+        }
+        catch
+        {
+            db.Dispose();
+            throw;
         }
     }
 
@@ -128,6 +287,17 @@ public sealed class CheckConstraintTests
                 b.Property(m => m.Note).IsEncrypted();
             }
         });
+    }
+
+    private sealed class AnyContext(DbContextOptions options, Action<ModelBuilder> build, SqliteConnection connection) : DbContext(options)
+    {
+        public override void Dispose()
+        {
+            base.Dispose();
+            connection.Dispose();
+        }
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder) => build(modelBuilder);
     }
 
     private sealed class NoModelCache : Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory
