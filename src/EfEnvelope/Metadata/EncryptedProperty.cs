@@ -46,6 +46,9 @@ internal abstract class EncryptedProperty
     /// <summary>The shadow property holding the blind index, for searchable properties.</summary>
     public IProperty? Index { get; private set; }
 
+    /// <summary>Whether decrypted values are written through the property's setter (code of the application's), not a field.</summary>
+    public bool WritesThroughSetter { get; protected init; }
+
     /// <summary>The blind index settings, for searchable properties.</summary>
     public BlindIndexOptions? Search { get; protected set; }
 
@@ -215,6 +218,9 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
         // An init-only field (a record's, or a get-only auto-property's) cannot be assigned by an expression: its
         // property's setter (init accessor) does the same, and CompileSetter covers a property without one.
         _set = backingField is { IsInitOnly: false } ? CompileFieldSetter(backingField) : CompileSetter(clrProperty);
+
+        // An init-only field belongs to a compiler-generated accessor, which only assigns it.
+        WritesThroughSetter = backingField is null && clrProperty.GetSetMethod(nonPublic: true) is not null;
     }
 
     public override byte[]? Encrypt(object entity, AesGcm dataKey, ReadOnlySpan<byte> recordId, ReadOnlySpan<byte> nonce)

@@ -91,7 +91,7 @@ internal static class ReadAhead
         if (runtime.Settings.Mode == KeyWrappingMode.Direct
             || model.FindEntityType(elementType) is not { } entityType
             || !entityType.GetDerivedTypesInclusive().Any(t => runtime.Find(t) is not null)
-            || !entityType.GetDerivedTypesInclusive().All(IsUnseenWhileMaterialized))
+            || !entityType.GetDerivedTypesInclusive().All(t => IsUnseenWhileMaterialized(t, runtime)))
         {
             return false;
         }
@@ -130,23 +130,29 @@ internal static class ReadAhead
             current = call.Arguments[0];
         }
 
+        // Without EF's thread-safety checks, a query that code EF calls during the read runs on the same context
+        // (EF would otherwise refuse it), and its records could not be told apart from the batch's.
         return (tracking ?? context.ChangeTracker.QueryTrackingBehavior) != QueryTrackingBehavior.TrackAll
+            && context.GetService<IDbContextOptions>().FindExtension<CoreOptionsExtension>()?.ThreadSafetyChecksEnabled != false
             && !context.GetService<IEnumerable<ISingletonInterceptor>>().OfType<IMaterializationInterceptor>().Any();
     }
 
     // Whether nothing of EF's materialization of the type can look at its encrypted values: EF sets the other members
     // after the decrypting binding has constructed the instance, and a setter (PropertyAccessMode.Property, a property
-    // without a backing field, an indexer) could read them; owned collections, and navigations EF includes without
-    // being asked, are filled while the owner is materialized (a HashSet hashes its items). Ownerships are followed
-    // from owner to owned type only (the owned type's navigation back is not a load).
-    private static bool IsUnseenWhileMaterialized(IEntityType entityType) =>
+    // without a backing field, an indexer) could read them, or, for an encrypted property written through its setter,
+    // would see other members already set; owned collections, and navigations EF includes without being asked, are
+    // filled while the owner is materialized (a HashSet hashes its items). Ownerships are followed from owner to owned
+    // type only, but the owned type's navigation back, which EF sets even without tracking, must be a field too.
+    private static bool IsUnseenWhileMaterialized(IEntityType entityType, EnvelopeRuntime runtime) =>
         !entityType.GetSkipNavigations().Any(n => n.IsEagerLoaded)
+        && !(runtime.Find(entityType)?.Properties.Any(p => p.WritesThroughSetter) ?? false)
         && entityType.GetProperties().All(IsSetThroughField)
         && entityType.GetServiceProperties().All(IsSetThroughField)
         && entityType.GetComplexProperties().All(IsUnseenWhileMaterialized)
+        && entityType.GetNavigations().All(IsSetThroughField)
         && entityType.GetNavigations()
             .Where(n => !(n.IsOnDependent && n.ForeignKey.IsOwnership))
-            .All(n => IsSetThroughField(n) && (n.ForeignKey.IsOwnership ? !n.IsCollection && IsUnseenWhileMaterialized(n.TargetEntityType) : !n.IsEagerLoaded));
+            .All(n => n.ForeignKey.IsOwnership ? !n.IsCollection && IsUnseenWhileMaterialized(n.TargetEntityType, runtime) : !n.IsEagerLoaded);
 
     private static bool IsUnseenWhileMaterialized(IComplexProperty complex) =>
         IsSetThroughField(complex)

@@ -181,12 +181,12 @@ internal sealed class ReadAheadAsyncEnumerable<T>(IAsyncEnumerable<T> rows, DbCo
             while (true)
             {
                 // EF's reader observes the token at each row; rows already read ahead must not outlive a cancellation.
-                // EF is asked for its next row so that the exception (its type, EF's log of the cancellation) is the
-                // one its own enumerator gives.
+                // A TaskCanceledException is what EF throws on SQLite, and a catch of OperationCanceledException
+                // (what Npgsql throws) catches it too. EF is not asked for a row: one it returned would be lost to a consumer
+                // that goes on.
                 if (cancellationToken.IsCancellationRequested)
                 {
-                    await rows.MoveNextAsync().ConfigureAwait(false);
-                    cancellationToken.ThrowIfCancellationRequested();
+                    throw new TaskCanceledException(null, null, cancellationToken);
                 }
 
                 if (_batch is { } batch)

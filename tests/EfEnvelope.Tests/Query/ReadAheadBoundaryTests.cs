@@ -73,6 +73,27 @@ public sealed class ReadAheadBoundaryTests
     }
 
     [Fact]
+    public void A_setter_of_an_owned_types_navigation_back_to_its_owner_sees_the_decrypted_owner()
+    {
+        using var db = Open(o => new FolderContext(o), seed => seed.Add(new Folder { Secret = "s3cret", Tab = new Tab { Name = "t" } }));
+        Assert.False(IsReadAhead(db.Folders.AsNoTracking()));
+
+        // Select(f => f) is never read ahead: the same query, decrypted as EF materializes each row.
+        Assert.Equal("s3cret", db.Folders.AsNoTracking().Select(f => f).Single().Tab!.SeenSecret);
+        Assert.Equal("s3cret", db.Folders.AsNoTracking().ToList().Single().Tab!.SeenSecret);
+    }
+
+    [Fact]
+    public void An_encrypted_property_written_through_its_setter_sees_the_members_it_sees_without_read_ahead()
+    {
+        using var db = Open(o => new BadgeContext(o), seed => seed.Add(new Badge { Holder = "alice", Code = "c0de" }));
+        Assert.False(IsReadAhead(db.Badges.AsNoTracking()));
+        var decryptedAsMaterialized = db.Badges.AsNoTracking().Select(b => b).Single().Label;
+        Assert.Equal("/c0de", decryptedAsMaterialized);
+        Assert.Equal(decryptedAsMaterialized, db.Badges.AsNoTracking().ToList().Single().Label);
+    }
+
+    [Fact]
     public void A_key_the_worker_fetches_is_fetched_in_the_callers_execution_context()
     {
         using var clinic = Seeded();
@@ -102,6 +123,24 @@ public sealed class ReadAheadBoundaryTests
         // The worker fetched the key (the consumer was reading the next batch meanwhile), with the caller's context.
         Assert.Contains(provider.Seen, seen => seen.Thread != consumer);
         Assert.All(provider.Seen, seen => Assert.Equal("request-42", seen.Ambient));
+    }
+
+    private static T Open<T>(Func<DbContextOptions, T> create, Action<T> seed)
+        where T : DbContext
+    {
+        var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=:memory:");
+        connection.Open();
+        var provider = new InsecureInMemoryMasterKeyProvider("primary");
+        var options = new DbContextOptionsBuilder<T>().UseSqlite(connection).ManyConfigurationsPerProcess().UseEnvelopeEncryption(e => e.UseProvider(provider)).Options;
+        using (var seeding = create(options))
+        {
+            seeding.Database.EnsureCreated();
+            seed(seeding);
+            seeding.SaveChanges();
+        }
+
+        // The in-memory database lives as long as its connection: the context returned keeps it.
+        return create(options);
     }
 
     private static ClinicContext WithInterceptor(InMemoryClinic clinic, IInterceptor interceptor) =>
@@ -176,6 +215,74 @@ public sealed class ReadAheadBoundaryTests
 
             return base.DecryptDataKeyAsync(keyId, wrappedKey, context, cancellationToken);
         }
+    }
+
+    private sealed class FolderContext(DbContextOptions options) : DbContext(options)
+    {
+        public DbSet<Folder> Folders => Set<Folder>();
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+            modelBuilder.Entity<Folder>().OwnsOne(f => f.Tab, t => t.WithOwner(x => x.Parent));
+    }
+
+    private sealed class Folder
+    {
+        public int Id { get; set; }
+
+        [Encrypted]
+        public string Secret { get; set; } = "";
+
+        public Tab? Tab { get; set; }
+    }
+
+    /// <summary>An owned type whose navigation back to its owner has a setter of its own, and no backing field EF finds.</summary>
+    private sealed class Tab
+    {
+        private Folder? _owner;
+
+        public string Name { get; set; } = "";
+
+        public Folder? Parent
+        {
+            get => _owner;
+            set
+            {
+                _owner = value;
+                SeenSecret = value?.Secret;
+            }
+        }
+
+        [System.ComponentModel.DataAnnotations.Schema.NotMapped]
+        public string? SeenSecret { get; private set; }
+    }
+
+    private sealed class BadgeContext(DbContextOptions options) : DbContext(options)
+    {
+        public DbSet<Badge> Badges => Set<Badge>();
+    }
+
+    /// <summary>An encrypted property with a setter of its own, and no backing field EF finds.</summary>
+    private sealed class Badge
+    {
+        private string _secretCode = "";
+
+        public int Id { get; set; }
+
+        public string Holder { get; set; } = "";
+
+        [Encrypted]
+        public string Code
+        {
+            get => _secretCode;
+            set
+            {
+                _secretCode = value;
+                Label = Holder + "/" + value;
+            }
+        }
+
+        [System.ComponentModel.DataAnnotations.Schema.NotMapped]
+        public string Label { get; private set; } = "";
     }
 
     private sealed class CardContext(DbContextOptions options) : DbContext(options)

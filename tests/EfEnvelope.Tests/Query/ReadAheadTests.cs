@@ -246,6 +246,12 @@ public sealed class ReadAheadTests
 
         using var direct = clinic.CreateContext(e => e.UseProvider(clinic.Provider).UseKeyWrappingMode(KeyWrappingMode.Direct));
         Assert.False(IsReadAhead(direct.Patients.AsNoTracking()));
+
+        // Without EF's thread-safety checks, a query an interceptor ran on the same context could not be told apart.
+        using var withoutChecks = new ClinicContext(new DbContextOptionsBuilder<ClinicContext>()
+            .UseSqlite(clinic.Connection).ManyConfigurationsPerProcess().EnableThreadSafetyChecks(false).UseEnvelopeEncryption(clinic.Configure).Options);
+        Assert.False(IsReadAhead(withoutChecks.Patients.AsNoTracking()));
+        Assert.True(IsReadAhead(db.Patients.AsNoTracking()));
     }
 
     [Fact]
