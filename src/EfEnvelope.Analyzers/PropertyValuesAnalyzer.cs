@@ -23,9 +23,14 @@ namespace EfEnvelope.Analyzers;
 /// <item>an object (the entity type, a DTO, an anonymous object) whose type has a readable property of the same name;</item>
 /// <item>a dictionary, unless it is created in the call with constant keys none of which names an encrypted property;</item>
 /// <item>
-/// another <c>PropertyValues</c> copied into <c>CurrentValues</c>: it carries encrypted values as the ciphertext last
-/// read or saved, so an unsaved edit of the entity is not overwritten (nor an unsaved edit of the source copied).
-/// Copied into <c>OriginalValues</c> it works (<c>GetDatabaseValues()</c> to resolve a conflict, the entry's own
+/// another <c>PropertyValues</c> copied into <c>CurrentValues</c>, unless it is written in the call as an entry's
+/// <c>OriginalValues</c>, its <c>GetDatabaseValues()</c> / <c>await GetDatabaseValuesAsync()</c>, or a <c>Clone()</c> of
+/// one of them: it carries encrypted values as the ciphertext last read or saved, so an unsaved edit made on the source
+/// (another entry's <c>CurrentValues</c>) is not copied. Stored values copied over an unsaved edit take it back, as in
+/// plain EF, once change detection has seen the edit (EfEnvelope's change detector), so those sources are not
+/// reported; they keep the edit with <c>AutoDetectChangesEnabled = false</c> and no <c>DetectChanges()</c> since the
+/// edit (a documented limit, as for <c>OriginalValues</c> below). Copied into
+/// <c>OriginalValues</c> it works (<c>GetDatabaseValues()</c> to resolve a conflict, the entry's own
 /// <c>CurrentValues</c>) and is not reported; it misses an unsaved edit only from another entry's <c>CurrentValues</c>,
 /// or with <c>AutoDetectChangesEnabled = false</c>.
 /// </item>
@@ -56,18 +61,19 @@ public sealed class PropertyValuesAnalyzer : DiagnosticAnalyzer
         {
             var propertyValues = start.Compilation.GetTypeByMetadataName("Microsoft.EntityFrameworkCore.ChangeTracking.PropertyValues");
             var entry = start.Compilation.GetTypeByMetadataName("Microsoft.EntityFrameworkCore.ChangeTracking.EntityEntry`1");
+            var nonGenericEntry = start.Compilation.GetTypeByMetadataName("Microsoft.EntityFrameworkCore.ChangeTracking.EntityEntry");
             var dictionary = start.Compilation.GetTypeByMetadataName("System.Collections.Generic.IDictionary`2");
-            if (EncryptedMembers.Create(start.Compilation) is not { } members || propertyValues is null || entry is null || dictionary is null)
+            if (EncryptedMembers.Create(start.Compilation) is not { } members || propertyValues is null || entry is null || nonGenericEntry is null || dictionary is null)
             {
                 return;
             }
 
-            var checker = new Checker(members, propertyValues, entry, dictionary);
+            var checker = new Checker(members, propertyValues, entry, nonGenericEntry, dictionary);
             start.RegisterOperationAction(checker.AnalyzeInvocation, OperationKind.Invocation);
         });
     }
 
-    private sealed class Checker(EncryptedMembers members, INamedTypeSymbol propertyValues, INamedTypeSymbol entry, INamedTypeSymbol dictionary)
+    private sealed class Checker(EncryptedMembers members, INamedTypeSymbol propertyValues, INamedTypeSymbol entry, INamedTypeSymbol nonGenericEntry, INamedTypeSymbol dictionary)
     {
         public void AnalyzeInvocation(OperationAnalysisContext context)
         {
@@ -93,16 +99,16 @@ public sealed class PropertyValuesAnalyzer : DiagnosticAnalyzer
             string[] outcome;
             if (SymbolEqualityComparer.Default.Equals(argument.Parameter?.Type, propertyValues))
             {
-                if (!current)
+                if (!current || CarriesStoredValues(argument.Value))
                 {
                     return;
                 }
 
                 outcome =
                 [
-                    "CurrentValues.SetValues copies them as the ciphertext last read or saved: an unsaved edit of them stays (and one made on the source is not copied)",
-                    "overwrite it",
-                    "Discard edits with entry.State = EntityState.Unchanged or Reload(), or assign the properties on the entity",
+                    "CurrentValues.SetValues copies them as the ciphertext last read or saved: an unsaved edit made on the source is not copied",
+                    "copy it",
+                    "Assign the properties on the entity, or copy OriginalValues or GetDatabaseValues(), which take an unsaved edit back as in plain EF",
                 ];
             }
             else
@@ -133,6 +139,41 @@ public sealed class PropertyValuesAnalyzer : DiagnosticAnalyzer
 
             var named = string.Join(", ", encrypted.Take(NamedInMessage).Select(member => member.Name)) + (encrypted.Count > NamedInMessage ? ", ..." : "");
             context.ReportDiagnostic(Diagnostic.Create(Rules.ValuesBypassed, invocation.Syntax.GetLocation(), entity.Name, named, outcome[0], outcome[1], outcome[2]));
+        }
+
+        // Values of a stored row, written in the call: entry.OriginalValues, entry.GetDatabaseValues(),
+        // await entry.GetDatabaseValuesAsync(), or a Clone() of one of them. They hold no unsaved edit, so copying them
+        // into CurrentValues sets encrypted properties as plain EF does (EncryptionChangeDetector takes an edit back).
+        private bool CarriesStoredValues(IOperation value)
+        {
+            var operation = QuerySymbols.Strip(value);
+            if (operation is IAwaitOperation awaited)
+            {
+                operation = QuerySymbols.Strip(awaited.Operation);
+            }
+
+            return operation switch
+            {
+                IPropertyReferenceOperation { Property.Name: "OriginalValues", Instance: { } entryOf } => IsEntry(entryOf.Type),
+                IInvocationOperation { TargetMethod.Name: "GetDatabaseValues" or "GetDatabaseValuesAsync", Instance: { } entryOf } => IsEntry(entryOf.Type),
+                IInvocationOperation { TargetMethod.Name: "Clone", Arguments.Length: 0, Instance: { } source } invocation
+                    when SymbolEqualityComparer.Default.Equals(invocation.TargetMethod.ContainingType, propertyValues) => CarriesStoredValues(source),
+                _ => false,
+            };
+        }
+
+        // EntityEntry or EntityEntry<TEntity> (or a class derived from them).
+        private bool IsEntry(ITypeSymbol? type)
+        {
+            for (var current = type as INamedTypeSymbol; current is not null; current = current.BaseType)
+            {
+                if (SymbolEqualityComparer.Default.Equals(current.OriginalDefinition, entry) || SymbolEqualityComparer.Default.Equals(current, nonGenericEntry))
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         // EntityEntry<TEntity> (or a class derived from it): TEntity. A non-generic EntityEntry gives nothing.

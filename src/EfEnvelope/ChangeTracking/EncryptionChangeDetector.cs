@@ -13,13 +13,30 @@ using Microsoft.EntityFrameworkCore.Update;
 namespace EfEnvelope.ChangeTracking;
 
 /// <summary>
-/// EF's change detector, taught two things about encrypted records: an edited plaintext property marks its
-/// ciphertext column modified, and a ciphertext changed from outside (<c>Reload()</c>, <c>SetValues</c>) is decrypted
-/// into the plaintext property.
+/// EF's change detector, taught three things about encrypted records: an edited plaintext property marks its
+/// ciphertext column modified, a ciphertext changed from outside (<c>Reload()</c>, <c>SetValues</c>) is decrypted
+/// into the plaintext property, and stored values copied over an unsaved edit (<c>CurrentValues.SetValues</c> with
+/// <c>OriginalValues</c> or <c>GetDatabaseValues()</c>) take the edit back, as they do for a plain property.
 /// </summary>
 /// <remarks>
+/// <para>
 /// One instance per DbContext (a scoped EF service), reset when a pooled context is returned, so the snapshots it
 /// keeps never outlive the context's tracking.
+/// </para>
+/// <para>
+/// Stored values copied over an edit: an edit changes only the plaintext (encryption waits for the save), so the
+/// columns EF tracks still hold the stored bytes, and EF neither writes nor reports an assignment of equal bytes
+/// (<c>InternalEntryBase.SetProperty</c> compares with the column's comparer first). Once change detection sees an
+/// edit, the record's key column therefore gets a copy of its stored bytes and EF's "unknown" flag, which makes EF
+/// write and report the next assignment of that column whatever its bytes (<see cref="MarkPendingEdit"/>). The
+/// assigned array then says where the values come from (<see cref="PendingKeyAssigned"/>): the copy itself, from
+/// values taken after the edit (a <c>CurrentValues.Clone()</c>), keeps the edit; the array EF holds as the column's
+/// original (<c>OriginalValues</c>, EF's own rejection on <c>State = Unchanged</c>), while it is still the key the
+/// snapshot was taken with, restores the snapshot's plaintext, which is what EfEnvelope holds as the original values;
+/// any other array (<c>GetDatabaseValues()</c>) is decrypted and verified against the record's seal, as any stored
+/// value brought in from outside is. No bytes the database or the application supplies are accepted unverified: the
+/// first two cases accept only arrays the entry already holds for a key whose record was verified or written here.
+/// </para>
 /// </remarks>
 internal sealed class EncryptionChangeDetector(
     IDiagnosticsLogger<DbLoggerCategory.ChangeTracking> logger,
@@ -33,6 +50,10 @@ internal sealed class EncryptionChangeDetector(
     private readonly List<(InternalEntityEntry Entry, IProperty Property, object? Value, object? Original, bool Modified)> _restore = [];
     private readonly List<(InternalEntityEntry Entry, IProperty Index)> _indexValues = [];
     private ConditionalWeakTable<object, EnvelopeDecryptionException> _poisoned = new();
+
+    // The key column assignment EF is making while a pending edit holds the column's "unknown" flag, with the original
+    // value EF held before it (EF replaces the original with the assigned value for an unknown column).
+    private (InternalEntityEntry Entry, object? Original)? _pendingKeyAssignment;
 
     // Records this save rewrites in part, under the data key and seal basis of the key column they were read with:
     // their UPDATE must match that key column (KeyConditionModificationCommand).
@@ -86,7 +107,8 @@ internal sealed class EncryptionChangeDetector(
     {
         if (_snapshots.TryGetValue(entity, out var snapshot))
         {
-            _snapshots[entity] = new RecordSnapshot(snapshot.WrappedKey, snapshot.Values, storedKeyUnknown: true, bound: snapshot.Bound);
+            // The edit is still pending (the failed save put the copied key column back): keep recognising it.
+            _snapshots[entity] = new RecordSnapshot(snapshot.WrappedKey, snapshot.Values, storedKeyUnknown: true, bound: snapshot.Bound) { PendingKey = snapshot.PendingKey };
         }
     }
 
@@ -106,6 +128,8 @@ internal sealed class EncryptionChangeDetector(
         {
             values[i] = encrypted.Properties[i].Capture(entry.Entity);
         }
+
+        EndPendingEdit(entry, encrypted);
 
         // A row read from its legacy plaintext columns has no data key: its next save writes all of it afresh.
         var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
@@ -132,6 +156,11 @@ internal sealed class EncryptionChangeDetector(
             return;
         }
 
+        RestoreSnapshot(entry, encrypted, snapshot);
+    }
+
+    private static void RestoreSnapshot(InternalEntityEntry entry, EncryptedEntity encrypted, RecordSnapshot snapshot)
+    {
         for (var i = 0; i < encrypted.Properties.Length; i++)
         {
             if (encrypted.Properties[i].Differs(entry.Entity, snapshot.Values[i]))
@@ -139,6 +168,163 @@ internal sealed class EncryptionChangeDetector(
                 encrypted.Properties[i].Restore(entry.Entity, snapshot.Values[i]);
             }
         }
+    }
+
+    /// <summary>
+    /// Ends the pending edit of a tracked record (see <see cref="MarkPendingEdit"/>): EF's "unknown" flag comes off its
+    /// key column, so that EF again ignores an assignment of equal bytes.
+    /// </summary>
+    /// <remarks>
+    /// Called when EfEnvelope takes a new baseline for the record, and before EF rejects a Modified entry's changes
+    /// (<c>State = Unchanged</c>): EF rejects by copying the original values over the current ones while the entry is
+    /// still Modified, after clearing every modified flag, so an assignment it reported there would leave the key
+    /// column marked modified on the Unchanged entry, and the next save of one of its plain columns would write the
+    /// key column as this context holds it, over whatever another save has sealed there since.
+    /// <see cref="RejectEdits"/> restores the plaintext then, as before.
+    /// </remarks>
+    public void EndPendingEdit(InternalEntityEntry entry)
+    {
+        if (runtime.Find(entry.EntityType) is { } encrypted)
+        {
+            EndPendingEdit(entry, encrypted);
+        }
+    }
+
+    private void EndPendingEdit(InternalEntityEntry entry, EncryptedEntity encrypted)
+    {
+        if (!_snapshots.TryGetValue(entry.Entity, out var snapshot) || snapshot.PendingKey is null)
+        {
+            return;
+        }
+
+        snapshot.PendingKey = null;
+        var key = encrypted.KeyProperty;
+        if (entry.EntityState is EntityState.Unchanged or EntityState.Modified && entry.IsUnknown(key))
+        {
+            // SetPropertyModified takes the flag off; without a state change EF also copies the current value into the
+            // original, which is put back (the copy holds the same bytes, but it is this entry's mark of the edit).
+            var original = entry.GetOriginalValue(key);
+            Assigning = true;
+            try
+            {
+                entry.SetPropertyModified(key, changeState: false, isModified: false);
+                entry.SetOriginalValue(key, original);
+            }
+            finally
+            {
+                Assigning = false;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Change detection has just seen an unsaved edit of a record read or saved in this context: its key column gets a
+    /// copy of its stored bytes, and EF's "unknown" flag, so that EF reports the next assignment of the column even of
+    /// equal bytes (<see cref="PendingKeyAssigned"/> decides what it means).
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// Why the key column: every copy of a stored row's values carries it (<c>OriginalValues</c>,
+    /// <c>GetDatabaseValues()</c>, a clone of either), it is one column per record whatever properties were edited, and
+    /// it is non-null for every record read or saved under encryption, whereas an edited property's ciphertext may be
+    /// NULL (a NULL cannot be copied into a distinct instance). Why a copy: EF's current and original values share the
+    /// stored array, so only a distinct array can tell values copied from the entry after the edit (they hold the copy)
+    /// from the stored ones. Why the flag: EF compares the assigned bytes with the column's comparer and, when they are
+    /// equal, neither writes them nor tells the change detector. A flagged column is not "modified" for EF
+    /// (<c>IsModified</c> is false), so nothing in EF's update pipeline changes; EfEnvelope's save replaces the
+    /// column anyway, as for any edited record.
+    /// </para>
+    /// <para>
+    /// Not for records whose stored values EfEnvelope does not hold (attached instances, <c>Update()</c>, a failed
+    /// insert declared stored, a row without a data key) nor JSON-mapped owned types, whose columns EF serialises
+    /// itself: there a copy of stored values over an edit stays as it was (the documented difference).
+    /// </para>
+    /// </remarks>
+    private void MarkPendingEdit(InternalEntityEntry entry, EncryptedEntity encrypted, RecordSnapshot snapshot)
+    {
+        var key = encrypted.KeyProperty;
+        if (snapshot.ReplacesStored || snapshot.StoredWithoutKey || snapshot.StoredKeyUnknown
+            || entry[key] is not byte[] stored || entry.EntityType.IsMappedToJson())
+        {
+            return;
+        }
+
+        var copy = stored.AsSpan().ToArray();
+        var original = entry.GetOriginalValue(key);
+        Assigning = true;
+        try
+        {
+            // EF writes a value into an unknown column whatever its bytes, also as the original, and marks the column
+            // modified: the original and the flag are put back, then the column is made unknown again.
+            entry.MarkUnknown(key);
+            entry[key] = copy;
+            entry.SetOriginalValue(key, original);
+            entry.SetPropertyModified(key, changeState: true, isModified: false);
+            entry.MarkUnknown(key);
+        }
+        finally
+        {
+            Assigning = false;
+        }
+
+        snapshot.PendingKey = copy;
+    }
+
+    /// <summary>
+    /// EF assigned the key column of a record with a pending edit (<see cref="MarkPendingEdit"/>), which EF reports
+    /// whatever the bytes. Returns true when the assignment is fully handled here; false when the record must be read
+    /// from the stored values now in the entry (<see cref="RefreshFromStore"/>), which decrypts and verifies them.
+    /// </summary>
+    private bool PendingKeyAssigned(InternalEntityEntry entry, EncryptedEntity encrypted, object? originalBefore)
+    {
+        var key = encrypted.KeyProperty;
+        var assigned = entry[key];
+        if (!_snapshots.TryGetValue(entry.Entity, out var snapshot) || snapshot.PendingKey is null)
+        {
+            return false;
+        }
+
+        var ownCopy = ReferenceEquals(assigned, snapshot.PendingKey);
+        var fromOriginals = !ownCopy && ReferenceEquals(assigned, originalBefore) && snapshot.IsFor(assigned as byte[]);
+        var sameBytes = StoredBytes.Comparer.Equals(assigned as byte[], originalBefore as byte[]);
+
+        Assigning = true;
+        try
+        {
+            // What EF did because the column was unknown, undone: the assigned value taken as the original, and the
+            // column marked modified when its bytes did not change (EF would not have assigned them at all).
+            entry.SetOriginalValue(key, originalBefore);
+            if (sameBytes)
+            {
+                entry.SetPropertyModified(key, changeState: true, isModified: false);
+            }
+
+            if (ownCopy)
+            {
+                // Values taken from this entry after the edit (CurrentValues.Clone(), or the entry's own values): in
+                // plain EF they carry the edited value, and the plaintext holds it here. The edit stays pending.
+                entry.MarkUnknown(key);
+                return true;
+            }
+        }
+        finally
+        {
+            Assigning = false;
+        }
+
+        snapshot.PendingKey = null;
+        if (fromOriginals)
+        {
+            // The original values (OriginalValues, or a clone of them) while EF's original key column is still the one
+            // the snapshot was taken with: EfEnvelope's original values are the snapshot's plaintext, which it read
+            // and verified, or wrote, under that key. No new bytes come in here; a ciphertext column whose bytes do
+            // differ is reported on its own and decrypted with the record.
+            RestoreSnapshot(entry, encrypted, snapshot);
+            return true;
+        }
+
+        // Values from anywhere else (GetDatabaseValues(), another context's row): read and verify them, as for Reload().
+        return false;
     }
 
     public void CommitPending()
@@ -226,15 +412,38 @@ internal sealed class EncryptionChangeDetector(
         base.DetectChanges(entry);
     }
 
+    public override void PropertyChanging(IInternalEntry entry, IPropertyBase propertyBase)
+    {
+        base.PropertyChanging(entry, propertyBase);
+        if (!Assigning
+            && propertyBase.Name == EncryptionAnnotations.KeyPropertyName
+            && entry is InternalEntityEntry { EntityState: EntityState.Unchanged or EntityState.Modified } entityEntry
+            && _snapshots.TryGetValue(entityEntry.Entity, out var snapshot) && snapshot.PendingKey is not null
+            && runtime.Find(entityEntry.EntityType) is { } encrypted && ReferenceEquals(propertyBase, encrypted.KeyProperty)
+            && entityEntry.IsUnknown(encrypted.KeyProperty))
+        {
+            // EF is about to replace the original of this unknown column with the value it assigns: keep it to put back.
+            _pendingKeyAssignment = (entityEntry, entityEntry.GetOriginalValue(encrypted.KeyProperty));
+        }
+    }
+
     public override void PropertyChanged(IInternalEntry entry, IPropertyBase propertyBase, bool setModified)
     {
         base.PropertyChanged(entry, propertyBase, setModified);
+        var pendingKey = _pendingKeyAssignment;
+        _pendingKeyAssignment = null;
         if (Assigning || entry is not InternalEntityEntry entityEntry || entityEntry.EntityState is EntityState.Added or EntityState.Detached)
         {
             return;
         }
 
         var encrypted = runtime.Find(entityEntry.EntityType);
+        if (encrypted is not null && pendingKey is { } assignment && ReferenceEquals(assignment.Entry, entityEntry)
+            && ReferenceEquals(propertyBase, encrypted.KeyProperty) && PendingKeyAssigned(entityEntry, encrypted, assignment.Original))
+        {
+            return;
+        }
+
         if (encrypted is not null
             && (IsEncryptionColumn(encrypted, propertyBase) || (IsBoundColumn(encrypted, propertyBase) && _poisoned.TryGetValue(entityEntry.Entity, out _))))
         {
@@ -250,6 +459,7 @@ internal sealed class EncryptionChangeDetector(
     {
         base.ResetState();
         Saving = false;
+        _pendingKeyAssignment = null;
         _snapshots.Clear();
         _poisoned = new ConditionalWeakTable<object, EnvelopeDecryptionException>();
         _pending.Clear();
@@ -276,13 +486,38 @@ internal sealed class EncryptionChangeDetector(
             return;
         }
 
+        var pending = snapshot.PendingKey is { } pendingKey && ReferenceEquals(entry[encrypted.KeyProperty], pendingKey);
+        var edited = false;
         for (var i = 0; i < encrypted.Properties.Length; i++)
         {
             var property = encrypted.Properties[i];
-            if (!entry.IsModified(property.Ciphertext) && property.Differs(entry.Entity, snapshot.Values[i]))
+            if (!entry.IsModified(property.Ciphertext))
             {
-                entry.SetPropertyModified(property.Ciphertext);
+                if (property.Differs(entry.Entity, snapshot.Values[i]))
+                {
+                    entry.SetPropertyModified(property.Ciphertext);
+                    edited = true;
+                }
             }
+            else if (!pending && !edited && property.Differs(entry.Entity, snapshot.Values[i]))
+            {
+                // Already marked (by an earlier edit whose stored values were then copied back, or by a failed save):
+                // still an edit that such a copy must take back.
+                edited = true;
+            }
+        }
+
+        if (pending)
+        {
+            // A failed save puts the key column back through EF, which takes its "unknown" flag off.
+            if (!entry.IsUnknown(encrypted.KeyProperty))
+            {
+                entry.MarkUnknown(encrypted.KeyProperty);
+            }
+        }
+        else if (edited)
+        {
+            MarkPendingEdit(entry, encrypted, snapshot);
         }
     }
 
@@ -327,6 +562,8 @@ internal sealed class EncryptionChangeDetector(
     // that does not decrypt; each notification tries again and the last one leaves the record consistent.
     private void RefreshFromStore(InternalEntityEntry entry, EncryptedEntity encrypted)
     {
+        // Stored values came in: an edit pending until now is replaced by them (or the record is refused).
+        EndPendingEdit(entry, encrypted);
         var stored = EnvelopeRuntime.StoredProperties(encrypted).Select(p => entry[p]).ToArray();
 
         try
@@ -347,6 +584,7 @@ internal sealed class EncryptionChangeDetector(
     /// <summary>Clears a tracked record's plaintext and refuses to save it, for a record found not to belong where it is.</summary>
     public void Poison(InternalEntityEntry entry, EncryptedEntity encrypted, EnvelopeDecryptionException error)
     {
+        EndPendingEdit(entry, encrypted);
         _snapshots.Remove(entry.Entity);
         _poisoned.AddOrUpdate(entry.Entity, error);
         foreach (var property in encrypted.Properties)

@@ -18,6 +18,18 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
         : base(localViewListener, changeDetector, navigationFixer) =>
         _detector = changeDetector as EncryptionChangeDetector;
 
+    public override void StateChanging(InternalEntityEntry entry, EntityState newState)
+    {
+        if (entry.EntityState == EntityState.Modified && newState == EntityState.Unchanged && _detector is { Saving: false } detector)
+        {
+            // EF is about to reject the entry's changes by copying its original values over the current ones; a pending
+            // encrypted edit is rejected after it (RejectEdits), and must not make EF mark the key column modified.
+            detector.EndPendingEdit(entry);
+        }
+
+        base.StateChanging(entry, newState);
+    }
+
     public override void StateChanged(InternalEntityEntry entry, EntityState oldState, bool fromQuery)
     {
         base.StateChanged(entry, oldState, fromQuery);

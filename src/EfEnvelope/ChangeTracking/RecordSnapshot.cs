@@ -38,6 +38,14 @@ internal sealed class RecordSnapshot(byte[]? wrappedKey, object?[] values, bool 
     public object?[] Values { get; } = values;
 
     /// <summary>
+    /// Set once change detection has seen an unsaved edit of these values: the copy of the stored key column that
+    /// EfEnvelope put in the entry in place of the stored array (same bytes, another instance), with EF's "unknown"
+    /// flag on the column, so that EF reports the next assignment of the key column even when its bytes are equal
+    /// (see <see cref="EncryptionChangeDetector"/>). Null while no edit is pending; a new snapshot starts without one.
+    /// </summary>
+    public byte[]? PendingKey { get; set; }
+
+    /// <summary>
     /// The values of the record's <c>IsBoundToRecord()</c> columns that it was verified or sealed with, in
     /// <see cref="EncryptedEntity.BoundColumns"/> order; null when the type binds none or they are not known (an attached
     /// instance's are the application's, checked against the stored row when its key is fetched).

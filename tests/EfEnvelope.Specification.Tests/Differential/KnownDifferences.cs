@@ -11,7 +11,7 @@ public static class KnownDifferences
         "The encrypted CLR property is not in EF's model (replaced by a {Name}_Ciphertext shadow property): Entry().Property(), CurrentValues, OriginalValues and GetDatabaseValues cannot find it, and the tracker shows the shadow property instead.";
 
     private const string ValuesBypassed =
-        "Values set through EF's own APIs (SetValues, OriginalValues) never reach the encrypted property, because EF does not know it: the encrypted column keeps its old value. The analyzer reports such SetValues calls on an EntityEntry<T> at compile time (EFENV009).";
+        "Values set through EF's own APIs from an object or a dictionary (CurrentValues.SetValues, OriginalValues.SetValues) never reach the encrypted property, because EF does not know it: the encrypted column keeps its old value. (Stored values copied into CurrentValues, from OriginalValues or GetDatabaseValues(), do take an edit back.) The analyzer reports such SetValues calls on an EntityEntry<T> at compile time (EFENV009).";
 
     private const string KeyLookup =
         "An edit of an attached (not queried) entity first reads its data key from the database: the save sends one command more than plain EF.";
@@ -52,7 +52,6 @@ public static class KnownDifferences
         ]),
         (ValuesBypassed, [
             "set-values-from-entity", "set-values-from-dto", "set-values-from-dictionary", "set-original-values-then-save",
-            "set-values-original-to-current",
         ]),
         (KeyLookup, [
             "attach-then-edit", "state-added-to-unchanged-then-edit", "attach-then-edit-twice", "failed-insert-then-unchanged-then-edit",

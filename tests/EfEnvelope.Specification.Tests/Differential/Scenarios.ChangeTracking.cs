@@ -222,9 +222,7 @@ public static partial class Scenarios
             var c = await db.Customers.SingleAsync(r.Ct);
             c.Ssn = "999-99-9999";
             db.ChangeTracker.DetectChanges();
-            #pragma warning disable EFENV009 // The copy alone keeps the edit; the scenario checks that State = Unchanged right after it restores the value.
             db.Entry(c).CurrentValues.SetValues(db.Entry(c).OriginalValues);
-            #pragma warning restore EFENV009
             db.Entry(c).State = EntityState.Unchanged;
             r.Observe("entity", c.Ssn);
             await r.SaveAsync(db);
@@ -236,11 +234,90 @@ public static partial class Scenarios
             var c = await db.Customers.SingleAsync(r.Ct);
             c.Ssn = "999-99-9999";
             db.ChangeTracker.DetectChanges();
-            #pragma warning disable EFENV009 // The scenario compares this known difference (ValuesBypassed) with plain EF.
             db.Entry(c).CurrentValues.SetValues(db.Entry(c).OriginalValues);
-            #pragma warning restore EFENV009
             r.Observe("entity", c.Ssn);
             await r.SaveAsync(db);
+        });
+        yield return new("set-values-database-to-current", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Ssn = "999-99-9999";
+            c.Score = 77;
+            db.Entry(c).CurrentValues.SetValues((await db.Entry(c).GetDatabaseValuesAsync(r.Ct))!);
+            r.Observe("entity", new { c.Ssn, c.Score });
+            await r.SaveAsync(db);
+        });
+        yield return new("set-values-database-to-current-after-other-context", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Ssn = "999-99-9999";
+            await using (var other = r.NewContext())
+            {
+                var o = await other.Customers.SingleAsync(r.Ct);
+                o.Notes = "changed elsewhere";
+                await other.SaveChangesAsync(r.Ct);
+            }
+
+            db.Entry(c).CurrentValues.SetValues((await db.Entry(c).GetDatabaseValuesAsync(r.Ct))!);
+            r.Observe("entity", new { c.Ssn, c.Notes });
+            await r.SaveAsync(db);
+        });
+        yield return new("set-values-original-to-current-edit-from-null", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 2);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(x => x.Id == 2, r.Ct);
+            c.Notes = "was null";
+            db.Entry(c).CurrentValues.SetValues(db.Entry(c).OriginalValues);
+            r.Observe("entity", c.Notes);
+            await r.SaveAsync(db);
+        });
+        yield return new("set-values-original-to-current-twice", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Ssn = "999-99-9999";
+            db.Entry(c).CurrentValues.SetValues(db.Entry(c).OriginalValues);
+            r.Observe("first", c.Ssn);
+            c.Ssn = "888-88-8888";
+            db.Entry(c).CurrentValues.SetValues(db.Entry(c).OriginalValues);
+            r.Observe("second", c.Ssn);
+            await r.SaveAsync(db);
+        });
+        yield return new("set-values-current-clone-keeps-edit", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            var before = db.Entry(c).CurrentValues.Clone();
+            c.Ssn = "999-99-9999";
+            var after = db.Entry(c).CurrentValues.Clone();
+            #pragma warning disable EFENV009 // Copies of this entry's own current values, which the analyzer cannot tell from another entry's; they work.
+            db.Entry(c).CurrentValues.SetValues(after);
+            r.Observe("after its own clone", c.Ssn);
+            db.Entry(c).CurrentValues.SetValues(db.Entry(c).CurrentValues);
+            r.Observe("after its own values", c.Ssn);
+            db.Entry(c).CurrentValues.SetValues(before);
+            #pragma warning restore EFENV009
+            r.Observe("after the clone from before", c.Ssn);
+            await r.SaveAsync(db);
+        });
+        yield return new("set-values-original-to-current-then-unchanged-then-plain-edit", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Ssn = "999-99-9999";
+            db.ChangeTracker.DetectChanges();
+            db.Entry(c).State = EntityState.Unchanged;
+            c.Name = "renamed";
+            await r.SaveAsync(db);
+            r.Observe("entity", new { c.Name, c.Ssn });
         });
         yield return new("set-original-values-then-save", Area, async r =>
         {
