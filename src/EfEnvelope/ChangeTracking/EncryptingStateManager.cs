@@ -239,10 +239,23 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
     public override void AcceptAllChanges()
     {
         var accepted = Entries.Where(e => e.EntityState is EntityState.Added or EntityState.Modified).ToList();
-        base.AcceptAllChanges();
         if (Detector is not { } detector)
         {
+            base.AcceptAllChanges();
             return;
+        }
+
+        // EF accepts an entry by moving it from Modified to Unchanged, the same transition as State = Unchanged, which
+        // rejects: without this, the entry notifier restored the old plaintext (RejectEdits) just before it was to be
+        // taken as the new baseline, and the instance lost the edit EF had accepted.
+        detector.Accepting = true;
+        try
+        {
+            base.AcceptAllChanges();
+        }
+        finally
+        {
+            detector.Accepting = false;
         }
 
         foreach (var entry in accepted)

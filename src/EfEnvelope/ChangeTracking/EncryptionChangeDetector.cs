@@ -69,6 +69,9 @@ internal sealed class EncryptionChangeDetector(
     /// <summary>True from the end of encryption until the save completes: state changes to Unchanged then accept the save.</summary>
     public bool Saving { get; set; }
 
+    /// <summary>True while <c>ChangeTracker.AcceptAllChanges()</c> runs: state changes to Unchanged then accept, not reject.</summary>
+    public bool Accepting { get; set; }
+
     public void Remember(object entity, RecordSnapshot snapshot) => _snapshots[entity] = snapshot;
 
     /// <summary>Drops what is known of an entity that is no longer tracked.</summary>
@@ -459,6 +462,7 @@ internal sealed class EncryptionChangeDetector(
     {
         base.ResetState();
         Saving = false;
+        Accepting = false;
         _pendingKeyAssignment = null;
         _snapshots.Clear();
         _poisoned = new ConditionalWeakTable<object, EnvelopeDecryptionException>();

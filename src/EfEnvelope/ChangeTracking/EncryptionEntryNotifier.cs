@@ -20,7 +20,7 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
 
     public override void StateChanging(InternalEntityEntry entry, EntityState newState)
     {
-        if (entry.EntityState == EntityState.Modified && newState == EntityState.Unchanged && _detector is { Saving: false } detector)
+        if (entry.EntityState == EntityState.Modified && newState == EntityState.Unchanged && _detector is { Saving: false, Accepting: false } detector)
         {
             // EF is about to reject the entry's changes by copying its original values over the current ones; a pending
             // encrypted edit is rejected after it (RejectEdits), and must not make EF mark the key column modified.
@@ -69,10 +69,11 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
         {
             _detector?.Forget(entry.Entity);
         }
-        else if (oldState == EntityState.Modified && entry.EntityState == EntityState.Unchanged && _detector is { Saving: false })
+        else if (oldState == EntityState.Modified && entry.EntityState == EntityState.Unchanged && _detector is { Saving: false, Accepting: false })
         {
             // Outside a save, Modified to Unchanged is EF rejecting the changes (its own properties go back to
-            // their original values); a save's acceptance happens while Saving is set and keeps the new values.
+            // their original values); a save's acceptance happens while Saving is set and keeps the new values, and
+            // AcceptAllChanges() while Accepting is.
             _detector.RejectEdits(entry);
         }
     }

@@ -289,6 +289,20 @@ public static partial class Scenarios
             r.Observe("second", c.Ssn);
             await r.SaveAsync(db);
         });
+        yield return new("set-values-original-to-current-after-accept", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var c = await db.Customers.SingleAsync(r.Ct);
+            c.Ssn = "999-99-9999";
+            db.ChangeTracker.DetectChanges();
+            db.ChangeTracker.AcceptAllChanges();
+            r.Observe("accepted", c.Ssn);
+            c.Ssn = "888-88-8888";
+            db.Entry(c).CurrentValues.SetValues(db.Entry(c).OriginalValues);
+            r.Observe("entity", c.Ssn);
+            await r.SaveAsync(db);
+        });
         yield return new("set-values-current-clone-keeps-edit", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);
