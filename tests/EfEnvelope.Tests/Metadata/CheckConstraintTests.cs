@@ -236,46 +236,12 @@ public sealed class CheckConstraintTests
         }
     }
 
-    private static MemoContext Open(bool encrypted, Action<Microsoft.EntityFrameworkCore.Metadata.Builders.TableBuilder<Memo>> table)
-    {
-        var connection = new SqliteConnection("Data Source=:memory:");
-        connection.Open();
-        var options = new DbContextOptionsBuilder<MemoContext>().UseSqlite(connection).ManyConfigurationsPerProcess()
-            .ReplaceService<Microsoft.EntityFrameworkCore.Infrastructure.IModelCacheKeyFactory, NoModelCache>();
-        if (encrypted)
-        {
-            options.UseEnvelopeEncryption(e => e.UseProvider(new InsecureInMemoryMasterKeyProvider()));
-        }
-
-        var db = new MemoContext(options.Options, encrypted, table, connection);
-        try
-        {
-            db.Database.EnsureCreated();
-            return db;
-        }
-        catch
-        {
-            db.Dispose();
-            throw;
-        }
-    }
-
-    private sealed class MemoContext(
-        DbContextOptions options,
-        bool encrypted,
-        Action<Microsoft.EntityFrameworkCore.Metadata.Builders.TableBuilder<Memo>> table,
-        SqliteConnection connection) : DbContext(options)
-    {
-        public override void Dispose()
-        {
-            base.Dispose();
-            connection.Dispose();
-        }
-
-        protected override void OnModelCreating(ModelBuilder modelBuilder) => modelBuilder.Entity<Memo>(b =>
+    // The memo model, its table's constraints configured by the test: Note and Place.Street encrypted or not.
+    private static AnyContext Open(bool encrypted, Action<Microsoft.EntityFrameworkCore.Metadata.Builders.TableBuilder<Memo>> table) =>
+        Create(encrypted, m => m.Entity<Memo>(b =>
         {
             b.ToTable("Memos", table);
-            b.OwnsOne(m => m.Place, p =>
+            b.OwnsOne(x => x.Place, p =>
             {
                 if (encrypted)
                 {
@@ -284,10 +250,9 @@ public sealed class CheckConstraintTests
             });
             if (encrypted)
             {
-                b.Property(m => m.Note).IsEncrypted();
+                b.Property(x => x.Note).IsEncrypted();
             }
-        });
-    }
+        }));
 
     private sealed class AnyContext(DbContextOptions options, Action<ModelBuilder> build, SqliteConnection connection) : DbContext(options)
     {
