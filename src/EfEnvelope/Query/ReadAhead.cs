@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Linq.Expressions;
+using System.Runtime.CompilerServices;
 using EfEnvelope.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
@@ -55,6 +56,9 @@ internal static class ReadAhead
         nameof(RelationalQueryableExtensions.AsSingleQuery),
     ];
 
+    // Weakly keyed: a model, and its entity types, can be collected (a context type per test, a rebuilt model).
+    private static readonly ConditionalWeakTable<IEntityType, StrongBox<bool>> EligibleTypes = new();
+
     private static readonly ConcurrentDictionary<Type, Func<object, DbContext, object>> SyncWrappers = new();
     private static readonly ConcurrentDictionary<Type, Func<object, DbContext, object>> AsyncWrappers = new();
 
@@ -90,8 +94,7 @@ internal static class ReadAhead
     {
         if (runtime.Settings.Mode == KeyWrappingMode.Direct
             || model.FindEntityType(elementType) is not { } entityType
-            || !entityType.GetDerivedTypesInclusive().Any(t => runtime.Find(t) is not null)
-            || !entityType.GetDerivedTypesInclusive().All(t => IsUnseenWhileMaterialized(t, runtime)))
+            || !IsEligible(entityType, runtime))
         {
             return false;
         }
@@ -135,6 +138,20 @@ internal static class ReadAhead
         return (tracking ?? context.ChangeTracker.QueryTrackingBehavior) != QueryTrackingBehavior.TrackAll
             && context.GetService<IDbContextOptions>().FindExtension<CoreOptionsExtension>()?.ThreadSafetyChecksEnabled != false
             && !context.GetService<IEnumerable<ISingletonInterceptor>>().OfType<IMaterializationInterceptor>().Any();
+    }
+
+    // Whether the type's hierarchy has encrypted properties and nothing sees them while EF materializes it: a property
+    // of the model alone, so worked out once per entity type rather than on every query.
+    private static bool IsEligible(IEntityType entityType, EnvelopeRuntime runtime)
+    {
+        if (!EligibleTypes.TryGetValue(entityType, out var eligible))
+        {
+            var hierarchy = entityType.GetDerivedTypesInclusive().ToList();
+            eligible = new StrongBox<bool>(hierarchy.Exists(t => runtime.Find(t) is not null) && hierarchy.TrueForAll(t => IsUnseenWhileMaterialized(t, runtime)));
+            EligibleTypes.AddOrUpdate(entityType, eligible);
+        }
+
+        return eligible.Value;
     }
 
     // Whether nothing of EF's materialization of the type can look at its encrypted values: EF sets the other members
