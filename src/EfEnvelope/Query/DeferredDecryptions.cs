@@ -115,7 +115,7 @@ internal class DeferredDecryptions(DbContext context)
     }
 
     /// <summary>Throws the first failure among the records of element <paramref name="element"/>, as EF would have while materializing it.</summary>
-    public void ThrowIfFailed(int element)
+    protected void ThrowIfFailed(int element)
     {
         var from = element == 0 ? 0 : _recordEnds[element - 1];
         for (var i = from; i < _recordEnds[element]; i++)

@@ -9,16 +9,11 @@ internal sealed class ReadAheadBatch<T>(DbContext context) : DeferredDecryptions
 {
     private readonly List<T> _elements = new(ReadAhead.BatchSize);
     private ExceptionDispatchInfo? _failure;
-
-    public int Count => _elements.Count;
-
-    public T this[int index] => _elements[index];
-
-    /// <summary>Whether EF said it has no more elements.</summary>
-    public bool Exhausted { get; private set; }
+    private int _taken;
+    private bool _exhausted;
 
     /// <summary>Whether EF may have elements after this batch: it neither ended nor failed.</summary>
-    public bool HasMore => !Exhausted && _failure is null;
+    public bool HasMore => !_exhausted && _failure is null;
 
     /// <summary>Has EF materialize the next batch, deferring its decryption.</summary>
     public static ReadAheadBatch<T> Read(IEnumerator<T> rows, DbContext context)
@@ -28,7 +23,7 @@ internal sealed class ReadAheadBatch<T>(DbContext context) : DeferredDecryptions
         Collecting.Value = batch;
         try
         {
-            while (batch.Count < ReadAhead.BatchSize && batch.HasMore)
+            while (batch._elements.Count < ReadAhead.BatchSize && batch.HasMore)
             {
                 if (rows.MoveNext())
                 {
@@ -36,7 +31,7 @@ internal sealed class ReadAheadBatch<T>(DbContext context) : DeferredDecryptions
                 }
                 else
                 {
-                    batch.Exhausted = true;
+                    batch._exhausted = true;
                 }
             }
         }
@@ -63,7 +58,7 @@ internal sealed class ReadAheadBatch<T>(DbContext context) : DeferredDecryptions
         Collecting.Value = batch;
         try
         {
-            while (batch.Count < ReadAhead.BatchSize && batch.HasMore)
+            while (batch._elements.Count < ReadAhead.BatchSize && batch.HasMore)
             {
                 if (await rows.MoveNextAsync().ConfigureAwait(false))
                 {
@@ -71,7 +66,7 @@ internal sealed class ReadAheadBatch<T>(DbContext context) : DeferredDecryptions
                 }
                 else
                 {
-                    batch.Exhausted = true;
+                    batch._exhausted = true;
                 }
             }
         }
@@ -88,14 +83,25 @@ internal sealed class ReadAheadBatch<T>(DbContext context) : DeferredDecryptions
     }
 
     /// <summary>
-    /// Throws, once, the failure that ended the batch, where EF threw it: after its elements. A consumer that goes on
-    /// gets the elements after it, as EF's enumerator gives them.
+    /// The consumer's next element of this batch: true with it; false when EF has no more; null when the next batch is
+    /// to be read. A record that failed to decrypt throws at its element, and the failure that ended the batch after
+    /// its elements, where EF threw it, once: a consumer that goes on gets what follows, as EF's enumerator gives it.
     /// </summary>
-    public void ThrowFailure()
+    public bool? TryTake(out T element)
     {
+        if (_taken < _elements.Count)
+        {
+            var index = _taken++;
+            ThrowIfFailed(index);
+            element = _elements[index];
+            return true;
+        }
+
+        element = default!;
         var failure = _failure;
         _failure = null;
         failure?.Throw();
+        return _exhausted ? false : null;
     }
 
     private void Add(T element)
@@ -118,7 +124,6 @@ internal sealed class ReadAheadEnumerable<T>(IEnumerable<T> rows, DbContext cont
     {
         private ReadAheadBatch<T>? _batch;
         private ReadAheadBatch<T>? _next;
-        private int _position;
 
         public T Current { get; private set; } = default!;
 
@@ -128,21 +133,10 @@ internal sealed class ReadAheadEnumerable<T>(IEnumerable<T> rows, DbContext cont
         {
             while (true)
             {
-                if (_batch is { } batch)
+                if (_batch is { } batch && batch.TryTake(out var element) is { } taken)
                 {
-                    if (_position < batch.Count)
-                    {
-                        var element = _position++;
-                        batch.ThrowIfFailed(element);
-                        Current = batch[element];
-                        return true;
-                    }
-
-                    batch.ThrowFailure();
-                    if (batch.Exhausted)
-                    {
-                        return false;
-                    }
+                    Current = element;
+                    return taken;
                 }
 
                 // The batch after this one is read while this one is decrypted; this one is finished before any of
@@ -152,7 +146,6 @@ internal sealed class ReadAheadEnumerable<T>(IEnumerable<T> rows, DbContext cont
                 _next = null;
                 current.Decrypt(current.HasMore ? () => _next = ReadAheadBatch<T>.Read(rows, context) : null);
                 _batch = current;
-                _position = 0;
             }
         }
 
@@ -172,7 +165,6 @@ internal sealed class ReadAheadAsyncEnumerable<T>(IAsyncEnumerable<T> rows, DbCo
     {
         private ReadAheadBatch<T>? _batch;
         private ReadAheadBatch<T>? _next;
-        private int _position;
 
         public T Current { get; private set; } = default!;
 
@@ -189,28 +181,16 @@ internal sealed class ReadAheadAsyncEnumerable<T>(IAsyncEnumerable<T> rows, DbCo
                     throw new TaskCanceledException(null, null, cancellationToken);
                 }
 
-                if (_batch is { } batch)
+                if (_batch is { } batch && batch.TryTake(out var element) is { } taken)
                 {
-                    if (_position < batch.Count)
-                    {
-                        var element = _position++;
-                        batch.ThrowIfFailed(element);
-                        Current = batch[element];
-                        return true;
-                    }
-
-                    batch.ThrowFailure();
-                    if (batch.Exhausted)
-                    {
-                        return false;
-                    }
+                    Current = element;
+                    return taken;
                 }
 
                 var current = _next ?? await ReadAheadBatch<T>.ReadAsync(rows, context).ConfigureAwait(false);
                 _next = null;
                 await current.DecryptAsync(current.HasMore ? async () => _next = await ReadAheadBatch<T>.ReadAsync(rows, context).ConfigureAwait(false) : null).ConfigureAwait(false);
                 _batch = current;
-                _position = 0;
             }
         }
 
