@@ -1,6 +1,3 @@
-using System.Collections;
-using System.Collections.ObjectModel;
-using System.Data;
 using System.Data.Common;
 using EfEnvelope.Crypto;
 using EfEnvelope.Infrastructure;
@@ -158,7 +155,7 @@ internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
 }
 
 /// <summary>A reader that, after each async read, ensures the keys named by the row's wrapped-key columns are cached.</summary>
-internal sealed class KeyPrefetchingDataReader(DbDataReader inner, (int Ordinal, string[] Entities)[] keyColumns, EnvelopeRuntime runtime) : DbDataReader
+internal sealed class KeyPrefetchingDataReader(DbDataReader inner, (int Ordinal, string[] Entities)[] keyColumns, EnvelopeRuntime runtime) : DelegatingDataReader(inner)
 {
     private readonly KeyPrefetcher _prefetcher = new(runtime);
     private byte[] _buffer = new byte[512];
@@ -171,14 +168,14 @@ internal sealed class KeyPrefetchingDataReader(DbDataReader inner, (int Ordinal,
 
     public override async Task<bool> ReadAsync(CancellationToken cancellationToken)
     {
-        if (!await inner.ReadAsync(cancellationToken).ConfigureAwait(false))
+        if (!await Inner.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             return false;
         }
 
         foreach (var (ordinal, entities) in keyColumns)
         {
-            if (await inner.IsDBNullAsync(ordinal, cancellationToken).ConfigureAwait(false))
+            if (await Inner.IsDBNullAsync(ordinal, cancellationToken).ConfigureAwait(false))
             {
                 continue;
             }
@@ -197,119 +194,17 @@ internal sealed class KeyPrefetchingDataReader(DbDataReader inner, (int Ordinal,
     {
         if (_copiesBlobs)
         {
-            return inner.GetFieldValue<byte[]>(ordinal);
+            return Inner.GetFieldValue<byte[]>(ordinal);
         }
 
         // Peek into a reused buffer; only a key not seen yet costs a copy (EF reads the column again itself).
-        var length = (int)inner.GetBytes(ordinal, 0, null, 0, 0);
+        var length = (int)Inner.GetBytes(ordinal, 0, null, 0, 0);
         if (length > _buffer.Length)
         {
             _buffer = new byte[length];
         }
 
-        inner.GetBytes(ordinal, 0, _buffer, 0, length);
+        Inner.GetBytes(ordinal, 0, _buffer, 0, length);
         return _buffer.AsMemory(0, length);
-    }
-
-    public override bool Read() => inner.Read();
-
-    public override Task<bool> NextResultAsync(CancellationToken cancellationToken) => inner.NextResultAsync(cancellationToken);
-
-    public override bool NextResult() => inner.NextResult();
-
-    public override object this[int ordinal] => inner[ordinal];
-
-    public override object this[string name] => inner[name];
-
-    public override int Depth => inner.Depth;
-
-    public override int FieldCount => inner.FieldCount;
-
-    public override int VisibleFieldCount => inner.VisibleFieldCount;
-
-    public override bool HasRows => inner.HasRows;
-
-    public override bool IsClosed => inner.IsClosed;
-
-    public override int RecordsAffected => inner.RecordsAffected;
-
-    public override bool GetBoolean(int ordinal) => inner.GetBoolean(ordinal);
-
-    public override byte GetByte(int ordinal) => inner.GetByte(ordinal);
-
-    public override long GetBytes(int ordinal, long dataOffset, byte[]? buffer, int bufferOffset, int length) => inner.GetBytes(ordinal, dataOffset, buffer, bufferOffset, length);
-
-    public override char GetChar(int ordinal) => inner.GetChar(ordinal);
-
-    public override long GetChars(int ordinal, long dataOffset, char[]? buffer, int bufferOffset, int length) => inner.GetChars(ordinal, dataOffset, buffer, bufferOffset, length);
-
-    public override string GetDataTypeName(int ordinal) => inner.GetDataTypeName(ordinal);
-
-    public override DateTime GetDateTime(int ordinal) => inner.GetDateTime(ordinal);
-
-    public override decimal GetDecimal(int ordinal) => inner.GetDecimal(ordinal);
-
-    public override double GetDouble(int ordinal) => inner.GetDouble(ordinal);
-
-    public override Type GetFieldType(int ordinal) => inner.GetFieldType(ordinal);
-
-    public override float GetFloat(int ordinal) => inner.GetFloat(ordinal);
-
-    public override Guid GetGuid(int ordinal) => inner.GetGuid(ordinal);
-
-    public override short GetInt16(int ordinal) => inner.GetInt16(ordinal);
-
-    public override int GetInt32(int ordinal) => inner.GetInt32(ordinal);
-
-    public override long GetInt64(int ordinal) => inner.GetInt64(ordinal);
-
-    public override string GetName(int ordinal) => inner.GetName(ordinal);
-
-    public override int GetOrdinal(string name) => inner.GetOrdinal(name);
-
-    public override string GetString(int ordinal) => inner.GetString(ordinal);
-
-    public override object GetValue(int ordinal) => inner.GetValue(ordinal);
-
-    public override int GetValues(object[] values) => inner.GetValues(values);
-
-    public override bool IsDBNull(int ordinal) => inner.IsDBNull(ordinal);
-
-    public override Task<bool> IsDBNullAsync(int ordinal, CancellationToken cancellationToken) => inner.IsDBNullAsync(ordinal, cancellationToken);
-
-    public override T GetFieldValue<T>(int ordinal) => inner.GetFieldValue<T>(ordinal);
-
-    public override Task<T> GetFieldValueAsync<T>(int ordinal, CancellationToken cancellationToken) => inner.GetFieldValueAsync<T>(ordinal, cancellationToken);
-
-    public override Stream GetStream(int ordinal) => inner.GetStream(ordinal);
-
-    public override TextReader GetTextReader(int ordinal) => inner.GetTextReader(ordinal);
-
-    public override Type GetProviderSpecificFieldType(int ordinal) => inner.GetProviderSpecificFieldType(ordinal);
-
-    public override object GetProviderSpecificValue(int ordinal) => inner.GetProviderSpecificValue(ordinal);
-
-    public override int GetProviderSpecificValues(object[] values) => inner.GetProviderSpecificValues(values);
-
-    public override DataTable? GetSchemaTable() => inner.GetSchemaTable();
-
-    public override Task<ReadOnlyCollection<DbColumn>> GetColumnSchemaAsync(CancellationToken cancellationToken = default) => inner.GetColumnSchemaAsync(cancellationToken);
-
-    public override IEnumerator GetEnumerator() => ((IEnumerable)inner).GetEnumerator();
-
-    public override void Close() => inner.Close();
-
-    public override Task CloseAsync() => inner.CloseAsync();
-
-    public override ValueTask DisposeAsync() => inner.DisposeAsync();
-
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            inner.Dispose();
-        }
-
-        base.Dispose(disposing);
     }
 }

@@ -53,6 +53,7 @@ public static partial class Scenarios
             .AsNoTracking().OrderBy(o => o.Id).ToListAsync(ct));
         yield return Query("from-sql-include", Area, (db, ct) => db.Customers.FromSql($"SELECT * FROM \"Customers\"").Include(c => c.Orders).OrderBy(c => c.Id).ToListAsync(ct));
         yield return Query("sql-query-plain-scalar", Area, (db, ct) => db.Database.SqlQuery<string>($"SELECT \"Name\" AS \"Value\" FROM \"Customers\" ORDER BY \"Id\"").ToListAsync(ct));
+        yield return Query("sql-query-encrypted-scalar", Area, (db, ct) => db.Database.SqlQuery<string>($"SELECT \"Ssn\" AS \"Value\" FROM \"Customers\" ORDER BY \"Id\"").ToListAsync(ct));
         yield return new("execute-sql-plain-update", Area, async r =>
         {
             await Shop.CustomersAsync(r, 2);
