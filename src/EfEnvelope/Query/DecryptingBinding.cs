@@ -113,17 +113,20 @@ internal sealed class KeylessTypeBinding : InstantiationBinding
 internal sealed class DecryptingBinding : InstantiationBinding
 {
     private static readonly MethodInfo DecryptMethod = typeof(RecordDecryptor).GetMethod(nameof(RecordDecryptor.Decrypt))!;
+    private static readonly MethodInfo DecryptItemMethod = typeof(RecordDecryptor).GetMethod(nameof(RecordDecryptor.DecryptItem))!;
 
     private readonly InstantiationBinding _inner;
     private readonly RecordDecryptor _decryptor;
     private readonly ObjectArrayParameterBinding _stored;
+    private readonly ReadingPropertyBinding? _itemOrdinal;
 
     public DecryptingBinding(InstantiationBinding inner, RecordDecryptor decryptor)
-        : base([.. inner.ParameterBindings, .. StoredColumns(decryptor.Encrypted)])
+        : base([.. inner.ParameterBindings, .. StoredColumns(decryptor.Encrypted), .. ItemOrdinal(decryptor.Encrypted)])
     {
         _inner = inner;
         _decryptor = decryptor;
         _stored = new ObjectArrayParameterBinding(StoredColumns(decryptor.Encrypted));
+        _itemOrdinal = ItemOrdinal(decryptor.Encrypted).SingleOrDefault();
     }
 
     public override Type RuntimeType => _inner.RuntimeType;
@@ -133,13 +136,15 @@ internal sealed class DecryptingBinding : InstantiationBinding
     public override Expression CreateConstructorExpression(ParameterBindingInfo bindingInfo)
     {
         var instance = Expression.Variable(RuntimeType, "instance");
+        Expression[] arguments =
+        [
+            Expression.Convert(_inner.CreateConstructorExpression(bindingInfo), typeof(object)),
+            _stored.BindToParameter(bindingInfo),
+            Expression.Property(bindingInfo.MaterializationContextExpression, nameof(MaterializationContext.Context)),
+            .. _itemOrdinal is null ? [] : new[] { Expression.Convert(_itemOrdinal.BindToParameter(bindingInfo), typeof(int)) },
+        ];
         var decrypted = Expression.Convert(
-            Expression.Call(
-                Expression.Constant(_decryptor),
-                DecryptMethod,
-                Expression.Convert(_inner.CreateConstructorExpression(bindingInfo), typeof(object)),
-                _stored.BindToParameter(bindingInfo),
-                Expression.Property(bindingInfo.MaterializationContextExpression, nameof(MaterializationContext.Context))),
+            Expression.Call(Expression.Constant(_decryptor), _itemOrdinal is null ? DecryptMethod : DecryptItemMethod, arguments),
             RuntimeType);
         return Expression.Block([instance], Expression.Assign(instance, decrypted), instance);
     }
@@ -150,6 +155,10 @@ internal sealed class DecryptingBinding : InstantiationBinding
     // The wrapped-key column first, then the ciphertext columns in EncryptedEntity.Properties order, then any legacy
     // plaintext columns (while a column is migrated to encryption), then the columns the seal binds:
     // EnvelopeRuntime.StoredProperties. The bound ones are ordinary properties EF must still assign itself.
+    // An item of a JSON-mapped owned collection also reads its ordinal, the position EF gives it in the document.
+    private static ReadingPropertyBinding[] ItemOrdinal(EncryptedEntity encrypted) =>
+        JsonCollectionItems.OrdinalOf(encrypted.EntityType) is { } ordinal ? [new ReadingPropertyBinding(ordinal)] : [];
+
     private static List<ParameterBinding> StoredColumns(EncryptedEntity encrypted) =>
         [.. EnvelopeRuntime.EncryptionColumns(encrypted).Select(p => new PropertyParameterBinding(p)),
          .. EnvelopeRuntime.BoundProperties(encrypted).Select(p => new ReadingPropertyBinding(p))];
@@ -171,6 +180,9 @@ internal sealed class ReadingPropertyBinding(IProperty property) : ParameterBind
 /// <summary>Decrypts one entity type's records as EF constructs them.</summary>
 internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity encrypted)
 {
+    // Per thread: EF materializes the items of one document one after another on the thread that reads its row.
+    private readonly ThreadLocal<JsonCollectionItems> _items = new(() => new JsonCollectionItems());
+
     public EncryptedEntity Encrypted => encrypted;
 
     /// <summary>Called by EF's compiled materializer with the new instance, the stored key and ciphertexts, and the query's context.</summary>
@@ -187,6 +199,16 @@ internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity e
         }
 
         return entity;
+    }
+
+    /// <summary>
+    /// Called instead of <see cref="Decrypt"/> for an item of a JSON-mapped owned collection, with its position in the
+    /// document: refuses an item that repeats an earlier item of the same document.
+    /// </summary>
+    public object DecryptItem(object entity, object?[] stored, DbContext context, int ordinal)
+    {
+        _items.Value!.Check(encrypted.Name, ordinal, (byte[]?)stored[0]);
+        return Decrypt(entity, stored, context);
     }
 
     /// <summary>Decrypts the record into the instance.</summary>

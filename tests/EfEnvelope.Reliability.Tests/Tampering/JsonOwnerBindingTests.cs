@@ -63,6 +63,63 @@ public sealed class JsonOwnerBindingTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task An_item_repeated_inside_a_JSON_collection_is_refused_and_documents_with_distinct_items_read()
+    {
+        var alice = new JoProfile { Name = "alice", Contacts = [new JoContact { Phone = "alice-1" }, new JoContact { Phone = "alice-2" }, new JoContact { Phone = "alice-3" }] };
+        var bob = new JoProfile { Name = "bob", Contacts = [new JoContact { Phone = "bob-1" }] };
+        var carol = new JoProfile { Name = "carol", Contacts = [new JoContact { Phone = "carol-1" }, new JoContact { Phone = "carol-2" }] };
+        await using (var db = NewContext())
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Profiles.AddRange(alice, bob, carol);
+            await db.SaveChangesAsync(Ct);
+        }
+
+        // Documents read one after another, each from its first item, and the same document twice, are not repeats.
+        await using (var reader = NewContext())
+        {
+            var all = await reader.Profiles.AsNoTracking().OrderBy(p => p.Name).ToListAsync(Ct);
+            Assert.Equal(["alice-1", "alice-2", "alice-3", "bob-1", "carol-1", "carol-2"], all.SelectMany(p => p.Contacts).Select(c => c.Phone));
+            Assert.Equal(3, (await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == alice.Id, Ct)).Contacts.Count);
+            Assert.Equal(3, (await reader.Profiles.SingleAsync(p => p.Id == alice.Id, Ct)).Contacts.Count);
+        }
+
+        // A writer replaces alice's third contact by a copy of her first, or appends the copy.
+        await using (var db = NewContext())
+        {
+            var original = await ContactsAsync(db, alice.Id);
+            var items = System.Text.Json.Nodes.JsonNode.Parse(original)!.AsArray();
+            var first = items[0]!.ToJsonString();
+            var replaced = "[" + string.Join(",", items[0]!.ToJsonString(), items[1]!.ToJsonString(), first) + "]";
+            var appended = "[" + string.Join(",", items.Select(i => i!.ToJsonString()).Append(first)) + "]";
+            foreach (var (what, document) in new[] { ("third item replaced by the first", replaced), ("first item appended", appended) })
+            {
+                await db.Database.ExecuteSqlRawAsync("UPDATE \"Profiles\" SET \"Contacts\" = {0} WHERE \"Id\" = {1}", [document, alice.Id], Ct);
+                foreach (var tracking in new[] { false, true })
+                {
+                    await using var reader = NewContext();
+                    var query = tracking ? reader.Profiles.AsTracking() : reader.Profiles.AsNoTracking();
+                    var error = await Record.ExceptionAsync(() => query.OrderBy(p => p.Name).ToListAsync(Ct));
+                    var refused = error as EnvelopeDecryptionException;
+                    Assert.True(refused is not null, $"{what} (tracking: {tracking}) was not refused: {error}");
+                    Assert.Contains("repeats an earlier item of the same document", refused.Message, StringComparison.Ordinal);
+                    Assert.DoesNotContain("alice-", refused.Message, StringComparison.Ordinal);
+                }
+            }
+
+            await db.Database.ExecuteSqlRawAsync("UPDATE \"Profiles\" SET \"Contacts\" = {0} WHERE \"Id\" = {1}", [original, alice.Id], Ct);
+        }
+
+        await using (var reader = NewContext())
+        {
+            Assert.Equal(["alice-1", "alice-2", "alice-3"], (await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == alice.Id, Ct)).Contacts.Select(c => c.Phone));
+        }
+    }
+
+    private static Task<string> ContactsAsync(DbContext db, Guid id) =>
+        db.Database.SqlQueryRaw<string>("SELECT \"Contacts\" AS \"Value\" FROM \"Profiles\" WHERE \"Id\" = {0}", id).SingleAsync(Ct);
+
     private static Task<int> CopyAsync(DbContext db, string column, Guid from, Guid to) =>
         db.Database.ExecuteSqlRawAsync($"UPDATE \"Profiles\" SET \"{column}\" = (SELECT \"{column}\" FROM \"Profiles\" WHERE \"Id\" = {{0}}) WHERE \"Id\" = {{1}}", [from, to], Ct);
 
