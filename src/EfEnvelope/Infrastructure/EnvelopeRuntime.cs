@@ -22,6 +22,11 @@ internal sealed class EnvelopeRuntime : IDisposable
     private readonly ConcurrentDictionary<(IModel Model, Type Type, string Name), (EncryptedProperty, EncryptedEntity)?> _members = new();
     private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, System.Runtime.CompilerServices.StrongBox<bool>> _searchableModels = new();
 
+    // Per model, for the command interceptors: EF creates those per context (IInterceptor is a scoped service), so
+    // what they work out from the model is kept here, once per configuration.
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, Storage.KeyColumnOwners> _keyColumnOwners = new();
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, Storage.EncryptedColumns> _encryptedColumns = new();
+
     public EnvelopeRuntime(EnvelopeEncryptionSettings settings, ILoggerFactory loggerFactory)
     {
         Settings = settings;
@@ -50,6 +55,12 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <summary>Whether any entity type of the model has a searchable encrypted property (queries then need planning).</summary>
     public bool HasSearchableProperties(IModel model) =>
         _searchableModels.GetValue(model, m => new System.Runtime.CompilerServices.StrongBox<bool>(m.GetEntityTypes().Any(t => Find(t)?.HasSearchableProperties == true))).Value;
+
+    /// <summary>Which entities' wrapped keys each result column of the model can hold (the async key prefetch).</summary>
+    public Storage.KeyColumnOwners KeyColumnOwners(IModel model) => _keyColumnOwners.GetValue(model, m => Storage.KeyColumnOwners.Build(this, m));
+
+    /// <summary>The table columns of the model that hold ciphertext (the SQLite read guard).</summary>
+    public Storage.EncryptedColumns EncryptedColumns(IModel model) => _encryptedColumns.GetValue(model, m => Storage.EncryptedColumns.Build(this, m));
 
     /// <summary>The encrypted property a member access of a query reads (by the instance type and name), if any.</summary>
     /// <remarks>Cached: queries over searchable properties are planned on every execution.</remarks>

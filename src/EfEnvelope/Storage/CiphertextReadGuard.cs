@@ -13,12 +13,10 @@ namespace EfEnvelope.Storage;
 /// SQL Server refuse to read a binary column as a string themselves, but Microsoft.Data.Sqlite decodes any BLOB as
 /// UTF-8 when asked for a string, so the application would silently get garbage where plain EF returned the value.
 /// The wrapped reader lets bytes through (EfEnvelope's own materialization, or an application that wants the
-/// ciphertext) and checks every other typed read of a BLOB value against the encrypted columns of the model.
+/// ciphertext) and checks the first other typed read of each BLOB column against the encrypted columns of the model.
 /// </remarks>
 internal sealed class CiphertextReadGuard(EnvelopeRuntime runtime) : DbCommandInterceptor
 {
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, EncryptedColumns> _columns = new();
-
     public override DbDataReader ReaderExecuted(DbCommand command, CommandExecutedEventData eventData, DbDataReader result) =>
         Guard(command, eventData, result);
 
@@ -34,7 +32,7 @@ internal sealed class CiphertextReadGuard(EnvelopeRuntime runtime) : DbCommandIn
             return result;
         }
 
-        var columns = _columns.GetValue(context.Model, model => EncryptedColumns.Build(runtime, model));
+        var columns = runtime.EncryptedColumns(context.Model);
         return columns.IsEmpty ? result : new CiphertextGuardingDataReader(result, columns);
     }
 }
@@ -82,8 +80,8 @@ internal sealed class EncryptedColumns
 /// <summary>A SQLite reader that refuses to decode an encrypted column's ciphertext as anything but bytes.</summary>
 internal sealed class CiphertextGuardingDataReader(DbDataReader inner, EncryptedColumns encrypted) : DelegatingDataReader(inner)
 {
-    // Per ordinal, once a BLOB value has been read from it: the encrypted property its origin column holds, or "" for
-    // a column that holds none. Looked up through the schema table only then, since building it runs extra statements.
+    // Per ordinal of the current result set, from its first typed read: the encrypted property its origin column
+    // holds, or "" for a column that holds none.
     private string?[]? _origins;
 
     public override string GetString(int ordinal) => Checked(ordinal, typeof(string)).GetString(ordinal);
@@ -125,16 +123,22 @@ internal sealed class CiphertextGuardingDataReader(DbDataReader inner, Encrypted
             ? Inner.GetFieldValueAsync<T>(ordinal, cancellationToken)
             : Checked(ordinal, typeof(T)).GetFieldValueAsync<T>(ordinal, cancellationToken);
 
+    public override bool NextResult()
+    {
+        _origins = null;
+        return Inner.NextResult();
+    }
+
+    public override Task<bool> NextResultAsync(CancellationToken cancellationToken)
+    {
+        _origins = null;
+        return Inner.NextResultAsync(cancellationToken);
+    }
+
     private DbDataReader Checked(int ordinal, Type readAs)
     {
-        // Microsoft.Data.Sqlite reports the storage class of the current row's value, so only BLOB values cost more.
-        if (Inner.GetFieldType(ordinal) != typeof(byte[]))
-        {
-            return Inner;
-        }
-
-        _origins ??= new string?[Inner.FieldCount];
-        var property = _origins[ordinal] ??= Origin(ordinal);
+        var origins = _origins ??= new string?[Inner.FieldCount];
+        var property = origins[ordinal] ??= Origin(ordinal);
         if (property.Length > 0)
         {
             var (table, column) = Columns(ordinal);
@@ -147,8 +151,16 @@ internal sealed class CiphertextGuardingDataReader(DbDataReader inner, Encrypted
         return Inner;
     }
 
+    // Only a column declared BLOB holds ciphertext (SQLite reports the declared type of a column a result reads
+    // directly, through a view or an alias too; an expression has no origin column). The schema table, which runs
+    // extra statements, is built only for such a column.
     private string Origin(int ordinal)
     {
+        if (!string.Equals(Inner.GetDataTypeName(ordinal), "BLOB", StringComparison.OrdinalIgnoreCase))
+        {
+            return "";
+        }
+
         var (table, column) = Columns(ordinal);
         return table is null || column is null ? "" : encrypted.Find(table, column) ?? "";
     }

@@ -18,8 +18,6 @@ namespace EfEnvelope.Storage;
 /// </remarks>
 internal sealed class KeyPrefetchInterceptor(EnvelopeRuntime runtime) : DbCommandInterceptor
 {
-    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<IModel, KeyColumnOwners> _owners = new();
-
     public override ValueTask<DbDataReader> ReaderExecutedAsync(DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default)
     {
         if (eventData.Context is not { } context)
@@ -27,7 +25,7 @@ internal sealed class KeyPrefetchInterceptor(EnvelopeRuntime runtime) : DbComman
             return ValueTask.FromResult(result);
         }
 
-        var owners = _owners.GetValue(context.Model, model => KeyColumnOwners.Build(runtime, model));
+        var owners = runtime.KeyColumnOwners(context.Model);
         List<(int Ordinal, string[] Entities)>? keyColumns = null;
         for (var i = 0; i < result.FieldCount; i++)
         {

@@ -29,9 +29,11 @@ public sealed class CiphertextReadGuardTests : IDisposable
     {
         await InsertAsync();
         await using var db = _clinic.CreateContext();
+        await db.Database.ExecuteSqlAsync($"CREATE VIEW \"PatientNumbers\" AS SELECT \"Name\", \"Ssn\" AS \"Number\" FROM \"Patients\"", Ct);
 
         var errors = new List<InvalidOperationException>
         {
+            await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.SqlQuery<string>($"SELECT \"Number\" AS \"Value\" FROM \"PatientNumbers\"").ToListAsync(Ct)),
             await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.SqlQuery<string>($"SELECT \"Ssn\" AS \"Value\" FROM \"Patients\"").ToListAsync(Ct)),
             Assert.Throws<InvalidOperationException>(() => db.Database.SqlQuery<string>($"SELECT \"Ssn\" AS \"Value\" FROM \"Patients\"").ToList()),
             await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.SqlQuery<string>($"SELECT p.\"Ssn\" AS \"Value\" FROM \"Patients\" AS p").Where(v => v != "x").ToListAsync(Ct)),
@@ -47,9 +49,10 @@ public sealed class CiphertextReadGuardTests : IDisposable
             Assert.DoesNotContain("123-45-6789", error.Message, StringComparison.Ordinal);
             Assert.DoesNotContain("Hypertension", error.Message, StringComparison.Ordinal);
         });
-        Assert.Contains("column 'Ssn'", errors[0].Message, StringComparison.Ordinal);
-        Assert.Contains("as String", errors[0].Message, StringComparison.Ordinal);
-        Assert.Contains("'Patient.Diagnosis'", errors[3].Message, StringComparison.Ordinal);
+        Assert.Contains("column 'Ssn'", errors[1].Message, StringComparison.Ordinal);
+        Assert.Contains("as String", errors[1].Message, StringComparison.Ordinal);
+        Assert.Contains("'Patient.Ssn'", errors[0].Message, StringComparison.Ordinal);
+        Assert.Contains("'Patient.Diagnosis'", errors[4].Message, StringComparison.Ordinal);
     }
 
     [Fact]
