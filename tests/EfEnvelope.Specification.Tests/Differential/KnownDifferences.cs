@@ -35,9 +35,6 @@ public static class KnownDifferences
     private const string ProviderPerScope =
         "A master-key provider created inside the options lambda builds a new EF internal service provider per scope (25 scopes, 25 providers): InsecureInMemoryMasterKeyProvider is mutable and keeps reference equality (the AWS KMS and PKCS#11 providers compare by configuration and share).";
 
-    private const string RawCiphertextCast =
-        "PostgreSQL: raw SQL that reads an encrypted (bytea) column as text fails with Npgsql's InvalidCastException rather than EfEnvelope's refusal naming the property (on SQLite, which would decode the ciphertext as garbage, EfEnvelope refuses it). Loud either way; naming the property needs the column's origin, which Npgsql reports only through an extra catalog query.";
-
     public static readonly IReadOnlyDictionary<string, string> Reasons = Build(
         (NotInModel, [
             "tracker-add-then-save", "state-deleted-to-unchanged", "state-added-to-unchanged", "tracker-after-query", "tracker-edit-encrypted-detect-changes", "entry-property-is-modified",
@@ -75,9 +72,6 @@ public static class KnownDifferences
         ]),
         (DecimalScale, [
             "decimal-scale-round-trip@SQLite",
-        ]),
-        (RawCiphertextCast, [
-            "sql-query-encrypted-scalar@PostgreSQL",
         ]),
         (ProviderPerScope, [
             "issue-12",

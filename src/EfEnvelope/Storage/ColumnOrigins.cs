@@ -1,0 +1,77 @@
+using System.Data;
+using System.Data.Common;
+using System.Globalization;
+using System.Transactions;
+
+namespace EfEnvelope.Storage;
+
+/// <summary>Which table column a result column of a provider's reader reads, where the provider can tell.</summary>
+internal abstract class ColumnOrigins
+{
+    private static readonly ColumnOrigins SqliteOrigins = new Sqlite();
+
+    /// <summary>
+    /// Whether the provider decodes a binary value as text or a number without complaint (SQLite): a read is then
+    /// checked before it happens, otherwise only once the provider refused it.
+    /// </summary>
+    public abstract bool DecodesBinary { get; }
+
+    /// <summary>The origins for the readers of <paramref name="command"/>, or null for a provider that is not checked.</summary>
+    public static ColumnOrigins? For(DbCommand command) => command.GetType().Namespace switch
+    {
+        "Microsoft.Data.Sqlite" => SqliteOrigins,
+        "Npgsql" when command.Connection is ICloneable connection => new Postgres(connection),
+        _ => null,
+    };
+
+    /// <summary>The table and column that result column <paramref name="ordinal"/> reads directly, or nulls (an expression, or not known).</summary>
+    public abstract (string? Table, string? Column) Find(DbDataReader reader, int ordinal);
+
+    private sealed class Sqlite : ColumnOrigins
+    {
+        public override bool DecodesBinary => true;
+
+        // SQLite reports the declared type and origin of a column a result reads directly, also through a view or an
+        // alias. Only a column declared BLOB holds ciphertext, and the schema table, which runs extra statements, is
+        // built only for one.
+        public override (string? Table, string? Column) Find(DbDataReader reader, int ordinal)
+        {
+            if (!string.Equals(reader.GetDataTypeName(ordinal), "BLOB", StringComparison.OrdinalIgnoreCase))
+            {
+                return (null, null);
+            }
+
+            var row = reader.GetSchemaTable()?.Rows.Cast<DataRow>()
+                .FirstOrDefault(r => Convert.ToInt32(r[SchemaTableColumn.ColumnOrdinal], CultureInfo.InvariantCulture) == ordinal);
+            return row is null ? (null, null) : (row[SchemaTableColumn.BaseTableName] as string, row[SchemaTableColumn.BaseColumnName] as string);
+        }
+    }
+
+    private sealed class Postgres(ICloneable connection) : ColumnOrigins
+    {
+        public override bool DecodesBinary => false;
+
+        // Npgsql's column schema, without CommandBehavior.KeyInfo, gives the table's OID and the column's number from
+        // the result's description, not their names. The reader holds its connection, so the catalog is asked over a
+        // copy of it, outside any ambient transaction. Only after Npgsql refused a cast, so never on a query that works.
+        public override (string? Table, string? Column) Find(DbDataReader reader, int ordinal)
+        {
+            if (!reader.CanGetColumnSchema()
+                || reader.GetColumnSchema()[ordinal] is not { } column
+                || column["TableOID"] is not uint table || table == 0
+                || column["ColumnAttributeNumber"] is not short number)
+            {
+                return (null, null);
+            }
+
+            using var suppress = new TransactionScope(TransactionScopeOption.Suppress);
+            using var copy = (DbConnection)connection.Clone();
+            copy.Open();
+            using var command = copy.CreateCommand();
+            command.CommandText = string.Create(CultureInfo.InvariantCulture,
+                $"SELECT c.relname, a.attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid WHERE a.attrelid = {table} AND a.attnum = {number}");
+            using var found = command.ExecuteReader();
+            return found.Read() ? (found.GetString(0), found.GetString(1)) : (null, null);
+        }
+    }
+}
