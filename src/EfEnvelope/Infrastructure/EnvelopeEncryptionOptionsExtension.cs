@@ -44,8 +44,7 @@ public sealed class EnvelopeEncryptionOptionsExtension : IDbContextOptionsExtens
             .TryAdd<ISingletonInterceptor, DecryptingBindingInterceptor>()
             .TryAdd<IInterceptor, EncryptingSaveChangesInterceptor>()
             .TryAdd<IInterceptor, EncryptedQueryGuard>()
-            .TryAdd<IInterceptor, KeyPrefetchInterceptor>()
-            .TryAdd<IInterceptor, CiphertextReadGuard>();
+            .TryAdd<IInterceptor, ReaderWrappingInterceptor>();
         if (settings.KeySelector is not null)
         {
             // Only with a selector: any materialization interceptor makes EF build per-row accessors for every query.

@@ -16,15 +16,10 @@ namespace EfEnvelope.Storage;
 /// that wants the ciphertext) and refuses any other typed read of an encrypted column: on SQLite before the read, on
 /// PostgreSQL once the provider refused it. Other providers are not wrapped (SQL Server refuses the cast itself).
 /// </remarks>
-internal sealed class CiphertextReadGuard(EnvelopeRuntime runtime) : DbCommandInterceptor
+internal static class CiphertextReadGuard
 {
-    public override DbDataReader ReaderExecuted(DbCommand command, CommandExecutedEventData eventData, DbDataReader result) =>
-        Guard(command, eventData, result);
-
-    public override ValueTask<DbDataReader> ReaderExecutedAsync(DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default) =>
-        ValueTask.FromResult(Guard(command, eventData, result));
-
-    private DbDataReader Guard(DbCommand command, CommandExecutedEventData eventData, DbDataReader result)
+    /// <summary>The reader of a query, wrapped when the provider is checked and the model has encrypted columns.</summary>
+    public static DbDataReader Wrap(EnvelopeRuntime runtime, DbCommand command, CommandExecutedEventData eventData, DbDataReader result)
     {
         if (eventData.Context is not { } context
             || eventData.CommandSource is not (CommandSource.LinqQuery or CommandSource.FromSqlQuery)

@@ -16,13 +16,14 @@ namespace EfEnvelope.Storage;
 /// <c>ToListAsync</c>. Wrapping the reader of an async query lets <see cref="DbDataReader.ReadAsync(CancellationToken)"/>
 /// await the provider for any key column whose key is not cached yet, so async paths never block on a provider call.
 /// </remarks>
-internal sealed class KeyPrefetchInterceptor(EnvelopeRuntime runtime) : DbCommandInterceptor
+internal static class KeyPrefetch
 {
-    public override ValueTask<DbDataReader> ReaderExecutedAsync(DbCommand command, CommandExecutedEventData eventData, DbDataReader result, CancellationToken cancellationToken = default)
+    /// <summary>The reader of an async query, wrapped when its result has key columns.</summary>
+    public static DbDataReader Wrap(EnvelopeRuntime runtime, DbCommand command, CommandExecutedEventData eventData, DbDataReader result)
     {
         if (eventData.Context is not { } context)
         {
-            return ValueTask.FromResult(result);
+            return result;
         }
 
         var owners = runtime.KeyColumnOwners(context.Model);
@@ -37,7 +38,7 @@ internal sealed class KeyPrefetchInterceptor(EnvelopeRuntime runtime) : DbComman
             }
         }
 
-        return ValueTask.FromResult(keyColumns is null ? result : new KeyPrefetchingDataReader(result, [.. keyColumns], runtime));
+        return keyColumns is null ? result : new KeyPrefetchingDataReader(result, [.. keyColumns], runtime);
     }
 }
 
