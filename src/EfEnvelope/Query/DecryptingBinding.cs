@@ -118,15 +118,15 @@ internal sealed class DecryptingBinding : InstantiationBinding
     private readonly InstantiationBinding _inner;
     private readonly RecordDecryptor _decryptor;
     private readonly ObjectArrayParameterBinding _stored;
-    private readonly ReadingPropertyBinding? _itemOrdinal;
+    private readonly ReadingPropertyBinding[] _itemPosition;
 
     public DecryptingBinding(InstantiationBinding inner, RecordDecryptor decryptor)
-        : base([.. inner.ParameterBindings, .. StoredColumns(decryptor.Encrypted), .. ItemOrdinal(decryptor.Encrypted)])
+        : base([.. inner.ParameterBindings, .. StoredColumns(decryptor.Encrypted), .. ItemPosition(decryptor.Encrypted)])
     {
         _inner = inner;
         _decryptor = decryptor;
         _stored = new ObjectArrayParameterBinding(StoredColumns(decryptor.Encrypted));
-        _itemOrdinal = ItemOrdinal(decryptor.Encrypted).SingleOrDefault();
+        _itemPosition = ItemPosition(decryptor.Encrypted);
     }
 
     public override Type RuntimeType => _inner.RuntimeType;
@@ -141,10 +141,10 @@ internal sealed class DecryptingBinding : InstantiationBinding
             Expression.Convert(_inner.CreateConstructorExpression(bindingInfo), typeof(object)),
             _stored.BindToParameter(bindingInfo),
             Expression.Property(bindingInfo.MaterializationContextExpression, nameof(MaterializationContext.Context)),
-            .. _itemOrdinal is null ? [] : new[] { Expression.Convert(_itemOrdinal.BindToParameter(bindingInfo), typeof(int)) },
+            .. _itemPosition.Length == 0 ? [] : new[] { Expression.NewArrayInit(typeof(int), _itemPosition.Select(p => Expression.Convert(p.BindToParameter(bindingInfo), typeof(int)))) },
         ];
         var decrypted = Expression.Convert(
-            Expression.Call(Expression.Constant(_decryptor), _itemOrdinal is null ? DecryptMethod : DecryptItemMethod, arguments),
+            Expression.Call(Expression.Constant(_decryptor), _itemPosition.Length == 0 ? DecryptMethod : DecryptItemMethod, arguments),
             RuntimeType);
         return Expression.Block([instance], Expression.Assign(instance, decrypted), instance);
     }
@@ -155,9 +155,10 @@ internal sealed class DecryptingBinding : InstantiationBinding
     // The wrapped-key column first, then the ciphertext columns in EncryptedEntity.Properties order, then any legacy
     // plaintext columns (while a column is migrated to encryption), then the columns the seal binds:
     // EnvelopeRuntime.StoredProperties. The bound ones are ordinary properties EF must still assign itself.
-    // An item of a JSON-mapped owned collection also reads its ordinal, the position EF gives it in the document.
-    private static ReadingPropertyBinding[] ItemOrdinal(EncryptedEntity encrypted) =>
-        JsonCollectionItems.OrdinalOf(encrypted.EntityType) is { } ordinal ? [new ReadingPropertyBinding(ordinal)] : [];
+    // An item of a JSON-mapped owned collection also reads its position in the document: the ordinals EF gives it
+    // and each collection item it is nested in.
+    private static ReadingPropertyBinding[] ItemPosition(EncryptedEntity encrypted) =>
+        [.. JsonCollectionItems.PositionOf(encrypted.EntityType).Select(p => new ReadingPropertyBinding(p))];
 
     private static List<ParameterBinding> StoredColumns(EncryptedEntity encrypted) =>
         [.. EnvelopeRuntime.EncryptionColumns(encrypted).Select(p => new PropertyParameterBinding(p)),
@@ -205,9 +206,9 @@ internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity e
     /// Called instead of <see cref="Decrypt"/> for an item of a JSON-mapped owned collection, with its position in the
     /// document: refuses an item that repeats an earlier item of the same document.
     /// </summary>
-    public object DecryptItem(object entity, object?[] stored, DbContext context, int ordinal)
+    public object DecryptItem(object entity, object?[] stored, DbContext context, int[] position)
     {
-        _items.Value!.Check(encrypted.Name, ordinal, (byte[]?)stored[0]);
+        _items.Value!.Check(encrypted.Name, position, (byte[]?)stored[0]);
         return Decrypt(entity, stored, context);
     }
 

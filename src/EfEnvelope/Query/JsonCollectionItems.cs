@@ -3,41 +3,79 @@ using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Query;
 
-/// <summary>The wrapped data keys of the items of one JSON-mapped owned collection read so far, to refuse a repeated item.</summary>
+/// <summary>The wrapped data keys of the items of one JSON-mapped owned collection type read so far from one document, to refuse a repeated item.</summary>
 /// <remarks>
+/// <para>
 /// An item of a JSON collection is sealed to its owner's key but not to its position, since its position changes
 /// whenever an earlier item is removed. A writer could therefore copy one item, with its ciphertexts and wrapped key,
-/// into a second place of the same document and have it read twice. Every record gets a fresh data key, so no saved
-/// document holds one wrapped key twice: an item whose key an earlier item of the document had is refused. EF gives
-/// the items of a document the ordinals 1, 2, 3... as it reads them, one after another, so an ordinal that does not
-/// follow the previous one starts the next document.
+/// into a second place of the same document (also into the collection of another item it is nested in) and have it
+/// read twice. Every record gets a fresh data key, so no saved document holds one wrapped key twice: an item whose
+/// key an earlier item of the document had is refused.
+/// </para>
+/// <para>
+/// An item's position is its ordinals: the one EF gives it in its collection, after those of the collection items
+/// it is nested in. EF reads a document's items in document order, so positions rise; a position that does not
+/// follow the previous one starts the next document (or the same one read again). Only the items a query reads are
+/// compared: an item read by index (<c>p.Contacts[2]</c>) is not compared with the others. The keys are kept per
+/// thread between queries, so an item read by index at a later position than an earlier read of it on the same
+/// thread (the document was rewritten in between, its items moved) is refused as a repeat, which needs a concurrent
+/// rewrite of the document and a read by index.
+/// </para>
 /// </remarks>
 internal sealed class JsonCollectionItems
 {
     private readonly HashSet<byte[]> _keys = new(WrappedKeyComparer.Instance);
-    private int _last;
+    private int[] _last = [];
 
-    /// <summary>The ordinal key property of an item of a JSON-mapped owned collection, or null for any other type.</summary>
-    public static IProperty? OrdinalOf(IEntityType entityType) =>
-        entityType.IsMappedToJson() && entityType.FindOwnership() is { IsUnique: false } && entityType.FindPrimaryKey() is { } key
-            ? key.Properties[^1]
-            : null;
-
-    /// <summary>Records the item at <paramref name="ordinal"/>; throws when an earlier item of its document had the same wrapped key.</summary>
-    public void Check(string entity, int ordinal, byte[]? wrappedKey)
+    /// <summary>
+    /// The ordinal key properties of an item of a JSON-mapped owned collection, outermost first (the key properties
+    /// after those of the root owner), or none for any other type.
+    /// </summary>
+    public static IReadOnlyList<IProperty> PositionOf(IEntityType entityType)
     {
-        if (ordinal <= _last)
+        if (!entityType.IsMappedToJson() || entityType.FindOwnership() is not { IsUnique: false } || entityType.FindPrimaryKey() is not { } key)
+        {
+            return [];
+        }
+
+        var root = entityType;
+        while (root.FindOwnership() is { } ownership)
+        {
+            root = ownership.PrincipalEntityType;
+        }
+
+        return [.. key.Properties.Skip(root.FindPrimaryKey()!.Properties.Count)];
+    }
+
+    /// <summary>Records the item at <paramref name="position"/>; throws when an earlier item of its document had the same wrapped key.</summary>
+    public void Check(string entity, int[] position, byte[]? wrappedKey)
+    {
+        if (!Follows(position, _last))
         {
             _keys.Clear();
         }
 
-        _last = ordinal;
+        _last = position;
         if (wrappedKey is not null && !_keys.Add(wrappedKey))
         {
             throw new EnvelopeDecryptionException(
-                $"Item {ordinal} of a JSON-mapped collection repeats an earlier item of the same document (the same wrapped data key): every item is saved under its own data key, so the document was altered by a writer, and it is refused.",
+                $"The item at position {string.Join('.', position)} of a JSON-mapped collection repeats an earlier item of the same document (the same wrapped data key): every item is saved under its own data key, so the document was altered by a writer, and it is refused.",
                 entity);
         }
+    }
+
+    // Whether position comes after last in document order (lexicographic order of the ordinals).
+    private static bool Follows(int[] position, int[] last)
+    {
+        for (var i = 0; i < Math.Min(position.Length, last.Length); i++)
+        {
+            if (position[i] != last[i])
+            {
+                return position[i] > last[i];
+            }
+        }
+
+        return position.Length > last.Length;
     }
 
     // Wrapped keys of different records differ in their last bytes (the wrapped key and its tag are random).

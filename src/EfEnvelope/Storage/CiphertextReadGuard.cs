@@ -41,6 +41,10 @@ internal sealed class EncryptedColumns
 
     public bool IsEmpty => _properties.Count == 0;
 
+    /// <remarks>
+    /// View mappings count on PostgreSQL, whose catalog names the view a result reads; SQLite names the view's base
+    /// table instead, so a type mapped only to a view over a table outside the model is not recognized there.
+    /// </remarks>
     public static EncryptedColumns Build(EnvelopeRuntime runtime, IModel model)
     {
         var columns = new EncryptedColumns();

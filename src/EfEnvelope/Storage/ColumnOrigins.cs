@@ -31,12 +31,13 @@ internal abstract class ColumnOrigins
     {
         public override bool DecodesBinary => true;
 
-        // SQLite reports the declared type and origin of a column a result reads directly, also through a view or an
-        // alias. Only a column declared BLOB holds ciphertext, and the schema table, which runs extra statements, is
-        // built only for one.
+        // SQLite reports the origin of a column a result reads directly, also through a view or an alias (not of an
+        // expression, and for a compound SELECT that of its first arm). Ciphertext is stored as BLOB values, whatever
+        // type the column was declared with: the schema table, which runs extra statements, is built only when the
+        // column is declared BLOB or the value being read is one.
         public override (string? Table, string? Column) Find(DbDataReader reader, int ordinal)
         {
-            if (!string.Equals(reader.GetDataTypeName(ordinal), "BLOB", StringComparison.OrdinalIgnoreCase))
+            if (!string.Equals(reader.GetDataTypeName(ordinal), "BLOB", StringComparison.OrdinalIgnoreCase) && reader.GetFieldType(ordinal) != typeof(byte[]))
             {
                 return (null, null);
             }

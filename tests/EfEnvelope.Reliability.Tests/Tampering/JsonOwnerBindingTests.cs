@@ -66,9 +66,18 @@ public sealed class JsonOwnerBindingTests : IDisposable
     [Fact]
     public async Task An_item_repeated_inside_a_JSON_collection_is_refused_and_documents_with_distinct_items_read()
     {
-        var alice = new JoProfile { Name = "alice", Contacts = [new JoContact { Phone = "alice-1" }, new JoContact { Phone = "alice-2" }, new JoContact { Phone = "alice-3" }] };
-        var bob = new JoProfile { Name = "bob", Contacts = [new JoContact { Phone = "bob-1" }] };
-        var carol = new JoProfile { Name = "carol", Contacts = [new JoContact { Phone = "carol-1" }, new JoContact { Phone = "carol-2" }] };
+        var alice = new JoProfile
+        {
+            Name = "alice",
+            Contacts =
+            [
+                new JoContact { Phone = "alice-1", Numbers = [new JoNumber { Value = "alice-1-1" }, new JoNumber { Value = "alice-1-2" }] },
+                new JoContact { Phone = "alice-2", Numbers = [new JoNumber { Value = "alice-2-1" }] },
+                new JoContact { Phone = "alice-3" },
+            ],
+        };
+        var bob = new JoProfile { Name = "bob", Contacts = [new JoContact { Phone = "bob-1" }, new JoContact { Phone = "bob-2", Numbers = [new JoNumber { Value = "bob-2-1" }] }] };
+        var carol = new JoProfile { Name = "carol", Contacts = [new JoContact { Phone = "carol-1", Numbers = [new JoNumber { Value = "carol-1-1" }] }, new JoContact { Phone = "carol-2" }] };
         await using (var db = NewContext())
         {
             await db.Database.EnsureCreatedAsync(Ct);
@@ -80,12 +89,14 @@ public sealed class JsonOwnerBindingTests : IDisposable
         await using (var reader = NewContext())
         {
             var all = await reader.Profiles.AsNoTracking().OrderBy(p => p.Name).ToListAsync(Ct);
-            Assert.Equal(["alice-1", "alice-2", "alice-3", "bob-1", "carol-1", "carol-2"], all.SelectMany(p => p.Contacts).Select(c => c.Phone));
+            Assert.Equal(["alice-1", "alice-2", "alice-3", "bob-1", "bob-2", "carol-1", "carol-2"], all.SelectMany(p => p.Contacts).Select(c => c.Phone));
+            Assert.Equal(["alice-1-1", "alice-1-2", "alice-2-1", "bob-2-1", "carol-1-1"], all.SelectMany(p => p.Contacts).SelectMany(c => c.Numbers).Select(n => n.Value));
             Assert.Equal(3, (await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == alice.Id, Ct)).Contacts.Count);
             Assert.Equal(3, (await reader.Profiles.SingleAsync(p => p.Id == alice.Id, Ct)).Contacts.Count);
         }
 
-        // A writer replaces alice's third contact by a copy of her first, or appends the copy.
+        // A writer replaces alice's third contact by a copy of her first, or appends the copy, or copies a number of
+        // her first contact into her second contact's numbers.
         await using (var db = NewContext())
         {
             var original = await ContactsAsync(db, alice.Id);
@@ -93,7 +104,9 @@ public sealed class JsonOwnerBindingTests : IDisposable
             var first = items[0]!.ToJsonString();
             var replaced = "[" + string.Join(",", items[0]!.ToJsonString(), items[1]!.ToJsonString(), first) + "]";
             var appended = "[" + string.Join(",", items.Select(i => i!.ToJsonString()).Append(first)) + "]";
-            foreach (var (what, document) in new[] { ("third item replaced by the first", replaced), ("first item appended", appended) })
+            var nested = System.Text.Json.Nodes.JsonNode.Parse(original)!.AsArray();
+            nested[1]!["Numbers"]!.AsArray().Add(System.Text.Json.Nodes.JsonNode.Parse(nested[0]!["Numbers"]![0]!.ToJsonString()));
+            foreach (var (what, document) in new[] { ("third item replaced by the first", replaced), ("first item appended", appended), ("a nested item copied into another item's collection", nested.ToJsonString()) })
             {
                 await db.Database.ExecuteSqlRawAsync("UPDATE \"Profiles\" SET \"Contacts\" = {0} WHERE \"Id\" = {1}", [document, alice.Id], Ct);
                 foreach (var tracking in new[] { false, true })
@@ -144,6 +157,14 @@ public sealed class JsonOwnerBindingTests : IDisposable
     {
         [Encrypted]
         public string Phone { get; set; } = "";
+
+        public List<JoNumber> Numbers { get; set; } = [];
+    }
+
+    public class JoNumber
+    {
+        [Encrypted]
+        public string Value { get; set; } = "";
     }
 
     public sealed class JsonOwnerContext(DbContextOptions<JsonOwnerContext> options) : DbContext(options)
@@ -154,7 +175,11 @@ public sealed class JsonOwnerBindingTests : IDisposable
         {
             var profile = modelBuilder.Entity<JoProfile>().ToTable("Profiles");
             profile.OwnsOne(p => p.Prefs, o => o.ToJson());
-            profile.OwnsMany(p => p.Contacts, o => o.ToJson());
+            profile.OwnsMany(p => p.Contacts, o =>
+            {
+                o.ToJson();
+                o.OwnsMany(c => c.Numbers);
+            });
         }
     }
 }

@@ -1,3 +1,4 @@
+using EfEnvelope.Specification.Tests;
 using EfEnvelope.Specification.Tests.EntityFramework;
 using Microsoft.EntityFrameworkCore;
 
@@ -114,5 +115,46 @@ public abstract class CiphertextReadGuardTests<TFixture>(TFixture fixture) : ICl
         public string Name { get; set; } = "";
 
         public string? Ssn { get; set; }
+    }
+}
+
+/// <summary>On SQLite, ciphertext is recognized by its BLOB values too, whatever type name its column was declared with.</summary>
+public sealed class CiphertextReadGuardDeclaredTypeTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task A_ciphertext_column_declared_with_another_type_name_is_refused()
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection("Data Source=:memory:");
+        await connection.OpenAsync(Ct);
+        var options = new DbContextOptionsBuilder<VarbinaryContext>().UseSqlite(connection).ManyConfigurationsPerProcess()
+            .UseEnvelopeEncryption(e => e.UseProvider(new EfEnvelope.KeyManagement.InsecureInMemoryMasterKeyProvider("primary"))).Options;
+        await using var db = new VarbinaryContext(options);
+        await db.Database.EnsureCreatedAsync(Ct);
+        db.Secrets.Add(new Secret { Id = 1, Ssn = "123-45-6789" });
+        await db.SaveChangesAsync(Ct);
+
+        Assert.Equal("VARBINARY", await db.Database.SqlQuery<string>($"SELECT type AS \"Value\" FROM pragma_table_info('Secrets') WHERE name = 'Ssn'").SingleAsync(Ct));
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.SqlQuery<string>($"SELECT \"Ssn\" AS \"Value\" FROM \"Secrets\"").ToListAsync(Ct));
+        Assert.Contains("'Secret.Ssn'", error.Message, StringComparison.Ordinal);
+        Assert.Equal("123-45-6789", (await db.Secrets.SingleAsync(Ct)).Ssn);
+    }
+
+    public sealed class Secret
+    {
+        public int Id { get; set; }
+
+        [Encrypted]
+        public string Ssn { get; set; } = "";
+    }
+
+    public sealed class VarbinaryContext(DbContextOptions<VarbinaryContext> options) : DbContext(options)
+    {
+        public DbSet<Secret> Secrets => Set<Secret>();
+
+        // An ordinary convention that also reaches the ciphertext's shadow property: the column is declared VARBINARY.
+        protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder) =>
+            configurationBuilder.Properties<byte[]>().HaveColumnType("VARBINARY");
     }
 }
