@@ -125,9 +125,8 @@ internal sealed class CiphertextGuardingDataReader(DbDataReader inner, Encrypted
 
     private Origin Find(int ordinal)
     {
-        var (table, column) = origins.Find(Inner, ordinal);
-        return table is not null && column is not null && encrypted.Find(table, column) is { } property
-            ? new Origin(property, table, column)
+        return origins.Find(Inner, ordinal) is { } found && encrypted.Find(found.Schema, found.DefaultSchema, found.Table, found.Column, origins.Names) is { } property
+            ? new Origin(property, found.Table, found.Column)
             : NotEncrypted;
     }
 

@@ -33,13 +33,12 @@ internal static class CiphertextReadGuard
     }
 }
 
-/// <summary>The table columns that hold an encrypted property's ciphertext, by table and column name.</summary>
+/// <summary>The table columns that hold an encrypted property's ciphertext, by schema, table and column name.</summary>
 internal sealed class EncryptedColumns
 {
-    // SQLite compares identifiers without regard to case.
-    private readonly Dictionary<(string Table, string Column), string> _properties = new(new IgnoreCase());
+    private readonly List<(string? Schema, string Table, string Column, string Property)> _columns = [];
 
-    public bool IsEmpty => _properties.Count == 0;
+    public bool IsEmpty => _columns.Count == 0;
 
     /// <remarks>
     /// View mappings count on PostgreSQL, whose catalog names the view a result reads; SQLite names the view's base
@@ -56,7 +55,7 @@ internal sealed class EncryptedColumns
                     .Concat<IColumnBase>(property.Ciphertext.GetViewColumnMappings().Select(m => m.Column));
                 foreach (var column in mappings)
                 {
-                    columns._properties.TryAdd((column.Table.Name, column.Name), $"{entityType.DisplayName()}.{property.Name}");
+                    columns._columns.Add((column.Table.Schema, column.Table.Name, column.Name, $"{entityType.DisplayName()}.{property.Name}"));
                 }
             }
         }
@@ -64,15 +63,23 @@ internal sealed class EncryptedColumns
         return columns;
     }
 
-    /// <summary>The encrypted property ("Entity.Property") stored in <paramref name="column"/> of <paramref name="table"/>, or null.</summary>
-    public string? Find(string table, string column) => _properties.GetValueOrDefault((table, column));
-
-    private sealed class IgnoreCase : IEqualityComparer<(string Table, string Column)>
+    /// <summary>
+    /// The encrypted property ("Entity.Property") stored in <paramref name="column"/> of <paramref name="table"/>, or
+    /// null. A mapping without a schema is the table in the connection's default schema (<paramref name="defaultSchema"/>),
+    /// and a database without schemas (<paramref name="schema"/> null) ignores them; names compare as the database
+    /// compares identifiers (<paramref name="names"/>).
+    /// </summary>
+    public string? Find(string? schema, bool defaultSchema, string table, string column, StringComparison names)
     {
-        public bool Equals((string Table, string Column) x, (string Table, string Column) y) =>
-            string.Equals(x.Table, y.Table, StringComparison.OrdinalIgnoreCase) && string.Equals(x.Column, y.Column, StringComparison.OrdinalIgnoreCase);
+        foreach (var mapped in _columns)
+        {
+            if (string.Equals(mapped.Column, column, names) && string.Equals(mapped.Table, table, names)
+                && (schema is null || (mapped.Schema is null ? defaultSchema : string.Equals(mapped.Schema, schema, names))))
+            {
+                return mapped.Property;
+            }
+        }
 
-        public int GetHashCode((string Table, string Column) obj) =>
-            HashCode.Combine(StringComparer.OrdinalIgnoreCase.GetHashCode(obj.Table), StringComparer.OrdinalIgnoreCase.GetHashCode(obj.Column));
+        return null;
     }
 }

@@ -6,7 +6,7 @@ using System.Data.Common;
 namespace EfEnvelope.Storage;
 
 /// <summary>A data reader that forwards every member to the provider's reader; wrappers override what they add to.</summary>
-internal abstract class DelegatingDataReader(DbDataReader inner) : DbDataReader
+internal abstract class DelegatingDataReader(DbDataReader inner) : DbDataReader, IDbColumnSchemaGenerator
 {
     /// <summary>The provider's reader.</summary>
     protected DbDataReader Inner { get; } = inner;
@@ -94,6 +94,9 @@ internal abstract class DelegatingDataReader(DbDataReader inner) : DbDataReader
     public override int GetProviderSpecificValues(object[] values) => Inner.GetProviderSpecificValues(values);
 
     public override DataTable? GetSchemaTable() => Inner.GetSchemaTable();
+
+    // The synchronous column schema is an interface of its own, which a wrapper must implement to forward it.
+    public ReadOnlyCollection<DbColumn> GetColumnSchema() => Inner.GetColumnSchema();
 
     public override Task<ReadOnlyCollection<DbColumn>> GetColumnSchemaAsync(CancellationToken cancellationToken = default) => Inner.GetColumnSchemaAsync(cancellationToken);
 

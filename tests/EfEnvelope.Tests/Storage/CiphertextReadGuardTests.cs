@@ -48,6 +48,9 @@ public abstract class CiphertextReadGuardTests<TFixture>(TFixture fixture) : ICl
             await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.SqlQuery<PatientRow>($"SELECT \"Name\", \"Ssn\" FROM \"Patients\" WHERE \"Id\" = {id}").ToListAsync(Ct)),
         };
 
+        // Async, with the key column in the result: the reader is also wrapped by the key prefetch.
+        errors.Add(await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.SqlQueryRaw<PatientRow>("SELECT * FROM \"Patients\" WHERE \"Id\" = {0}", id).ToListAsync(Ct)));
+
         Assert.All(errors, error =>
         {
             Assert.Contains("encrypted property 'Patient.", error.Message, StringComparison.Ordinal);
@@ -75,6 +78,30 @@ public abstract class CiphertextReadGuardTests<TFixture>(TFixture fixture) : ICl
         await db.Database.ExecuteSqlAsync($"CREATE VIEW IF NOT EXISTS \"PatientNumbers\" AS SELECT \"Id\", \"Ssn\" AS \"Number\" FROM \"Patients\"", Ct);
         var error = await Assert.ThrowsAsync<InvalidOperationException>(() => db.Database.SqlQuery<string>($"SELECT \"Number\" AS \"Value\" FROM \"PatientNumbers\" WHERE \"Id\" = {patient.Id}").ToListAsync(Ct));
         Assert.Contains("'Patient.Ssn'", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task On_PostgreSQL_a_same_named_table_in_another_schema_and_a_failed_catalog_lookup_keep_Npgsqls_error()
+    {
+        var patient = await InsertAsync();
+        await using var db = fixture.CreateContext();
+        if (db.Database.IsSqlite())
+        {
+            Assert.Skip("SQLite has no schemas, and its origin lookup needs no second connection.");
+        }
+
+        await db.Database.ExecuteSqlAsync($"CREATE SCHEMA IF NOT EXISTS elsewhere", Ct);
+        await db.Database.ExecuteSqlAsync($"CREATE TABLE IF NOT EXISTS elsewhere.\"Patients\" (\"Ssn\" bytea)", Ct);
+        await db.Database.ExecuteSqlAsync($"INSERT INTO elsewhere.\"Patients\" VALUES ('abc'::bytea)", Ct);
+        await Assert.ThrowsAsync<InvalidCastException>(() => db.Database.SqlQuery<string>($"SELECT \"Ssn\" AS \"Value\" FROM elsewhere.\"Patients\"").ToListAsync(Ct));
+
+        // A pool of one connection, which the open reader holds: the catalog cannot be asked, and Npgsql's own
+        // error is what the application gets, after the pool's timeout.
+        var builder = new DbContextOptionsBuilder<ClinicContext>().ManyConfigurationsPerProcess()
+            .UseNpgsql(db.Database.GetConnectionString() + ";Maximum Pool Size=1;Timeout=1")
+            .UseEnvelopeEncryption(e => e.UseProvider(fixture.Provider));
+        await using var single = new ClinicContext(builder.Options);
+        await Assert.ThrowsAsync<InvalidCastException>(() => single.Database.SqlQuery<string>($"SELECT \"Ssn\" AS \"Value\" FROM \"Patients\" WHERE \"Id\" = {patient.Id}").ToListAsync(Ct));
     }
 
     [Fact]
