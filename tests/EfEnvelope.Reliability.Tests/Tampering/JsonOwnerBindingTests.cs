@@ -30,6 +30,20 @@ public sealed class JsonOwnerBindingTests : IDisposable
         .UseEnvelopeEncryption(e => e.UseProvider(_provider))
         .Options);
 
+    // Cold: a logger factory of its own makes it another configuration, with its own (empty) key cache.
+    private JsonOwnerContext NewContext(KeyWrappingMode mode, bool cold = false) => new(new DbContextOptionsBuilder<JsonOwnerContext>()
+        .UseSqlite($"Data Source={_path};Pooling=False")
+        .ManyConfigurationsPerProcess()
+        .UseEnvelopeEncryption(e =>
+        {
+            e.UseProvider(_provider).UseKeyWrappingMode(mode);
+            if (cold)
+            {
+                e.UseLoggerFactory(new Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory());
+            }
+        })
+        .Options);
+
     [Fact]
     public async Task A_JSON_owned_document_copied_into_another_owners_row_is_refused_and_the_owners_own_documents_read()
     {
@@ -128,6 +142,33 @@ public sealed class JsonOwnerBindingTests : IDisposable
         {
             Assert.Equal(["alice-1", "alice-2", "alice-3"], (await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == alice.Id, Ct)).Contacts.Select(c => c.Phone));
         }
+    }
+
+    // The README's one exception to "async queries never block on the provider": the keys of JSON-mapped owned records
+    // are inside the document, where the async prefetch does not look. In direct mode each record's key is the
+    // provider's: a cold async read unwraps the owner's keys ahead and the items' keys synchronously.
+    [Fact]
+    public async Task A_cold_async_read_unwraps_JSON_item_keys_synchronously_and_the_owners_ahead()
+    {
+        var profile = new JoProfile { Name = "dana", Contacts = [new JoContact { Phone = "dana-1" }, new JoContact { Phone = "dana-2" }] };
+        var plain = new JoProfile { Name = "erin" };
+        await using (var db = NewContext(KeyWrappingMode.Direct))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Profiles.AddRange(profile, plain);
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using (var cold = NewContext(KeyWrappingMode.Direct, cold: true))
+        {
+            Assert.Equal("erin", (await cold.Profiles.AsNoTracking().SingleAsync(p => p.Id == plain.Id, Ct)).Name);
+            Assert.Equal(0, cold.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
+        }
+
+        await using var reader = NewContext(KeyWrappingMode.Direct, cold: true);
+        var read = await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == profile.Id, Ct);
+        Assert.Equal(["dana-1", "dana-2"], read.Contacts.Select(c => c.Phone));
+        Assert.Equal(2, reader.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
     }
 
     private static Task<string> ContactsAsync(DbContext db, Guid id) =>
