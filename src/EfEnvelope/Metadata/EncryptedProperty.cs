@@ -22,11 +22,13 @@ internal abstract class EncryptedProperty
         AadSuffix = [.. entityBinding, .. PropertyBinding];
         AadSuffix2 = [.. AadSuffix, .. EnvelopeFormat.BindingName(ValueCodecs.TypeTag(clrProperty.PropertyType))];
         _maxLength = ciphertext.FindAnnotation(EncryptionAnnotations.MaxLength)?.Value as int?;
+        _lengthInCharacters = ciphertext.FindAnnotation(EncryptionAnnotations.MaxLengthInCharacters)?.Value is true;
         _precision = ciphertext.FindAnnotation(EncryptionAnnotations.Precision)?.Value as int?;
         _scale = ciphertext.FindAnnotation(EncryptionAnnotations.Scale)?.Value as int? ?? 0;
     }
 
     private readonly int? _maxLength;
+    private readonly bool _lengthInCharacters;
     private readonly int? _precision;
     private readonly int _scale;
 
@@ -99,8 +101,8 @@ internal abstract class EncryptedProperty
 
         switch (Capture(entity))
         {
-            case string text when text.Length > _maxLength:
-                return $"is {text.Length} characters long, more than its maximum length {_maxLength} (HasMaxLength, [MaxLength] or [StringLength])";
+            case string text when text.Length > _maxLength && Length(text) is var length && length > _maxLength:
+                return $"is {length} characters long, more than its maximum length {_maxLength} (HasMaxLength, [MaxLength] or [StringLength])";
             case byte[] bytes when bytes.Length > _maxLength:
                 return $"is {bytes.Length} bytes long, more than its maximum length {_maxLength} (HasMaxLength or [MaxLength])";
             case decimal number when _precision is { } precision:
@@ -111,6 +113,23 @@ internal abstract class EncryptedProperty
             default:
                 return null;
         }
+    }
+
+    // A string's length as the database counts it (never more than its UTF-16 length, checked first).
+    private int Length(string text)
+    {
+        if (!_lengthInCharacters)
+        {
+            return text.Length;
+        }
+
+        var characters = 0;
+        foreach (var _ in text.EnumerateRunes())
+        {
+            characters++;
+        }
+
+        return characters;
     }
 
     // Digits before the decimal point (none for 0.5) and significant decimal places (trailing zeros do not count: 1.10 fits a scale of 1).

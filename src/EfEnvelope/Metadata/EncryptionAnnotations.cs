@@ -40,6 +40,9 @@ internal static class EncryptionAnnotations
     /// <summary>On a ciphertext shadow property: the maximum length the encrypted property was configured with (HasMaxLength, [MaxLength], [StringLength]), checked before encrypting.</summary>
     public const string MaxLength = "EfEnvelope:MaxLength";
 
+    /// <summary>On a ciphertext shadow property with <see cref="MaxLength"/>: the database counts a string's length in characters (code points), not UTF-16 code units.</summary>
+    public const string MaxLengthInCharacters = "EfEnvelope:MaxLengthInCharacters";
+
     /// <summary>On a ciphertext shadow property of a decimal: the precision the encrypted property was configured with (HasPrecision, [Precision]), checked before encrypting.</summary>
     public const string Precision = "EfEnvelope:Precision";
 

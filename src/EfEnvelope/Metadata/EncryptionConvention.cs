@@ -9,6 +9,7 @@ using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using Microsoft.EntityFrameworkCore.Metadata.Conventions;
 using Microsoft.EntityFrameworkCore.Metadata.Conventions.Infrastructure;
 using Microsoft.EntityFrameworkCore.Metadata.Internal;
+using Microsoft.EntityFrameworkCore.Storage;
 
 namespace EfEnvelope.Metadata;
 
@@ -17,18 +18,23 @@ namespace EfEnvelope.Metadata;
 /// The model is built per internal service provider, and EF builds one of those per encryption configuration, so
 /// the blind index converters in a model may hold that configuration's index key.
 /// </remarks>
-internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime, IConstructorBindingFactory constructorBindings) : IConventionSetPlugin
+internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime, IConstructorBindingFactory constructorBindings, IDatabaseProvider database) : IConventionSetPlugin
 {
     public ConventionSet ModifyConventions(ConventionSet conventionSet)
     {
         // First among the finalizing conventions, so that EF's own (column naming for shared tables, constructor
         // binding, validation) see the shadow properties this one adds.
-        conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer, constructorBindings));
+        conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer, constructorBindings, LengthInCharacters(database)));
         conventionSet.ModelFinalizingConventions.Add(new OwnedCiphertextColumnConvention());
         conventionSet.ModelFinalizingConventions.Add(new KeylessEncryptedTypeConvention());
         conventionSet.ModelFinalizingConventions.Add(new EncryptedCheckConstraintConvention());
         return conventionSet;
     }
+
+    // How the database counts a string column's maximum length: PostgreSQL's varchar(n) counts characters (code
+    // points); SQL Server's nvarchar(n) counts UTF-16 code units, as .NET's string.Length does (SQLite checks none).
+    private static bool LengthInCharacters(IDatabaseProvider database) =>
+        database.Name == "Npgsql.EntityFrameworkCore.PostgreSQL";
 }
 
 /// <summary>
@@ -39,7 +45,7 @@ internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime, ICo
 /// A value converter cannot encrypt (it sees one value, never the record's data key), so the CLR property is
 /// removed from the model and the interceptors move values between it and the shadow properties.
 /// </remarks>
-internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBindingFactory constructorBindings) : IModelFinalizingConvention
+internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBindingFactory constructorBindings, bool lengthInCharacters) : IModelFinalizingConvention
 {
     public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
     {
@@ -251,6 +257,10 @@ internal sealed class EncryptionConvention(BlindIndexer indexer, IConstructorBin
         if (maxLength is not null)
         {
             shadow.HasAnnotation(EncryptionAnnotations.MaxLength, maxLength);
+            if (lengthInCharacters)
+            {
+                shadow.HasAnnotation(EncryptionAnnotations.MaxLengthInCharacters, true);
+            }
         }
 
         if (precision is not null)
