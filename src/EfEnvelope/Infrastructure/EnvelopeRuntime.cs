@@ -59,7 +59,7 @@ internal sealed class EnvelopeRuntime : IDisposable
     /// <summary>Which entities' wrapped keys each result column of the model can hold (the async key prefetch).</summary>
     public Storage.KeyColumnOwners KeyColumnOwners(IModel model) => _keyColumnOwners.GetValue(model, m => Storage.KeyColumnOwners.Build(this, m));
 
-    /// <summary>The table columns of the model that hold ciphertext (the SQLite read guard).</summary>
+    /// <summary>The table columns of the model that hold ciphertext (the read guard of raw SQL).</summary>
     public Storage.EncryptedColumns EncryptedColumns(IModel model) => _encryptedColumns.GetValue(model, m => Storage.EncryptedColumns.Build(this, m));
 
     /// <summary>The encrypted property a member access of a query reads (by the instance type and name), if any.</summary>

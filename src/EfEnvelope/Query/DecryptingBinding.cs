@@ -155,14 +155,14 @@ internal sealed class DecryptingBinding : InstantiationBinding
     // The wrapped-key column first, then the ciphertext columns in EncryptedEntity.Properties order, then any legacy
     // plaintext columns (while a column is migrated to encryption), then the columns the seal binds:
     // EnvelopeRuntime.StoredProperties. The bound ones are ordinary properties EF must still assign itself.
+    private static List<ParameterBinding> StoredColumns(EncryptedEntity encrypted) =>
+        [.. EnvelopeRuntime.EncryptionColumns(encrypted).Select(p => new PropertyParameterBinding(p)),
+         .. EnvelopeRuntime.BoundProperties(encrypted).Select(p => new ReadingPropertyBinding(p))];
+
     // An item of a JSON-mapped owned collection also reads its position in the document: the ordinals EF gives it
     // and each collection item it is nested in.
     private static ReadingPropertyBinding[] ItemPosition(EncryptedEntity encrypted) =>
         [.. JsonCollectionItems.PositionOf(encrypted.EntityType).Select(p => new ReadingPropertyBinding(p))];
-
-    private static List<ParameterBinding> StoredColumns(EncryptedEntity encrypted) =>
-        [.. EnvelopeRuntime.EncryptionColumns(encrypted).Select(p => new PropertyParameterBinding(p)),
-         .. EnvelopeRuntime.BoundProperties(encrypted).Select(p => new ReadingPropertyBinding(p))];
 }
 
 /// <summary>Reads a property's stored value for the decryptor without taking it over.</summary>
@@ -181,8 +181,9 @@ internal sealed class ReadingPropertyBinding(IProperty property) : ParameterBind
 /// <summary>Decrypts one entity type's records as EF constructs them.</summary>
 internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity encrypted)
 {
-    // Per thread: EF materializes the items of one document one after another on the thread that reads its row.
-    private readonly ThreadLocal<JsonCollectionItems> _items = new(() => new JsonCollectionItems());
+    // Only for an item type of a JSON-mapped collection, per thread: EF materializes the items of one document one
+    // after another on the thread that reads its row.
+    private ThreadLocal<JsonCollectionItems>? _items;
 
     public EncryptedEntity Encrypted => encrypted;
 
@@ -208,7 +209,8 @@ internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity e
     /// </summary>
     public object DecryptItem(object entity, object?[] stored, DbContext context, int[] position)
     {
-        _items.Value!.Check(encrypted.Name, position, (byte[]?)stored[0]);
+        var items = LazyInitializer.EnsureInitialized(ref _items, () => new ThreadLocal<JsonCollectionItems>(() => new JsonCollectionItems()));
+        items.Value!.Check(encrypted.Name, position, (byte[]?)stored[0]);
         return Decrypt(entity, stored, context);
     }
 
