@@ -210,7 +210,7 @@ internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity e
     public object DecryptItem(object entity, object?[] stored, DbContext context, int[] position)
     {
         var items = LazyInitializer.EnsureInitialized(ref _items, () => new ThreadLocal<JsonCollectionItems>(() => new JsonCollectionItems()));
-        items.Value!.Check(encrypted.Name, position, (byte[]?)stored[0]);
+        items.Value!.Check(encrypted.Name, context.ContextId, position, (byte[]?)stored[0]);
         return Decrypt(entity, stored, context);
     }
 

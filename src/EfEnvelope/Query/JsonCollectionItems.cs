@@ -15,17 +15,18 @@ namespace EfEnvelope.Query;
 /// <para>
 /// An item's position is its ordinals: the one EF gives it in its collection, after those of the collection items
 /// it is nested in. EF reads a document's items in document order, so positions rise; a position that does not
-/// follow the previous one starts the next document (or the same one read again). Only the items a query reads are
-/// compared: an item read by index (<c>p.Contacts[2]</c>) is not compared with the others. The keys are kept per
-/// thread between queries, so an item read by index at a later position than an earlier read of it on the same
-/// thread (the document was rewritten in between, its items moved) is refused as a repeat, which needs a concurrent
-/// rewrite of the document and a read by index.
+/// follow the previous one starts the next document (or the same one read again), and so does another context. Only
+/// the items a query reads are compared: an item read by index (<c>p.Contacts[2]</c>) is not compared with the
+/// others. The keys are kept per thread and context between queries, so one context that reads an item by index,
+/// then (after another writer moved the item to a later position) the same item again at its new index with the same
+/// query, is refused as a repeat.
 /// </para>
 /// </remarks>
 internal sealed class JsonCollectionItems
 {
     private readonly HashSet<byte[]> _keys = new(WrappedKeyComparer.Instance);
     private int[] _last = [];
+    private DbContextId _context;
 
     /// <summary>
     /// The ordinal key properties of an item of a JSON-mapped owned collection, outermost first (the key properties
@@ -47,14 +48,15 @@ internal sealed class JsonCollectionItems
         return [.. key.Properties.Skip(root.FindPrimaryKey()!.Properties.Count)];
     }
 
-    /// <summary>Records the item at <paramref name="position"/>; throws when an earlier item of its document had the same wrapped key.</summary>
-    public void Check(string entity, int[] position, byte[]? wrappedKey)
+    /// <summary>Records the item at <paramref name="position"/> read by <paramref name="context"/>; throws when an earlier item of its document had the same wrapped key.</summary>
+    public void Check(string entity, DbContextId context, int[] position, byte[]? wrappedKey)
     {
-        if (!Follows(position, _last))
+        if (context != _context || !Follows(position, _last))
         {
             _keys.Clear();
         }
 
+        _context = context;
         _last = position;
         if (wrappedKey is not null && !_keys.Add(wrappedKey))
         {

@@ -144,6 +144,41 @@ public sealed class JsonOwnerBindingTests : IDisposable
         }
     }
 
+    // Keys are remembered per thread between reads: a later context on the same thread (a thread-pool thread serving
+    // the next request) must not take an item for a repeat because an earlier context read it at another position.
+    [Fact]
+    public async Task An_item_read_by_index_in_another_context_after_the_document_was_rewritten_is_not_a_repeat()
+    {
+        var frank = new JoProfile { Name = "frank", Contacts = [new JoContact { Phone = "frank-1" }, new JoContact { Phone = "frank-2" }] };
+        await using (var db = NewContext())
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Profiles.Add(frank);
+            await db.SaveChangesAsync(Ct);
+        }
+
+        // One query shape, the index a parameter: both reads run the same compiled query.
+        static JoContact ContactAt(JsonOwnerContext db, Guid id, int index) =>
+            db.Profiles.AsNoTracking().Where(p => p.Id == id).Select(p => p.Contacts[index]).Single();
+
+        using (var first = NewContext())
+        {
+            Assert.Equal("frank-1", ContactAt(first, frank.Id, 0).Phone);
+        }
+
+        // Another application rewrites the document with the same items in the other order (a legitimate rewrite:
+        // each item keeps its own seal, and a JSON item is not bound to its position).
+        await using (var db = NewContext())
+        {
+            var items = System.Text.Json.Nodes.JsonNode.Parse(await ContactsAsync(db, frank.Id))!.AsArray();
+            var swapped = "[" + items[1]!.ToJsonString() + "," + items[0]!.ToJsonString() + "]";
+            await db.Database.ExecuteSqlRawAsync("UPDATE \"Profiles\" SET \"Contacts\" = {0} WHERE \"Id\" = {1}", [swapped, frank.Id], Ct);
+        }
+
+        using var second = NewContext();
+        Assert.Equal("frank-1", ContactAt(second, frank.Id, 1).Phone);
+    }
+
     // The README's one exception to "async queries never block on the provider": the keys of JSON-mapped owned records
     // are inside the document, where the async prefetch does not look. In direct mode each record's key is the
     // provider's: a cold async read unwraps the owner's keys ahead and the items' keys synchronously.
