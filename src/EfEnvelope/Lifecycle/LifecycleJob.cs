@@ -476,7 +476,7 @@ internal sealed partial class LifecycleJob
                     var newKey = KeyRewrap.Rewrap(encrypted, blob, from, to, _runtime.Random);
                     return isJson
                         ? new Planned(entry, newKey, fields: null)
-                        : new Planned(table!.ReplaceKey(_context, entry, newKey));
+                        : new Planned(table!.ReplaceKey(entry, newKey));
                 }
                 finally
                 {
@@ -510,7 +510,7 @@ internal sealed partial class LifecycleJob
         }
 
         var plaintext = encrypted.Properties.Select(p => p.Capture(entry.Entity)).ToArray();
-        return new Planned(table!.ReplaceRecord(_context, entry, wrapped, fields, plaintext));
+        return new Planned(table!.ReplaceRecord(entry, wrapped, fields, plaintext));
     }
 
     /// <summary>The root entity's record and those of its owned entities (each has its own wrapped key).</summary>

@@ -18,8 +18,9 @@ internal sealed class RecordTable
     private readonly (IProperty Property, string Column)[] _key;
     private readonly (IProperty Property, string Column) _wrappedKey;
     private readonly (IProperty Property, string Column)[] _ciphertext;
-    private readonly (IProperty Property, string Column)?[] _legacy;
     private readonly (IProperty Property, string Column)?[] _index;
+    private readonly RecordShape _replaceKey;
+    private readonly RecordShape? _replaceRecord;
 
     public RecordTable(EncryptedEntity encrypted, ISqlGenerationHelper sql)
         : this(encrypted, sql, StoreObjectIdentifier.Create(encrypted.EntityType, StoreObjectType.Table)
@@ -32,23 +33,37 @@ internal sealed class RecordTable
         var entityType = encrypted.EntityType;
         _table = sql.DelimitIdentifier(table.Name, table.Schema);
 
-        (IProperty, string) Column(IProperty property) =>
+        (IProperty Property, string Column) Column(IProperty property) =>
             (property, sql.DelimitIdentifier(property.GetColumnName(table)
                 ?? throw new NotSupportedException($"Property '{entityType.DisplayName()}.{property.Name}' is not in table '{table.Name}' with the record's wrapped key (table-per-type or entity splitting): lifecycle jobs update one table per record.")));
 
         _key = [.. entityType.FindPrimaryKey()!.Properties.Select(Column)];
         _wrappedKey = Column(encrypted.KeyProperty);
+        _replaceKey = new RecordShape(_table, [_wrappedKey], [], _key, [_wrappedKey]);
         if (keyOnly)
         {
             _ciphertext = [];
-            _legacy = [];
             _index = [];
             return;
         }
 
         _ciphertext = [.. encrypted.Properties.Select(p => Column(p.Ciphertext))];
-        _legacy = [.. encrypted.Properties.Select(p => p.LegacyPlaintext is { } legacy ? Column(legacy) : ((IProperty, string)?)null)];
         _index = [.. encrypted.Properties.Select(p => p.Index is { } index ? Column(index) : ((IProperty, string)?)null)];
+        var legacy = encrypted.Properties.Where(p => p.LegacyPlaintext is not null).Select(p => Column(p.LegacyPlaintext!)).ToArray();
+
+        // Set: the key, then each property's ciphertext and index; legacy plaintext emptied. Compared: the key, every
+        // ciphertext and every legacy plaintext column (the index follows from the plaintext, which they cover).
+        var set = new List<(IProperty, string)> { _wrappedKey };
+        for (var i = 0; i < _ciphertext.Length; i++)
+        {
+            set.Add(_ciphertext[i]);
+            if (_index[i] is { } index)
+            {
+                set.Add(index);
+            }
+        }
+
+        _replaceRecord = new RecordShape(_table, [.. set], [.. legacy.Select(c => c.Column)], _key, [_wrappedKey, .. _ciphertext, .. legacy]);
     }
 
     /// <summary>
@@ -72,71 +87,48 @@ internal sealed class RecordTable
     }
 
     /// <summary>The write of a new wrapped key only, if the stored one is still <paramref name="entry"/>'s.</summary>
-    public RecordWrite ReplaceKey(DbContext context, EntityEntry entry, byte[] newKey)
-    {
-        var command = new RecordWrite(context);
-        command.Sql.Append("UPDATE ").Append(_table).Append(" SET ").Append(_wrappedKey.Column).Append(" = ").Append(command.Add(_wrappedKey.Property, newKey));
-        WhereUnchanged(command, entry, ciphertextToo: false);
-        return command;
-    }
+    public RecordWrite ReplaceKey(EntityEntry entry, byte[] newKey) =>
+        new(_replaceKey, [newKey], KeyOf(entry), [Stored(entry, _wrappedKey)]);
 
     /// <summary>The write of a whole new record (wrapped key and every ciphertext, legacy plaintext emptied), if nothing it covers changed since <paramref name="entry"/> was read.</summary>
     /// <remarks>
     /// Blind indexes are written as well: a value encrypted from a legacy plaintext column has none yet. The index
     /// property's value converter computes the index from the plaintext, as it does on SaveChanges.
     /// </remarks>
-    public RecordWrite ReplaceRecord(DbContext context, EntityEntry entry, byte[] newKey, byte[]?[] fields, object?[] plaintext)
+    public RecordWrite ReplaceRecord(EntityEntry entry, byte[] newKey, byte[]?[] fields, object?[] plaintext)
     {
-        var command = new RecordWrite(context);
-        command.Sql.Append("UPDATE ").Append(_table).Append(" SET ").Append(_wrappedKey.Column).Append(" = ").Append(command.Add(_wrappedKey.Property, newKey));
+        var shape = _replaceRecord ?? throw new InvalidOperationException("This table writes key columns only.");
+        var set = new object?[shape.Set.Length];
+        var column = 0;
+        set[column++] = newKey;
         for (var i = 0; i < _ciphertext.Length; i++)
         {
-            command.Sql.Append(", ").Append(_ciphertext[i].Column).Append(" = ").Append(command.Add(_ciphertext[i].Property, fields[i]));
-            if (_legacy[i] is { } legacy)
+            set[column++] = fields[i];
+            if (_index[i] is not null)
             {
-                command.Sql.Append(", ").Append(legacy.Column).Append(" = NULL");
-            }
-
-            if (_index[i] is { } index)
-            {
-                command.Sql.Append(", ").Append(index.Column).Append(" = ").Append(command.Add(index.Property, plaintext[i]));
+                set[column++] = plaintext[i];
             }
         }
 
-        WhereUnchanged(command, entry, ciphertextToo: true);
-        return command;
-    }
-
-    private void WhereUnchanged(RecordWrite command, EntityEntry entry, bool ciphertextToo)
-    {
-        command.Sql.Append(" WHERE ");
-        for (var i = 0; i < _key.Length; i++)
+        var unchanged = new object?[shape.Unchanged.Length];
+        for (var i = 0; i < unchanged.Length; i++)
         {
-            command.Sql.Append(i == 0 ? "" : " AND ").Append(_key[i].Column).Append(" = ").Append(command.Add(_key[i].Property, entry.Property(_key[i].Property.Name).OriginalValue));
+            unchanged[i] = Stored(entry, shape.Unchanged[i]);
         }
 
-        Unchanged(command, entry, _wrappedKey);
-        if (ciphertextToo)
-        {
-            foreach (var column in _ciphertext)
-            {
-                Unchanged(command, entry, column);
-            }
-
-            foreach (var column in _legacy)
-            {
-                if (column is { } legacy)
-                {
-                    Unchanged(command, entry, legacy);
-                }
-            }
-        }
+        return new RecordWrite(shape, set, KeyOf(entry), unchanged);
     }
 
-    private static void Unchanged(RecordWrite command, EntityEntry entry, (IProperty Property, string Column) column)
+    private object?[] KeyOf(EntityEntry entry)
     {
-        var value = entry.Property(column.Property.Name).OriginalValue;
-        command.Sql.Append(" AND ").Append(column.Column);
-        command.Sql.Append(value is null ? " IS NULL" : " = " + command.Add(column.Property, value));
+        var values = new object?[_key.Length];
+        for (var i = 0; i < values.Length; i++)
+        {
+            values[i] = Stored(entry, _key[i]);
+        }
+
+        return values;
     }
+
+    private static object? Stored(EntityEntry entry, (IProperty Property, string Column) column) => entry.Property(column.Property.Name).OriginalValue;
 }

@@ -8,66 +8,67 @@ using Microsoft.EntityFrameworkCore.Storage;
 
 namespace EfEnvelope.Lifecycle;
 
-/// <summary>One compare-and-swap UPDATE of a job: SQL text with the provider's parameter placeholders, and its parameters.</summary>
-internal sealed class RecordWrite(DbContext context)
+/// <summary>
+/// The columns a compare-and-swap UPDATE of one table sets and compares, in order; every <see cref="RecordWrite"/> of
+/// a shape holds one value per column. Delimited names.
+/// </summary>
+/// <param name="Table">The table.</param>
+/// <param name="Set">The columns set from values.</param>
+/// <param name="SetNull">The columns set to NULL.</param>
+/// <param name="Key">The primary key columns the row is found by.</param>
+/// <param name="Unchanged">The columns that must still hold the values the writer read (NULL included).</param>
+internal sealed record RecordShape(
+    string Table,
+    (IProperty Property, string Column)[] Set,
+    string[] SetNull,
+    (IProperty Property, string Column)[] Key,
+    (IProperty Property, string Column)[] Unchanged);
+
+/// <summary>One compare-and-swap UPDATE: a row found by its primary key, written only if it still holds what was read.</summary>
+/// <param name="shape">The table and columns.</param>
+/// <param name="set">A value per <see cref="RecordShape.Set"/> column.</param>
+/// <param name="key">A value per <see cref="RecordShape.Key"/> column.</param>
+/// <param name="unchanged">A value per <see cref="RecordShape.Unchanged"/> column.</param>
+internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] key, object?[] unchanged)
 {
+    private readonly RecordShape _shape = shape;
+    private readonly object?[] _set = set;
+    private readonly object?[] _key = key;
+    private readonly object?[] _unchanged = unchanged;
+
     // Below SQL Server's 2,100 parameters per request, with room for one more record's parameters.
     private const int MaxParametersPerBatch = 2_000;
 
-    private readonly List<DbParameter> _parameters = [];
-    private readonly ISqlGenerationHelper _sql = context.GetService<ISqlGenerationHelper>();
+    // PostgreSQL's protocol allows 65,535 parameters per statement; a job's default batch of 500 records of three
+    // encrypted properties needs about 4,000.
+    private const int MaxParametersPerStatement = 10_000;
 
-    // Only creates parameters of the connection's type; never executed, disposed after the write ran.
-    private readonly DbCommand _factory = context.Database.GetDbConnection().CreateCommand();
+    private const string PostgreSql = "Npgsql.EntityFrameworkCore.PostgreSQL";
 
-    public StringBuilder Sql { get; } = new();
-
-    /// <summary>Adds a parameter typed by the property's mapping (so value converters apply), returns its placeholder.</summary>
-    public string Add(IProperty property, object? value)
-    {
-        var name = "lifecycle" + _parameters.Count.ToString(CultureInfo.InvariantCulture);
-        _parameters.Add(property.GetRelationalTypeMapping().CreateParameter(_factory, _sql.GenerateParameterName(name), value, nullable: true));
-        return _sql.GenerateParameterNamePlaceholder(name);
-    }
+    private int ParameterCount => _set.Length + _key.Length + _unchanged.Length;
 
     /// <summary>Runs the writes in the context's current transaction and returns, for each, the rows it changed (1, or 0 on a conflict).</summary>
     /// <remarks>
-    /// Where the ADO.NET provider supports batches (Npgsql, SqlClient), the writes go to the database a few hundred at
-    /// a time, with the rows changed still reported per statement: one round trip per batch instead of per record. The
+    /// <para>
+    /// On PostgreSQL, the writes of one shape go to the database as one <c>UPDATE ... FROM (VALUES ...)</c> that
+    /// returns the ordinals of the rows it changed: the server parses, plans and binds one statement per batch of
+    /// records instead of one per record. The comparison is the same, per row: a row whose compared columns changed
+    /// since they were read is not updated and not returned.
+    /// </para>
+    /// <para>
+    /// Where the ADO.NET provider supports batches (SqlClient), the writes go to the database a few hundred at a time,
+    /// with the rows changed still reported per statement: one round trip per batch instead of per record. The
     /// others (Microsoft.Data.Sqlite, which runs in process anyway) run the writes one by one, through one command per
     /// run of writes with the same SQL text.
+    /// </para>
     /// </remarks>
-    public static async Task<int[]> ExecuteAsync(DbContext context, IReadOnlyList<RecordWrite> writes, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await RunAsync(context, writes, async: true, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            foreach (var write in writes)
-            {
-                await write._factory.DisposeAsync().ConfigureAwait(false);
-            }
-        }
-    }
+    public static Task<int[]> ExecuteAsync(DbContext context, IReadOnlyList<RecordWrite> writes, CancellationToken cancellationToken) =>
+        RunAsync(context, writes, async: true, cancellationToken);
 
     /// <summary>The synchronous form of <see cref="ExecuteAsync"/>, for EF's synchronous SaveChanges.</summary>
-    public static int[] Execute(DbContext context, IReadOnlyList<RecordWrite> writes)
-    {
-        try
-        {
-            // With async false the awaits below are on completed tasks (commands and batches dispose synchronously).
-            return RunAsync(context, writes, async: false, CancellationToken.None).GetAwaiter().GetResult();
-        }
-        finally
-        {
-            foreach (var write in writes)
-            {
-                write._factory.Dispose();
-            }
-        }
-    }
+    public static int[] Execute(DbContext context, IReadOnlyList<RecordWrite> writes) =>
+        // With async false the awaits are on completed tasks (commands, readers and batches dispose synchronously).
+        RunAsync(context, writes, async: false, CancellationToken.None).GetAwaiter().GetResult();
 
     private static async Task<int[]> RunAsync(DbContext context, IReadOnlyList<RecordWrite> writes, bool async, CancellationToken cancellationToken)
     {
@@ -77,75 +78,184 @@ internal sealed class RecordWrite(DbContext context)
             return affected;
         }
 
-        var connection = context.Database.GetDbConnection();
-        var transaction = context.Database.CurrentTransaction?.GetDbTransaction();
-        var timeout = context.Database.GetCommandTimeout();
-        if (!connection.CanCreateBatch)
+        var statements = new Statements(context);
+        if (context.Database.ProviderName == PostgreSql)
         {
-            // Consecutive writes of one table have the same text: one command serves them all, so that Microsoft.Data.
-            // Sqlite compiles the statement once instead of per record; only the parameters change between runs.
-            DbCommand? command = null;
-            try
-            {
-                for (var i = 0; i < writes.Count; i++)
-                {
-                    var text = writes[i].Sql.ToString();
-                    if (command is null || !string.Equals(command.CommandText, text, StringComparison.Ordinal))
-                    {
-                        if (command is not null)
-                        {
-                            await command.DisposeAsync().ConfigureAwait(false);
-                        }
-
-                        command = connection.CreateCommand();
-                        command.CommandText = text;
-                        command.Transaction = transaction;
-                        if (timeout is { } seconds)
-                        {
-                            command.CommandTimeout = seconds;
-                        }
-                    }
-
-                    command.Parameters.Clear();
-                    command.Parameters.AddRange(writes[i]._parameters.ToArray());
-                    affected[i] = async ? await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteNonQuery();
-                }
-            }
-            finally
-            {
-                if (command is not null)
-                {
-                    command.Parameters.Clear();
-                    await command.DisposeAsync().ConfigureAwait(false);
-                }
-            }
-
-            return affected;
+            await RunSetBasedAsync(statements, writes, affected, async, cancellationToken).ConfigureAwait(false);
+        }
+        else if (!statements.Connection.CanCreateBatch)
+        {
+            await RunOneByOneAsync(statements, writes, affected, async, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            await RunBatchedAsync(statements, writes, affected, async, cancellationToken).ConfigureAwait(false);
         }
 
+        return affected;
+    }
+
+    private static async Task RunSetBasedAsync(Statements statements, IReadOnlyList<RecordWrite> writes, int[] affected, bool async, CancellationToken cancellationToken)
+    {
+        // Consecutive writes of one shape make one statement; a job's batch is normally one shape.
         var start = 0;
         while (start < writes.Count)
         {
-            await using var batch = connection.CreateBatch();
-            batch.Transaction = transaction;
-            if (timeout is { } seconds)
+            var shape = writes[start]._shape;
+            var end = start + 1;
+            var parameters = writes[start].ParameterCount;
+            while (end < writes.Count && writes[end]._shape == shape && parameters + writes[end].ParameterCount <= MaxParametersPerStatement)
+            {
+                parameters += writes[end].ParameterCount;
+                end++;
+            }
+
+            await using var command = statements.Create();
+            command.CommandText = SetBasedSql(statements, command, writes, start, end);
+            await using var reader = async
+                ? await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false)
+                : command.ExecuteReader();
+            while (async ? await reader.ReadAsync(cancellationToken).ConfigureAwait(false) : reader.Read())
+            {
+                affected[start + reader.GetInt32(0)] = 1;
+            }
+
+            start = end;
+        }
+    }
+
+    // UPDATE t SET ... FROM (VALUES (0, ...), (1, ...)) AS v (n, ...) WHERE t.key = v.key AND t.column IS NOT DISTINCT
+    // FROM v.column ... RETURNING v.n: the ordinals of the writes whose row still held what was read.
+    private static string SetBasedSql(Statements statements, DbCommand command, IReadOnlyList<RecordWrite> writes, int start, int end)
+    {
+        var sql = statements.Sql;
+        var shape = writes[start]._shape;
+        var target = sql.DelimitIdentifier("t");
+        var values = sql.DelimitIdentifier("v");
+        string Alias(char kind, int i) => sql.DelimitIdentifier(kind + i.ToString(CultureInfo.InvariantCulture));
+
+        var text = new StringBuilder("UPDATE ").Append(shape.Table).Append(" AS ").Append(target).Append(" SET ");
+        for (var i = 0; i < shape.Set.Length; i++)
+        {
+            text.Append(i == 0 ? "" : ", ").Append(shape.Set[i].Column).Append(" = ").Append(values).Append('.').Append(Alias('s', i));
+        }
+
+        foreach (var column in shape.SetNull)
+        {
+            text.Append(", ").Append(column).Append(" = NULL");
+        }
+
+        text.Append(" FROM (VALUES ");
+        for (var w = start; w < end; w++)
+        {
+            var write = writes[w];
+            text.Append(w == start ? "(" : ", (").Append((w - start).ToString(CultureInfo.InvariantCulture));
+            for (var i = 0; i < shape.Set.Length; i++)
+            {
+                text.Append(", ").Append(statements.Add(command, shape.Set[i].Property, write._set[i]));
+            }
+
+            for (var i = 0; i < shape.Key.Length; i++)
+            {
+                text.Append(", ").Append(statements.Add(command, shape.Key[i].Property, write._key[i]));
+            }
+
+            for (var i = 0; i < shape.Unchanged.Length; i++)
+            {
+                text.Append(", ").Append(statements.Add(command, shape.Unchanged[i].Property, write._unchanged[i]));
+            }
+
+            text.Append(')');
+        }
+
+        text.Append(") AS ").Append(values).Append(" (").Append(sql.DelimitIdentifier("n"));
+        for (var i = 0; i < shape.Set.Length; i++)
+        {
+            text.Append(", ").Append(Alias('s', i));
+        }
+
+        for (var i = 0; i < shape.Key.Length; i++)
+        {
+            text.Append(", ").Append(Alias('k', i));
+        }
+
+        for (var i = 0; i < shape.Unchanged.Length; i++)
+        {
+            text.Append(", ").Append(Alias('u', i));
+        }
+
+        text.Append(") WHERE ");
+        for (var i = 0; i < shape.Key.Length; i++)
+        {
+            text.Append(i == 0 ? "" : " AND ").Append(target).Append('.').Append(shape.Key[i].Column).Append(" = ").Append(values).Append('.').Append(Alias('k', i));
+        }
+
+        for (var i = 0; i < shape.Unchanged.Length; i++)
+        {
+            text.Append(" AND ").Append(target).Append('.').Append(shape.Unchanged[i].Column).Append(" IS NOT DISTINCT FROM ").Append(values).Append('.').Append(Alias('u', i));
+        }
+
+        return text.Append(" RETURNING ").Append(values).Append('.').Append(sql.DelimitIdentifier("n")).ToString();
+    }
+
+    private static async Task RunOneByOneAsync(Statements statements, IReadOnlyList<RecordWrite> writes, int[] affected, bool async, CancellationToken cancellationToken)
+    {
+        // Consecutive writes of one table have the same text: one command serves them all, so that Microsoft.Data.
+        // Sqlite compiles the statement once instead of per record; only the parameters change between runs.
+        DbCommand? command = null;
+        try
+        {
+            for (var i = 0; i < writes.Count; i++)
+            {
+                var text = writes[i].Sql(statements.Sql);
+                if (command is null || !string.Equals(command.CommandText, text, StringComparison.Ordinal))
+                {
+                    if (command is not null)
+                    {
+                        await command.DisposeAsync().ConfigureAwait(false);
+                    }
+
+                    command = statements.Create();
+                    command.CommandText = text;
+                }
+
+                command.Parameters.Clear();
+                writes[i].AddParameters(statements, command, command.Parameters);
+                affected[i] = async ? await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) : command.ExecuteNonQuery();
+            }
+        }
+        finally
+        {
+            if (command is not null)
+            {
+                await command.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task RunBatchedAsync(Statements statements, IReadOnlyList<RecordWrite> writes, int[] affected, bool async, CancellationToken cancellationToken)
+    {
+        // Only creates parameters of the connection's type; never executed.
+        await using var factory = statements.Connection.CreateCommand();
+        var start = 0;
+        while (start < writes.Count)
+        {
+            await using var batch = statements.Connection.CreateBatch();
+            batch.Transaction = statements.Transaction;
+            if (statements.Timeout is { } seconds)
             {
                 batch.Timeout = seconds;
             }
 
             var parameters = 0;
             var end = start;
-            while (end < writes.Count && (end == start || parameters + writes[end]._parameters.Count <= MaxParametersPerBatch))
+            while (end < writes.Count && (end == start || parameters + writes[end].ParameterCount <= MaxParametersPerBatch))
             {
                 var command = batch.CreateBatchCommand();
-                command.CommandText = writes[end].Sql.ToString();
-                foreach (var parameter in writes[end]._parameters)
-                {
-                    command.Parameters.Add(parameter);
-                }
-
+                command.CommandText = writes[end].Sql(statements.Sql);
+                writes[end].AddParameters(statements, factory, command.Parameters);
                 batch.BatchCommands.Add(command);
-                parameters += writes[end]._parameters.Count;
+                parameters += writes[end].ParameterCount;
                 end++;
             }
 
@@ -157,7 +267,102 @@ internal sealed class RecordWrite(DbContext context)
 
             start = end;
         }
+    }
 
-        return affected;
+    /// <summary>
+    /// This write as a statement of its own: UPDATE t SET ... WHERE key = @k AND column = @u (IS NULL for a NULL read),
+    /// parameters named lifecycle0, 1, ... in the order <see cref="AddParameters"/> adds them.
+    /// </summary>
+    internal string Sql(ISqlGenerationHelper sql)
+    {
+        var number = 0;
+        string Next() => sql.GenerateParameterNamePlaceholder("lifecycle" + (number++).ToString(CultureInfo.InvariantCulture));
+
+        var text = new StringBuilder("UPDATE ").Append(_shape.Table).Append(" SET ");
+        for (var i = 0; i < _shape.Set.Length; i++)
+        {
+            text.Append(i == 0 ? "" : ", ").Append(_shape.Set[i].Column).Append(" = ").Append(Next());
+        }
+
+        foreach (var column in _shape.SetNull)
+        {
+            text.Append(", ").Append(column).Append(" = NULL");
+        }
+
+        text.Append(" WHERE ");
+        for (var i = 0; i < _shape.Key.Length; i++)
+        {
+            text.Append(i == 0 ? "" : " AND ").Append(_shape.Key[i].Column).Append(" = ").Append(Next());
+        }
+
+        for (var i = 0; i < _shape.Unchanged.Length; i++)
+        {
+            text.Append(" AND ").Append(_shape.Unchanged[i].Column).Append(_unchanged[i] is null ? " IS NULL" : " = " + Next());
+        }
+
+        return text.ToString();
+    }
+
+    private void AddParameters(Statements statements, DbCommand factory, DbParameterCollection parameters)
+    {
+        var number = 0;
+        void Add(IProperty property, object? value) =>
+            parameters.Add(statements.Parameter(factory, "lifecycle" + (number++).ToString(CultureInfo.InvariantCulture), property, value));
+
+        for (var i = 0; i < _shape.Set.Length; i++)
+        {
+            Add(_shape.Set[i].Property, _set[i]);
+        }
+
+        for (var i = 0; i < _shape.Key.Length; i++)
+        {
+            Add(_shape.Key[i].Property, _key[i]);
+        }
+
+        for (var i = 0; i < _shape.Unchanged.Length; i++)
+        {
+            if (_unchanged[i] is { } value)
+            {
+                Add(_shape.Unchanged[i].Property, value);
+            }
+        }
+    }
+
+    /// <summary>The context's connection, transaction and timeout, and its parameters typed by each property's mapping.</summary>
+    private sealed class Statements(DbContext context)
+    {
+        private int _parameters;
+
+        public ISqlGenerationHelper Sql { get; } = context.GetService<ISqlGenerationHelper>();
+
+        public DbConnection Connection { get; } = context.Database.GetDbConnection();
+
+        public DbTransaction? Transaction { get; } = context.Database.CurrentTransaction?.GetDbTransaction();
+
+        public int? Timeout { get; } = context.Database.GetCommandTimeout();
+
+        public DbCommand Create()
+        {
+            var command = Connection.CreateCommand();
+            command.Transaction = Transaction;
+            if (Timeout is { } seconds)
+            {
+                command.CommandTimeout = seconds;
+            }
+
+            return command;
+        }
+
+        /// <summary>A parameter typed by the property's mapping (so value converters apply).</summary>
+        public DbParameter Parameter(DbCommand factory, string name, IProperty property, object? value) =>
+            property.GetRelationalTypeMapping().CreateParameter(factory, Sql.GenerateParameterName(name), value, nullable: true);
+
+        /// <summary>Adds a parameter with a name unique in <paramref name="command"/> and returns its placeholder.</summary>
+        public string Add(DbCommand command, IProperty property, object? value)
+        {
+            var name = "p" + (_parameters++).ToString(CultureInfo.InvariantCulture);
+            command.Parameters.Add(Parameter(command, name, property, value));
+            return Sql.GenerateParameterNamePlaceholder(name);
+        }
     }
 }

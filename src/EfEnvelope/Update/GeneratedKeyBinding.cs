@@ -267,7 +267,7 @@ internal sealed class GeneratedKeyBinding : IDisposable
         var writes = new List<RecordWrite>(_records.Count);
         for (var i = 0; i < _records.Count; i++)
         {
-            writes.Add(_records[i].Table.ReplaceKey(_context, _context.Entry(_records[i].Entry.Entity), blobs[i].Resealed));
+            writes.Add(_records[i].Table.ReplaceKey(_context.Entry(_records[i].Entry.Entity), blobs[i].Resealed));
         }
 
         return writes;

@@ -104,9 +104,9 @@ public sealed class SqlServerWithoutServerTests
         var encrypted = db.GetService<EnvelopeRuntime>().Find(db.Model.FindEntityType(typeof(Patient))!)!;
 
         var write = new EfEnvelope.Lifecycle.RecordTable(encrypted, db.GetService<Microsoft.EntityFrameworkCore.Storage.ISqlGenerationHelper>())
-            .ReplaceKey(db, db.Entry(patient), [2]);
+            .ReplaceKey(db.Entry(patient), [2]);
 
-        Assert.Equal("UPDATE [Patients] SET [EfEnvelopeKey] = @lifecycle0 WHERE [Id] = @lifecycle1 AND [EfEnvelopeKey] = @lifecycle2", write.Sql.ToString());
+        Assert.Equal("UPDATE [Patients] SET [EfEnvelopeKey] = @lifecycle0 WHERE [Id] = @lifecycle1 AND [EfEnvelopeKey] = @lifecycle2", write.Sql(db.GetService<Microsoft.EntityFrameworkCore.Storage.ISqlGenerationHelper>()));
     }
 
     [Fact]
