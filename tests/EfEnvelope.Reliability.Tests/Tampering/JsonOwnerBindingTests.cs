@@ -179,11 +179,12 @@ public sealed class JsonOwnerBindingTests : IDisposable
         Assert.Equal("frank-1", ContactAt(second, frank.Id, 1).Phone);
     }
 
-    // The README's one exception to "async queries never block on the provider": the keys of JSON-mapped owned records
-    // are inside the document, where the async prefetch does not look. In direct mode each record's key is the
-    // provider's: a cold async read unwraps the owner's keys ahead and the items' keys synchronously.
+    // The keys of JSON-mapped owned records are inside the document, where the async prefetch looks as well. In direct
+    // mode each record's key is the provider's, so a cold read needs one provider call per item (the owner has no
+    // encrypted property of its own): an async query makes them before EF materializes the row, also when it projects
+    // the collection alone; a synchronous one makes them on the calling thread.
     [Fact]
-    public async Task A_cold_async_read_unwraps_JSON_item_keys_synchronously_and_the_owners_ahead()
+    public async Task A_cold_async_read_unwraps_JSON_item_keys_ahead_of_materialization()
     {
         var profile = new JoProfile { Name = "dana", Contacts = [new JoContact { Phone = "dana-1" }, new JoContact { Phone = "dana-2" }] };
         var plain = new JoProfile { Name = "erin" };
@@ -200,10 +201,24 @@ public sealed class JsonOwnerBindingTests : IDisposable
             Assert.Equal(0, cold.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
         }
 
-        await using var reader = NewContext(KeyWrappingMode.Direct, cold: true);
-        var read = await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == profile.Id, Ct);
-        Assert.Equal(["dana-1", "dana-2"], read.Contacts.Select(c => c.Phone));
-        Assert.Equal(2, reader.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
+        await using (var reader = NewContext(KeyWrappingMode.Direct, cold: true))
+        {
+            var read = await reader.Profiles.AsNoTracking().SingleAsync(p => p.Id == profile.Id, Ct);
+            Assert.Equal(["dana-1", "dana-2"], read.Contacts.Select(c => c.Phone));
+            Assert.Equal(0, reader.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
+            Assert.Equal(2, reader.GetEnvelopeKeyCacheStatistics().Misses);
+        }
+
+        await using (var projection = NewContext(KeyWrappingMode.Direct, cold: true))
+        {
+            var contacts = await projection.Profiles.AsNoTracking().Where(p => p.Id == profile.Id).Select(p => p.Contacts).SingleAsync(Ct);
+            Assert.Equal(["dana-1", "dana-2"], contacts.Select(c => c.Phone));
+            Assert.Equal(0, projection.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
+        }
+
+        using var synchronous = NewContext(KeyWrappingMode.Direct, cold: true);
+        Assert.Equal(["dana-1", "dana-2"], synchronous.Profiles.AsNoTracking().Single(p => p.Id == profile.Id).Contacts.Select(c => c.Phone));
+        Assert.Equal(2, synchronous.GetEnvelopeKeyCacheStatistics().SynchronousMisses);
     }
 
     private static Task<string> ContactsAsync(DbContext db, Guid id) =>
