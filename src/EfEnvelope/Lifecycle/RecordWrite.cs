@@ -40,7 +40,7 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
     private const int MaxParametersPerBatch = 2_000;
 
     // PostgreSQL's protocol allows 65,535 parameters per statement; a job's default batch of 500 records of three
-    // encrypted properties needs about 4,000.
+    // encrypted properties needs 4,500 (9 per re-encrypted record).
     private const int MaxParametersPerStatement = 10_000;
 
     private const string PostgreSql = "Npgsql.EntityFrameworkCore.PostgreSQL";
@@ -51,9 +51,10 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
     /// <remarks>
     /// <para>
     /// On PostgreSQL, the writes of one shape go to the database as one <c>UPDATE ... FROM (VALUES ...)</c> that
-    /// returns the ordinals of the rows it changed: the server parses, plans and binds one statement per batch of
-    /// records instead of one per record. The comparison is the same, per row: a row whose compared columns changed
-    /// since they were read is not updated and not returned.
+    /// returns the ordinals of the rows it changed (more than one past the parameter limit), and the statements of
+    /// all shapes in one batch: the server parses, plans and binds one statement per shape instead of one per record,
+    /// in one round trip. The comparison is the same, per row: a row whose compared columns changed since they were
+    /// read is not updated and not returned.
     /// </para>
     /// <para>
     /// Where the ADO.NET provider supports batches (SqlClient), the writes go to the database a few hundred at a time,
@@ -97,39 +98,52 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
 
     private static async Task RunSetBasedAsync(Statements statements, IReadOnlyList<RecordWrite> writes, int[] affected, bool async, CancellationToken cancellationToken)
     {
-        // Consecutive writes of one shape make one statement; a job's batch is normally one shape.
-        var start = 0;
-        while (start < writes.Count)
+        // The writes of one shape make one statement (or a few, by the parameter limit) wherever they are in the list:
+        // a job lists each record's owned records right after it, alternating shapes. All statements go in one batch.
+        var statementsOf = new List<List<int>>();
+        var open = new Dictionary<RecordShape, (List<int> Writes, int Parameters)>(ReferenceEqualityComparer.Instance);
+        for (var i = 0; i < writes.Count; i++)
         {
-            var shape = writes[start]._shape;
-            var end = start + 1;
-            var parameters = writes[start].ParameterCount;
-            while (end < writes.Count && writes[end]._shape == shape && parameters + writes[end].ParameterCount <= MaxParametersPerStatement)
+            var shape = writes[i]._shape;
+            if (!open.TryGetValue(shape, out var current) || current.Parameters + writes[i].ParameterCount > MaxParametersPerStatement)
             {
-                parameters += writes[end].ParameterCount;
-                end++;
+                current = ([], 0);
+                statementsOf.Add(current.Writes);
             }
 
-            await using var command = statements.Create();
-            command.CommandText = SetBasedSql(statements, command, writes, start, end);
-            await using var reader = async
-                ? await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false)
-                : command.ExecuteReader();
+            current.Writes.Add(i);
+            open[shape] = (current.Writes, current.Parameters + writes[i].ParameterCount);
+        }
+
+        await using var factory = statements.Connection.CreateCommand();
+        await using var batch = statements.CreateBatch();
+        foreach (var members in statementsOf)
+        {
+            var command = batch.CreateBatchCommand();
+            command.CommandText = SetBasedSql(statements, factory, command.Parameters, writes, members);
+            batch.BatchCommands.Add(command);
+        }
+
+        await using var reader = async
+            ? await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false)
+            : batch.ExecuteReader();
+        foreach (var members in statementsOf)
+        {
             while (async ? await reader.ReadAsync(cancellationToken).ConfigureAwait(false) : reader.Read())
             {
-                affected[start + reader.GetInt32(0)] = 1;
+                affected[members[reader.GetInt32(0)]] = 1;
             }
 
-            start = end;
+            _ = async ? await reader.NextResultAsync(cancellationToken).ConfigureAwait(false) : reader.NextResult();
         }
     }
 
     // UPDATE t SET ... FROM (VALUES (0, ...), (1, ...)) AS v (n, ...) WHERE t.key = v.key AND t.column IS NOT DISTINCT
-    // FROM v.column ... RETURNING v.n: the ordinals of the writes whose row still held what was read.
-    private static string SetBasedSql(Statements statements, DbCommand command, IReadOnlyList<RecordWrite> writes, int start, int end)
+    // FROM v.column ... RETURNING v.n: the ordinals, among members, of the writes whose row still held what was read.
+    private static string SetBasedSql(Statements statements, DbCommand factory, DbParameterCollection parameters, IReadOnlyList<RecordWrite> writes, List<int> members)
     {
         var sql = statements.Sql;
-        var shape = writes[start]._shape;
+        var shape = writes[members[0]]._shape;
         var target = sql.DelimitIdentifier("t");
         var values = sql.DelimitIdentifier("v");
         string Alias(char kind, int i) => sql.DelimitIdentifier(kind + i.ToString(CultureInfo.InvariantCulture));
@@ -146,23 +160,23 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
         }
 
         text.Append(" FROM (VALUES ");
-        for (var w = start; w < end; w++)
+        for (var n = 0; n < members.Count; n++)
         {
-            var write = writes[w];
-            text.Append(w == start ? "(" : ", (").Append((w - start).ToString(CultureInfo.InvariantCulture));
+            var write = writes[members[n]];
+            text.Append(n == 0 ? "(" : ", (").Append(n.ToString(CultureInfo.InvariantCulture));
             for (var i = 0; i < shape.Set.Length; i++)
             {
-                text.Append(", ").Append(statements.Add(command, shape.Set[i].Property, write._set[i]));
+                text.Append(", ").Append(statements.Add(factory, parameters, shape.Set[i].Property, write._set[i]));
             }
 
             for (var i = 0; i < shape.Key.Length; i++)
             {
-                text.Append(", ").Append(statements.Add(command, shape.Key[i].Property, write._key[i]));
+                text.Append(", ").Append(statements.Add(factory, parameters, shape.Key[i].Property, write._key[i]));
             }
 
             for (var i = 0; i < shape.Unchanged.Length; i++)
             {
-                text.Append(", ").Append(statements.Add(command, shape.Unchanged[i].Property, write._unchanged[i]));
+                text.Append(", ").Append(statements.Add(factory, parameters, shape.Unchanged[i].Property, write._unchanged[i]));
             }
 
             text.Append(')');
@@ -240,13 +254,7 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
         var start = 0;
         while (start < writes.Count)
         {
-            await using var batch = statements.Connection.CreateBatch();
-            batch.Transaction = statements.Transaction;
-            if (statements.Timeout is { } seconds)
-            {
-                batch.Timeout = seconds;
-            }
-
+            await using var batch = statements.CreateBatch();
             var parameters = 0;
             var end = start;
             while (end < writes.Count && (end == start || parameters + writes[end].ParameterCount <= MaxParametersPerBatch))
@@ -341,6 +349,18 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
 
         public int? Timeout { get; } = context.Database.GetCommandTimeout();
 
+        public DbBatch CreateBatch()
+        {
+            var batch = Connection.CreateBatch();
+            batch.Transaction = Transaction;
+            if (Timeout is { } seconds)
+            {
+                batch.Timeout = seconds;
+            }
+
+            return batch;
+        }
+
         public DbCommand Create()
         {
             var command = Connection.CreateCommand();
@@ -357,11 +377,11 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
         public DbParameter Parameter(DbCommand factory, string name, IProperty property, object? value) =>
             property.GetRelationalTypeMapping().CreateParameter(factory, Sql.GenerateParameterName(name), value, nullable: true);
 
-        /// <summary>Adds a parameter with a name unique in <paramref name="command"/> and returns its placeholder.</summary>
-        public string Add(DbCommand command, IProperty property, object? value)
+        /// <summary>Adds a parameter with a name unique in this run to <paramref name="parameters"/> and returns its placeholder.</summary>
+        public string Add(DbCommand factory, DbParameterCollection parameters, IProperty property, object? value)
         {
             var name = "p" + (_parameters++).ToString(CultureInfo.InvariantCulture);
-            command.Parameters.Add(Parameter(command, name, property, value));
+            parameters.Add(Parameter(factory, name, property, value));
             return Sql.GenerateParameterNamePlaceholder(name);
         }
     }

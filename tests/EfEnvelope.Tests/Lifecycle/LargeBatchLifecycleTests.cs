@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using EfEnvelope.KeyManagement;
 using EfEnvelope.Lifecycle;
 using EfEnvelope.Specification.Tests.EntityFramework;
@@ -17,6 +18,15 @@ public class Referral
 
     [Encrypted]
     public string? Notes { get; set; }
+
+    public ReferralContact? Contact { get; set; }
+}
+
+/// <summary>An owned record in its owner's row, with a key column of its own: a job writes it after its owner.</summary>
+public class ReferralContact
+{
+    [Encrypted]
+    public string Phone { get; set; } = "";
 }
 
 /// <summary>A context with <see cref="Referral"/> in schema <c>intake</c> (ignored by SQLite).</summary>
@@ -29,12 +39,14 @@ public sealed class ReferralContext(DbContextOptions<ReferralContext> options) :
         {
             e.ToTable("Referrals", "intake");
             e.HasKey(r => new { r.Region, r.Number });
+            e.OwnsOne(r => r.Contact);
         });
 }
 
 /// <summary>
-/// A batch of 2,500 records re-encrypted in one transaction: on PostgreSQL its compare-and-swap writes go to the
-/// database as set-based statements of at most 10,000 parameters each (two here), elsewhere one statement per record.
+/// A batch of 2,500 records, each with an owned record in its row, re-encrypted in one transaction: on PostgreSQL its
+/// compare-and-swap writes go to the database as set-based statements of at most 10,000 parameters, two per shape
+/// here, all in one round trip; elsewhere one statement per record.
 /// </summary>
 public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
     where TFixture : DatabaseFixture, new()
@@ -74,20 +86,22 @@ public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
         {
             for (var i = 0; i < Rows; i++)
             {
-                db.Referrals.Add(new Referral { Region = "r" + (i % 2), Number = i, Ssn = Ssn(i), Notes = Notes(i) });
+                db.Referrals.Add(new Referral { Region = "r" + (i % 2), Number = i, Ssn = Ssn(i), Notes = Notes(i), Contact = new ReferralContact { Phone = Phone(i) } });
             }
 
             await db.SaveChangesAsync(Ct);
         }
 
         var keysBefore = await KeysAsync();
-        var edited = (Region: "r0", Number: 1_800);
+        // Paged by region, then number: the 1,250 records of r0 fill the owners' first statement, so this one is in the
+        // second.
+        var edited = (Region: "r1", Number: 1_801);
         var options = new LifecycleOptions
         {
             BatchSize = Rows,
             AfterBatchRead = async token =>
             {
-                // A row in the second statement changes between the job's read and its write.
+                // A row changes between the job's read and its write.
                 await using var app = Create();
                 var referral = await app.Referrals.SingleAsync(r => r.Region == edited.Region && r.Number == edited.Number, token);
                 referral.Notes = "edited while the job ran";
@@ -97,10 +111,17 @@ public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
 
         await using (var db = Create())
         {
+            using var writes = new SetBasedWrites();
             var result = await EnvelopeKeyLifecycle.ReencryptAsync(db, options, cancellationToken: Ct);
             Assert.True(result.Succeeded, string.Join("; ", result.Failures));
             Assert.Equal(1, result.ConflictsRetried);
-            Assert.Equal(Rows, result.RecordsChanged);
+            // Every owner and owned record once, and the edited row's owned record again with its owner's retry.
+            Assert.Equal((2 * Rows) + 1, result.RecordsChanged);
+            if (db.Database.IsNpgsql())
+            {
+                // The batch, then the retried record (its owner and owned record).
+                Assert.Equal(2, writes.RoundTrips);
+            }
         }
 
         var keysAfter = await KeysAsync();
@@ -115,6 +136,7 @@ public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
             foreach (var referral in referrals)
             {
                 Assert.Equal(Ssn(referral.Number), referral.Ssn);
+                Assert.Equal(Phone(referral.Number), referral.Contact!.Phone);
                 Assert.Equal(
                     (referral.Region, referral.Number) == edited ? "edited while the job ran" : Notes(referral.Number),
                     referral.Notes);
@@ -126,6 +148,8 @@ public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
 
     private static string? Notes(int i) => i % 3 == 0 ? null : "note " + i;
 
+    private static string Phone(int i) => $"+1 555 {i:D4}";
+
     private ReferralContext Create() => new(_database.Options<ReferralContext>(e => e.UseProvider(_provider)));
 
     private async Task<Dictionary<(string, int), string>> KeysAsync()
@@ -136,6 +160,35 @@ public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
             .ToListAsync(Ct);
         return rows.ToDictionary(r => (r.Region, r.Number), r => Convert.ToBase64String(r.Key));
     }
+}
+
+/// <summary>Counts Npgsql's round trips (a command or a batch) that carry set-based writes of <see cref="Referral"/>.</summary>
+internal sealed class SetBasedWrites : IDisposable
+{
+    private readonly ActivityListener _listener;
+    private int _roundTrips;
+
+    public SetBasedWrites()
+    {
+        _listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Npgsql",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllData,
+            ActivityStopped = activity =>
+            {
+                if ((activity.GetTagItem("db.query.text") ?? activity.GetTagItem("db.statement")) is string sql
+                    && sql.Contains("\"Referrals\"", StringComparison.Ordinal) && sql.Contains("FROM (VALUES", StringComparison.Ordinal))
+                {
+                    Interlocked.Increment(ref _roundTrips);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(_listener);
+    }
+
+    public int RoundTrips => _roundTrips;
+
+    public void Dispose() => _listener.Dispose();
 }
 
 public sealed class LargeBatchLifecycleSqliteTests : LargeBatchLifecycleTests<SqliteFixture>;
