@@ -1,6 +1,4 @@
 using System.Data.Common;
-using System.Text;
-using System.Text.Json;
 using EfEnvelope.Crypto;
 using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
@@ -30,7 +28,7 @@ internal static class KeyPrefetch
 
         var owners = runtime.KeyColumnOwners(context.Model);
         List<(int Ordinal, string[] Entities)>? keyColumns = null;
-        List<(int Ordinal, string[] Entities)>? documents = null;
+        List<(int Ordinal, DocumentShape[] Shapes)>? documents = null;
         for (var i = 0; i < result.FieldCount; i++)
         {
             var name = result.GetName(i);
@@ -39,67 +37,44 @@ internal static class KeyPrefetch
             {
                 (keyColumns ??= []).Add((i, entities));
             }
-            else if (owners.HasDocuments
-                && owners.DocumentEntitiesFor(name, command.CommandText, context.GetService<ISqlGenerationHelper>()) is { Length: > 0 } inDocument
-                && result.GetFieldType(i) == typeof(string))
+            else if (!owners.Documents.IsEmpty && result.GetFieldType(i) == typeof(string)
+                && owners.Documents.ShapesFor(name, command.CommandText, context.GetService<ISqlGenerationHelper>()) is { } shapes)
             {
-                (documents ??= []).Add((i, inDocument));
+                (documents ??= []).Add((i, shapes));
             }
         }
 
         return keyColumns is null && documents is null
             ? result
-            : new KeyPrefetchingDataReader(result, keyColumns?.ToArray() ?? [], documents?.ToArray() ?? [], owners.DocumentKeyNames, runtime);
+            : new KeyPrefetchingDataReader(result, keyColumns?.ToArray() ?? [], documents?.ToArray() ?? [], runtime);
     }
 }
 
 /// <summary>Which entities' wrapped keys a result column can hold: the model's key columns by name and table.</summary>
 /// <remarks>
-/// <para>
 /// The prefetch must unwrap a key for the entity whose column it read, never for the entity a (possibly forged)
 /// blob names: otherwise a row of one table makes the provider decrypt, and audit, a key of another entity. A
 /// reader only gives column names, which EF makes unique by appending digits when a query joins tables with the
 /// same column; so a column is matched by its name without those digits, and narrowed to the entities whose table or
 /// view the command text names. A blob naming any other entity is not sent to the provider (materialization then
 /// refuses it as copied from another table, also without a provider call).
-/// </para>
-/// <para>
-/// The keys of JSON-mapped owned records are properties inside their owner's JSON column; such a column is matched
-/// the same way, as holding any of the JSON-mapped encrypted types of that column, and its document is searched for
-/// the key properties' JSON names.
-/// </para>
 /// </remarks>
 internal sealed class KeyColumnOwners
 {
     private readonly Dictionary<string, List<(string Entity, string Table, string? Schema)>> _byColumn = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, List<(string Entity, string Table, string? Schema)>> _byDocument = new(StringComparer.Ordinal);
-    private readonly HashSet<string> _documentKeyNames = new(StringComparer.Ordinal);
 
-    /// <summary>Whether the model has JSON columns holding encrypted records.</summary>
-    public bool HasDocuments => _byDocument.Count > 0;
+    private KeyColumnOwners(JsonDocumentKeys documents) => Documents = documents;
 
-    /// <summary>The JSON property names of the wrapped keys of JSON-mapped records.</summary>
-    public IReadOnlySet<string> DocumentKeyNames => _documentKeyNames;
+    /// <summary>The JSON columns holding the keys of JSON-mapped owned records.</summary>
+    public JsonDocumentKeys Documents { get; }
 
     public static KeyColumnOwners Build(EnvelopeRuntime runtime, IModel model)
     {
-        var owners = new KeyColumnOwners();
+        var owners = new KeyColumnOwners(JsonDocumentKeys.Build(runtime, model));
         foreach (var entityType in model.GetEntityTypes())
         {
             if (runtime.Find(entityType) is not { } encrypted)
             {
-                continue;
-            }
-
-            if (entityType.IsMappedToJson())
-            {
-                if (entityType.GetContainerColumnName() is { } document && entityType.GetTableName() is { } table
-                    && encrypted.KeyProperty.GetJsonPropertyName() is { } keyName)
-                {
-                    Add(owners._byDocument, document, (encrypted.Name, table, entityType.GetSchema()));
-                    owners._documentKeyNames.Add(keyName);
-                }
-
                 continue;
             }
 
@@ -108,32 +83,19 @@ internal sealed class KeyColumnOwners
                 var column = mapping.ColumnMappings.FirstOrDefault(c => c.Property == encrypted.KeyProperty)?.Column.Name;
                 if (column is not null)
                 {
-                    Add(owners._byColumn, column, (encrypted.Name, mapping.Table.Name, mapping.Table.Schema));
+                    var list = owners._byColumn.TryGetValue(column, out var found) ? found : owners._byColumn[column] = [];
+                    list.Add((encrypted.Name, mapping.Table.Name, mapping.Table.Schema));
                 }
             }
         }
 
         return owners;
-
-        static void Add(Dictionary<string, List<(string, string, string?)>> map, string column, (string, string, string?) owner)
-        {
-            var list = map.TryGetValue(column, out var found) ? found : map[column] = [];
-            if (!list.Contains(owner))
-            {
-                list.Add(owner);
-            }
-        }
     }
 
     /// <summary>The entities whose key column a result column named <paramref name="name"/> can be, in this command.</summary>
-    public string[] EntitiesFor(string name, string commandText, ISqlGenerationHelper sql) => Find(_byColumn, name, commandText, sql);
-
-    /// <summary>The JSON-mapped entities whose records a result column named <paramref name="name"/> can hold, in this command.</summary>
-    public string[] DocumentEntitiesFor(string name, string commandText, ISqlGenerationHelper sql) => Find(_byDocument, name, commandText, sql);
-
-    private static string[] Find(Dictionary<string, List<(string Entity, string Table, string? Schema)>> map, string name, string commandText, ISqlGenerationHelper sql)
+    public string[] EntitiesFor(string name, string commandText, ISqlGenerationHelper sql)
     {
-        if (!map.TryGetValue(name, out var owners) && !map.TryGetValue(name.TrimEnd("0123456789".ToCharArray()), out owners))
+        if (!_byColumn.TryGetValue(name, out var owners) && !_byColumn.TryGetValue(name.TrimEnd("0123456789".ToCharArray()), out owners))
         {
             return [];
         }
@@ -208,8 +170,7 @@ internal sealed class KeyPrefetcher(EnvelopeRuntime runtime)
 internal sealed class KeyPrefetchingDataReader(
     DbDataReader inner,
     (int Ordinal, string[] Entities)[] keyColumns,
-    (int Ordinal, string[] Entities)[] documents,
-    IReadOnlySet<string> documentKeyNames,
+    (int Ordinal, DocumentShape[] Shapes)[] documents,
     EnvelopeRuntime runtime) : DelegatingDataReader(inner)
 {
     private readonly KeyPrefetcher _prefetcher = new(runtime);
@@ -242,61 +203,37 @@ internal sealed class KeyPrefetchingDataReader(
             }
         }
 
-        foreach (var (ordinal, entities) in documents)
+        foreach (var (ordinal, shapes) in documents)
         {
-            if (await Inner.IsDBNullAsync(ordinal, cancellationToken).ConfigureAwait(false))
+            if (!await Inner.IsDBNullAsync(ordinal, cancellationToken).ConfigureAwait(false))
             {
-                continue;
-            }
-
-            foreach (var blob in DocumentKeys(Inner.GetFieldValue<string>(ordinal)))
-            {
-                await _prefetcher.EnsureAsync(blob, entities, cancellationToken).ConfigureAwait(false);
+                await EnsureDocumentKeysAsync(Inner.GetFieldValue<string>(ordinal), shapes, cancellationToken).ConfigureAwait(false);
             }
         }
 
         return true;
     }
 
-    // The wrapped keys in a JSON document that are not ensured yet: the string values of the key properties' names,
-    // at any depth (an owned record nested in another has its own). EF writes binary values into JSON as hexadecimal
-    // on SQLite and as base64 elsewhere. A document that is not JSON, or a key that is neither, is left to
-    // materialization, which reports it with its entity and property; a prefetch only saves a blocking call.
-    private List<byte[]> DocumentKeys(string document)
+    private async Task EnsureDocumentKeysAsync(string document, DocumentShape[] shapes, CancellationToken cancellationToken)
     {
-        var keys = new List<byte[]>();
-        var reader = new Utf8JsonReader(Encoding.UTF8.GetBytes(document));
-        try
+        foreach (var (entity, blob) in DocumentShape.Keys(document, shapes))
         {
-            while (reader.Read())
+            if (_prefetcher.IsEnsured(blob))
             {
-                if (reader.TokenType == JsonTokenType.PropertyName && documentKeyNames.Contains(reader.GetString()!)
-                    && reader.Read() && reader.TokenType == JsonTokenType.String && Decode(reader.GetString()!) is { } blob
-                    && !_prefetcher.IsEnsured(blob))
-                {
-                    keys.Add(blob);
-                }
+                continue;
+            }
+
+            try
+            {
+                await _prefetcher.EnsureAsync(blob, entity, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Best effort: where the row's JSON is not what the model reads (a projection of part of a document),
+                // a failure here belongs to no record of the result. Materialization asks again for the keys it
+                // reads and reports their failures with their entity and property.
             }
         }
-        catch (JsonException)
-        {
-            // Not a JSON document (a column of the same name in raw SQL): nothing to prefetch.
-        }
-
-        return keys;
-    }
-
-    private static byte[]? Decode(string text)
-    {
-        // The base64 of a blob, which holds its entity's name in ASCII, is in practice never all hexadecimal digits;
-        // were it so, the decoded bytes would not parse as a blob and materialization would fetch the key itself.
-        if (text.Length % 2 == 0 && text.AsSpan().IndexOfAnyExcept("0123456789ABCDEFabcdef") < 0)
-        {
-            return Convert.FromHexString(text);
-        }
-
-        var bytes = new byte[text.Length * 3 / 4];
-        return Convert.TryFromBase64String(text, bytes, out var written) ? bytes[..written] : null;
     }
 
     private ReadOnlyMemory<byte> ReadKeyColumn(int ordinal)
