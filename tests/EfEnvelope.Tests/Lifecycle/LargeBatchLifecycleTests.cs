@@ -122,6 +122,9 @@ public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
                 // The batch, then the retried record (its owner and owned record).
                 Assert.Equal(2, writes.RoundTrips);
             }
+
+            // The job turns automatic change detection off while it runs, and back on.
+            Assert.True(db.ChangeTracker.AutoDetectChangesEnabled);
         }
 
         var keysAfter = await KeysAsync();
@@ -141,6 +144,35 @@ public abstract class LargeBatchLifecycleTests<TFixture> : IAsyncLifetime
                     (referral.Region, referral.Number) == edited ? "edited while the job ran" : Notes(referral.Number),
                     referral.Notes);
             }
+        }
+    }
+
+    [Fact]
+    public async Task A_job_stopped_midway_leaves_the_contexts_change_detection_setting_as_it_was()
+    {
+        if (_database.SkipReason is { } reason)
+        {
+            Assert.Skip(reason);
+        }
+
+        await using (var db = Create())
+        {
+            for (var i = 0; i < 30; i++)
+            {
+                db.Referrals.Add(new Referral { Region = "r", Number = i, Ssn = Ssn(i), Contact = new ReferralContact { Phone = Phone(i) } });
+            }
+
+            await db.SaveChangesAsync(Ct);
+        }
+
+        foreach (var setting in new[] { true, false })
+        {
+            using var stop = new CancellationTokenSource();
+            var options = new LifecycleOptions { BatchSize = 10, AfterBatchRead = _ => stop.CancelAsync() };
+            await using var db = Create();
+            db.ChangeTracker.AutoDetectChangesEnabled = setting;
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => EnvelopeKeyLifecycle.ReencryptAsync(db, options, cancellationToken: stop.Token));
+            Assert.Equal(setting, db.ChangeTracker.AutoDetectChangesEnabled);
         }
     }
 
