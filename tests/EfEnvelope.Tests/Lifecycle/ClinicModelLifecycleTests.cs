@@ -139,6 +139,50 @@ public abstract class ClinicModelLifecycleTests<TFixture> : IAsyncLifetime
             Assert.Equal(Enumerable.Range(0, count).Select(i => "4111-" + i).Order(), (await db.Invoices.AsNoTracking().ToListAsync(Ct)).Select(i => i.CardNumber).Order());
         }
     }
+
+    // A job runs without automatic change detection and saves JSON-mapped records through SaveChanges with the
+    // context's own setting: both settings must write them, under the target key, and leave the setting as it was.
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task JSON_mapped_records_are_reencrypted_under_the_target_key_whatever_the_contexts_change_detection(bool detectChanges)
+    {
+        if (_fixture.SkipReason is { } reason)
+        {
+            Assert.Skip(reason);
+        }
+
+        const int count = 6;
+        await using (var db = Create())
+        {
+            db.Patients.AddRange(Enumerable.Range(0, count).Select(NewPatient));
+            await db.SaveChangesAsync(Ct);
+        }
+
+        _provider.AddKey("new-key");
+        await using (var db = Create())
+        {
+            db.ChangeTracker.AutoDetectChangesEnabled = detectChanges;
+            var result = await EnvelopeKeyLifecycle.ReencryptAsync(db, new LifecycleOptions { BatchSize = 4, TargetKeyId = "new-key", VerifyAfterwards = true }, cancellationToken: Ct);
+            Assert.True(result.Succeeded, string.Join("; ", result.Failures));
+
+            // Patients, home addresses, emergency contacts (JSON-mapped, two in three), visits.
+            Assert.Equal(count * 3 + count * 2 / 3, result.RecordsChanged);
+            Assert.Equal(detectChanges, db.ChangeTracker.AutoDetectChangesEnabled);
+        }
+
+        _provider.DisableKey("old-key");
+        await using (var db = Create())
+        {
+            db.ClearEnvelopeKeyCache();
+            var patients = await db.Patients.AsNoTracking().ToListAsync(Ct);
+            Assert.Equal(count, patients.Count);
+            foreach (var patient in patients)
+            {
+                Assert.Equal(NewPatient(int.Parse(patient.Name[8..], System.Globalization.CultureInfo.InvariantCulture)).Emergency?.Phone, patient.Emergency?.Phone);
+            }
+        }
+    }
 }
 
 public sealed class ClinicModelLifecycleSqliteTests : ClinicModelLifecycleTests<SqliteFixture>;
