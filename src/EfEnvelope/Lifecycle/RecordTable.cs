@@ -14,9 +14,6 @@ namespace EfEnvelope.Lifecycle;
 /// </remarks>
 internal sealed class RecordTable
 {
-    private readonly string _table;
-    private readonly (IProperty Property, string Column)[] _key;
-    private readonly (IProperty Property, string Column) _wrappedKey;
     private readonly (IProperty Property, string Column)[] _ciphertext;
     private readonly (IProperty Property, string Column)?[] _index;
     private readonly RecordShape _replaceKey;
@@ -31,15 +28,15 @@ internal sealed class RecordTable
     private RecordTable(EncryptedEntity encrypted, ISqlGenerationHelper sql, StoreObjectIdentifier table, bool keyOnly)
     {
         var entityType = encrypted.EntityType;
-        _table = sql.DelimitIdentifier(table.Name, table.Schema);
+        var name = sql.DelimitIdentifier(table.Name, table.Schema);
 
         (IProperty Property, string Column) Column(IProperty property) =>
             (property, sql.DelimitIdentifier(property.GetColumnName(table)
                 ?? throw new NotSupportedException($"Property '{entityType.DisplayName()}.{property.Name}' is not in table '{table.Name}' with the record's wrapped key (table-per-type or entity splitting): lifecycle jobs update one table per record.")));
 
-        _key = [.. entityType.FindPrimaryKey()!.Properties.Select(Column)];
-        _wrappedKey = Column(encrypted.KeyProperty);
-        _replaceKey = new RecordShape(_table, [_wrappedKey], [], _key, [_wrappedKey]);
+        (IProperty Property, string Column)[] key = [.. entityType.FindPrimaryKey()!.Properties.Select(Column)];
+        var wrappedKey = Column(encrypted.KeyProperty);
+        _replaceKey = new RecordShape(name, [wrappedKey], [], key, [wrappedKey]);
         if (keyOnly)
         {
             _ciphertext = [];
@@ -53,7 +50,7 @@ internal sealed class RecordTable
 
         // Set: the key, then each property's ciphertext and index; legacy plaintext emptied. Compared: the key, every
         // ciphertext and every legacy plaintext column (the index follows from the plaintext, which they cover).
-        var set = new List<(IProperty, string)> { _wrappedKey };
+        var set = new List<(IProperty, string)> { wrappedKey };
         for (var i = 0; i < _ciphertext.Length; i++)
         {
             set.Add(_ciphertext[i]);
@@ -63,7 +60,7 @@ internal sealed class RecordTable
             }
         }
 
-        _replaceRecord = new RecordShape(_table, [.. set], [.. legacy.Select(c => c.Column)], _key, [_wrappedKey, .. _ciphertext, .. legacy]);
+        _replaceRecord = new RecordShape(name, [.. set], [.. legacy.Select(c => c.Column)], key, [wrappedKey, .. _ciphertext, .. legacy]);
     }
 
     /// <summary>
@@ -87,8 +84,12 @@ internal sealed class RecordTable
     }
 
     /// <summary>The write of a new wrapped key only, if the stored one is still <paramref name="entry"/>'s.</summary>
-    public RecordWrite ReplaceKey(EntityEntry entry, byte[] newKey) =>
-        new(_replaceKey, [newKey], KeyOf(entry), [Stored(entry, _wrappedKey)]);
+    public RecordWrite ReplaceKey(EntityEntry entry, byte[] newKey)
+    {
+        var values = Stored(entry, _replaceKey);
+        values[0] = newKey;
+        return new RecordWrite(_replaceKey, values);
+    }
 
     /// <summary>The write of a whole new record (wrapped key and every ciphertext, legacy plaintext emptied), if nothing it covers changed since <paramref name="entry"/> was read.</summary>
     /// <remarks>
@@ -98,37 +99,30 @@ internal sealed class RecordTable
     public RecordWrite ReplaceRecord(EntityEntry entry, byte[] newKey, byte[]?[] fields, object?[] plaintext)
     {
         var shape = _replaceRecord ?? throw new InvalidOperationException("This table writes key columns only.");
-        var set = new object?[shape.Set.Length];
+        var values = Stored(entry, shape);
         var column = 0;
-        set[column++] = newKey;
+        values[column++] = newKey;
         for (var i = 0; i < _ciphertext.Length; i++)
         {
-            set[column++] = fields[i];
+            values[column++] = fields[i];
             if (_index[i] is not null)
             {
-                set[column++] = plaintext[i];
+                values[column++] = plaintext[i];
             }
         }
 
-        var unchanged = new object?[shape.Unchanged.Length];
-        for (var i = 0; i < unchanged.Length; i++)
-        {
-            unchanged[i] = Stored(entry, shape.Unchanged[i]);
-        }
-
-        return new RecordWrite(shape, set, KeyOf(entry), unchanged);
+        return new RecordWrite(shape, values);
     }
 
-    private object?[] KeyOf(EntityEntry entry)
+    // A value per column of the shape: the stored key and compared values as read; the set values are the caller's.
+    private static object?[] Stored(EntityEntry entry, RecordShape shape)
     {
-        var values = new object?[_key.Length];
-        for (var i = 0; i < values.Length; i++)
+        var values = new object?[shape.Columns.Length];
+        for (var i = shape.KeyStart; i < values.Length; i++)
         {
-            values[i] = Stored(entry, _key[i]);
+            values[i] = entry.Property(shape.Columns[i].Property.Name).OriginalValue;
         }
 
         return values;
     }
-
-    private static object? Stored(EntityEntry entry, (IProperty Property, string Column) column) => entry.Property(column.Property.Name).OriginalValue;
 }

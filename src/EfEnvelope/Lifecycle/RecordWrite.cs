@@ -22,19 +22,25 @@ internal sealed record RecordShape(
     (IProperty Property, string Column)[] Set,
     string[] SetNull,
     (IProperty Property, string Column)[] Key,
-    (IProperty Property, string Column)[] Unchanged);
+    (IProperty Property, string Column)[] Unchanged)
+{
+    /// <summary>Every column a write holds a value for, in the order of its values: set, key, unchanged.</summary>
+    public (IProperty Property, string Column)[] Columns { get; } = [.. Set, .. Key, .. Unchanged];
+
+    /// <summary>Where the key columns start in <see cref="Columns"/>.</summary>
+    public int KeyStart => Set.Length;
+
+    /// <summary>Where the compared columns start in <see cref="Columns"/>.</summary>
+    public int UnchangedStart => Set.Length + Key.Length;
+}
 
 /// <summary>One compare-and-swap UPDATE: a row found by its primary key, written only if it still holds what was read.</summary>
 /// <param name="shape">The table and columns.</param>
-/// <param name="set">A value per <see cref="RecordShape.Set"/> column.</param>
-/// <param name="key">A value per <see cref="RecordShape.Key"/> column.</param>
-/// <param name="unchanged">A value per <see cref="RecordShape.Unchanged"/> column.</param>
-internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] key, object?[] unchanged)
+/// <param name="values">A value per column of <see cref="RecordShape.Columns"/>.</param>
+internal sealed class RecordWrite(RecordShape shape, object?[] values)
 {
     private readonly RecordShape _shape = shape;
-    private readonly object?[] _set = set;
-    private readonly object?[] _key = key;
-    private readonly object?[] _unchanged = unchanged;
+    private readonly object?[] _values = values;
 
     // Below SQL Server's 2,100 parameters per request, with room for one more record's parameters.
     private const int MaxParametersPerBatch = 2_000;
@@ -45,7 +51,7 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
 
     private const string PostgreSql = "Npgsql.EntityFrameworkCore.PostgreSQL";
 
-    private int ParameterCount => _set.Length + _key.Length + _unchanged.Length;
+    private int ParameterCount => _values.Length;
 
     /// <summary>Runs the writes in the context's current transaction and returns, for each, the rows it changed (1, or 0 on a conflict).</summary>
     /// <remarks>
@@ -146,12 +152,12 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
         var shape = writes[members[0]]._shape;
         var target = sql.DelimitIdentifier("t");
         var values = sql.DelimitIdentifier("v");
-        string Alias(char kind, int i) => sql.DelimitIdentifier(kind + i.ToString(CultureInfo.InvariantCulture));
+        string Value(int column) => values + "." + sql.DelimitIdentifier("c" + column.ToString(CultureInfo.InvariantCulture));
 
         var text = new StringBuilder("UPDATE ").Append(shape.Table).Append(" AS ").Append(target).Append(" SET ");
         for (var i = 0; i < shape.Set.Length; i++)
         {
-            text.Append(i == 0 ? "" : ", ").Append(shape.Set[i].Column).Append(" = ").Append(values).Append('.').Append(Alias('s', i));
+            text.Append(i == 0 ? "" : ", ").Append(shape.Set[i].Column).Append(" = ").Append(Value(i));
         }
 
         foreach (var column in shape.SetNull)
@@ -164,49 +170,29 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
         {
             var write = writes[members[n]];
             text.Append(n == 0 ? "(" : ", (").Append(n.ToString(CultureInfo.InvariantCulture));
-            for (var i = 0; i < shape.Set.Length; i++)
+            for (var i = 0; i < shape.Columns.Length; i++)
             {
-                text.Append(", ").Append(statements.Add(factory, parameters, shape.Set[i].Property, write._set[i]));
-            }
-
-            for (var i = 0; i < shape.Key.Length; i++)
-            {
-                text.Append(", ").Append(statements.Add(factory, parameters, shape.Key[i].Property, write._key[i]));
-            }
-
-            for (var i = 0; i < shape.Unchanged.Length; i++)
-            {
-                text.Append(", ").Append(statements.Add(factory, parameters, shape.Unchanged[i].Property, write._unchanged[i]));
+                text.Append(", ").Append(statements.Add(factory, parameters, shape.Columns[i].Property, write._values[i]));
             }
 
             text.Append(')');
         }
 
         text.Append(") AS ").Append(values).Append(" (").Append(sql.DelimitIdentifier("n"));
-        for (var i = 0; i < shape.Set.Length; i++)
+        for (var i = 0; i < shape.Columns.Length; i++)
         {
-            text.Append(", ").Append(Alias('s', i));
-        }
-
-        for (var i = 0; i < shape.Key.Length; i++)
-        {
-            text.Append(", ").Append(Alias('k', i));
-        }
-
-        for (var i = 0; i < shape.Unchanged.Length; i++)
-        {
-            text.Append(", ").Append(Alias('u', i));
+            text.Append(", ").Append(sql.DelimitIdentifier("c" + i.ToString(CultureInfo.InvariantCulture)));
         }
 
         text.Append(") WHERE ");
         for (var i = 0; i < shape.Key.Length; i++)
         {
-            text.Append(i == 0 ? "" : " AND ").Append(target).Append('.').Append(shape.Key[i].Column).Append(" = ").Append(values).Append('.').Append(Alias('k', i));
+            text.Append(i == 0 ? "" : " AND ").Append(target).Append('.').Append(shape.Key[i].Column).Append(" = ").Append(Value(shape.KeyStart + i));
         }
 
         for (var i = 0; i < shape.Unchanged.Length; i++)
         {
-            text.Append(" AND ").Append(target).Append('.').Append(shape.Unchanged[i].Column).Append(" IS NOT DISTINCT FROM ").Append(values).Append('.').Append(Alias('u', i));
+            text.Append(" AND ").Append(target).Append('.').Append(shape.Unchanged[i].Column).Append(" IS NOT DISTINCT FROM ").Append(Value(shape.UnchangedStart + i));
         }
 
         return text.Append(" RETURNING ").Append(values).Append('.').Append(sql.DelimitIdentifier("n")).ToString();
@@ -305,33 +291,21 @@ internal sealed class RecordWrite(RecordShape shape, object?[] set, object?[] ke
 
         for (var i = 0; i < _shape.Unchanged.Length; i++)
         {
-            text.Append(" AND ").Append(_shape.Unchanged[i].Column).Append(_unchanged[i] is null ? " IS NULL" : " = " + Next());
+            text.Append(" AND ").Append(_shape.Unchanged[i].Column).Append(_values[_shape.UnchangedStart + i] is null ? " IS NULL" : " = " + Next());
         }
 
         return text.ToString();
     }
 
+    // Every value but a compared NULL, which the statement tests with IS NULL.
     private void AddParameters(Statements statements, DbCommand factory, DbParameterCollection parameters)
     {
         var number = 0;
-        void Add(IProperty property, object? value) =>
-            parameters.Add(statements.Parameter(factory, "lifecycle" + (number++).ToString(CultureInfo.InvariantCulture), property, value));
-
-        for (var i = 0; i < _shape.Set.Length; i++)
+        for (var i = 0; i < _values.Length; i++)
         {
-            Add(_shape.Set[i].Property, _set[i]);
-        }
-
-        for (var i = 0; i < _shape.Key.Length; i++)
-        {
-            Add(_shape.Key[i].Property, _key[i]);
-        }
-
-        for (var i = 0; i < _shape.Unchanged.Length; i++)
-        {
-            if (_unchanged[i] is { } value)
+            if (i < _shape.UnchangedStart || _values[i] is not null)
             {
-                Add(_shape.Unchanged[i].Property, value);
+                parameters.Add(statements.Parameter(factory, "lifecycle" + (number++).ToString(CultureInfo.InvariantCulture), _shape.Columns[i].Property, _values[i]));
             }
         }
     }

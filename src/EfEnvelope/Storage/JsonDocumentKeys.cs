@@ -44,16 +44,10 @@ internal sealed class JsonDocumentKeys
     }
 
     /// <summary>The document shapes a result column named <paramref name="name"/> can hold in this command, or null.</summary>
-    public DocumentShape[]? ShapesFor(string name, string commandText, ISqlGenerationHelper sql)
-    {
-        if (!_byColumn.TryGetValue(name, out var owners) && !_byColumn.TryGetValue(name.TrimEnd("0123456789".ToCharArray()), out owners))
-        {
-            return null;
-        }
-
-        var named = owners.Where(o => commandText.Contains(sql.DelimitIdentifier(o.Table, o.Schema), StringComparison.Ordinal)).Select(o => o.Shape).ToArray();
-        return named.Length > 0 ? named : null;
-    }
+    public DocumentShape[]? ShapesFor(string name, string commandText, ISqlGenerationHelper sql) =>
+        KeyColumnOwners.Match(_byColumn, name, commandText, sql, o => (o.Table, o.Schema)) is ({ }, { Count: > 0 } named)
+            ? [.. named.Select(o => o.Shape)]
+            : null;
 }
 
 /// <summary>One JSON-mapped owned type's place in a document: its key property's JSON name and its owned navigations'.</summary>
@@ -85,16 +79,20 @@ internal sealed class DocumentShape
         return shape._keyName is null && shape._children.Count == 0 ? null : shape;
     }
 
-    /// <summary>The wrapped keys in <paramref name="document"/>, each with the entity it belongs to; none when it is not JSON.</summary>
-    public static List<(string[] Entity, byte[] Blob)> Keys(string document, DocumentShape[] shapes)
+    /// <summary>
+    /// The wrapped keys in <paramref name="document"/> that <paramref name="prefetcher"/> has not ensured yet, each with
+    /// the entity it belongs to; null when there are none or the document is not JSON.
+    /// </summary>
+    /// <remarks>Read for every row of an async query: a key already ensured costs no allocation but its JSON string.</remarks>
+    public static List<(string[] Entity, byte[] Blob)>? Missing(string document, DocumentShape[] shapes, KeyPrefetcher prefetcher)
     {
-        var keys = new List<(string[], byte[])>();
+        List<(string[], byte[])>? missing = null;
         try
         {
             using var parsed = JsonDocument.Parse(document);
             foreach (var shape in shapes)
             {
-                shape.Collect(parsed.RootElement, keys);
+                shape.Collect(parsed.RootElement, prefetcher, ref missing);
             }
         }
         catch (JsonException)
@@ -102,17 +100,17 @@ internal sealed class DocumentShape
             // Not a JSON document: materialization reports it.
         }
 
-        return keys;
+        return missing;
     }
 
     // A collection is an array of records of the same shape; a record is an object.
-    private void Collect(JsonElement element, List<(string[], byte[])> keys)
+    private void Collect(JsonElement element, KeyPrefetcher prefetcher, ref List<(string[], byte[])>? missing)
     {
         if (element.ValueKind == JsonValueKind.Array)
         {
             foreach (var item in element.EnumerateArray())
             {
-                Collect(item, keys);
+                Collect(item, prefetcher, ref missing);
             }
 
             return;
@@ -123,31 +121,35 @@ internal sealed class DocumentShape
             return;
         }
 
-        if (_keyName is not null && element.TryGetProperty(_keyName, out var key) && key.ValueKind == JsonValueKind.String && Decode(key.GetString()!) is { } blob)
+        if (_keyName is not null && element.TryGetProperty(_keyName, out var key) && key.ValueKind == JsonValueKind.String)
         {
-            keys.Add((_entity!, blob));
+            var text = key.GetString()!;
+            var buffer = text.Length <= 1024 ? stackalloc byte[text.Length] : new byte[text.Length];
+            if (Decode(text, buffer) is var length and >= 0 && !prefetcher.IsEnsured(buffer[..length]))
+            {
+                (missing ??= []).Add((_entity!, buffer[..length].ToArray()));
+            }
         }
 
         foreach (var (name, child) in _children)
         {
             if (element.TryGetProperty(name, out var member))
             {
-                child.Collect(member, keys);
+                child.Collect(member, prefetcher, ref missing);
             }
         }
     }
 
     // EF writes binary values into JSON as hexadecimal on SQLite and as base64 on PostgreSQL. The base64 of a blob,
     // which holds its entity's name in ASCII, is in practice never all hexadecimal digits; were it so, the decoded bytes
-    // would not parse as a blob and materialization would fetch the key itself.
-    private static byte[]? Decode(string text)
+    // would not parse as a blob and materialization would fetch the key itself. Returns the bytes written, or -1.
+    private static int Decode(string text, Span<byte> destination)
     {
         if (text.Length % 2 == 0 && text.AsSpan().IndexOfAnyExcept("0123456789ABCDEFabcdef") < 0)
         {
-            return Convert.FromHexString(text);
+            return Convert.FromHexString(text, destination, out _, out var bytes) == System.Buffers.OperationStatus.Done ? bytes : -1;
         }
 
-        var bytes = new byte[text.Length * 3 / 4];
-        return Convert.TryFromBase64String(text, bytes, out var written) ? bytes[..written] : null;
+        return Convert.TryFromBase64String(text, destination, out var written) ? written : -1;
     }
 }

@@ -95,15 +95,27 @@ internal sealed class KeyColumnOwners
     /// <summary>The entities whose key column a result column named <paramref name="name"/> can be, in this command.</summary>
     public string[] EntitiesFor(string name, string commandText, ISqlGenerationHelper sql)
     {
-        if (!_byColumn.TryGetValue(name, out var owners) && !_byColumn.TryGetValue(name.TrimEnd("0123456789".ToCharArray()), out owners))
+        if (Match(_byColumn, name, commandText, sql, o => (o.Table, o.Schema)) is not var (owners, named))
         {
             return [];
         }
 
-        var named = owners.Where(o => commandText.Contains(sql.DelimitIdentifier(o.Table, o.Schema), StringComparison.Ordinal)).ToList();
-
         // Raw SQL (FromSql) may name its table without delimiters: then the column name alone decides.
         return [.. (named.Count > 0 ? named : owners).Select(o => o.Entity).Distinct(StringComparer.Ordinal)];
+    }
+
+    /// <summary>
+    /// The entries of <paramref name="map"/> for a result column named <paramref name="name"/> (without the digits EF
+    /// appends to a repeated name), and those of them whose table the command text names; null when there are none.
+    /// </summary>
+    internal static (List<T> All, List<T> Named)? Match<T>(Dictionary<string, List<T>> map, string name, string commandText, ISqlGenerationHelper sql, Func<T, (string Table, string? Schema)> table)
+    {
+        if (!map.TryGetValue(name, out var all) && !map.TryGetValue(name.TrimEnd("0123456789".ToCharArray()), out all))
+        {
+            return null;
+        }
+
+        return (all, all.Where(entry => table(entry) is var (tableName, schema) && commandText.Contains(sql.DelimitIdentifier(tableName, schema), StringComparison.Ordinal)).ToList());
     }
 }
 
@@ -216,13 +228,13 @@ internal sealed class KeyPrefetchingDataReader(
 
     private async Task EnsureDocumentKeysAsync(string document, DocumentShape[] shapes, CancellationToken cancellationToken)
     {
-        foreach (var (entity, blob) in DocumentShape.Keys(document, shapes))
+        if (DocumentShape.Missing(document, shapes, _prefetcher) is not { } missing)
         {
-            if (_prefetcher.IsEnsured(blob))
-            {
-                continue;
-            }
+            return;
+        }
 
+        foreach (var (entity, blob) in missing)
+        {
             try
             {
                 await _prefetcher.EnsureAsync(blob, entity, cancellationToken).ConfigureAwait(false);
