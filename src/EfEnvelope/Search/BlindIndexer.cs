@@ -114,12 +114,15 @@ internal sealed class BlindIndexProperty<T>(BlindIndexer indexer, string entity,
     };
 
     // Values that compare equal in .NET must index equally: strings by the configured normalisation, decimals
-    // without trailing zeros (1.0 == 1.00), instants in UTC (same moment, other offset), and zero without sign.
+    // without trailing zeros (1.0 == 1.00), instants in UTC (same moment, other offset), clock times without their
+    // kind (DateTime's == compares ticks only, and so do the databases: a value saved from DateTime.UtcNow must be
+    // found by one parsed from text), and zero without sign.
     private T Canonical(T value) => value switch
     {
         string text => (T)(object)options.ApplyTo(text),
         decimal number => (T)(object)(number / 1.000000000000000000000000000000000m),
         DateTimeOffset instant => (T)(object)instant.ToUniversalTime(),
+        DateTime clock => (T)(object)DateTime.SpecifyKind(clock, DateTimeKind.Unspecified),
         double number when number == 0 => (T)(object)0d,
         float number when number == 0 => (T)(object)0f,
         _ => value,

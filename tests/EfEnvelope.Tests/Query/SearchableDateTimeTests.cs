@@ -1,0 +1,87 @@
+using EfEnvelope.KeyManagement;
+using EfEnvelope.Specification.Tests;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Tests.Query;
+
+/// <summary>
+/// An equality search on a searchable <see cref="DateTime"/> finds the values .NET and plain EF call equal, whatever
+/// the kind of the stored or the searched value (a value saved from <c>DateTime.UtcNow</c>, searched with one parsed
+/// from user input). Found by a user-style review: the index hashed the kind, and the search returned nothing.
+/// </summary>
+public sealed class SearchableDateTimeTests : IDisposable
+{
+    private static readonly DateTime Moment = new(1990, 1, 2, 3, 4, 5);
+
+    private readonly SqliteConnection _connection = new("Data Source=:memory:");
+    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
+    private readonly byte[] _indexKey;
+
+    public SearchableDateTimeTests()
+    {
+        _connection.Open();
+        _indexKey = BlindIndexKey.CreateAsync(_provider).GetAwaiter().GetResult();
+    }
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public static TheoryData<bool> Encryption => [false, true];
+
+    [Theory]
+    [MemberData(nameof(Encryption))]
+    public async Task A_value_saved_with_one_kind_is_found_by_the_same_clock_time_of_every_kind(bool encrypted)
+    {
+        await using (var db = Create(encrypted))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Visits.AddRange(
+                new Visit { Id = 1, At = DateTime.SpecifyKind(Moment, DateTimeKind.Utc) },
+                new Visit { Id = 2, At = DateTime.SpecifyKind(Moment, DateTimeKind.Local) },
+                new Visit { Id = 3, At = Moment },
+                new Visit { Id = 4, At = Moment.AddSeconds(1) });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        foreach (var kind in new[] { DateTimeKind.Unspecified, DateTimeKind.Utc, DateTimeKind.Local })
+        {
+            var searched = DateTime.SpecifyKind(Moment, kind);
+            await using var db = Create(encrypted);
+            Assert.Equal([1, 2, 3], await db.Visits.Where(v => v.At == searched).Select(v => v.Id).OrderBy(id => id).ToListAsync(Ct));
+            Assert.Equal([1, 2, 3], (await db.Visits.AsNoTracking().Where(v => v.At == searched).ToListAsync(Ct)).Select(v => v.Id).Order());
+            Assert.Equal([1, 2, 3], (await db.Visits.Where(v => v.At == searched).ToListAsync(Ct)).Select(v => v.Id).Order());
+        }
+    }
+
+    private VisitContext Create(bool encrypted)
+    {
+        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
+        if (encrypted)
+        {
+            options.UseEnvelopeEncryption(e => e.UseProvider(_provider).UseBlindIndexKey(_indexKey));
+        }
+
+        return encrypted ? new EncryptedVisitContext(options.Options) : new VisitContext(options.Options);
+    }
+
+    public void Dispose() => _connection.Dispose();
+
+    private sealed class Visit
+    {
+        public int Id { get; set; }
+
+        public DateTime At { get; set; }
+    }
+
+    // Two context types, because EF builds one model per context type.
+    private class VisitContext(DbContextOptions options) : DbContext(options)
+    {
+        public DbSet<Visit> Visits => Set<Visit>();
+    }
+
+    private sealed class EncryptedVisitContext(DbContextOptions options) : VisitContext(options)
+    {
+        protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+            modelBuilder.Entity<Visit>().Property(v => v.At).IsEncrypted(search => search.IndexBytes = 32);
+    }
+}
