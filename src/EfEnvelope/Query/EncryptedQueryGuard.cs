@@ -267,10 +267,11 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 return guarded;
             }
 
-            if (!_inProjection && node is { Member.Name: nameof(Nullable<int>.HasValue), Expression: { } nullable }
+            if (node is { Member.Name: nameof(Nullable<int>.HasValue), Expression: { } nullable }
                 && Nullable.GetUnderlyingType(nullable.Type) is not null && Encrypted(nullable) is not null)
             {
-                // c.Score.HasValue means c.Score != null, which the stored nullness answers.
+                // c.Score.HasValue means c.Score != null, which the stored nullness answers, in a filter and in a
+                // projection alike (where the decrypted value's HasValue made EF's shaper read a null as a value).
                 return Visit(Expression.NotEqual(nullable, Expression.Constant(null, nullable.Type)));
             }
 

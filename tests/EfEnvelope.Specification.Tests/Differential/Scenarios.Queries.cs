@@ -64,6 +64,11 @@ public static partial class Scenarios
         // A member of a value that is null in some rows: the database computes NULL from NULL.
         yield return Query("select-length-of-nullable-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Id)
             .Select(c => new { c.Id, Notes = (int?)c.Notes!.Length, Email = (int?)c.Email!.Length }).ToListAsync(ct)).MustMatch();
+        // A null test of an encrypted value in the projection itself, alone and beside other members (found by a
+        // user-style review: "Nullable object must have a value").
+        yield return Query("select-has-value-of-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.LastSeen.HasValue).ToListAsync(ct)).MustMatch();
+        yield return Query("select-has-value-beside-members", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id)
+            .Select(c => new { c.Id, Seen = c.LastSeen.HasValue, Noted = c.Notes != null, Unseen = !c.LastSeen.HasValue }).ToListAsync(ct)).MustMatch();
         yield return Query("select-length-of-owned-encrypted", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id)
             .Select(c => (int?)c.Home!.Street.Length).ToListAsync(ct)).MustMatch();
         yield return new("select-length-of-null-into-int", Area, async r =>
