@@ -28,7 +28,8 @@ internal sealed class DecryptingBindingInterceptor(EnvelopeRuntime runtime) : II
 {
     public InstantiationBinding ModifyBinding(InstantiationBindingInterceptionData interceptionData, InstantiationBinding binding)
     {
-        if (interceptionData.TypeBase is not IEntityType entityType || binding is DecryptingBinding or KeylessTypeBinding)
+        if (interceptionData.TypeBase is not IEntityType entityType || binding is DecryptingBinding or KeylessTypeBinding
+            || IsEmptyInstanceBinding(entityType, binding))
         {
             return binding;
         }
@@ -44,6 +45,14 @@ internal sealed class DecryptingBindingInterceptor(EnvelopeRuntime runtime) : II
             ? new KeylessTypeBinding(binding, key)
             : binding;
     }
+
+    // EF creates some instances with no row behind them, through the entity type's service-only binding: the join
+    // entity of a many-to-many relationship that it adds when the application adds to a skip navigation. There is
+    // nothing to decrypt (every value is the CLR default, as in plain EF, and the save encrypts the new record), and
+    // the stored-column arguments this binding adds would read a row that does not exist (NullReferenceException).
+    // The model EF runs on holds that binding as its own instance, distinct from the constructor binding queries use.
+    private static bool IsEmptyInstanceBinding(IEntityType entityType, InstantiationBinding binding) =>
+        ReferenceEquals(binding, entityType.ServiceOnlyConstructorBinding) && !ReferenceEquals(binding, entityType.ConstructorBinding);
 
     // EF's proxies (Microsoft.EntityFrameworkCore.Proxies) replace the binding with a factory that passes the binding's
     // arguments to the proxy's constructor: with the key and ciphertext arguments this binding adds, no constructor
