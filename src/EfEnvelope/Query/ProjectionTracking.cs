@@ -131,10 +131,11 @@ internal static class ProjectionTracking
         }
 
         // A member EF maps (or an encrypted one) is a column or navigation read; any other member of an entity
-        // (computed, [NotMapped]) is evaluated on the client from the materialized entity.
+        // (computed, [NotMapped]) is evaluated on the client from the materialized entity. A member of a collection of
+        // entities (a group's Key, a list's Count) is not one of the entity's: EF translates it without materializing.
         private IEntityType? Member(MemberExpression member)
         {
-            if (member.Expression is { } instance && EntityOf(instance.Type) is { } owner
+            if (member.Expression is { } instance && EntityOf(instance.Type) is { } owner && owner.ClrType == instance.Type
                 && owner.FindProperty(member.Member.Name) is null && owner.FindNavigation(member.Member.Name) is null
                 && owner.FindSkipNavigation(member.Member.Name) is null && owner.FindComplexProperty(member.Member.Name) is null
                 && encryptedMember(member) is null)
