@@ -27,6 +27,7 @@ internal sealed class EncryptionConventionSetPlugin(EnvelopeRuntime runtime, ICo
         conventionSet.ModelFinalizingConventions.Insert(0, new EncryptionConvention(runtime.BlindIndexer, constructorBindings, LengthInCharacters(database)));
         conventionSet.ModelFinalizingConventions.Add(new OwnedCiphertextColumnConvention());
         conventionSet.ModelFinalizingConventions.Add(new KeylessEncryptedTypeConvention());
+        conventionSet.ModelFinalizingConventions.Add(new SharedCiphertextColumnConvention());
         conventionSet.ModelFinalizingConventions.Add(new EncryptedCheckConstraintConvention());
         return conventionSet;
     }
@@ -437,6 +438,52 @@ internal sealed class KeylessEncryptedTypeConvention : IModelFinalizingConventio
                     $"Encrypted property '{entityType.DisplayName()}.{names[0]}' belongs to the keyless entity type '{entityType.DisplayName()}' (HasNoKey, a view or a SQL query). " +
                     "Encrypted records are sealed with the entity type that saves them and the key of their row, so a keyless type can never decrypt them: " +
                     "query the entity type that saves these rows and project what you need with Select, or remove the encryption from this type.");
+            }
+        }
+    }
+}
+
+/// <summary>
+/// Refuses a column shared by an encrypted property and a property that is not encrypted (two types of a TPH hierarchy
+/// with a same-named property, or one column name given to both).
+/// </summary>
+/// <remarks>
+/// Plain EF shares such a column. Here one property stores ciphertext (binary) and the other its plain value, which
+/// cannot share a column; EF's own validation refused it, but named the internal ciphertext property and the column
+/// types instead of saying what to do.
+/// </remarks>
+internal sealed class SharedCiphertextColumnConvention : IModelFinalizingConvention
+{
+    public void ProcessModelFinalizing(IConventionModelBuilder modelBuilder, IConventionContext<IConventionModelBuilder> context)
+    {
+        var entityTypes = modelBuilder.Metadata.GetEntityTypes().ToList();
+        foreach (var entityType in entityTypes)
+        {
+            if (entityType.FindAnnotation(EncryptionAnnotations.EncryptedProperties)?.Value is not string[] names
+                || StoreObjectIdentifier.Create(entityType, StoreObjectType.Table) is not { } table)
+            {
+                continue;
+            }
+
+            foreach (var name in names)
+            {
+                if (entityType.FindProperty(EncryptionAnnotations.CiphertextPropertyName(name))?.GetColumnName(table) is not { } column)
+                {
+                    continue;
+                }
+
+                foreach (var other in entityTypes.Where(t => t != entityType && StoreObjectIdentifier.Create(t, StoreObjectType.Table) == table))
+                {
+                    var encrypted = other.FindAnnotation(EncryptionAnnotations.EncryptedProperties)?.Value as string[] ?? [];
+                    var plain = other.GetDeclaredProperties().FirstOrDefault(p => p.GetColumnName(table) == column
+                        && !encrypted.Any(e => p.Name == EncryptionAnnotations.CiphertextPropertyName(e)));
+                    if (plain is not null)
+                    {
+                        throw new InvalidOperationException(
+                            $"Encrypted property '{entityType.DisplayName()}.{name}' and property '{other.DisplayName()}.{plain.Name}', which is not encrypted, both map to column '{column}' of table '{table.DisplayName()}'. "
+                            + "One column cannot hold ciphertext for one and the plain value for the other: encrypt both, or give one of them its own column with HasColumnName.");
+                    }
+                }
             }
         }
     }

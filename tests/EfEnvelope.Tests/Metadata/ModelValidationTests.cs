@@ -255,6 +255,7 @@ public sealed class ModelValidationTests
         });
 
         Assert.Contains("'Sound'", error, StringComparison.Ordinal);
+        Assert.Contains("Encrypted property 'Dog.Bark' and property 'Cat.Meow', which is not encrypted, both map to column 'Sound'", error, StringComparison.Ordinal);
     }
 
     [Fact]
