@@ -54,13 +54,6 @@ public static class Breakdown
         }
 
         using var floor = new CryptoFloor();
-        using (var sealedDatabase = FactoryBindingPrototype.CreateDatabase(floor))
-        {
-            Measure("Prototype: decrypt in a factory binding (no materialization interceptor): tracking read", () => sealedDatabase, (c, _) => FactoryBindingPrototype.Read(c, tracking: true));
-            Measure("Prototype: decrypt in a factory binding (no materialization interceptor): no-tracking read", () => sealedDatabase, (c, _) => FactoryBindingPrototype.Read(c, tracking: false));
-            Measure("Prototype, and binary shadow values snapshotted by reference: tracking read", () => sealedDatabase, (c, _) => FactoryBindingPrototype.Read(c, tracking: true, snapshotByReference: true));
-        }
-
         var patients = PatientData.Create();
         var sealedRecords = patients.Select(floor.Encrypt).ToArray();
         Measure("Crypto only: encrypt 10k records", () => patients, (p, _) => p.ForEach(x => floor.Encrypt(x)));
