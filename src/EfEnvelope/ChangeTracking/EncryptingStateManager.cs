@@ -44,6 +44,7 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
             try
             {
                 using var keyBinding = _encryption.Run(Context);
+                using var order = JsonCollectionOrder.Align(this, runtime);
                 MarkSaving();
                 return keyBinding is null
                     ? base.SaveChanges(acceptAllChangesOnSuccess)
@@ -79,6 +80,7 @@ internal sealed class EncryptingStateManager(StateManagerDependencies dependenci
             try
             {
                 using var keyBinding = await _encryption.RunAsync(Context, cancellationToken).ConfigureAwait(false);
+                using var order = JsonCollectionOrder.Align(this, runtime);
                 MarkSaving();
                 return keyBinding is null
                     ? await base.SaveChangesAsync(acceptAllChangesOnSuccess, cancellationToken).ConfigureAwait(false)

@@ -1,0 +1,121 @@
+using EfEnvelope.KeyManagement;
+using EfEnvelope.Specification.Tests;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Tests.Update;
+
+/// <summary>
+/// Items of a JSON-mapped owned collection reordered in the application's list, then edited: the save writes each
+/// edit to its own item, as plain EF's does (EF saves the edits, not the new order), and the list keeps the
+/// application's order. Found by a user-style review: the edit of an encrypted member after a reorder wrote another
+/// item in its place (EF serializes a rewritten item from its list position), so an item was lost and the document
+/// was refused as tampered with from then on.
+/// </summary>
+public sealed class JsonCollectionOrderTests : IDisposable
+{
+    private readonly SqliteConnection _connection = new("Data Source=:memory:");
+    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
+
+    public JsonCollectionOrderTests() => _connection.Open();
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public static TheoryData<bool> Encryption => [false, true];
+
+    [Theory]
+    [MemberData(nameof(Encryption))]
+    public async Task Edits_after_a_reorder_are_saved_to_their_own_items_and_the_list_keeps_its_order(bool encrypted)
+    {
+        await SeedAsync(encrypted, "a", "b", "c");
+        await using (var db = Create(encrypted))
+        {
+            var document = await db.Documents.SingleAsync(Ct);
+            document.Lines.Reverse();
+            document.Lines[0].Note = "c edited";
+            db.SaveChanges();
+            Assert.Equal("c:c edited, b:note b, a:note a", Describe(document));
+        }
+
+        Assert.Equal("a:note a, b:note b, c:c edited", await ReadAsync(encrypted));
+
+        // In a new context: reversed again and another item edited, saved asynchronously. (Plain EF fails when two items
+        // of a reordered collection are edited in one save, so that is not compared.)
+        await using (var db = Create(encrypted))
+        {
+            var document = await db.Documents.SingleAsync(Ct);
+            document.Lines.Reverse();
+            document.Lines[2].Note = "a edited";
+            await db.SaveChangesAsync(Ct);
+            Assert.Equal("c:c edited, b:note b, a:a edited", Describe(document));
+        }
+
+        Assert.Equal("a:a edited, b:note b, c:c edited", await ReadAsync(encrypted));
+    }
+
+    private async Task SeedAsync(bool encrypted, params string[] skus)
+    {
+        await using var db = Create(encrypted);
+        await db.Database.EnsureCreatedAsync(Ct);
+        db.Documents.Add(new Document { Id = 1, Lines = [.. skus.Select(sku => new Line { Sku = sku, Note = "note " + sku })] });
+        await db.SaveChangesAsync(Ct);
+    }
+
+    private async Task<string> ReadAsync(bool encrypted)
+    {
+        await using var db = Create(encrypted);
+        return Describe(await db.Documents.AsNoTracking().SingleAsync(Ct));
+    }
+
+    private static string Describe(Document document) => string.Join(", ", document.Lines.Select(l => $"{l.Sku}:{l.Note}"));
+
+    private DocumentContext Create(bool encrypted)
+    {
+        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
+        if (encrypted)
+        {
+            options.UseEnvelopeEncryption(e => e.UseProvider(_provider));
+        }
+
+        return encrypted ? new EncryptedDocumentContext(options.Options) : new DocumentContext(options.Options);
+    }
+
+    public void Dispose() => _connection.Dispose();
+
+    private sealed class Document
+    {
+        public int Id { get; set; }
+
+        public List<Line> Lines { get; set; } = [];
+    }
+
+    private sealed class Line
+    {
+        public string Sku { get; set; } = "";
+
+        public string? Note { get; set; }
+    }
+
+    // Two context types, because EF builds one model per context type.
+    private class DocumentContext(DbContextOptions options) : DbContext(options)
+    {
+        public DbSet<Document> Documents => Set<Document>();
+
+        protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+            modelBuilder.Entity<Document>().OwnsMany(d => d.Lines, line =>
+            {
+                line.ToJson();
+                Configure(line);
+            });
+
+        protected virtual void Configure(Microsoft.EntityFrameworkCore.Metadata.Builders.OwnedNavigationBuilder<Document, Line> line)
+        {
+        }
+    }
+
+    private sealed class EncryptedDocumentContext(DbContextOptions options) : DocumentContext(options)
+    {
+        protected override void Configure(Microsoft.EntityFrameworkCore.Metadata.Builders.OwnedNavigationBuilder<Document, Line> line) =>
+            line.Property(l => l.Note).IsEncrypted();
+    }
+}
