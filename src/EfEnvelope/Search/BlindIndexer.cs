@@ -116,12 +116,15 @@ internal sealed class BlindIndexProperty<T>(BlindIndexer indexer, string entity,
     // Values that compare equal in .NET must index equally: strings by the configured normalisation, decimals
     // without trailing zeros (1.0 == 1.00), instants in UTC (same moment, other offset), clock times without their
     // kind (DateTime's == compares ticks only, and so do the databases: a value saved from DateTime.UtcNow must be
-    // found by one parsed from text), and zero without sign.
+    // found by one parsed from text), and zero without sign. A Local time is its UTC time: the ciphertext stores a
+    // Local value as an instant and reads it back in the reader's time zone, so its wall-clock ticks would index the
+    // same record differently on machines in other zones (a reader's search, or a rebuild run in a UTC container).
     private T Canonical(T value) => value switch
     {
         string text => (T)(object)options.ApplyTo(text),
         decimal number => (T)(object)(number / 1.000000000000000000000000000000000m),
         DateTimeOffset instant => (T)(object)instant.ToUniversalTime(),
+        DateTime { Kind: DateTimeKind.Local } clock => (T)(object)DateTime.SpecifyKind(clock.ToUniversalTime(), DateTimeKind.Unspecified),
         DateTime clock => (T)(object)DateTime.SpecifyKind(clock, DateTimeKind.Unspecified),
         double number when number == 0 => (T)(object)0d,
         float number when number == 0 => (T)(object)0f,
