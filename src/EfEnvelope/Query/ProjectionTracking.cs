@@ -131,20 +131,31 @@ internal static class ProjectionTracking
         }
 
         // A member EF maps (or an encrypted one) is a column or navigation read; any other member of an entity
-        // (computed, [NotMapped]) is evaluated on the client from the materialized entity. A member of a collection of
-        // entities (a group's Key, a list's Count) is not one of the entity's: EF translates it without materializing.
+        // (computed, [NotMapped]) is evaluated on the client from the materialized entity, and so is a member that a
+        // collection type of the application's declares (OrderList.Total). A group's Key and a .NET collection's own
+        // members (Count) EF translates without materializing the entities.
         private IEntityType? Member(MemberExpression member)
         {
-            if (member.Expression is { } instance && EntityOf(instance.Type) is { } owner && owner.ClrType == instance.Type
-                && owner.FindProperty(member.Member.Name) is null && owner.FindNavigation(member.Member.Name) is null
-                && owner.FindSkipNavigation(member.Member.Name) is null && owner.FindComplexProperty(member.Member.Name) is null
-                && encryptedMember(member) is null)
+            if (member.Expression is not { } instance || EntityOf(instance.Type) is not { } entity)
             {
-                return owner;
+                return Find(member.Expression, true);
             }
 
-            return Find(member.Expression, true);
+            if (entity.ClrType != instance.Type)
+            {
+                return DeclaredByDotNet(member) ? Find(instance, true) : entity;
+            }
+
+            return entity.FindProperty(member.Member.Name) is null && entity.FindNavigation(member.Member.Name) is null
+                && entity.FindSkipNavigation(member.Member.Name) is null && entity.FindComplexProperty(member.Member.Name) is null
+                && encryptedMember(member) is null
+                ? entity
+                : Find(instance, true);
         }
+
+        // IGrouping<,>.Key, List<T>.Count, an array's Length.
+        private static bool DeclaredByDotNet(MemberExpression member) =>
+            member.Member.DeclaringType?.Namespace is { } name && (name == "System" || name.StartsWith("System.", StringComparison.Ordinal));
 
         private IEntityType? FindAny(IEnumerable<Expression> nodes) =>
             nodes.Select(n => Find(n, false)).FirstOrDefault(e => e is not null);

@@ -64,12 +64,12 @@ public static partial class Scenarios
         // A member of a value that is null in some rows: the database computes NULL from NULL.
         yield return Query("select-length-of-nullable-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Id)
             .Select(c => new { c.Id, Notes = (int?)c.Notes!.Length, Email = (int?)c.Email!.Length }).ToListAsync(ct)).MustMatch();
-        // A null test of an encrypted value in the projection itself, alone and beside other members (found by a
-        // user-style review: "Nullable object must have a value").
         // A group's Key beside an aggregate with a null test of an encrypted value, in a tracking query: nothing is
         // tracked (found by a user-style review: refused as if the group's Key were a member of a tracked entity).
         yield return Query("group-by-key-and-count-of-encrypted-null-test", Area, (db, ct) => db.Orders.GroupBy(o => o.CustomerId)
             .Select(g => new { g.Key, Noted = g.Count(o => o.Note != null) }).OrderBy(x => x.Key).ToListAsync(ct)).MustMatch();
+        // A null test of an encrypted value in the projection itself, alone and beside other members (found by a
+        // user-style review: "Nullable object must have a value").
         yield return Query("select-has-value-of-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.LastSeen.HasValue).ToListAsync(ct)).MustMatch();
         yield return Query("select-has-value-beside-members", Area, (db, ct) => db.Customers.AsNoTracking().OrderBy(c => c.Id)
             .Select(c => new { c.Id, Seen = c.LastSeen.HasValue, Noted = c.Notes != null, Unseen = !c.LastSeen.HasValue }).ToListAsync(ct)).MustMatch();
