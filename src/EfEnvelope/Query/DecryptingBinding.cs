@@ -50,7 +50,10 @@ internal sealed class DecryptingBindingInterceptor(EnvelopeRuntime runtime) : II
     // entity of a many-to-many relationship that it adds when the application adds to a skip navigation. There is
     // nothing to decrypt (every value is the CLR default, as in plain EF, and the save encrypts the new record), and
     // the stored-column arguments this binding adds would read a row that does not exist (NullReferenceException).
-    // The model EF runs on holds that binding as its own instance, distinct from the constructor binding queries use.
+    // A model built at run time holds that binding as its own instance, distinct from the constructor binding queries
+    // use (RuntimeModelConvention copies each). A compiled model (dbcontext optimize) computes both lazily and, for a
+    // type whose constructor takes no property, shares one instance: there the two cannot be told apart, and adding
+    // through the skip navigation still fails (add the join entity itself instead).
     private static bool IsEmptyInstanceBinding(IEntityType entityType, InstantiationBinding binding) =>
         ReferenceEquals(binding, entityType.ServiceOnlyConstructorBinding) && !ReferenceEquals(binding, entityType.ConstructorBinding);
 
