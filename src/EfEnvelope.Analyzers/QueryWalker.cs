@@ -540,6 +540,13 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
     private void VisitProperty(IPropertyReferenceOperation node)
     {
+        // p.Rating.HasValue is a null test (EfEnvelope reads it as p.Rating != null): nullness is stored in the clear.
+        if (node.Property is { Name: "HasValue", ContainingType.OriginalDefinition.SpecialType: SpecialType.System_Nullable_T }
+            && node.Instance is { } nullable && Encrypted(nullable) is not null)
+        {
+            return;
+        }
+
         if (!_inProjection && _treeDepth > 0 && Encrypted(node) is { } found)
         {
             var (rule, what) = Classify();

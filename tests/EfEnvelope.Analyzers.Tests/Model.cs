@@ -15,6 +15,7 @@ internal static class Model
             [Encrypted] public int Score { get; set; }
             [Encrypted(Searchable = true, IndexBytes = 4)] public string? Phone { get; set; }
             [Encrypted] public DateTimeOffset SeenAt { get; set; }
+            [Encrypted] public int? Rating { get; set; }
             public List<Visit> Visits { get; set; } = new();
         }
 
