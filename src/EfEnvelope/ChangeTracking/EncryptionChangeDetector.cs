@@ -568,6 +568,11 @@ internal sealed class EncryptionChangeDetector(
     {
         // Stored values came in: an edit pending until now is replaced by them (or the record is refused).
         EndPendingEdit(entry, encrypted);
+        if (entry.EntityType.IsMappedToJson())
+        {
+            TakeJsonTextAsBytes(entry, encrypted);
+        }
+
         var stored = EnvelopeRuntime.StoredProperties(encrypted).Select(p => entry[p]).ToArray();
 
         try
@@ -583,6 +588,41 @@ internal sealed class EncryptionChangeDetector(
             // plaintext is cleared (never shown as if current) and saving this record is refused.
             Poison(entry, encrypted, error);
         }
+    }
+
+    // EF reloads a JSON-mapped record (Reload, GetDatabaseValues) with one JSON path per property, and on SQLite reads
+    // a byte[] path as the bytes of its JSON text (hexadecimal) instead of decoding it: the record read as tampered
+    // with, and the next save would have written that text back as the key column. (PostgreSQL's provider decodes
+    // it.) A key column or a ciphertext begins with its format version (1 or 2), never with a printable character, so
+    // text is told apart and decoded; the entry then holds the stored bytes, as after a query.
+    private void TakeJsonTextAsBytes(InternalEntityEntry entry, EncryptedEntity encrypted)
+    {
+        foreach (var property in EnvelopeRuntime.EncryptionColumns(encrypted))
+        {
+            if (entry[property] is not byte[] { Length: > 0 } text || text[0] < 0x20 || FromJsonText(text) is not { } bytes)
+            {
+                continue;
+            }
+
+            var modified = entry.IsModified(property);
+            Assigning = true;
+            try
+            {
+                entry[property] = bytes;
+                entry.SetOriginalValue(property, bytes);
+                entry.SetPropertyModified(property, changeState: false, isModified: modified);
+            }
+            finally
+            {
+                Assigning = false;
+            }
+        }
+    }
+
+    private static byte[]? FromJsonText(byte[] text)
+    {
+        var chars = System.Text.Encoding.ASCII.GetString(text);
+        return chars.Length % 2 == 0 && chars.All(char.IsAsciiHexDigit) ? Convert.FromHexString(chars) : null;
     }
 
     /// <summary>Clears a tracked record's plaintext and refuses to save it, for a record found not to belong where it is.</summary>
