@@ -169,6 +169,9 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     private sealed class Visitor(EnvelopeRuntime runtime, DbContext context, MethodCallExpression? projection) : ExpressionVisitor
     {
         private bool _inProjection;
+
+        // The nullable type a projection converts the encrypted member being visited to ((int?)((Dog)a).Age), if any.
+        private Type? _nullableResult;
         private string _operator = "the query";
 
         protected override Expression VisitMethodCall(MethodCallExpression node)
@@ -253,11 +256,31 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         protected override Expression VisitUnary(UnaryExpression node)
         {
-            // (int?)c.Notes.Length: null where Notes is null, as the database's length(NULL) is.
-            return _inProjection && node.NodeType is ExpressionType.Convert or ExpressionType.ConvertChecked && CanBeNull(node.Type)
-                && NullPropagated(node.Operand, node.Type) is { } guarded
-                ? guarded
-                : base.VisitUnary(node);
+            if (_inProjection && node.NodeType is ExpressionType.Convert or ExpressionType.ConvertChecked && CanBeNull(node.Type))
+            {
+                // (int?)c.Notes.Length: null where Notes is null, as the database's length(NULL) is.
+                if (NullPropagated(node.Operand, node.Type) is { } guarded)
+                {
+                    return guarded;
+                }
+
+                // (int?)((Dog)a).Age, (int?)o.Customer.Score: null where the entity is of another type or missing.
+                if (node.Operand is MemberExpression { Expression: { } instance and not ParameterExpression, Member: PropertyInfo } member
+                    && Encrypted(member) is not null && !(Encrypted(member)!.Value.Entity.EntityType.IsOwned()))
+                {
+                    _nullableResult = node.Type;
+                    try
+                    {
+                        return Visit(member);
+                    }
+                    finally
+                    {
+                        _nullableResult = null;
+                    }
+                }
+            }
+
+            return base.VisitUnary(node);
         }
 
         protected override Expression VisitMember(MemberExpression node)
@@ -287,25 +310,32 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     return throughOwner;
                 }
 
+                var resultType = _nullableResult ?? node.Type;
+                _nullableResult = null;
                 var read = (MemberExpression)base.VisitMember(node);
                 if (read.Expression is { } instance and not ParameterExpression)
                 {
                     // The value is read on the client from an entity that a navigation or a left join may leave null,
+                    // or that a cast to a derived type ((Dog)a, a as Dog) names although the row is of another type,
                     // where plain EF reads NULL from the column (and fails to put it into a type that cannot be null).
-                    var canBeNull = !node.Type.IsValueType || Nullable.GetUnderlyingType(node.Type) is not null;
+                    var absent = instance is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.TypeAs } cast
+                        && cast.Type != cast.Operand.Type && cast.Operand.Type.IsAssignableFrom(cast.Type)
+                        ? Expression.Not(Expression.TypeIs(cast.Operand, cast.Type))
+                        : (Expression)Expression.Equal(instance, Expression.Constant(null, instance.Type));
+                    var canBeNull = !resultType.IsValueType || Nullable.GetUnderlyingType(resultType) is not null;
                     var whenNull = canBeNull
-                        ? (Expression)Expression.Default(node.Type)
+                        ? (Expression)Expression.Default(resultType)
                         : Expression.Throw(
                             Expression.New(
                                 typeof(InvalidOperationException).GetConstructor([typeof(string)])!,
                                 Expression.Constant(
-                                    $"The query reads encrypted property '{node.Expression!.Type.Name}.{property.Name}', of type {node.Type.Name}, through an entity that is null in a row (an optional navigation or a left join). " +
+                                    $"The query reads encrypted property '{node.Expression!.Type.Name}.{property.Name}', of type {node.Type.Name}, through an entity that is null or of another type in a row (an optional navigation, a left join, or a cast to a derived type). " +
                                     $"Cast it to {node.Type.Name}? in the projection to read null there.")),
-                            node.Type);
-                    return Expression.Condition(Expression.Equal(instance, Expression.Constant(null, instance.Type)), whenNull, read);
+                            resultType);
+                    return Expression.Condition(absent, whenNull, Convert(read, resultType));
                 }
 
-                return read;
+                return Convert(read, resultType);
             }
 
             return base.VisitMember(node);
