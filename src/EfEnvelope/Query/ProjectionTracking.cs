@@ -113,6 +113,9 @@ internal static class ProjectionTracking
                 MethodCallExpression { Arguments.Count: > 0 } call when call.Method.DeclaringType == typeof(Enumerable) || call.Method.DeclaringType == typeof(Queryable)
                     || (call.Method.DeclaringType == typeof(EF) && call.Method.Name == nameof(EF.Property)) =>
                     Find(call.Arguments[0], true) ?? FindAny(call.Arguments.Skip(1)),
+                // d.Lines[1]: an item of a collection navigation, read in the database (a JSON path, a subquery).
+                MethodCallExpression { Method.Name: "get_Item", Object: { } list } indexer when EntityOf(list.Type) is not null && DeclaredByDotNet(indexer.Method) =>
+                    Find(list, true) ?? FindAny(indexer.Arguments),
                 MethodCallExpression call => Find(call.Object, false) ?? FindAny(call.Arguments),
                 BinaryExpression { NodeType: ExpressionType.Equal or ExpressionType.NotEqual } comparison => Find(comparison.Left, true) ?? Find(comparison.Right, true),
                 BinaryExpression binary => Find(binary.Left, false) ?? Find(binary.Right, false),
@@ -153,9 +156,11 @@ internal static class ProjectionTracking
                 : Find(instance, true);
         }
 
-        // IGrouping<,>.Key, List<T>.Count, an array's Length.
-        private static bool DeclaredByDotNet(MemberExpression member) =>
-            member.Member.DeclaringType?.Namespace is { } name && (name == "System" || name.StartsWith("System.", StringComparison.Ordinal));
+        // IGrouping<,>.Key, List<T>.Count, an array's Length, List<T>'s indexer.
+        private static bool DeclaredByDotNet(MemberExpression member) => DeclaredByDotNet(member.Member);
+
+        private static bool DeclaredByDotNet(MemberInfo member) =>
+            member.DeclaringType?.Namespace is { } name && (name == "System" || name.StartsWith("System.", StringComparison.Ordinal));
 
         private IEntityType? FindAny(IEnumerable<Expression> nodes) =>
             nodes.Select(n => Find(n, false)).FirstOrDefault(e => e is not null);

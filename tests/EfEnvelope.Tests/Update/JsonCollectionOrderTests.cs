@@ -10,7 +10,7 @@ namespace EfEnvelope.Tests.Update;
 /// edit to its own item, as plain EF's does (EF saves the edits, not the new order), and the list keeps the
 /// application's order. Found by a user-style review: the edit of an encrypted member after a reorder wrote another
 /// item in its place (EF serializes a rewritten item from its list position), so an item was lost and the document
-/// was refused as tampered with from then on.
+/// was refused as tampered with from then on. Also, on the same model: items read by index in a tracking projection.
 /// </summary>
 public sealed class JsonCollectionOrderTests : IDisposable
 {
@@ -51,6 +51,18 @@ public sealed class JsonCollectionOrderTests : IDisposable
         }
 
         Assert.Equal("a:a edited, b:note b, c:c edited", await ReadAsync(encrypted));
+    }
+
+    [Theory]
+    [MemberData(nameof(Encryption))]
+    public async Task Items_read_by_index_beside_each_other_in_a_tracking_query_track_nothing_as_in_plain_EF(bool encrypted)
+    {
+        // Found by a user-style review: EfEnvelope refused this, taking d.Lines[1] for a tracked entity.
+        await SeedAsync(encrypted, "a", "b");
+        await using var db = Create(encrypted);
+        var row = await db.Documents.Select(d => new { First = d.Lines[0].Note, Second = d.Lines[1].Sku }).SingleAsync(Ct);
+        Assert.Equal(("note a", "b"), (row.First, row.Second));
+        Assert.Empty(db.ChangeTracker.Entries());
     }
 
     private async Task SeedAsync(bool encrypted, params string[] skus)
