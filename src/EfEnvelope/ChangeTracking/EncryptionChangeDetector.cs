@@ -591,15 +591,13 @@ internal sealed class EncryptionChangeDetector(
     }
 
     // EF reloads a JSON-mapped record (Reload, GetDatabaseValues) with one JSON path per property, and on SQLite reads
-    // a byte[] path as the bytes of its JSON text (hexadecimal) instead of decoding it: the record read as tampered
-    // with, and the next save would have written that text back as the key column. (PostgreSQL's provider decodes
-    // it.) A key column or a ciphertext begins with its format version (1 or 2), never with a printable character, so
-    // text is told apart and decoded; the entry then holds the stored bytes, as after a query.
+    // a byte[] path as the bytes of its JSON text: the record read as tampered with, and the next save would have
+    // written that text back as the key column. The entry gets the stored bytes, as after a query.
     private void TakeJsonTextAsBytes(InternalEntityEntry entry, EncryptedEntity encrypted)
     {
         foreach (var property in EnvelopeRuntime.EncryptionColumns(encrypted))
         {
-            if (entry[property] is not byte[] { Length: > 0 } text || text[0] < 0x20 || FromJsonText(text) is not { } bytes)
+            if (entry[property] is not byte[] text || Storage.JsonBlobText.Decode(text) is not { } bytes)
             {
                 continue;
             }
@@ -617,12 +615,6 @@ internal sealed class EncryptionChangeDetector(
                 Assigning = false;
             }
         }
-    }
-
-    private static byte[]? FromJsonText(byte[] text)
-    {
-        var chars = System.Text.Encoding.ASCII.GetString(text);
-        return chars.Length % 2 == 0 && chars.All(char.IsAsciiHexDigit) ? Convert.FromHexString(chars) : null;
     }
 
     /// <summary>Clears a tracked record's plaintext and refuses to save it, for a record found not to belong where it is.</summary>

@@ -100,6 +100,11 @@ internal sealed class EnvelopeRuntime : IDisposable
     public RecordSnapshot? Decrypt(EncryptedEntity encrypted, object entity, object?[] stored, bool snapshot = true)
     {
         var properties = encrypted.Properties;
+        if (encrypted.IsMappedToJson)
+        {
+            Storage.JsonBlobText.DecodeInPlace(stored, 1 + properties.Length);
+        }
+
         var wrappedKey = (byte[]?)stored[0];
         if (wrappedKey is null)
         {

@@ -26,6 +26,7 @@ internal sealed class EncryptedEntity
         KeyProperty = entityType.FindProperty(EncryptionAnnotations.KeyPropertyName)!;
         Properties = properties.ToArray();
         HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
+        IsMappedToJson = entityType.IsMappedToJson();
         EntityTag = new("entity", Name);
         LegacyColumnCount = Properties.Count(p => p.LegacyPlaintext is not null);
         HasLegacyPlaintext = LegacyColumnCount > 0;
@@ -90,6 +91,9 @@ internal sealed class EncryptedEntity
     public KeyValuePair<string, object?> EntityTag { get; }
 
     public bool HasSearchableProperties { get; }
+
+    /// <summary>Whether the records live inside their owner's JSON column (<see cref="Storage.JsonBlobText"/>).</summary>
+    public bool IsMappedToJson { get; }
 
     public IEntityType EntityType { get; }
 

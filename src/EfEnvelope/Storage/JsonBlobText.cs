@@ -1,0 +1,45 @@
+namespace EfEnvelope.Storage;
+
+/// <summary>
+/// The stored blobs of a JSON-mapped record (its key column and ciphertexts) as some database reads hand them over:
+/// the bytes of their JSON text rather than the bytes the text encodes.
+/// </summary>
+/// <remarks>
+/// EF stores a byte[] member of a JSON document as text (hexadecimal on SQLite, base64 on PostgreSQL) and decodes it
+/// when it reads the whole document. Some reads go through the database's JSON functions instead, and there the
+/// provider reads the text as binary: SQLite's JSON path of a reloaded record (<c>Reload</c>), PostgreSQL's recordset of
+/// an unpacked collection (<c>SelectMany</c>, a filtered or skipped collection). A key column or a ciphertext begins
+/// with its format version (1 or 2), never a printable character, so text is told apart from a blob and decoded.
+/// </remarks>
+internal static class JsonBlobText
+{
+    /// <summary>The blob <paramref name="value"/> encodes as text, or null when it is not text (already a blob).</summary>
+    public static byte[]? Decode(byte[] value)
+    {
+        if (value.Length == 0 || value[0] < 0x20)
+        {
+            return null;
+        }
+
+        var text = System.Text.Encoding.ASCII.GetString(value);
+        if (text.Length % 2 == 0 && text.All(char.IsAsciiHexDigit))
+        {
+            return Convert.FromHexString(text);
+        }
+
+        var decoded = new byte[text.Length * 3 / 4];
+        return Convert.TryFromBase64String(text, decoded, out var written) ? decoded[..written] : null;
+    }
+
+    /// <summary>Decodes, in place, the first <paramref name="count"/> stored values that are text.</summary>
+    public static void DecodeInPlace(object?[] stored, int count)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            if (stored[i] is byte[] value && Decode(value) is { } blob)
+            {
+                stored[i] = blob;
+            }
+        }
+    }
+}
