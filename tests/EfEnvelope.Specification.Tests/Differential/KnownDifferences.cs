@@ -30,7 +30,7 @@ public static class KnownDifferences
         "SQLite: plain EF reads a DateTime back as Unspecified, the encrypted value keeps its Kind (Utc). Kept on purpose (docs/DESIGN.md): matching would make the decrypted value depend on the database it is read through.";
 
     private const string DecimalScale =
-        "SQLite: plain EF stores a decimal as text without trailing zeros and reads 1.10 back as 1.1; the encrypted value keeps the scale it was saved with (as PostgreSQL's numeric does). Equal values; kept on purpose, like DateTimeKind: matching would make the decrypted value depend on the database.";
+        "SQLite: plain EF stores a decimal as text without trailing zeros and reads 1.10 back as 1.1; the encrypted value keeps the scale it was saved with (PostgreSQL's numeric(p,s) pads to its scale instead: ExactValuesPostgresTests). Equal values; kept on purpose, like DateTimeKind: matching would make the decrypted value depend on the database.";
 
     private const string ProviderPerScope =
         "A master-key provider created inside the options lambda builds a new EF internal service provider per scope (25 scopes, 25 providers): InsecureInMemoryMasterKeyProvider is mutable and keeps reference equality (the AWS KMS and PKCS#11 providers compare by configuration and share).";
