@@ -221,6 +221,9 @@ internal sealed class RecordDecryptor(EnvelopeRuntime runtime, EncryptedEntity e
     /// </summary>
     public object DecryptItem(object entity, object?[] stored, DbContext context, int[] position)
     {
+        // Compared as the blobs they encode: a key column stored as its text encoded once more would otherwise differ
+        // from the item it repeats here, and decode to the same key in decryption.
+        Storage.JsonBlobText.DecodeInPlace(stored, 1 + encrypted.Properties.Length);
         var items = LazyInitializer.EnsureInitialized(ref _items, () => new ThreadLocal<JsonCollectionItems>(() => new JsonCollectionItems()));
         items.Value!.Check(encrypted.Name, context.ContextId, position, (byte[]?)stored[0]);
         return Decrypt(entity, stored, context);
