@@ -170,8 +170,9 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     {
         private bool _inProjection;
 
-        // The nullable type a projection converts the encrypted member being visited to ((int?)((Dog)a).Age), if any.
-        private Type? _nullableResult;
+        // The conversions to a nullable type a projection applies to the encrypted member being visited, innermost
+        // first ((long?)((Dog)a).Age: to long, then to long?), if any.
+        private List<UnaryExpression>? _nullableResult;
         private string _operator = "the query";
 
         protected override Expression VisitMethodCall(MethodCallExpression node)
@@ -264,11 +265,21 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     return guarded;
                 }
 
-                // (int?)((Dog)a).Age, (int?)o.Customer.Score: null where the entity is of another type or missing.
-                if (node.Operand is MemberExpression { Expression: { } instance and not ParameterExpression, Member: PropertyInfo } member
+                // (int?)((Dog)a).Age, (int?)o.Customer.Score: null where the entity is of another type or missing. The
+                // compiler writes (long?)((Dog)a).Age as a conversion to long, then to long?: the read value goes
+                // through the same conversions.
+                var conversions = new List<UnaryExpression> { node };
+                var operand = node.Operand;
+                while (operand is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked } inner && inner.Type.IsValueType)
+                {
+                    conversions.Insert(0, inner);
+                    operand = inner.Operand;
+                }
+
+                if (operand is MemberExpression { Expression: { } instance and not ParameterExpression, Member: PropertyInfo } member
                     && Encrypted(member) is not null && !(Encrypted(member)!.Value.Entity.EntityType.IsOwned()))
                 {
-                    _nullableResult = node.Type;
+                    _nullableResult = conversions;
                     try
                     {
                         return Visit(member);
@@ -310,8 +321,11 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     return throughOwner;
                 }
 
-                var resultType = _nullableResult ?? node.Type;
+                var conversions = _nullableResult;
                 _nullableResult = null;
+                var resultType = conversions?[^1].Type ?? node.Type;
+                Expression Converted(Expression value) =>
+                    conversions?.Aggregate(value, (converted, step) => Expression.MakeUnary(step.NodeType, converted, step.Type, step.Method)) ?? value;
                 var read = (MemberExpression)base.VisitMember(node);
                 if (read.Expression is { } instance and not ParameterExpression)
                 {
@@ -332,10 +346,10 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                                     $"The query reads encrypted property '{node.Expression!.Type.Name}.{property.Name}', of type {node.Type.Name}, through an entity that is null or of another type in a row (an optional navigation, a left join, or a cast to a derived type). " +
                                     $"Cast it to {node.Type.Name}? in the projection to read null there.")),
                             resultType);
-                    return Expression.Condition(absent, whenNull, Convert(read, resultType));
+                    return Expression.Condition(absent, whenNull, Converted(read));
                 }
 
-                return Convert(read, resultType);
+                return Converted(read);
             }
 
             return base.VisitMember(node);

@@ -37,6 +37,7 @@ public sealed class DerivedCastProjectionTests : IDisposable
         Assert.Equal([null, "Dr. Who"], await read.Animals.OrderBy(a => a.Id).Select(a => ((Dog)a).Vet).ToListAsync(Ct));
         Assert.Equal([null, "Dr. Who"], await read.Animals.AsNoTracking().OrderBy(a => a.Id).Select(a => (a as Dog)!.Vet).ToListAsync(Ct));
         Assert.Equal([null, 4], await read.Animals.OrderBy(a => a.Id).Select(a => (int?)((Dog)a).Age).ToListAsync(Ct));
+        Assert.Equal([null, 4L], await read.Animals.OrderBy(a => a.Id).Select(a => (long?)((Dog)a).Age).ToListAsync(Ct));
         Assert.Equal([(1, (string?)null), (2, "Dr. Who")], (await read.Animals.OrderBy(a => a.Id).Select(a => new { a.Id, ((Dog)a).Vet }).ToListAsync(Ct)).Select(x => (x.Id, x.Vet)));
     }
 
