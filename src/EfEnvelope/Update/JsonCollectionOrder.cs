@@ -2,6 +2,7 @@ using System.Collections;
 using EfEnvelope.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
+using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Update;
 
@@ -23,9 +24,11 @@ namespace EfEnvelope.Update;
 /// With the list in ordinal order, EF writes each edited item at its own ordinal, which is what plain EF's single
 /// property edit saves: the edits, not the new order. Only lists (<see cref="IList"/>) whose items are all tracked,
 /// unchanged or modified, and hold ordinals 1 to n are reordered; EF writes a collection with added or removed items
-/// whole, from the list.
-/// EF does not detect changes again within the save, and it compares collections by membership, not order, so the
-/// change tracker sees nothing of this.
+/// whole, from the list. The collections nested in an edited record are put in order too: EF writes them with the
+/// record, numbering their items by list position, and a reordered nested list then clashed with the ordinals its
+/// tracked items hold ("cannot be tracked because another instance with the same key value"). EF does not detect
+/// changes again within the save, and it compares collections by membership, not order, so the change tracker sees
+/// nothing of this.
 /// </para>
 /// </remarks>
 internal sealed class JsonCollectionOrder : IDisposable
@@ -41,48 +44,86 @@ internal sealed class JsonCollectionOrder : IDisposable
     public static JsonCollectionOrder? Align(IStateManager stateManager, EnvelopeRuntime runtime)
     {
         JsonCollectionOrder? order = null;
-        var seen = new HashSet<IList>(ReferenceEqualityComparer.Instance);
+        HashSet<IList>? seen = null;
         foreach (var entry in stateManager.Entries)
         {
-            if (entry.EntityState != EntityState.Modified || !entry.EntityType.IsMappedToJson()
-                || entry.EntityType.FindOwnership() is not { IsUnique: false, PrincipalToDependent: { } navigation } ownership
-                || runtime.Find(entry.EntityType) is null
-                || stateManager.FindPrincipal(entry, ownership) is not { } owner
-                || owner.GetCurrentValue(navigation) is not IList list || !seen.Add(list))
-            {
-                continue;
-            }
-
-            // Reordered only: the ordinals are 1 to n, out of order. Anything else (an item removed or added) makes EF
-            // write the collection whole, from the list.
-            if (Ordinals(stateManager, list, entry) is not { } ordinals || ordinals.Select((ordinal, i) => ordinal == i + 1).All(inPlace => inPlace)
-                || !ordinals.Order().SequenceEqual(Enumerable.Range(1, ordinals.Length)))
+            if (entry.EntityState != EntityState.Modified || !entry.EntityType.IsMappedToJson() || runtime.Find(entry.EntityType) is null)
             {
                 continue;
             }
 
             order ??= new JsonCollectionOrder();
-            var original = new object?[list.Count];
-            list.CopyTo(original, 0);
-            order._reordered.Add((list, original));
-            var byOrdinal = original.Zip(ordinals).OrderBy(item => item.Second).Select(item => item.First).ToArray();
-            for (var i = 0; i < byOrdinal.Length; i++)
+            seen ??= new HashSet<IList>(ReferenceEqualityComparer.Instance);
+
+            // The list the edited record is an item of, and, since EF rewrites the record whole (with the collections
+            // nested in it, numbering their items by list position), every collection nested in it.
+            if (entry.EntityType.FindOwnership() is { IsUnique: false, PrincipalToDependent: { } navigation } ownership
+                && stateManager.FindPrincipal(entry, ownership) is { } owner && owner.GetCurrentValue(navigation) is IList list)
             {
-                list[i] = byOrdinal[i];
+                order.Restore(stateManager, list, entry.EntityType, seen);
             }
+
+            order.RestoreNested(stateManager, entry, seen);
         }
 
-        return order;
+        return order?._reordered.Count > 0 ? order : null;
+    }
+
+    private void RestoreNested(IStateManager stateManager, InternalEntityEntry entry, HashSet<IList> seen)
+    {
+        foreach (var navigation in entry.EntityType.GetNavigations().Where(n => n.ForeignKey.IsOwnership && n.TargetEntityType.IsMappedToJson()))
+        {
+            var value = entry.GetCurrentValue(navigation);
+            if (navigation.IsCollection && value is IList list)
+            {
+                Restore(stateManager, list, navigation.TargetEntityType, seen);
+            }
+
+            IEnumerable<object> children = value switch
+            {
+                IEnumerable items when navigation.IsCollection => items.Cast<object>(),
+                { } child => [child],
+                _ => [],
+            };
+            foreach (var child in children)
+            {
+                if (stateManager.TryGetEntry(child, navigation.TargetEntityType) is { } childEntry)
+                {
+                    RestoreNested(stateManager, childEntry, seen);
+                }
+            }
+        }
+    }
+
+    // Puts a reordered list of items back in ordinal order. Reordered only: the ordinals are 1 to n, out of order;
+    // anything else (an item removed or added) makes EF write the collection whole, from the list.
+    private void Restore(IStateManager stateManager, IList list, IEntityType itemType, HashSet<IList> seen)
+    {
+        if (!seen.Add(list) || Ordinals(stateManager, list, itemType) is not { } ordinals
+            || ordinals.Select((ordinal, i) => ordinal == i + 1).All(inPlace => inPlace)
+            || !ordinals.Order().SequenceEqual(Enumerable.Range(1, ordinals.Length)))
+        {
+            return;
+        }
+
+        var original = new object?[list.Count];
+        list.CopyTo(original, 0);
+        _reordered.Add((list, original));
+        var byOrdinal = original.Zip(ordinals).OrderBy(item => item.Second).Select(item => item.First).ToArray();
+        for (var i = 0; i < byOrdinal.Length; i++)
+        {
+            list[i] = byOrdinal[i];
+        }
     }
 
     // The ordinal of each item of the list, or null when an item is not tracked as unchanged or modified.
-    private static int[]? Ordinals(IStateManager stateManager, IList list, InternalEntityEntry edited)
+    private static int[]? Ordinals(IStateManager stateManager, IList list, IEntityType itemType)
     {
-        var ordinal = edited.EntityType.FindPrimaryKey()!.Properties[^1];
+        var ordinal = itemType.FindPrimaryKey()!.Properties[^1];
         var ordinals = new int[list.Count];
         for (var i = 0; i < ordinals.Length; i++)
         {
-            if (list[i] is not { } item || stateManager.TryGetEntry(item, edited.EntityType) is not { EntityState: EntityState.Unchanged or EntityState.Modified } entry)
+            if (list[i] is not { } item || stateManager.TryGetEntry(item, itemType) is not { EntityState: EntityState.Unchanged or EntityState.Modified } entry)
             {
                 return null;
             }
