@@ -590,7 +590,7 @@ internal sealed class EncryptionChangeDetector(
         }
     }
 
-    // EF reloads a JSON-mapped record (Reload, GetDatabaseValues) with one JSON path per property, and on SQLite reads
+    // EF reloads a JSON-mapped record (Reload) with one JSON path per property, and on SQLite reads
     // a byte[] path as the bytes of its JSON text: the record read as tampered with, and the next save would have
     // written that text back as the key column. The entry gets the stored bytes, as after a query.
     private void TakeJsonTextAsBytes(InternalEntityEntry entry, EncryptedEntity encrypted)

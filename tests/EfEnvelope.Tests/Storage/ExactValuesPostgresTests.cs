@@ -51,22 +51,24 @@ public sealed class ExactValuesPostgresTests(PostgresFixture fixture) : IClassFi
         fixture.UseDatabase(options);
         await using var plain = new PlainReadingsContext(options.Options);
         await plain.GetService<IRelationalDatabaseCreator>().CreateTablesAsync(Ct);
-        foreach (var refused in new[]
+        foreach (var (refused, why) in new[]
         {
-            new PlainReading { Id = 1, Taken = Unspecified, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "" },
-            new PlainReading { Id = 2, Taken = DateTime.UnixEpoch, Seen = WithOffset, Precise = DateTime.UnixEpoch, Text = "" },
-            new PlainReading { Id = 3, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "a\0b" },
+            (new PlainReading { Id = 1, Taken = Unspecified, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "" }, "Kind=Unspecified"),
+            (new PlainReading { Id = 2, Taken = DateTime.UnixEpoch, Seen = WithOffset, Precise = DateTime.UnixEpoch, Text = "" }, "offset"),
+            (new PlainReading { Id = 4, Taken = DateTime.SpecifyKind(Unspecified, DateTimeKind.Local), Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "" }, "Kind=Local"),
+            (new PlainReading { Id = 3, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "a\0b" }, "22021"),
         })
         {
             plain.PlainReadings.Add(refused);
-            await Assert.ThrowsAnyAsync<Exception>(() => plain.SaveChangesAsync(Ct));
+            var error = await Assert.ThrowsAnyAsync<Exception>(() => plain.SaveChangesAsync(Ct));
+            Assert.Contains(why, error.ToString(), StringComparison.Ordinal);
             plain.ChangeTracker.Clear();
         }
 
-        plain.PlainReadings.Add(new PlainReading { Id = 4, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = SubMicrosecond, Amount = 1.5m, Text = "" });
+        plain.PlainReadings.Add(new PlainReading { Id = 5, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = SubMicrosecond, Amount = 1.5m, Text = "" });
         await plain.SaveChangesAsync(Ct);
         plain.ChangeTracker.Clear();
-        var stored = await plain.PlainReadings.SingleAsync(r => r.Id == 4, Ct);
+        var stored = await plain.PlainReadings.SingleAsync(r => r.Id == 5, Ct);
         Assert.Equal(SubMicrosecond.Ticks / 10 * 10, stored.Precise.Ticks);
         Assert.Equal("1.50", stored.Amount.ToString(System.Globalization.CultureInfo.InvariantCulture));
     }
