@@ -13,7 +13,15 @@ namespace EfEnvelope.Storage;
 /// </remarks>
 internal static class JsonBlobText
 {
-    /// <summary>The blob <paramref name="value"/> encodes as text, or null when it is not text (already a blob).</summary>
+    /// <summary>
+    /// The blob <paramref name="value"/> encodes as text, or null when it is not text (already a blob) or does not
+    /// encode a blob.
+    /// </summary>
+    /// <remarks>
+    /// One layer only, and only to a blob: decoding is then the same however often it runs, so every check of a value
+    /// (the repeat check of JSON collection items) sees the bytes decryption sees. A value encoded several times over
+    /// stays text, and is refused as not a blob.
+    /// </remarks>
     public static byte[]? Decode(byte[] value)
     {
         if (value.Length == 0 || value[0] < 0x20)
@@ -22,13 +30,18 @@ internal static class JsonBlobText
         }
 
         var text = System.Text.Encoding.ASCII.GetString(value);
+        byte[]? decoded;
         if (text.Length % 2 == 0 && text.All(char.IsAsciiHexDigit))
         {
-            return Convert.FromHexString(text);
+            decoded = Convert.FromHexString(text);
+        }
+        else
+        {
+            var buffer = new byte[text.Length * 3 / 4];
+            decoded = Convert.TryFromBase64String(text, buffer, out var written) ? buffer[..written] : null;
         }
 
-        var decoded = new byte[text.Length * 3 / 4];
-        return Convert.TryFromBase64String(text, decoded, out var written) ? decoded[..written] : null;
+        return decoded is { Length: > 0 } && decoded[0] < 0x20 ? decoded : null;
     }
 
     /// <summary>Decodes, in place, the first <paramref name="count"/> stored values that are text.</summary>

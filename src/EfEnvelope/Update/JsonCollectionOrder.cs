@@ -44,6 +44,22 @@ internal sealed class JsonCollectionOrder : IDisposable
     public static JsonCollectionOrder? Align(IStateManager stateManager, EnvelopeRuntime runtime)
     {
         JsonCollectionOrder? order = null;
+        try
+        {
+            AlignEdited(stateManager, runtime, ref order);
+        }
+        catch
+        {
+            // Lists reordered before the failure go back to the application's order.
+            order?.Dispose();
+            throw;
+        }
+
+        return order?._reordered.Count > 0 ? order : null;
+    }
+
+    private static void AlignEdited(IStateManager stateManager, EnvelopeRuntime runtime, ref JsonCollectionOrder? order)
+    {
         HashSet<IList>? seen = null;
         foreach (var entry in stateManager.Entries)
         {
@@ -65,8 +81,6 @@ internal sealed class JsonCollectionOrder : IDisposable
 
             order.RestoreNested(stateManager, entry, seen);
         }
-
-        return order?._reordered.Count > 0 ? order : null;
     }
 
     private void RestoreNested(IStateManager stateManager, InternalEntityEntry entry, HashSet<IList> seen)
@@ -99,7 +113,7 @@ internal sealed class JsonCollectionOrder : IDisposable
     // anything else (an item removed or added) makes EF write the collection whole, from the list.
     private void Restore(IStateManager stateManager, IList list, IEntityType itemType, HashSet<IList> seen)
     {
-        if (!seen.Add(list) || Ordinals(stateManager, list, itemType) is not { } ordinals
+        if (list.IsReadOnly || !seen.Add(list) || Ordinals(stateManager, list, itemType) is not { } ordinals
             || ordinals.Select((ordinal, i) => ordinal == i + 1).All(inPlace => inPlace)
             || !ordinals.Order().SequenceEqual(Enumerable.Range(1, ordinals.Length)))
         {

@@ -145,6 +145,20 @@ public sealed class JsonOwnerBindingTests : IDisposable
                 }
             }
 
+            // Encoded twice more (three layers): EfEnvelope decodes one layer only, and only to a blob, so the check
+            // and decryption see the same bytes, and a value still text is refused (a review read it with two
+            // decodings, one before the check and one before decryption).
+            var tripled = System.Text.Json.Nodes.JsonNode.Parse(doubled.ToJsonString())!;
+            tripled["EfEnvelopeKey"] = Convert.ToHexString(System.Text.Encoding.ASCII.GetBytes(tripled["EfEnvelopeKey"]!.GetValue<string>()));
+            await db.Database.ExecuteSqlRawAsync(
+                "UPDATE \"Profiles\" SET \"Contacts\" = {0} WHERE \"Id\" = {1}",
+                ["[" + string.Join(",", items.Select(i => i!.ToJsonString()).Append(tripled.ToJsonString())) + "]", alice.Id],
+                Ct);
+            await using (var reader = NewContext())
+            {
+                await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => reader.Profiles.AsNoTracking().OrderBy(p => p.Name).ToListAsync(Ct));
+            }
+
             await db.Database.ExecuteSqlRawAsync("UPDATE \"Profiles\" SET \"Contacts\" = {0} WHERE \"Id\" = {1}", [original, alice.Id], Ct);
         }
 
