@@ -53,6 +53,40 @@ internal sealed class InMemoryClinic : IDisposable
     public void Dispose() => _connection.Dispose();
 }
 
+/// <summary>
+/// An in-memory SQLite database kept open for one test, for a scenario run once with plain EF and once with encryption
+/// (with two context types: EF builds one model per context type).
+/// </summary>
+public abstract class PlainAndEncryptedSqlite : IDisposable
+{
+    protected PlainAndEncryptedSqlite() => Connection.Open();
+
+    /// <summary>The theory data of a scenario run without and with encryption.</summary>
+    public static TheoryData<bool> Encryption => [false, true];
+
+    protected SqliteConnection Connection { get; } = new("Data Source=:memory:");
+
+    protected InsecureInMemoryMasterKeyProvider Provider { get; } = new("primary");
+
+    /// <summary>Options on this database; with encryption (by default with <see cref="Provider"/>) when <paramref name="encrypted"/>.</summary>
+    protected DbContextOptions Options(bool encrypted, Action<EnvelopeEncryptionOptionsBuilder>? configure = null)
+    {
+        var options = new DbContextOptionsBuilder().UseSqlite(Connection).ManyConfigurationsPerProcess();
+        if (encrypted)
+        {
+            options.UseEnvelopeEncryption(configure ?? (e => e.UseProvider(Provider)));
+        }
+
+        return options.Options;
+    }
+
+    public void Dispose()
+    {
+        Connection.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
 /// <summary>A real provider seen through a wrapper that changes one aspect of it (its name, its keys, its unwrapping).</summary>
 internal class DelegatingProvider(IMasterKeyProvider inner) : IMasterKeyProvider
 {

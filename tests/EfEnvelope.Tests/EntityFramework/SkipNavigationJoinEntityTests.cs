@@ -1,6 +1,3 @@
-using EfEnvelope.KeyManagement;
-using EfEnvelope.Specification.Tests;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.EntityFramework;
@@ -10,18 +7,13 @@ namespace EfEnvelope.Tests.EntityFramework;
 /// navigation works as in plain EF, and the join row's value is stored encrypted. Found by a user-style review: adding
 /// through the skip navigation threw NullReferenceException inside EF, which creates the join entity without a row.
 /// </summary>
-public sealed class SkipNavigationJoinEntityTests : IDisposable
+public sealed class SkipNavigationJoinEntityTests : PlainAndEncryptedSqlite
 {
     private const string Grade = "A-minus, with distinction";
 
-    private readonly SqliteConnection _connection = new("Data Source=:memory:");
-    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
 
-    public SkipNavigationJoinEntityTests() => _connection.Open();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public static TheoryData<bool> Encryption => [false, true];
 
     [Theory]
     [MemberData(nameof(Encryption))]
@@ -46,7 +38,7 @@ public sealed class SkipNavigationJoinEntityTests : IDisposable
             await db.SaveChangesAsync(Ct);
         }
 
-        using (var command = _connection.CreateCommand())
+        using (var command = Connection.CreateCommand())
         {
             command.CommandText = "SELECT Grade FROM Enrollment WHERE CourseId = 10";
             var stored = command.ExecuteScalar();
@@ -72,16 +64,9 @@ public sealed class SkipNavigationJoinEntityTests : IDisposable
 
     private SchoolContext Create(bool encrypted)
     {
-        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
-        if (encrypted)
-        {
-            options.UseEnvelopeEncryption(e => e.UseProvider(_provider));
-        }
-
-        return encrypted ? new EncryptedSchoolContext(options.Options) : new SchoolContext(options.Options);
+        var options = Options(encrypted);
+        return encrypted ? new EncryptedSchoolContext(options) : new SchoolContext(options);
     }
-
-    public void Dispose() => _connection.Dispose();
 
     private sealed class Student
     {

@@ -1,6 +1,3 @@
-using EfEnvelope.KeyManagement;
-using EfEnvelope.Specification.Tests;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.Query;
@@ -11,14 +8,11 @@ namespace EfEnvelope.Tests.Query;
 /// declares makes EF materialize and track the entities, so it is refused like any tracked entity beside an encrypted
 /// value (a review found the first version of the group-key fix let it through, silently tracking nothing).
 /// </summary>
-public sealed class CollectionMemberProjectionTests : IDisposable
+public sealed class CollectionMemberProjectionTests : PlainAndEncryptedSqlite
 {
-    private readonly SqliteConnection _connection = new("Data Source=:memory:");
-    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
 
     public CollectionMemberProjectionTests()
     {
-        _connection.Open();
         using var db = Create();
         db.Database.EnsureCreated();
         db.Add(new Customer { Id = 1, Notes = "note", Orders = [new Order { Id = 1, Amount = 2 }, new Order { Id = 2, Amount = 3 }] });
@@ -47,13 +41,7 @@ public sealed class CollectionMemberProjectionTests : IDisposable
         Assert.Equal(("note", 5m), (row.Notes, row.Total));
     }
 
-    private CustomerContext Create() => new(new DbContextOptionsBuilder<CustomerContext>()
-        .UseSqlite(_connection)
-        .ManyConfigurationsPerProcess()
-        .UseEnvelopeEncryption(e => e.UseProvider(_provider))
-        .Options);
-
-    public void Dispose() => _connection.Dispose();
+    private CustomerContext Create() => new(Options(encrypted: true));
 
     private sealed class Customer
     {
@@ -79,7 +67,7 @@ public sealed class CollectionMemberProjectionTests : IDisposable
         public decimal Total => this.Sum(o => o.Amount);
     }
 
-    private sealed class CustomerContext(DbContextOptions<CustomerContext> options) : DbContext(options)
+    private sealed class CustomerContext(DbContextOptions options) : DbContext(options)
     {
         public DbSet<Customer> Customers => Set<Customer>();
     }

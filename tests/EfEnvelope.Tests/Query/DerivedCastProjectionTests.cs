@@ -1,6 +1,3 @@
-using EfEnvelope.KeyManagement;
-using EfEnvelope.Specification.Tests;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.Query;
@@ -11,12 +8,9 @@ namespace EfEnvelope.Tests.Query;
 /// Found by a user-style review: the cast threw InvalidCastException on the client, the <c>as</c> form a
 /// NullReferenceException.
 /// </summary>
-public sealed class DerivedCastProjectionTests : IDisposable
+public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
 {
-    private readonly SqliteConnection _connection = new("Data Source=:memory:");
-    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
 
-    public DerivedCastProjectionTests() => _connection.Open();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -43,22 +37,15 @@ public sealed class DerivedCastProjectionTests : IDisposable
 
     private ZooContext Create(bool encrypted, bool tablePerType)
     {
-        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
-        if (encrypted)
-        {
-            options.UseEnvelopeEncryption(e => e.UseProvider(_provider));
-        }
-
+        var options = Options(encrypted);
         return (encrypted, tablePerType) switch
         {
-            (false, false) => new ZooContext(options.Options),
-            (true, false) => new EncryptedZooContext(options.Options),
-            (false, true) => new TptZooContext(options.Options),
-            _ => new EncryptedTptZooContext(options.Options),
+            (false, false) => new ZooContext(options),
+            (true, false) => new EncryptedZooContext(options),
+            (false, true) => new TptZooContext(options),
+            _ => new EncryptedTptZooContext(options),
         };
     }
-
-    public void Dispose() => _connection.Dispose();
 
     private abstract class Animal
     {

@@ -1,6 +1,3 @@
-using EfEnvelope.KeyManagement;
-using EfEnvelope.Specification.Tests;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.Query;
@@ -10,16 +7,11 @@ namespace EfEnvelope.Tests.Query;
 /// all encrypted values are null. Found by a user-style review: the projection threw "Nullable object must have a
 /// value", although filters with <c>HasValue</c> worked.
 /// </summary>
-public sealed class NullTestProjectionTests : IDisposable
+public sealed class NullTestProjectionTests : PlainAndEncryptedSqlite
 {
-    private readonly SqliteConnection _connection = new("Data Source=:memory:");
-    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
 
-    public NullTestProjectionTests() => _connection.Open();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public static TheoryData<bool> Encryption => [false, true];
 
     [Theory]
     [MemberData(nameof(Encryption))]
@@ -46,16 +38,9 @@ public sealed class NullTestProjectionTests : IDisposable
 
     private ReadingContext Create(bool encrypted)
     {
-        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
-        if (encrypted)
-        {
-            options.UseEnvelopeEncryption(e => e.UseProvider(_provider));
-        }
-
-        return encrypted ? new EncryptedReadingContext(options.Options) : new ReadingContext(options.Options);
+        var options = Options(encrypted);
+        return encrypted ? new EncryptedReadingContext(options) : new ReadingContext(options);
     }
-
-    public void Dispose() => _connection.Dispose();
 
     private sealed class Reading
     {

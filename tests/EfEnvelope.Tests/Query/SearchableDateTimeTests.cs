@@ -1,6 +1,4 @@
 using EfEnvelope.KeyManagement;
-using EfEnvelope.Specification.Tests;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.Query;
@@ -11,23 +9,15 @@ namespace EfEnvelope.Tests.Query;
 /// from user input). Found by a user-style review: the index hashed the kind, and the search returned nothing.
 /// (A <c>Local</c> value is indexed as its UTC time, as its ciphertext stores it: <c>KnownAnswerTests</c>.)
 /// </summary>
-public sealed class SearchableDateTimeTests : IDisposable
+public sealed class SearchableDateTimeTests : PlainAndEncryptedSqlite
 {
     private static readonly DateTime Moment = new(1990, 1, 2, 3, 4, 5);
 
-    private readonly SqliteConnection _connection = new("Data Source=:memory:");
-    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
     private readonly byte[] _indexKey;
 
-    public SearchableDateTimeTests()
-    {
-        _connection.Open();
-        _indexKey = BlindIndexKey.CreateAsync(_provider).GetAwaiter().GetResult();
-    }
+    public SearchableDateTimeTests() => _indexKey = BlindIndexKey.CreateAsync(Provider).GetAwaiter().GetResult();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public static TheoryData<bool> Encryption => [false, true];
 
     [Theory]
     [MemberData(nameof(Encryption))]
@@ -55,16 +45,9 @@ public sealed class SearchableDateTimeTests : IDisposable
 
     private VisitContext Create(bool encrypted)
     {
-        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
-        if (encrypted)
-        {
-            options.UseEnvelopeEncryption(e => e.UseProvider(_provider).UseBlindIndexKey(_indexKey));
-        }
-
-        return encrypted ? new EncryptedVisitContext(options.Options) : new VisitContext(options.Options);
+        var options = Options(encrypted, e => e.UseProvider(Provider).UseBlindIndexKey(_indexKey));
+        return encrypted ? new EncryptedVisitContext(options) : new VisitContext(options);
     }
-
-    public void Dispose() => _connection.Dispose();
 
     private sealed class Visit
     {

@@ -1,6 +1,3 @@
-using EfEnvelope.KeyManagement;
-using EfEnvelope.Specification.Tests;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.Update;
@@ -12,16 +9,11 @@ namespace EfEnvelope.Tests.Update;
 /// item in its place (EF serializes a rewritten item from its list position), so an item was lost and the document
 /// was refused as tampered with from then on. Also, on the same model: items read by index in a tracking projection.
 /// </summary>
-public sealed class JsonCollectionOrderTests : IDisposable
+public sealed class JsonCollectionOrderTests : PlainAndEncryptedSqlite
 {
-    private readonly SqliteConnection _connection = new("Data Source=:memory:");
-    private readonly InsecureInMemoryMasterKeyProvider _provider = new("primary");
 
-    public JsonCollectionOrderTests() => _connection.Open();
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public static TheoryData<bool> Encryption => [false, true];
 
     [Theory]
     [MemberData(nameof(Encryption))]
@@ -109,27 +101,15 @@ public sealed class JsonCollectionOrderTests : IDisposable
 
     private DocumentContext Create(bool encrypted)
     {
-        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
-        if (encrypted)
-        {
-            options.UseEnvelopeEncryption(e => e.UseProvider(_provider));
-        }
-
-        return encrypted ? new EncryptedDocumentContext(options.Options) : new DocumentContext(options.Options);
+        var options = Options(encrypted);
+        return encrypted ? new EncryptedDocumentContext(options) : new DocumentContext(options);
     }
 
     private BinderContext CreateBinders(bool encrypted)
     {
-        var options = new DbContextOptionsBuilder().UseSqlite(_connection).ManyConfigurationsPerProcess();
-        if (encrypted)
-        {
-            options.UseEnvelopeEncryption(e => e.UseProvider(_provider));
-        }
-
-        return encrypted ? new EncryptedBinderContext(options.Options) : new BinderContext(options.Options);
+        var options = Options(encrypted);
+        return encrypted ? new EncryptedBinderContext(options) : new BinderContext(options);
     }
-
-    public void Dispose() => _connection.Dispose();
 
     private sealed class Document
     {
