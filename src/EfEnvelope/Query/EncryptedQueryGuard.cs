@@ -374,6 +374,14 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 return null;
             }
 
+            // ((Dog)a).Clinic.Phone: a row of another type has no owner of this type (plain EF reads NULL), so the cast
+            // becomes a test (a as Dog), which the null checks below answer.
+            if (root is UnaryExpression { NodeType: ExpressionType.Convert } cast && !cast.Type.IsValueType
+                && cast.Type != cast.Operand.Type && cast.Operand.Type.IsAssignableFrom(cast.Type))
+            {
+                root = Expression.TypeAs(cast.Operand, cast.Type);
+            }
+
             Expression current = Expression.Call(LoadedMethod.MakeGenericMethod(root.Type), Visit(root));
             var checks = new List<Expression>();
             foreach (var member in path)

@@ -23,7 +23,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         await using (var db = Create(encrypted, tablePerType))
         {
             await db.Database.EnsureCreatedAsync(Ct);
-            db.AddRange(new Cat { Id = 1, Name = "Tom" }, new Dog { Id = 2, Name = "Rex", Vet = "Dr. Who", Age = 4 });
+            db.AddRange(new Cat { Id = 1, Name = "Tom" }, new Dog { Id = 2, Name = "Rex", Vet = "Dr. Who", Age = 4, Clinic = new Clinic { Phone = "555" } });
             await db.SaveChangesAsync(Ct);
         }
 
@@ -32,6 +32,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         Assert.Equal([null, "Dr. Who"], await read.Animals.AsNoTracking().OrderBy(a => a.Id).Select(a => (a as Dog)!.Vet).ToListAsync(Ct));
         Assert.Equal([null, 4], await read.Animals.OrderBy(a => a.Id).Select(a => (int?)((Dog)a).Age).ToListAsync(Ct));
         Assert.Equal([null, 4L], await read.Animals.OrderBy(a => a.Id).Select(a => (long?)((Dog)a).Age).ToListAsync(Ct));
+        Assert.Equal([null, "555"], await read.Animals.OrderBy(a => a.Id).Select(a => ((Dog)a).Clinic!.Phone).ToListAsync(Ct));
         Assert.Equal([(1, (string?)null), (2, "Dr. Who")], (await read.Animals.OrderBy(a => a.Id).Select(a => new { a.Id, ((Dog)a).Vet }).ToListAsync(Ct)).Select(x => (x.Id, x.Vet)));
     }
 
@@ -61,6 +62,13 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         public string? Vet { get; set; }
 
         public int Age { get; set; }
+
+        public Clinic? Clinic { get; set; }
+    }
+
+    private sealed class Clinic
+    {
+        public string? Phone { get; set; }
     }
 
     // One context type per model, because EF builds one model per context type.
@@ -71,7 +79,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         protected override void OnModelCreating(ModelBuilder modelBuilder)
         {
             modelBuilder.Entity<Cat>();
-            modelBuilder.Entity<Dog>();
+            modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic);
         }
     }
 
@@ -82,6 +90,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
             base.OnModelCreating(modelBuilder);
             modelBuilder.Entity<Dog>().Property(d => d.Vet).IsEncrypted();
             modelBuilder.Entity<Dog>().Property(d => d.Age).IsEncrypted();
+            modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic).Property(c => c.Phone).IsEncrypted();
         }
     }
 
@@ -101,6 +110,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
             base.OnModelCreating(modelBuilder);
             modelBuilder.Entity<Dog>().Property(d => d.Vet).IsEncrypted();
             modelBuilder.Entity<Dog>().Property(d => d.Age).IsEncrypted();
+            modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic).Property(c => c.Phone).IsEncrypted();
         }
     }
 }
