@@ -30,18 +30,28 @@ internal static class JsonBlobText
         }
 
         var text = System.Text.Encoding.ASCII.GetString(value);
-        byte[]? decoded;
-        if (text.Length % 2 == 0 && text.All(char.IsAsciiHexDigit))
+        var buffer = new byte[text.Length];
+        var length = Decode(text, buffer);
+        var decoded = length < 0 ? null : buffer[..length];
+        return decoded is { Length: > 0 } && decoded[0] < 0x20 ? decoded : null;
+    }
+
+    /// <summary>
+    /// Decodes the JSON text of a binary value into <paramref name="destination"/> (at least as long as the text):
+    /// hexadecimal, as EF writes it on SQLite, else base64, as on PostgreSQL. Returns the bytes written, or -1.
+    /// </summary>
+    /// <remarks>
+    /// The base64 of a blob, which holds its entity's name in ASCII, is in practice never all hexadecimal digits; were it
+    /// so, the decoded bytes would not parse as a blob and would be refused (or, for a key prefetch, fetched later).
+    /// </remarks>
+    public static int Decode(ReadOnlySpan<char> text, Span<byte> destination)
+    {
+        if (text.Length % 2 == 0 && text.IndexOfAnyExcept("0123456789ABCDEFabcdef") < 0)
         {
-            decoded = Convert.FromHexString(text);
-        }
-        else
-        {
-            var buffer = new byte[text.Length * 3 / 4];
-            decoded = Convert.TryFromBase64String(text, buffer, out var written) ? buffer[..written] : null;
+            return Convert.FromHexString(text, destination, out _, out var bytes) == System.Buffers.OperationStatus.Done ? bytes : -1;
         }
 
-        return decoded is { Length: > 0 } && decoded[0] < 0x20 ? decoded : null;
+        return Convert.TryFromBase64Chars(text, destination, out var written) ? written : -1;
     }
 
     /// <summary>Decodes, in place, the first <paramref name="count"/> stored values that are text.</summary>

@@ -125,7 +125,7 @@ internal sealed class DocumentShape
         {
             var text = key.GetString()!;
             var buffer = text.Length <= 1024 ? stackalloc byte[text.Length] : new byte[text.Length];
-            if (Decode(text, buffer) is var length and >= 0 && !prefetcher.IsEnsured(buffer[..length]))
+            if (JsonBlobText.Decode(text, buffer) is var length and >= 0 && !prefetcher.IsEnsured(buffer[..length]))
             {
                 (missing ??= []).Add((_entity!, buffer[..length].ToArray()));
             }
@@ -138,18 +138,5 @@ internal sealed class DocumentShape
                 child.Collect(member, prefetcher, ref missing);
             }
         }
-    }
-
-    // EF writes binary values into JSON as hexadecimal on SQLite and as base64 on PostgreSQL. The base64 of a blob,
-    // which holds its entity's name in ASCII, is in practice never all hexadecimal digits; were it so, the decoded bytes
-    // would not parse as a blob and materialization would fetch the key itself. Returns the bytes written, or -1.
-    private static int Decode(string text, Span<byte> destination)
-    {
-        if (text.Length % 2 == 0 && text.AsSpan().IndexOfAnyExcept("0123456789ABCDEFabcdef") < 0)
-        {
-            return Convert.FromHexString(text, destination, out _, out var bytes) == System.Buffers.OperationStatus.Done ? bytes : -1;
-        }
-
-        return Convert.TryFromBase64String(text, destination, out var written) ? written : -1;
     }
 }

@@ -53,10 +53,10 @@ public sealed class ExactValuesPostgresTests(PostgresFixture fixture) : IClassFi
         await plain.GetService<IRelationalDatabaseCreator>().CreateTablesAsync(Ct);
         foreach (var (refused, why) in new[]
         {
-            (new PlainReading { Id = 1, Taken = Unspecified, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "" }, "Kind=Unspecified"),
-            (new PlainReading { Id = 2, Taken = DateTime.UnixEpoch, Seen = WithOffset, Precise = DateTime.UnixEpoch, Text = "" }, "offset"),
-            (new PlainReading { Id = 4, Taken = DateTime.SpecifyKind(Unspecified, DateTimeKind.Local), Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "" }, "Kind=Local"),
-            (new PlainReading { Id = 3, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "a\0b" }, "22021"),
+            (new Reading { Id = 1, Taken = Unspecified, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "" }, "Kind=Unspecified"),
+            (new Reading { Id = 2, Taken = DateTime.UnixEpoch, Seen = WithOffset, Precise = DateTime.UnixEpoch, Text = "" }, "offset"),
+            (new Reading { Id = 4, Taken = DateTime.SpecifyKind(Unspecified, DateTimeKind.Local), Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "" }, "Kind=Local"),
+            (new Reading { Id = 3, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = DateTime.UnixEpoch, Text = "a\0b" }, "22021"),
         })
         {
             plain.PlainReadings.Add(refused);
@@ -65,7 +65,7 @@ public sealed class ExactValuesPostgresTests(PostgresFixture fixture) : IClassFi
             plain.ChangeTracker.Clear();
         }
 
-        plain.PlainReadings.Add(new PlainReading { Id = 5, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = SubMicrosecond, Amount = 1.5m, Text = "" });
+        plain.PlainReadings.Add(new Reading { Id = 5, Taken = DateTime.UnixEpoch, Seen = DateTimeOffset.UnixEpoch, Precise = SubMicrosecond, Amount = 1.5m, Text = "" });
         await plain.SaveChangesAsync(Ct);
         plain.ChangeTracker.Clear();
         var stored = await plain.PlainReadings.SingleAsync(r => r.Id == 5, Ct);
@@ -104,28 +104,15 @@ public sealed class ExactValuesPostgresTests(PostgresFixture fixture) : IClassFi
             });
     }
 
-    private sealed class PlainReading
-    {
-        public int Id { get; set; }
-
-        public DateTime Taken { get; set; }
-
-        public DateTimeOffset Seen { get; set; }
-
-        public DateTime Precise { get; set; }
-
-        public decimal Amount { get; set; }
-
-        public string Text { get; set; } = "";
-    }
-
     private sealed class PlainReadingsContext(DbContextOptions<PlainReadingsContext> options) : DbContext(options)
     {
-        public DbSet<PlainReading> PlainReadings => Set<PlainReading>();
+        public DbSet<Reading> PlainReadings => Set<Reading>();
 
+        // The same type as the encrypted run's, in a table of its own.
         protected override void OnModelCreating(ModelBuilder modelBuilder) =>
-            modelBuilder.Entity<PlainReading>(reading =>
+            modelBuilder.Entity<Reading>(reading =>
             {
+                reading.ToTable("PlainReadings");
                 reading.Property(r => r.Id).ValueGeneratedNever();
                 reading.Property(r => r.Amount).HasPrecision(10, 2);
             });
