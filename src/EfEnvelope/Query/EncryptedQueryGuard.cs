@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Linq.Expressions;
 using System.Reflection;
 using EfEnvelope.Infrastructure;
@@ -84,6 +85,23 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
     /// <summary>The entity itself; EF cannot translate it, so it materializes the entity passed in (see <c>ReadThroughOwner</c>).</summary>
     private static T Loaded<T>(T entity) => entity;
+
+    private static readonly MethodInfo EnumTextMethod = typeof(EncryptedQueryGuard).GetMethod(nameof(EnumText), BindingFlags.NonPublic | BindingFlags.Static)!;
+
+    /// <summary>An enum value as EF's translation of its <c>ToString()</c> gives it: a defined value's name, else its number.</summary>
+    private static string EnumText<TEnum>(TEnum value)
+        where TEnum : struct, Enum
+    {
+        foreach (var defined in Enum.GetValues<TEnum>())
+        {
+            if (EqualityComparer<TEnum>.Default.Equals(defined, value))
+            {
+                return defined.ToString();
+            }
+        }
+
+        return System.Convert.ToString(System.Convert.ChangeType(value, Enum.GetUnderlyingType(typeof(TEnum)), CultureInfo.InvariantCulture), CultureInfo.InvariantCulture)!;
+    }
 
     /// <summary>The first encrypted property ("Type.Property") an expression reads.</summary>
     private sealed class EncryptedMemberFinder(EnvelopeRuntime runtime, Microsoft.EntityFrameworkCore.Metadata.IModel model) : ExpressionVisitor
@@ -193,6 +211,13 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 return rewritten;
             }
 
+            if (_inProjection && node is { Method.Name: nameof(ToString), Arguments.Count: 0, Object: { Type.IsEnum: true } value } && Encrypted(value) is not null)
+            {
+                // EF translates an enum's ToString() to the name of a defined value and the number otherwise; .NET names
+                // a combination of [Flags] values ("Read, Write" where the database gives "3").
+                return Visit(Expression.Call(EnumTextMethod.MakeGenericMethod(value.Type), value));
+            }
+
             if (_inProjection && node.Method.Name == nameof(ToString) && NullPropagated(node, node.Type) is { } guarded)
             {
                 return guarded;
@@ -257,6 +282,13 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         protected override Expression VisitUnary(UnaryExpression node)
         {
+            if (_inProjection && Checked(node) != node.NodeType && Encrypted(Strip(node.Operand)) is not null)
+            {
+                // (short)c.Big: the decrypted value is converted on the client, where plain EF's data reader refused a
+                // value that does not fit (OverflowException); an unchecked conversion would truncate it instead.
+                return VisitUnary(Expression.ConvertChecked(node.Operand, node.Type));
+            }
+
             if (_inProjection && node.NodeType is ExpressionType.Convert or ExpressionType.ConvertChecked && CanBeNull(node.Type))
             {
                 // (int?)c.Notes.Length: null where Notes is null, as the database's length(NULL) is.
@@ -325,17 +357,29 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 _nullableResult = null;
                 var resultType = conversions?[^1].Type ?? node.Type;
                 Expression Converted(Expression value) =>
-                    conversions?.Aggregate(value, (converted, step) => Expression.MakeUnary(step.NodeType, converted, step.Type, step.Method)) ?? value;
+                    conversions?.Aggregate(value, (converted, step) => Expression.MakeUnary(Checked(step), converted, step.Type, step.Method)) ?? value;
                 var read = (MemberExpression)base.VisitMember(node);
                 if (read.Expression is { } instance and not ParameterExpression)
                 {
                     // The value is read on the client from an entity that a navigation or a left join may leave null,
                     // or that a cast to a derived type ((Dog)a, a as Dog) names although the row is of another type,
                     // where plain EF reads NULL from the column (and fails to put it into a type that cannot be null).
-                    var absent = instance is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.TypeAs } cast
-                        && cast.Type != cast.Operand.Type && cast.Operand.Type.IsAssignableFrom(cast.Type)
-                        ? Expression.Not(Expression.TypeIs(cast.Operand, cast.Type))
-                        : (Expression)Expression.Equal(instance, Expression.Constant(null, instance.Type));
+                    // Plain EF binds the member to the column of the type declaring it, whatever the cast names:
+                    // ((Puppy)a).Vet, with Vet declared on Dog, reads every Dog's value, Puppy or not. So the test and
+                    // the read use the declaring type.
+                    Expression absent;
+                    if (WithoutDowncasts(instance) is var root && root != instance)
+                    {
+                        var declaring = property.DeclaringType!;
+                        var holds = declaring.IsAssignableFrom(root.Type);
+                        absent = holds ? Expression.Equal(root, Expression.Constant(null, root.Type)) : Expression.Not(Expression.TypeIs(root, declaring));
+                        read = Expression.MakeMemberAccess(holds ? root : Expression.Convert(root, declaring), property);
+                    }
+                    else
+                    {
+                        absent = Expression.Equal(instance, Expression.Constant(null, instance.Type));
+                    }
+
                     var canBeNull = !resultType.IsValueType || Nullable.GetUnderlyingType(resultType) is not null;
                     var whenNull = canBeNull
                         ? (Expression)Expression.Default(resultType)
@@ -353,6 +397,28 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             }
 
             return base.VisitMember(node);
+        }
+
+        // A conversion between numeric types is checked when it reads a decrypted value, as the data reader's was.
+        private static ExpressionType Checked(UnaryExpression conversion) =>
+            conversion is { NodeType: ExpressionType.Convert, Method: null } && IsNumeric(conversion.Operand.Type) && IsNumeric(conversion.Type)
+                ? ExpressionType.ConvertChecked
+                : conversion.NodeType;
+
+        private static bool IsNumeric(Type type) =>
+            (Nullable.GetUnderlyingType(type) ?? type) is var underlying
+            && ((underlying.IsPrimitive && underlying != typeof(bool) && underlying != typeof(nint) && underlying != typeof(nuint)) || underlying == typeof(decimal));
+
+        // (Puppy)(Dog)a, a as Dog: the entity under the casts to derived types a query writes.
+        private static Expression WithoutDowncasts(Expression instance)
+        {
+            while (instance is UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.TypeAs } cast && !cast.Type.IsValueType
+                && cast.Type != cast.Operand.Type && cast.Operand.Type.IsAssignableFrom(cast.Type))
+            {
+                instance = cast.Operand;
+            }
+
+            return instance;
         }
 
         // c.Home.Street, where Home is owned: EF would project the owned entity alone and read Street from it, which
@@ -375,11 +441,12 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             }
 
             // ((Dog)a).Clinic.Phone: a row of another type has no owner of this type (plain EF reads NULL), so the cast
-            // becomes a test (a as Dog), which the null checks below answer.
-            if (root is UnaryExpression { NodeType: ExpressionType.Convert } cast && !cast.Type.IsValueType
-                && cast.Type != cast.Operand.Type && cast.Operand.Type.IsAssignableFrom(cast.Type))
+            // becomes a test (a as Dog), which the null checks below answer. As for a property, the test names the
+            // type declaring the navigation, not the one the cast names (((Puppy)a).Clinic reads every Dog's).
+            if (WithoutDowncasts(root) is var entity && entity != root)
             {
-                root = Expression.TypeAs(cast.Operand, cast.Type);
+                var declaring = path[0].Member.DeclaringType!;
+                root = declaring.IsAssignableFrom(entity.Type) ? entity : Expression.TypeAs(entity, declaring);
             }
 
             Expression current = Expression.Call(LoadedMethod.MakeGenericMethod(root.Type), Visit(root));

@@ -36,6 +36,50 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         Assert.Equal([(1, (string?)null), (2, "Dr. Who")], (await read.Animals.OrderBy(a => a.Id).Select(a => new { a.Id, ((Dog)a).Vet }).ToListAsync(Ct)).Select(x => (x.Id, x.Vet)));
     }
 
+    [Theory]
+    [MemberData(nameof(Runs))]
+    public async Task A_cast_to_a_type_below_the_declaring_one_reads_the_column_as_plain_EF_does(bool encrypted, bool tablePerType)
+    {
+        // Plain EF binds ((Puppy)a).Vet to Dog's column and reads it for every row: a Dog that is not a Puppy reads its
+        // own value, only rows without the column read NULL.
+        await using (var db = Create(encrypted, tablePerType))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.AddRange(
+                new Cat { Id = 1, Name = "Tom" },
+                new Dog { Id = 2, Name = "Rex", Vet = "Dr. Who", Age = 4, Clinic = new Clinic { Phone = "555" } },
+                new Puppy { Id = 3, Name = "Bit", Vet = "Dr. No", Age = 1, Clinic = new Clinic { Phone = "777" } });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var read = Create(encrypted, tablePerType);
+        var animals = read.Animals.OrderBy(a => a.Id);
+        Assert.Equal([null, "Dr. Who", "Dr. No"], await animals.Select(a => ((Puppy)a).Vet).ToListAsync(Ct));
+        Assert.Equal([null, "Dr. Who", "Dr. No"], await animals.Select(a => ((Puppy)(Dog)a).Vet).ToListAsync(Ct));
+        Assert.Equal([null, "Dr. Who", "Dr. No"], await animals.AsNoTracking().Select(a => (a as Puppy)!.Vet).ToListAsync(Ct));
+        Assert.Equal([null, 4, 1], await animals.Select(a => (int?)((Puppy)a).Age).ToListAsync(Ct));
+        Assert.Equal([null, "555", "777"], await animals.Select(a => ((Puppy)a).Clinic!.Phone).ToListAsync(Ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(Runs))]
+    public async Task A_narrowing_conversion_that_overflows_fails(bool encrypted, bool tablePerType)
+    {
+        await using (var db = Create(encrypted, tablePerType))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.AddRange(new Cat { Id = 1, Name = "Tom" }, new Dog { Id = 2, Name = "Rex", Big = 100_000 });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var read = Create(encrypted, tablePerType);
+        // Plain EF's data reader refuses a value that does not fit; the decrypted value's conversion must not truncate.
+        await Assert.ThrowsAsync<OverflowException>(() => read.Animals.OrderBy(a => a.Id).Select(a => (short?)((Dog)a).Big).ToListAsync(Ct));
+        await Assert.ThrowsAsync<OverflowException>(() => read.Animals.OfType<Dog>().Select(d => (short)d.Big).ToListAsync(Ct));
+        await Assert.ThrowsAsync<OverflowException>(() => read.Animals.OfType<Dog>().Select(d => new { Small = (short?)d.Big }).ToListAsync(Ct));
+        Assert.Equal([100_000, 100_000.0], (await read.Animals.OfType<Dog>().Select(d => new { I = (int)d.Big, D = (double)d.Big }).ToListAsync(Ct)).SelectMany(x => new[] { x.I, x.D }));
+    }
+
     private ZooContext Create(bool encrypted, bool tablePerType)
     {
         var options = Options(encrypted);
@@ -57,14 +101,18 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
 
     private sealed class Cat : Animal;
 
-    private sealed class Dog : Animal
+    private class Dog : Animal
     {
         public string? Vet { get; set; }
 
         public int Age { get; set; }
 
+        public long Big { get; set; }
+
         public Clinic? Clinic { get; set; }
     }
+
+    private sealed class Puppy : Dog;
 
     private sealed class Clinic
     {
@@ -80,6 +128,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         {
             modelBuilder.Entity<Cat>();
             modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic);
+            modelBuilder.Entity<Puppy>();
         }
     }
 
@@ -90,6 +139,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
             base.OnModelCreating(modelBuilder);
             modelBuilder.Entity<Dog>().Property(d => d.Vet).IsEncrypted();
             modelBuilder.Entity<Dog>().Property(d => d.Age).IsEncrypted();
+            modelBuilder.Entity<Dog>().Property(d => d.Big).IsEncrypted();
             modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic).Property(c => c.Phone).IsEncrypted();
         }
     }
@@ -110,6 +160,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
             base.OnModelCreating(modelBuilder);
             modelBuilder.Entity<Dog>().Property(d => d.Vet).IsEncrypted();
             modelBuilder.Entity<Dog>().Property(d => d.Age).IsEncrypted();
+            modelBuilder.Entity<Dog>().Property(d => d.Big).IsEncrypted();
             modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic).Property(c => c.Phone).IsEncrypted();
         }
     }

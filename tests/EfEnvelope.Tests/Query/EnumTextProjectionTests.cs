@@ -1,0 +1,74 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace EfEnvelope.Tests.Query;
+
+/// <summary>
+/// <c>ToString()</c> of an encrypted enum in a projection gives what EF's translation gives: the name of a defined
+/// value, else the number. Found by a user-style hunt: a combination of <c>[Flags]</c> values read "R, W" where plain
+/// EF reads "3".
+/// </summary>
+public sealed class EnumTextProjectionTests : PlainAndEncryptedSqlite
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Theory]
+    [MemberData(nameof(Encryption))]
+    public async Task An_enum_reads_as_text_as_plain_EF_translates_it(bool encrypted)
+    {
+        await using (var db = Create(encrypted))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.AddRange(
+                new Grant { Id = 1, Access = Access.Read, Level = Level.High },
+                new Grant { Id = 2, Access = Access.Read | Access.Write, Level = (Level)7 },
+                new Grant { Id = 3, Access = Access.None, Level = Level.Low },
+                new Grant { Id = 4, Access = (Access)64, Level = Level.Low });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var read = Create(encrypted);
+        Assert.Equal(["Read", "3", "None", "64"], await read.Grants.OrderBy(g => g.Id).Select(g => g.Access.ToString()).ToListAsync(Ct));
+        Assert.Equal(
+            [("Read", "High"), ("3", "7"), ("None", "Low"), ("64", "Low")],
+            (await read.Grants.AsNoTracking().OrderBy(g => g.Id).Select(g => new { A = g.Access.ToString(), L = g.Level.ToString() }).ToListAsync(Ct)).Select(x => (x.A, x.L)));
+    }
+
+    private GrantContext Create(bool encrypted) => encrypted ? new EncryptedGrantContext(Options(true)) : new GrantContext(Options(false));
+
+    [Flags]
+    private enum Access : byte
+    {
+        None = 0,
+        Read = 1,
+        Write = 2,
+    }
+
+    private enum Level
+    {
+        Low,
+        High,
+    }
+
+    private sealed class Grant
+    {
+        public int Id { get; set; }
+
+        public Access Access { get; set; }
+
+        public Level Level { get; set; }
+    }
+
+    private class GrantContext(DbContextOptions options) : DbContext(options)
+    {
+        public DbSet<Grant> Grants => Set<Grant>();
+    }
+
+    private sealed class EncryptedGrantContext(DbContextOptions options) : GrantContext(options)
+    {
+        protected override void OnModelCreating(ModelBuilder modelBuilder)
+        {
+            modelBuilder.Entity<Grant>().Property(g => g.Access).IsEncrypted();
+            modelBuilder.Entity<Grant>().Property(g => g.Level).IsEncrypted();
+        }
+    }
+}
