@@ -8,6 +8,7 @@ using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking.Internal;
 using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Metadata;
 
 namespace EfEnvelope.Update;
 
@@ -119,10 +120,11 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
 
             var wrappedKey = (byte[]?)entry[encrypted.KeyProperty];
             var snapshot = state == EntityState.Added ? null : detector.Find(entry.Entity, wrappedKey);
+            var absent = state != EntityState.Unchanged && StoredAsAbsent(entry, encrypted);
             if (state == EntityState.Added || snapshot?.ReplacesStored == true)
             {
                 // New, or Update() of a detached instance: every encrypted property under a fresh data key.
-                work.Add(new RecordWork(entry, encrypted, changed: null) { SetsEveryValue = true });
+                work.Add(new RecordWork(entry, encrypted, changed: absent ? AllChanged(encrypted) : null) { SetsEveryValue = true, Absent = absent });
                 continue;
             }
 
@@ -179,6 +181,13 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
             }
 
+            if (absent && (changed is not null || wrappedKey is not null))
+            {
+                // Every value of the record became null (an encrypted one, or a plain one beside encrypted nulls).
+                work.Add(new RecordWork(entry, encrypted, AllChanged(encrypted)) { Absent = true });
+                continue;
+            }
+
             if (changed is null && Array.Exists(encrypted.BoundColumns, c => entry.IsModified(c.Property)))
             {
                 // Only a bound column changed: the record keeps its values and gets a new seal over the new value.
@@ -200,6 +209,54 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
 
         return work;
     }
+
+    /// <summary>
+    /// Whether the record is optional, shares its principal's row (an owned type, or table splitting) and holds no value
+    /// at all. Plain EF stores NULL in each of its columns and reads the principal back without it (a null navigation);
+    /// the record's key column is one of those columns, so such a record is stored without a key or ciphertext, and
+    /// reads as absent too.
+    /// </summary>
+    /// <remarks>
+    /// Nothing is lost: there is no value to protect. That a writer can make a present optional record read as absent
+    /// by setting its columns to NULL is true of plain EF's columns as well (docs/SECURITY.md, "owned records that
+    /// vanish"). A record that other records share the row with in turn is left as it was (EF's rule for it looks deeper).
+    /// </remarks>
+    private static bool StoredAsAbsent(InternalEntityEntry entry, EncryptedEntity encrypted)
+    {
+        var type = entry.EntityType;
+        if (type.GetTableName() is not { } table)
+        {
+            return false;
+        }
+
+        var row = StoreObjectIdentifier.Table(table, type.GetSchema());
+        if (type.FindRowInternalForeignKeys(row).FirstOrDefault() is not { IsRequiredDependent: false }
+            || type.GetReferencingForeignKeys().Any(fk => fk.IsRowInternal(row)))
+        {
+            return false;
+        }
+
+        if (Array.Exists(encrypted.Properties, p => p.Capture(entry.Entity) is not null))
+        {
+            return false;
+        }
+
+        foreach (var property in type.GetProperties())
+        {
+            if (!property.IsPrimaryKey() && !IsEncryptionColumn(encrypted, property) && entry[property] is not null)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private static bool IsEncryptionColumn(EncryptedEntity encrypted, IProperty property) =>
+        property == encrypted.KeyProperty
+        || Array.Exists(encrypted.Properties, p => p.Ciphertext == property || p.Index == property || p.LegacyPlaintext == property);
+
+    private static bool[] AllChanged(EncryptedEntity encrypted) => [.. encrypted.Properties.Select(_ => true)];
 
     /// <summary>
     /// Refuses a value the save would write that does not fit the facets configured for the plain column (a maximum
@@ -238,6 +295,11 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         var groups = new Dictionary<(string Entity, string KeyId), List<RecordWork>>();
         foreach (var item in work)
         {
+            if (item.Absent)
+            {
+                continue;
+            }
+
             if (item.IsNew)
             {
                 var keyId = (selector is null ? null : selector(SelectorSubject(item.Entry))) ?? runtime.Provider.PrimaryKeyId;
@@ -397,6 +459,13 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         var encrypted = item.Encrypted;
         var entity = item.Entry.Entity;
         item.Fields = new byte[]?[encrypted.Properties.Length];
+        if (item.Absent)
+        {
+            // Stored as NULLs, without a key (StoredAsAbsent).
+            item.Captured = new object?[encrypted.Properties.Length];
+            return;
+        }
+
         var entry = item.Entry;
         // A value the database generates in this save is not known yet: a temporary value, or, on a record still to be
         // inserted, the value an earlier save that did not accept its changes got back (EF discards it and has the
@@ -491,7 +560,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         foreach (var item in work)
         {
             // A JSON-mapped owned record is a part of its owner's document, not a row: it is bound on its next write.
-            if (!item.IsNew || !item.Encrypted.LeavesKeyUnbound(item.Flags) || item.Entry.EntityType.IsMappedToJson())
+            if (!item.IsNew || item.Absent || !item.Encrypted.LeavesKeyUnbound(item.Flags) || item.Entry.EntityType.IsMappedToJson())
             {
                 continue;
             }
@@ -611,7 +680,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     }
                 }
 
-                if (!item.IsNew)
+                if (!item.IsNew && !item.Absent)
                 {
                     // Sealed over ciphertext this save does not write: only valid while the row still holds the key
                     // column it was sealed against, which the update compares (KeyConditionModificationCommand). Set
@@ -634,8 +703,8 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     }
                 }
 
-                detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey, item.Captured!, bound: RecordSnapshot.BoundOf(entry, encrypted)));
-                if (EnvelopeTelemetry.RecordsEncryptedCounter.Enabled)
+                detector.RememberAfterSave(entry.Entity, new RecordSnapshot(item.NewWrappedKey, item.Captured!, storedWithoutKey: item.Absent, bound: RecordSnapshot.BoundOf(entry, encrypted)));
+                if (EnvelopeTelemetry.RecordsEncryptedCounter.Enabled && !item.Absent)
                 {
                     EnvelopeTelemetry.RecordsEncryptedCounter.Add(1, encrypted.EntityTag);
                 }
@@ -664,6 +733,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         public bool[]? Changed { get; } = changed;
 
         public bool IsNew => Changed is null;
+
+        /// <summary>An optional owned record without any value, stored as NULLs without a key (<see cref="StoredAsAbsent"/>).</summary>
+        public bool Absent { get; init; }
 
         /// <summary>A new record, or Update() of a detached instance: the application set every value the save writes.</summary>
         public bool SetsEveryValue { get; init; }
