@@ -17,7 +17,7 @@ namespace EfEnvelope.Query;
 /// <para>
 /// A projection that only reads members of entities (and queries their collection navigations) tracks nothing in plain
 /// EF, which reads those columns, so running it without tracking changes nothing else: such a query gets
-/// <c>AsNoTracking()</c> above its projection, and any <c>AsTracking()</c> composed after the projection is dropped. A
+/// <c>AsNoTracking()</c> above its projection (and loses the <c>Include</c> calls the projection ignores), and any <c>AsTracking()</c> composed after the projection is dropped. A
 /// projection that uses an entity otherwise (returns it, passes it to a method) makes plain EF materialize and track
 /// it, and then cannot read the database's encrypted value beside it: it is refused with the alternatives.
 /// </para>
@@ -196,7 +196,7 @@ internal static class ProjectionTracking
         {
             if (ReferenceEquals(node, projection))
             {
-                Projection = node.Update(node.Object, [NoTracking(node.Arguments[0]), .. node.Arguments.Skip(1)]);
+                Projection = node.Update(node.Object, [NoTracking(WithoutIncludes(node.Arguments[0])), .. node.Arguments.Skip(1)]);
                 return Projection;
             }
 
@@ -206,6 +206,27 @@ internal static class ProjectionTracking
                 && tracking.Method.DeclaringType == typeof(EntityFrameworkQueryableExtensions)
                 ? tracking.Arguments[0]
                 : visited;
+        }
+
+        // A projection of values ignores the Include calls below it in plain EF. Here the projection reads members of
+        // the entity it materializes, which EF would load them into; without tracking, EF also refuses an Include path
+        // that cycles (c.Orders, then o.Customer) where the tracking query the application wrote runs.
+        private static Expression WithoutIncludes(Expression source)
+        {
+            if (source is not MethodCallExpression { Arguments.Count: > 0 } call)
+            {
+                return source;
+            }
+
+            if (call.Method.DeclaringType == typeof(EntityFrameworkQueryableExtensions)
+                && call.Method.Name is nameof(EntityFrameworkQueryableExtensions.Include) or nameof(EntityFrameworkQueryableExtensions.ThenInclude))
+            {
+                return WithoutIncludes(call.Arguments[0]);
+            }
+
+            return typeof(IQueryable).IsAssignableFrom(call.Arguments[0].Type)
+                ? call.Update(call.Object, [WithoutIncludes(call.Arguments[0]), .. call.Arguments.Skip(1)])
+                : source;
         }
 
         // AsNoTracking() takes a query of a reference type: the projection's source, or the first one below it (a
