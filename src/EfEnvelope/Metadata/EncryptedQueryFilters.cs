@@ -38,7 +38,8 @@ internal static class EncryptedQueryFilters
         {
             foreach (var filter in entityType.GetDeclaredQueryFilters().ToList())
             {
-                var rewritten = (LambdaExpression)new Rewriter(encrypted, entityType).Visit(filter.Expression)!;
+                var named = new ByName(encrypted).Visit(filter.Expression)!;
+                var rewritten = (LambdaExpression)new Rewriter(encrypted, entityType).Visit(named)!;
                 if (ReferenceEquals(rewritten, filter.Expression))
                 {
                     continue;
@@ -54,6 +55,25 @@ internal static class EncryptedQueryFilters
                     mutable.SetQueryFilter(filter.Key, rewritten);
                 }
             }
+        }
+    }
+
+    // EF.Property<string>(x, "Text") names an encrypted property as x.Text does; as that member it is rewritten or refused.
+    private sealed class ByName(List<(Type ClrType, string[] Names)> encrypted) : ExpressionVisitor
+    {
+        protected override Expression VisitMethodCall(MethodCallExpression node)
+        {
+            if (node.Method is { Name: nameof(EF.Property), IsGenericMethod: true } && node.Method.DeclaringType == typeof(EF)
+                && node.Arguments[1] is ConstantExpression { Value: string name }
+                && EncryptedQueryGuard.Strip(node.Arguments[0]) is var instance
+                && encrypted.Exists(e => e.ClrType.IsAssignableFrom(instance.Type) && e.Names.Contains(name))
+                && instance.Type.GetProperty(name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance) is { } property)
+            {
+                var member = Expression.Property(Visit(instance), property);
+                return member.Type == node.Type ? member : Expression.Convert(member, node.Type);
+            }
+
+            return base.VisitMethodCall(node);
         }
     }
 

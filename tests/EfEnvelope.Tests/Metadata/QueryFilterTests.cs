@@ -116,6 +116,19 @@ public sealed class QueryFilterTests : IDisposable
     }
 
     [Fact]
+    public async Task A_null_test_naming_the_property_through_EF_Property_filters_as_in_plain_EF()
+    {
+        // Found by a user-style hunt: EF's "could not be translated" on every query of the type.
+        void Filter(ModelBuilder m) => m.Entity<Memo>().HasQueryFilter(x => EF.Property<string?>(x, nameof(Memo.Text)) != null && EF.Property<int?>(x, "Score") == null);
+
+        var plain = await RunAsync(encrypted: false, Filter);
+        var encrypted = await RunAsync(encrypted: true, Filter);
+
+        Assert.Equal("3", plain.Listed);
+        Assert.Equal(plain, encrypted);
+    }
+
+    [Fact]
     public void A_query_filter_comparing_an_encrypted_value_is_refused_when_the_model_is_built()
     {
         using var db = Open(encrypted: true, m => m.Entity<Memo>().HasQueryFilter(x => x.Text != "hidden"));
@@ -123,5 +136,8 @@ public sealed class QueryFilterTests : IDisposable
         var error = Assert.Throws<InvalidOperationException>(() => db.Model);
         Assert.Contains("The query filter of entity type", error.Message, StringComparison.Ordinal);
         Assert.Contains("'Memo.Text'", error.Message, StringComparison.Ordinal);
+
+        using var byName = Open(encrypted: true, m => m.Entity<Memo>().HasQueryFilter(x => EF.Property<string>(x, "Text") != "hidden"));
+        Assert.Contains("'Memo.Text'", Assert.Throws<InvalidOperationException>(() => byName.Model).Message, StringComparison.Ordinal);
     }
 }
