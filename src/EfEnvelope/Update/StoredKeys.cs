@@ -1,5 +1,6 @@
 using System.Linq.Expressions;
 using System.Reflection;
+using System.Runtime.CompilerServices;
 using EfEnvelope.Infrastructure;
 using EfEnvelope.Metadata;
 using Microsoft.EntityFrameworkCore;
@@ -62,9 +63,12 @@ internal static class StoredKeys
         for (var i = 0; i < keyProperties.Count; i++)
         {
             var property = keyProperties[i];
+            // The key value as a query parameter, as the closure of a hand-written query would give it: a constant
+            // becomes a literal in the SQL (which SQLite cannot take for a string holding NUL) and a query per key.
+            var box = Activator.CreateInstance(typeof(StrongBox<>).MakeGenericType(property.ClrType), keyValues[i])!;
             var equal = Expression.Equal(
                 Expression.Call(typeof(EF), nameof(EF.Property), [property.ClrType], row, Expression.Constant(property.Name)),
-                Expression.Constant(keyValues[i], property.ClrType));
+                Expression.Field(Expression.Constant(box), nameof(StrongBox<object>.Value)));
             match = match is null ? equal : Expression.AndAlso(match, equal);
         }
 
