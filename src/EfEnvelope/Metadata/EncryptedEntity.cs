@@ -27,6 +27,7 @@ internal sealed class EncryptedEntity
         Properties = properties.ToArray();
         HasSearchableProperties = Array.Exists(Properties, p => p.Index is not null);
         IsMappedToJson = entityType.IsMappedToJson();
+        SharesRowOptionally = SharesRowAsOptional(entityType);
         EntityTag = new("entity", Name);
         LegacyColumnCount = Properties.Count(p => p.LegacyPlaintext is not null);
         HasLegacyPlaintext = LegacyColumnCount > 0;
@@ -50,6 +51,18 @@ internal sealed class EncryptedEntity
             .Where(p => p.FindAnnotation(EncryptionAnnotations.BoundToRecord)?.Value is true)
             .Select(p => new BoundColumn(p, named: true))
             .OrderBy(c => c.Prefix, ByteOrder.Instance)];
+    }
+
+    private static bool SharesRowAsOptional(IEntityType entityType)
+    {
+        if (entityType.GetTableName() is not { } table)
+        {
+            return false;
+        }
+
+        var row = StoreObjectIdentifier.Table(table, entityType.GetSchema());
+        return entityType.FindRowInternalForeignKeys(row).FirstOrDefault() is { IsRequiredDependent: false }
+            && !entityType.GetReferencingForeignKeys().Any(fk => fk.IsRowInternal(row));
     }
 
     /// <summary>
@@ -94,6 +107,12 @@ internal sealed class EncryptedEntity
 
     /// <summary>Whether the records live inside their owner's JSON column (<see cref="Storage.JsonBlobText"/>).</summary>
     public bool IsMappedToJson { get; }
+
+    /// <summary>
+    /// Whether a record is optional and shares its principal's row (an owned type, or table splitting), with no record
+    /// sharing the row below it: EF reads it as absent when all its columns are NULL (<c>SaveEncryption.StoredAsAbsent</c>).
+    /// </summary>
+    public bool SharesRowOptionally { get; }
 
     public IEntityType EntityType { get; }
 

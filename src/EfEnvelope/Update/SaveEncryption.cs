@@ -219,19 +219,12 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
     /// <remarks>
     /// Nothing is lost: there is no value to protect. That a writer can make a present optional record read as absent
     /// by setting its columns to NULL is true of plain EF's columns as well (docs/SECURITY.md, "owned records that
-    /// vanish"). A record that other records share the row with in turn is left as it was (EF's rule for it looks deeper).
+    /// vanish"). A record that other records share the row with in turn is left as it was (EF's rule for it looks deeper):
+    /// <see cref="EncryptedEntity.SharesRowOptionally"/>.
     /// </remarks>
     private static bool StoredAsAbsent(InternalEntityEntry entry, EncryptedEntity encrypted)
     {
-        var type = entry.EntityType;
-        if (type.GetTableName() is not { } table)
-        {
-            return false;
-        }
-
-        var row = StoreObjectIdentifier.Table(table, type.GetSchema());
-        if (type.FindRowInternalForeignKeys(row).FirstOrDefault() is not { IsRequiredDependent: false }
-            || type.GetReferencingForeignKeys().Any(fk => fk.IsRowInternal(row)))
+        if (!encrypted.SharesRowOptionally)
         {
             return false;
         }
@@ -241,7 +234,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             return false;
         }
 
-        foreach (var property in type.GetProperties())
+        foreach (var property in entry.EntityType.GetProperties())
         {
             if (!property.IsPrimaryKey() && !IsEncryptionColumn(encrypted, property) && entry[property] is not null)
             {
