@@ -154,10 +154,10 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         return null;
     }
 
-    // Whether the database's text form of a value of the type is .NET's, as the runtime's query guard decides: strings and
-    // integers; enums too for ToString() (EF translates it to their names), not when concatenated (the database formats
-    // the number).
-    private static bool FormatsAlike(ITypeSymbol? type, bool concatenated)
+    // Whether the database's text form of a value of the type is what the projection gives, as the runtime's query guard
+    // decides: strings, integers and enums (the guard gives an enum's ToString() as EF's translation names it, and
+    // concatenates its number, as EF does).
+    private static bool FormatsAlike(ITypeSymbol? type)
     {
         if (type is INamedTypeSymbol { OriginalDefinition.SpecialType: SpecialType.System_Nullable_T } nullable)
         {
@@ -167,7 +167,7 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         return type is not null && (type.SpecialType is SpecialType.System_String or SpecialType.System_Byte or SpecialType.System_SByte
             or SpecialType.System_Int16 or SpecialType.System_UInt16 or SpecialType.System_Int32 or SpecialType.System_UInt32
             or SpecialType.System_Int64 or SpecialType.System_UInt64
-            || (type.TypeKind == TypeKind.Enum && !concatenated));
+            || type.TypeKind == TypeKind.Enum);
     }
 
     // Whether .NET equality of the type is the database's, as the runtime's ClientDistinct decides: a DateTimeOffset
@@ -318,7 +318,7 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         }
 
         if (_inProjection && node.TargetMethod is { Name: "ToString", Parameters.Length: 0 } && node.Instance is { } formatted
-            && Encrypted(formatted) is { } text && !FormatsAlike(text.Operation.Type, concatenated: false))
+            && Encrypted(formatted) is { } text && !FormatsAlike(text.Operation.Type))
         {
             Report(Rules.ReadByDatabase, text.Operation, "format it as text (ToString): the database's text form of the value is not .NET's");
             return;
@@ -453,7 +453,7 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         {
             foreach (var operand in new[] { node.LeftOperand, node.RightOperand })
             {
-                if (Encrypted(operand) is { } text && !FormatsAlike(text.Operation.Type, concatenated: true))
+                if (Encrypted(operand) is { } text && !FormatsAlike(text.Operation.Type))
                 {
                     Report(Rules.ReadByDatabase, text.Operation, "format it as text (string concatenation): the database's text form of the value is not .NET's");
                     return;

@@ -95,6 +95,8 @@ public static class Corpus
         "await db.Patients.Select(p => p.SeenAt).Distinct().ToListAsync();",
         "await db.Patients.Select(p => p.Score.ToString()).ToListAsync();",
         "await db.Patients.Select(p => \"score \" + p.Score).ToListAsync();",
+        "await db.Patients.Select(p => \"triage \" + p.Triage).ToListAsync();",
+        "await db.Patients.Select(p => p.Triage.ToString()).ToListAsync();",
         "await db.Patients.Select(p => p.DateOfBirth.ToString(\"yyyy-MM-dd\", System.Globalization.CultureInfo.InvariantCulture)).ToListAsync();",
         "await db.Patients.Where(p => p.Diagnosis == null || p.Diagnosis != null || null == p.Diagnosis).ToListAsync();",
         "await db.Patients.Where(p => p.Rating.HasValue || p.Rating == null).ToListAsync();",

@@ -16,8 +16,11 @@ internal static class Model
             [Encrypted(Searchable = true, IndexBytes = 4)] public string? Phone { get; set; }
             [Encrypted] public DateTimeOffset SeenAt { get; set; }
             [Encrypted] public int? Rating { get; set; }
+            [Encrypted] public Triage Triage { get; set; }
             public List<Visit> Visits { get; set; } = new();
         }
+
+        public enum Triage { Low, High }
 
         public class Visit
         {

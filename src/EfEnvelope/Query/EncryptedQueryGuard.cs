@@ -233,7 +233,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 && (declaring == typeof(Queryable) || declaring == typeof(Enumerable) || declaring.Name.Contains("EntityFrameworkQueryableExtensions", StringComparison.Ordinal));
             var isDatabaseFunction = node.Method.DeclaringType == typeof(string) || node.Method.DeclaringType == typeof(DbFunctionsExtensions)
                 || (node.Method.Name == nameof(ToString) && node.Arguments.Count == 0 && node.Object is { } formatted && Encrypted(formatted) is not null
-                    && !FormatsAlike(formatted.Type, concatenated: false));
+                    && !FormatsAlike(formatted.Type));
             if (isQueryOperator || isDatabaseFunction || node.Method.Name.StartsWith("SetProperty", StringComparison.Ordinal))
             {
                 _inProjection = false;
@@ -258,6 +258,13 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 && (Encrypted(node.Left) is not null || Encrypted(node.Right) is not null))
             {
                 return RewriteEquality(node.NodeType, node.Left, node.Right);
+            }
+
+            if (_inProjection && node.NodeType == ExpressionType.Add && node.Method?.DeclaringType == typeof(string)
+                && (AsNumber(node.Left) is not null || AsNumber(node.Right) is not null))
+            {
+                // "tier " + c.Tier: EF concatenates an enum's number (its column), where .NET would give its name.
+                node = node.Update(AsNumber(node.Left) ?? node.Left, node.Conversion, AsNumber(node.Right) ?? node.Right);
             }
 
             var outer = _operator;
@@ -639,19 +646,32 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         private static Expression Convert(Expression expression, Type type) =>
             expression.Type == type ? expression : Expression.Convert(expression, type);
 
-        // Whether the database's text form of a value of the type is .NET's ToString(): strings and integers, and enums for
-        // ToString() (EF translates it to their names) but not concatenated ("tier " + c.Tier: the database formats the
-        // number). Dates and times, fractional numbers, booleans and GUIDs are formatted differently by each database
+        // Whether the database's text form of a value of the type is what the projection gives on the client: strings and
+        // integers, and enums (ToString() as EF's translation names them, EnumText; concatenated as their number,
+        // AsNumber). Dates and times, fractional numbers, booleans and GUIDs are formatted differently by each database
         // (SQLite: '1990-01-02', 3.0, 1), and a client-side ToString() would silently differ. ToString(format) and
         // ToString(provider) run on the client in plain EF too, and are left alone.
-        private static bool FormatsAlike(Type type, bool concatenated)
+        private static bool FormatsAlike(Type type)
         {
             type = Nullable.GetUnderlyingType(type) ?? type;
-            return type == typeof(string) || (type.IsEnum && !concatenated) || type == typeof(int) || type == typeof(long) || type == typeof(short)
+            return type == typeof(string) || type.IsEnum || type == typeof(int) || type == typeof(long) || type == typeof(short)
                 || type == typeof(byte) || type == typeof(sbyte) || type == typeof(uint) || type == typeof(ulong) || type == typeof(ushort);
         }
 
-        private bool FormattedEncrypted(Expression operand) => Encrypted(operand) is { } found && !FormatsAlike(found.Member.Type, concatenated: true);
+        // An encrypted enum concatenated to a string, as its number (boxed like the operand it replaces).
+        private Expression? AsNumber(Expression operand)
+        {
+            var value = Strip(operand);
+            if ((Nullable.GetUnderlyingType(value.Type) ?? value.Type) is not { IsEnum: true } enumType || Encrypted(value) is null)
+            {
+                return null;
+            }
+
+            var number = Enum.GetUnderlyingType(enumType);
+            return Convert(Expression.Convert(value, value.Type == enumType ? number : typeof(Nullable<>).MakeGenericType(number)), operand.Type);
+        }
+
+        private bool FormattedEncrypted(Expression operand) => Encrypted(operand) is { } found && !FormatsAlike(found.Member.Type);
 
         private Expression? ByName(Expression expression) => PropertyByName(runtime, context.Model, expression);
 
@@ -674,7 +694,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             // Nullable<T>'s own members answer for null themselves (HasValue, GetValueOrDefault), or fail as EF does (Value).
             if (instance is not MemberExpression || !CanBeNull(instance.Type) || Encrypted(instance) is null
                 || (Nullable.GetUnderlyingType(instance.Type) is not null && operation is not MethodCallExpression)
-                || (operation is MethodCallExpression && !FormatsAlike(instance.Type, concatenated: false)))
+                || (operation is MethodCallExpression && !FormatsAlike(instance.Type)))
             {
                 return null;
             }

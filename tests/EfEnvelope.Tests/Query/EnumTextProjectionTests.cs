@@ -4,8 +4,8 @@ namespace EfEnvelope.Tests.Query;
 
 /// <summary>
 /// <c>ToString()</c> of an encrypted enum in a projection gives what EF's translation gives: the name of a defined
-/// value, else the number. Found by a user-style hunt: a combination of <c>[Flags]</c> values read "R, W" where plain
-/// EF reads "3".
+/// value, else the number; concatenated to a string, the number. Found by a user-style hunt: a combination of
+/// <c>[Flags]</c> values read "R, W" where plain EF reads "3", and a concatenation was refused.
 /// </summary>
 public sealed class EnumTextProjectionTests : PlainAndEncryptedSqlite
 {
@@ -31,6 +31,9 @@ public sealed class EnumTextProjectionTests : PlainAndEncryptedSqlite
         Assert.Equal(
             [("Read", "High"), ("3", "7"), ("None", "Low"), ("64", "Low")],
             (await read.Grants.AsNoTracking().OrderBy(g => g.Id).Select(g => new { A = g.Access.ToString(), L = g.Level.ToString() }).ToListAsync(Ct)).Select(x => (x.A, x.L)));
+
+        // Concatenated, EF gives the number (the column's text), where .NET would give the name.
+        Assert.Equal(["level 1, access 1", "level 7, access 3", "level 0, access 0", "level 0, access 64"], await read.Grants.OrderBy(g => g.Id).Select(g => "level " + g.Level + ", access " + g.Access).ToListAsync(Ct));
     }
 
     private GrantContext Create(bool encrypted) => encrypted ? new EncryptedGrantContext(Options(true)) : new GrantContext(Options(false));
