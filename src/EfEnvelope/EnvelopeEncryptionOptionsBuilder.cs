@@ -163,7 +163,8 @@ public sealed class EnvelopeEncryptionOptionsBuilder
     /// writer can move a version 1 record onto another row, NULL a value or write back an older one, and can erase a
     /// record by setting its key column and every nullable value to NULL (an empty value in a required column reads as
     /// the type's default, as a migration leaves it) (docs/SECURITY.md). Every record written since format version 2 has
-    /// a sealed key column, even when all its values are NULL. Upgrade every table first with
+    /// a sealed key column, even when all its values are NULL, except an optional owned or table-split record without
+    /// any value, which is stored as NULLs (as plain EF stores it) and reads as absent. Upgrade every table first with
     /// <c>EnvelopeKeyLifecycle.ReencryptAsync</c> under a configuration without this option (it seals rows without a key
     /// too; <c>EnvelopeKeyLifecycle.InventoryAsync</c> counts rows per format version), then turn this on: such a record
     /// then fails with <see cref="EnvelopeDecryptionException"/>.

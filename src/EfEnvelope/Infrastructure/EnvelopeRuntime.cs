@@ -110,9 +110,12 @@ internal sealed class EnvelopeRuntime : IDisposable
         {
             if (Settings.RequireSealedRecords)
             {
-                // Every record written since format version 2 has a key column, even when all its values are NULL: a
-                // row without one is from before encryption (or a migration), or had its key and values erased.
-                throw new EnvelopeDecryptionException("The record has no wrapped data key (its key column is NULL), and this configuration requires sealed records (RequireSealedRecords): run EnvelopeKeyLifecycle.ReencryptAsync without that option to seal rows written before encryption.", encrypted.Name);
+                // Every record written since format version 2 has a key column, even when all its values are NULL,
+                // except an optional record sharing its principal's row, which is stored without one when it holds no
+                // value (EF then reads it as absent, and never here). A row read here without one is from before
+                // encryption (or a migration), had its key and values erased, or is such a record that a concurrent
+                // save gave a plain value.
+                throw new EnvelopeDecryptionException("The record has no wrapped data key (its key column is NULL), and this configuration requires sealed records (RequireSealedRecords): run EnvelopeKeyLifecycle.ReencryptAsync without that option to seal rows without a key (written before encryption, or an optional owned or table-split record emptied while another save set one of its plain columns).", encrypted.Name);
             }
 
             for (var i = 0; i < properties.Length; i++)

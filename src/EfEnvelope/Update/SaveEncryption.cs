@@ -181,10 +181,14 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 }
             }
 
-            if (absent && (changed is not null || wrappedKey is not null))
+            if (absent && (snapshot.StoredWithoutKey ? changed is not null : wrappedKey is not null && !snapshot.StoredKeyUnknown))
             {
-                // Every value of the record became null (an encrypted one, or a plain one beside encrypted nulls).
-                work.Add(new RecordWork(entry, encrypted, AllChanged(encrypted)) { Absent = true });
+                // Every value of a record read (or saved) in this context became null: an encrypted one, or a plain one
+                // beside encrypted nulls. Only then are all its stored values known to be null; an attached instance
+                // may lack values the row holds, and takes the path below (which loads and verifies the stored row).
+                // The update still compares the key column it read, so a concurrent save that gave the record a value
+                // is reported as a conflict instead of being left keyless.
+                work.Add(new RecordWork(entry, encrypted, AllChanged(encrypted)) { Absent = true, StoredKey = wrappedKey, Snapshot = snapshot });
                 continue;
             }
 
@@ -224,7 +228,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
     /// </remarks>
     private static bool StoredAsAbsent(InternalEntityEntry entry, EncryptedEntity encrypted)
     {
-        if (!encrypted.SharesRowOptionally)
+        // A record with a legacy plaintext column keeps its key and seal: the seal lists the properties that are NULL,
+        // which is what refuses a value written into the legacy column afterwards (docs/SECURITY.md, item 5).
+        if (!encrypted.SharesRowOptionally || encrypted.HasLegacyPlaintext)
         {
             return false;
         }
@@ -553,7 +559,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         foreach (var item in work)
         {
             // A JSON-mapped owned record is a part of its owner's document, not a row: it is bound on its next write.
-            if (!item.IsNew || item.Absent || !item.Encrypted.LeavesKeyUnbound(item.Flags) || item.Entry.EntityType.IsMappedToJson())
+            if (!item.IsNew || !item.Encrypted.LeavesKeyUnbound(item.Flags) || item.Entry.EntityType.IsMappedToJson())
             {
                 continue;
             }
@@ -673,7 +679,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     }
                 }
 
-                if (!item.IsNew && !item.Absent)
+                if (!item.IsNew && item.StoredKey is not null)
                 {
                     // Sealed over ciphertext this save does not write: only valid while the row still holds the key
                     // column it was sealed against, which the update compares (KeyConditionModificationCommand). Set
@@ -727,7 +733,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
 
         public bool IsNew => Changed is null;
 
-        /// <summary>An optional owned record without any value, stored as NULLs without a key (<see cref="StoredAsAbsent"/>).</summary>
+        /// <summary>An optional record sharing its principal's row without any value, stored as NULLs without a key (<see cref="StoredAsAbsent"/>).</summary>
         public bool Absent { get; init; }
 
         /// <summary>A new record, or Update() of a detached instance: the application set every value the save writes.</summary>

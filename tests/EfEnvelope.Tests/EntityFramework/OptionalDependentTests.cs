@@ -90,6 +90,87 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
         Assert.Equal([true, false], (await read.Orders.OrderBy(o => o.Id).ToListAsync(Ct)).Select(o => o.Detail is null));
     }
 
+    [Theory]
+    [MemberData(nameof(Encryption))]
+    public async Task An_attached_partial_owned_value_emptied_by_an_edit_does_not_erase_stored_values(bool encrypted)
+    {
+        // From a review: the attached instance lacks the stored City, so its values being null says nothing about the
+        // row. Plain EF writes only Street; EfEnvelope cannot read an owned record's key by itself and refuses, as it
+        // did before optional records could be stored without a key. Either way City stays.
+        await using (var db = Create(encrypted))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Add(new Customer { Id = 1, Home = new Address { Street = "Main St", City = "Oslo" } });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using (var db = Create(encrypted))
+        {
+            var stub = new Customer { Id = 1, Home = new Address { Street = "Main St" } };
+            db.Attach(stub);
+            stub.Home.Street = null;
+            var error = await Record.ExceptionAsync(() => db.SaveChangesAsync(Ct));
+            Assert.Equal(encrypted, error is InvalidOperationException);
+        }
+
+        await using var read = Create(encrypted);
+        var home = (await read.Customers.SingleAsync(Ct)).Home;
+        Assert.Equal((encrypted ? "Main St" : null, "Oslo"), (home?.Street, home?.City));
+    }
+
+    [Fact]
+    public async Task Emptying_a_record_that_a_concurrent_save_gave_a_value_is_a_conflict_and_loses_nothing()
+    {
+        // From a review: the emptying update compared no key column and left the other save's ciphertext keyless, which
+        // made every query of the table fail. It compares the key it read, as any other edit of the record does.
+        await using (var db = Create(encrypted: true))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Add(new Customer { Id = 1, Home = new Address { Street = "Main St" } });
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var first = Create(encrypted: true);
+        var mine = await first.Customers.SingleAsync(Ct);
+        await using (var other = Create(encrypted: true))
+        {
+            (await other.Customers.SingleAsync(Ct)).Home!.Street = "Side St";
+            await other.SaveChangesAsync(Ct);
+        }
+
+        mine.Home!.Street = null;
+        await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => first.SaveChangesAsync(Ct));
+
+        await using var read = Create(encrypted: true);
+        Assert.Equal("Side St", (await read.Customers.SingleAsync(Ct)).Home?.Street);
+    }
+
+    [Fact]
+    public async Task A_record_with_a_legacy_plaintext_column_keeps_its_seal_when_emptied_so_a_forged_legacy_value_is_refused()
+    {
+        // From a review: stored without a key, the record had no seal to say its value is NULL, so text written into
+        // the legacy column read as the value (and the migration job would have sealed it).
+        await using (var db = new LegacyCustomerContext(Options(true)))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Add(new Customer { Id = 1, Home = new Address() });
+            db.Add(new Customer { Id = 2, Home = new Address { Street = "Main St" } });
+            await db.SaveChangesAsync(Ct);
+            (await db.Customers.SingleAsync(c => c.Id == 2, Ct)).Home!.Street = null;
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using (var command = Connection.CreateCommand())
+        {
+            command.CommandText = "UPDATE \"Customers\" SET \"Home_Street_Plain\" = 'forged'";
+            Assert.Equal(2, await command.ExecuteNonQueryAsync(Ct));
+        }
+
+        await using var read = new LegacyCustomerContext(Options(true));
+        await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => read.Customers.Where(c => c.Id == 1).ToListAsync(Ct));
+        await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => read.Customers.Where(c => c.Id == 2).ToListAsync(Ct));
+    }
+
     private CustomerContext Create(bool encrypted) => encrypted ? new EncryptedCustomerContext(Options(true)) : new CustomerContext(Options(false));
 
     private sealed class Customer
@@ -104,6 +185,15 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
         public string? Street { get; set; }
 
         public string? City { get; set; }
+    }
+
+    private sealed class LegacyCustomerContext(DbContextOptions options) : CustomerContext(options)
+    {
+        protected override void OnModelCreating(ModelBuilder modelBuilder)
+        {
+            base.OnModelCreating(modelBuilder);
+            modelBuilder.Entity<Customer>().OwnsOne(c => c.Home).Property(a => a.Street).IsEncrypted().HasLegacyPlaintextColumn("Home_Street_Plain");
+        }
     }
 
     private sealed class Order
