@@ -245,9 +245,11 @@ internal sealed class EncryptionChangeDetector(
     /// </remarks>
     private void MarkPendingEdit(InternalEntityEntry entry, EncryptedEntity encrypted, RecordSnapshot snapshot)
     {
+        // A key column EF holds as modified belongs to a save that ran without accepting its changes
+        // (SaveChanges(false)): it is still to be written, and EF would put its original back where the flag comes off.
         var key = encrypted.KeyProperty;
         if (snapshot.ReplacesStored || snapshot.StoredWithoutKey || snapshot.StoredKeyUnknown
-            || entry[key] is not byte[] stored || entry.EntityType.IsMappedToJson())
+            || entry[key] is not byte[] stored || entry.EntityType.IsMappedToJson() || entry.IsModified(key))
         {
             return;
         }
