@@ -88,19 +88,25 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
     private static readonly MethodInfo EnumTextMethod = typeof(EncryptedQueryGuard).GetMethod(nameof(EnumText), BindingFlags.NonPublic | BindingFlags.Static)!;
 
+    private static readonly MethodInfo NullableEnumTextMethod = typeof(EncryptedQueryGuard).GetMethod(nameof(NullableEnumText), BindingFlags.NonPublic | BindingFlags.Static)!;
+
     /// <summary>An enum value as EF's translation of its <c>ToString()</c> gives it: a defined value's name, else its number.</summary>
     private static string EnumText<TEnum>(TEnum value)
+        where TEnum : struct, Enum =>
+        Array.IndexOf(DefinedValues<TEnum>.All, value) is var index and >= 0
+            ? DefinedValues<TEnum>.All[index].ToString()
+            : System.Convert.ToString(System.Convert.ChangeType(value, Enum.GetUnderlyingType(typeof(TEnum)), CultureInfo.InvariantCulture), CultureInfo.InvariantCulture)!;
+
+    /// <summary>As <see cref="EnumText{TEnum}"/>; null reads as the empty string, as EF's translation gives it.</summary>
+    private static string NullableEnumText<TEnum>(TEnum? value)
+        where TEnum : struct, Enum =>
+        value is { } defined ? EnumText(defined) : "";
+
+    // In Enum.GetValues order, which EF's translation follows (the first name of a value defined twice).
+    private static class DefinedValues<TEnum>
         where TEnum : struct, Enum
     {
-        foreach (var defined in Enum.GetValues<TEnum>())
-        {
-            if (EqualityComparer<TEnum>.Default.Equals(defined, value))
-            {
-                return defined.ToString();
-            }
-        }
-
-        return System.Convert.ToString(System.Convert.ChangeType(value, Enum.GetUnderlyingType(typeof(TEnum)), CultureInfo.InvariantCulture), CultureInfo.InvariantCulture)!;
+        public static readonly TEnum[] All = Enum.GetValues<TEnum>();
     }
 
     /// <summary>The first encrypted property ("Type.Property") an expression reads.</summary>
@@ -211,11 +217,12 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 return rewritten;
             }
 
-            if (_inProjection && node is { Method.Name: nameof(ToString), Arguments.Count: 0, Object: { Type.IsEnum: true } value } && Encrypted(value) is not null)
+            if (_inProjection && node is { Method.Name: nameof(ToString), Arguments.Count: 0, Object: { } value }
+                && (Nullable.GetUnderlyingType(value.Type) ?? value.Type) is { IsEnum: true } enumType && Encrypted(value) is not null)
             {
-                // EF translates an enum's ToString() to the name of a defined value and the number otherwise; .NET names
-                // a combination of [Flags] values ("Read, Write" where the database gives "3").
-                return Visit(Expression.Call(EnumTextMethod.MakeGenericMethod(value.Type), value));
+                // EF translates an enum's ToString() to the name of a defined value and the number otherwise (and NULL
+                // to ""); .NET names a combination of [Flags] values ("Read, Write" where the database gives "3").
+                return Visit(Expression.Call((value.Type == enumType ? EnumTextMethod : NullableEnumTextMethod).MakeGenericMethod(enumType), value));
             }
 
             if (_inProjection && node.Method.Name == nameof(ToString) && NullPropagated(node, node.Type) is { } guarded)
@@ -377,7 +384,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     Expression absent;
                     if (WithoutDowncasts(instance) is var root && root != instance)
                     {
-                        var declaring = property.DeclaringType!;
+                        var declaring = DeclaringEntityType(node.Expression!.Type, property);
                         var holds = declaring.IsAssignableFrom(root.Type);
                         absent = holds ? Expression.Equal(root, Expression.Constant(null, root.Type)) : Expression.Not(Expression.TypeIs(root, declaring));
                         read = Expression.MakeMemberAccess(holds ? root : Expression.Convert(root, declaring), property);
@@ -406,15 +413,44 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             return base.VisitMember(node);
         }
 
-        // A conversion between numeric types is checked when it reads a decrypted value, as the data reader's was.
+        // A conversion of a decrypted number (or enum) to a signed integer, a byte or an enum over one is checked, as the
+        // data readers' conversions are (SQLite and PostgreSQL refuse a value that does not fit). Unsigned wider types
+        // are left unchecked: providers read them from the signed column's bits (a ulong from -1 is 2^64 - 1).
         private static ExpressionType Checked(UnaryExpression conversion) =>
-            conversion is { NodeType: ExpressionType.Convert, Method: null } && IsNumeric(conversion.Operand.Type) && IsNumeric(conversion.Type)
+            conversion is { NodeType: ExpressionType.Convert, Method: null } && IsNumber(conversion.Operand.Type) && ChecksOverflow(conversion.Type)
                 ? ExpressionType.ConvertChecked
                 : conversion.NodeType;
 
-        private static bool IsNumeric(Type type) =>
-            (Nullable.GetUnderlyingType(type) ?? type) is var underlying
-            && ((underlying.IsPrimitive && underlying != typeof(bool) && underlying != typeof(nint) && underlying != typeof(nuint)) || underlying == typeof(decimal));
+        private static bool IsNumber(Type type) =>
+            Number(type) is var number && ((number.IsPrimitive && number != typeof(bool) && number != typeof(char) && number != typeof(nint) && number != typeof(nuint)) || number == typeof(decimal));
+
+        private static bool ChecksOverflow(Type type) =>
+            Number(type) is var number && (number == typeof(sbyte) || number == typeof(byte) || number == typeof(short) || number == typeof(int) || number == typeof(long));
+
+        // The number a type holds: itself, under Nullable, an enum's underlying type.
+        private static Type Number(Type type)
+        {
+            type = Nullable.GetUnderlyingType(type) ?? type;
+            return type.IsEnum ? Enum.GetUnderlyingType(type) : type;
+        }
+
+        // The type whose column a member read through a cast reads: the topmost entity type, from the one the cast names
+        // up, whose CLR type has the member (Dog for ((Puppy)a).Vet with Vet declared on Dog, and for ((Dog)a).Vet with
+        // Vet declared on a base class the model does not map, whose sibling type has a column of its own).
+        private Type DeclaringEntityType(Type written, MemberInfo member)
+        {
+            if (context.Model.FindEntityType(written) is not { } declaring)
+            {
+                return written;
+            }
+
+            while (declaring.BaseType is { } baseType && member.DeclaringType!.IsAssignableFrom(baseType.ClrType))
+            {
+                declaring = baseType;
+            }
+
+            return declaring.ClrType;
+        }
 
         // (Puppy)(Dog)a, a as Dog: the entity under the casts to derived types a query writes.
         private static Expression WithoutDowncasts(Expression instance)
@@ -452,7 +488,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             // type declaring the navigation, not the one the cast names (((Puppy)a).Clinic reads every Dog's).
             if (WithoutDowncasts(root) is var entity && entity != root)
             {
-                var declaring = path[0].Member.DeclaringType!;
+                var declaring = DeclaringEntityType(root.Type, path[0].Member);
                 root = declaring.IsAssignableFrom(entity.Type) ? entity : Expression.TypeAs(entity, declaring);
             }
 

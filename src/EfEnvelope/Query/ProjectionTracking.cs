@@ -17,9 +17,13 @@ namespace EfEnvelope.Query;
 /// <para>
 /// A projection that only reads members of entities (and queries their collection navigations) tracks nothing in plain
 /// EF, which reads those columns, so running it without tracking changes nothing else: such a query gets
-/// <c>AsNoTracking()</c> above its projection (and loses the <c>Include</c> calls the projection ignores), and any <c>AsTracking()</c> composed after the projection is dropped. A
+/// <c>AsNoTracking()</c> above its projection, and any <c>AsTracking()</c> composed after the projection is dropped. A
 /// projection that uses an entity otherwise (returns it, passes it to a method) makes plain EF materialize and track
 /// it, and then cannot read the database's encrypted value beside it: it is refused with the alternatives.
+/// </para>
+/// <para>
+/// With or without tracking, such a projection of values loses the <c>Include</c> calls below it, which plain EF
+/// ignores there (<see cref="IncludeRemover"/>).
 /// </para>
 /// </remarks>
 internal static class ProjectionTracking
@@ -35,22 +39,27 @@ internal static class ProjectionTracking
     /// <exception cref="InvalidOperationException">The projection returns tracked entities beside encrypted values.</exception>
     public static (Expression Query, MethodCallExpression? Projection) Apply(Expression query, MethodCallExpression? projection, DbContext context, Func<Expression, string?> encryptedMember)
     {
-        if (projection is null || EffectiveTracking(query, context) != QueryTrackingBehavior.TrackAll
-            || encryptedMember(projection.Arguments[1]) is not { } member)
+        if (projection is null || encryptedMember(projection.Arguments[1]) is not { } member)
         {
             return (query, projection);
         }
 
+        var tracking = EffectiveTracking(query, context) == QueryTrackingBehavior.TrackAll;
         var selector = (LambdaExpression)EncryptedQueryGuard.Unquote(projection.Arguments[1]);
         if (UsedEntity(selector.Body, context.Model, encryptedMember) is { } entity)
         {
+            if (!tracking)
+            {
+                return (query, projection);
+            }
+
             throw new InvalidOperationException(
                 $"The tracking query projects encrypted property '{member}' beside an entity of type '{entity.DisplayName()}' (returned or passed to a method), which it tracks. " +
                 "EfEnvelope reads an encrypted value from its entity, and in a tracking query that is the tracked instance, which may hold unsaved edits or older values than the row, " +
                 "where plain EF reads the column. Read the property from the projected entity instead, or add AsNoTracking() (and attach what you edit), or project values only.");
         }
 
-        var rewriter = new NoTrackingRewriter(projection);
+        var rewriter = new ValueProjectionRewriter(projection, tracking);
         var rewritten = rewriter.Visit(query);
         return (rewritten, rewriter.Projection);
     }
@@ -187,46 +196,28 @@ internal static class ProjectionTracking
         }
     }
 
-    private sealed class NoTrackingRewriter(MethodCallExpression projection) : ExpressionVisitor
+    // A projection that returns only values: its source loses the Include calls the projection ignores, and a tracking
+    // query runs without tracking.
+    private sealed class ValueProjectionRewriter(MethodCallExpression projection, bool tracking) : ExpressionVisitor
     {
-        /// <summary>The projection as rewritten (its source now under AsNoTracking).</summary>
+        /// <summary>The projection as rewritten.</summary>
         public MethodCallExpression? Projection { get; private set; }
 
         protected override Expression VisitMethodCall(MethodCallExpression node)
         {
             if (ReferenceEquals(node, projection))
             {
-                Projection = node.Update(node.Object, [NoTracking(WithoutIncludes(node.Arguments[0])), .. node.Arguments.Skip(1)]);
+                var source = new IncludeRemover().Visit(node.Arguments[0]);
+                Projection = node.Update(node.Object, [tracking ? NoTracking(source) : source, .. node.Arguments.Skip(1)]);
                 return Projection;
             }
 
             // Above the projection: an AsTracking() would win over the AsNoTracking() below it.
             var visited = base.VisitMethodCall(node);
-            return visited is MethodCallExpression { Method.Name: nameof(EntityFrameworkQueryableExtensions.AsTracking) } tracking
-                && tracking.Method.DeclaringType == typeof(EntityFrameworkQueryableExtensions)
-                ? tracking.Arguments[0]
+            return tracking && visited is MethodCallExpression { Method.Name: nameof(EntityFrameworkQueryableExtensions.AsTracking) } asTracking
+                && asTracking.Method.DeclaringType == typeof(EntityFrameworkQueryableExtensions)
+                ? asTracking.Arguments[0]
                 : visited;
-        }
-
-        // A projection of values ignores the Include calls below it in plain EF. Here the projection reads members of
-        // the entity it materializes, which EF would load them into; without tracking, EF also refuses an Include path
-        // that cycles (c.Orders, then o.Customer) where the tracking query the application wrote runs.
-        private static Expression WithoutIncludes(Expression source)
-        {
-            if (source is not MethodCallExpression { Arguments.Count: > 0 } call)
-            {
-                return source;
-            }
-
-            if (call.Method.DeclaringType == typeof(EntityFrameworkQueryableExtensions)
-                && call.Method.Name is nameof(EntityFrameworkQueryableExtensions.Include) or nameof(EntityFrameworkQueryableExtensions.ThenInclude))
-            {
-                return WithoutIncludes(call.Arguments[0]);
-            }
-
-            return typeof(IQueryable).IsAssignableFrom(call.Arguments[0].Type)
-                ? call.Update(call.Object, [WithoutIncludes(call.Arguments[0]), .. call.Arguments.Skip(1)])
-                : source;
         }
 
         // AsNoTracking() takes a query of a reference type: the projection's source, or the first one below it (a
@@ -243,5 +234,17 @@ internal static class ProjectionTracking
                 ? call.Update(call.Object, [NoTracking(call.Arguments[0]), .. call.Arguments.Skip(1)])
                 : source;
         }
+    }
+
+    // A projection of values ignores the Include calls below it in plain EF (in a joined or nested query too). Here the
+    // projection reads members of entities it materializes, which EF would load the included entities into; without
+    // tracking, EF also refuses an Include path that cycles (c.Orders, then o.Customer) where plain EF runs the query.
+    private sealed class IncludeRemover : ExpressionVisitor
+    {
+        protected override Expression VisitMethodCall(MethodCallExpression node) =>
+            node.Method.DeclaringType == typeof(EntityFrameworkQueryableExtensions)
+            && node.Method.Name is nameof(EntityFrameworkQueryableExtensions.Include) or nameof(EntityFrameworkQueryableExtensions.ThenInclude)
+                ? Visit(node.Arguments[0])
+                : base.VisitMethodCall(node);
     }
 }

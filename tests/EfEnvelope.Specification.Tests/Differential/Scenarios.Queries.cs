@@ -245,6 +245,12 @@ public static partial class Scenarios
         yield return Query("include-reference", Area, (db, ct) => db.Orders.Include(o => o.Customer).OrderBy(o => o.Id).Select(o => o.Customer!.Ssn).ToListAsync(ct));
         yield return Query("include-reference-entities", Area, async (db, ct) => (await db.Orders.Include(o => o.Customer).OrderBy(o => o.Id).ToListAsync(ct)).Select(o => new { o.CardNumber, o.Customer!.Notes }).ToList());
         yield return Query("include-cycle-select-encrypted", Area, (db, ct) => db.Customers.Include(c => c.Orders).ThenInclude(o => o.Customer).OrderBy(c => c.Id).Select(c => c.Ssn).ToListAsync(ct)).MustMatch();
+        yield return Query("include-cycle-no-tracking-select-encrypted", Area, (db, ct) => db.Customers.AsNoTracking().Include(c => c.Orders).ThenInclude(o => o.Customer).OrderBy(c => c.Id).Select(c => c.Ssn).ToListAsync(ct)).MustMatch();
+        yield return Query("include-cycle-in-join-inner", Area, (db, ct) => (
+            from c in db.Customers
+            join o in db.Orders.Include(o => o.Customer).ThenInclude(c => c!.Orders) on c.Id equals o.CustomerId
+            orderby o.Id
+            select new { o.Id, c.Ssn, o.CardNumber }).ToListAsync(ct)).MustMatch();
         yield return Query("include-cycle-select-values", Area, (db, ct) => db.Orders.Include(o => o.Customer).ThenInclude(c => c!.Orders).OrderBy(o => o.Id).Select(o => new { o.Id, o.CardNumber }).ToListAsync(ct)).MustMatch();
         yield return Query("include-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().Include(c => c.Orders).OrderBy(c => c.Id).ToListAsync(ct));
         yield return Query("include-split-no-tracking-paged", Area, (db, ct) => db.Customers.AsNoTracking().Include(c => c.Orders).AsSplitQuery().OrderBy(c => c.Id).Skip(1).Take(2).ToListAsync(ct));
