@@ -413,11 +413,13 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             return base.VisitMember(node);
         }
 
-        // A conversion of a decrypted number (or enum) to a signed integer, a byte or an enum over one is checked, as the
-        // data readers' conversions are (SQLite and PostgreSQL refuse a value that does not fit). Unsigned wider types
-        // are left unchecked: providers read them from the signed column's bits (a ulong from -1 is 2^64 - 1).
-        private static ExpressionType Checked(UnaryExpression conversion) =>
+        // A conversion of a decrypted number (or enum) to an integer type (or an enum over one) is checked, as the data
+        // readers' conversions are: SQLite and PostgreSQL refuse a value that does not fit. The exception is ulong on
+        // SQLite, which stores it in a signed column and reads it from the column's bits (-1 reads as 2^64 - 1).
+        // A char is left as .NET converts it (the providers do not agree on what (char)n reads).
+        private ExpressionType Checked(UnaryExpression conversion) =>
             conversion is { NodeType: ExpressionType.Convert, Method: null } && IsNumber(conversion.Operand.Type) && ChecksOverflow(conversion.Type)
+                && !(Number(conversion.Type) == typeof(ulong) && context.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite")
                 ? ExpressionType.ConvertChecked
                 : conversion.NodeType;
 
@@ -425,7 +427,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             Number(type) is var number && ((number.IsPrimitive && number != typeof(bool) && number != typeof(char) && number != typeof(nint) && number != typeof(nuint)) || number == typeof(decimal));
 
         private static bool ChecksOverflow(Type type) =>
-            Number(type) is var number && (number == typeof(sbyte) || number == typeof(byte) || number == typeof(short) || number == typeof(int) || number == typeof(long));
+            Number(type) is var number && number.IsPrimitive && number != typeof(bool) && number != typeof(char) && number != typeof(float) && number != typeof(double)
+            && number != typeof(nint) && number != typeof(nuint);
 
         // The number a type holds: itself, under Nullable, an enum's underlying type.
         private static Type Number(Type type)
@@ -698,7 +701,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         private Expression? AsNumber(Expression operand)
         {
             var value = Strip(operand);
-            if ((Nullable.GetUnderlyingType(value.Type) ?? value.Type) is not { IsEnum: true } enumType || Encrypted(value) is null)
+            if ((Nullable.GetUnderlyingType(value.Type) ?? value.Type) is not { IsEnum: true } enumType || !FormatsDecrypted(value))
             {
                 return null;
             }
@@ -707,7 +710,14 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             return Convert(Expression.Convert(value, value.Type == enumType ? number : typeof(Nullable<>).MakeGenericType(number)), operand.Type);
         }
 
-        private bool FormattedEncrypted(Expression operand) => Encrypted(operand) is { } found && !FormatsAlike(found.Member.Type);
+        private bool FormattedEncrypted(Expression operand) => FormatsDecrypted(operand) && !FormatsAlike(Strip(operand).Type);
+
+        // Whether a string concatenation's operand is a decrypted value, which the client formats: an encrypted member,
+        // or a ?? or ?: that can give one (c.Nickname ?? c.Tier, c.Vip ? c.Tier : Tier.Low).
+        private bool FormatsDecrypted(Expression operand) =>
+            Strip(operand) is var value
+            && (Encrypted(value) is not null
+                || (value is BinaryExpression { NodeType: ExpressionType.Coalesce } or ConditionalExpression && FindEncryptedMember(runtime, context.Model, value) is not null));
 
         private Expression? ByName(Expression expression) => PropertyByName(runtime, context.Model, expression);
 

@@ -37,6 +37,10 @@ public sealed class EnumTextProjectionTests : PlainAndEncryptedSqlite
 
         // Concatenated, EF gives the number (the column's text), where .NET would give the name.
         Assert.Equal(["level 1, access 1", "level 7, access 3", "level 0, access 0", "level 0, access 64"], await read.Grants.OrderBy(g => g.Id).Select(g => "level " + g.Level + ", access " + g.Access).ToListAsync(Ct));
+
+        // Through ?? and ?: too (from a review: the names came through).
+        Assert.Equal(["was 1", "was 3", "was 0", "was 64"], await read.Grants.OrderBy(g => g.Id).Select(g => "was " + (g.Previous ?? g.Access)).ToListAsync(Ct));
+        Assert.Equal(["1", "7", "0", "0"], await read.Grants.OrderBy(g => g.Id).Select(g => "" + (g.Id > 0 ? g.Level : Level.Low)).ToListAsync(Ct));
     }
 
     private GrantContext Create(bool encrypted) => encrypted ? new EncryptedGrantContext(Options(true)) : new GrantContext(Options(false));
