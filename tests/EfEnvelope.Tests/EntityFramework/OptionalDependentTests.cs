@@ -1,3 +1,4 @@
+using EfEnvelope.KeyManagement;
 using Microsoft.EntityFrameworkCore;
 
 namespace EfEnvelope.Tests.EntityFramework;
@@ -171,11 +172,56 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
         await Assert.ThrowsAsync<EnvelopeDecryptionException>(() => read.Customers.Where(c => c.Id == 2).ToListAsync(Ct));
     }
 
+    [Fact]
+    public async Task An_emptied_record_that_a_plain_value_makes_present_again_is_sealed()
+    {
+        // From a review: the record stayed without a key, and with RequireSealedRecords every query of the table failed.
+        var options = Options(true, e => e.UseProvider(Provider).RequireSealedRecords());
+        await using (var db = new EncryptedCustomerContext(options))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Add(new Customer { Id = 1, Home = new Address { Street = "Main St" } });
+            await db.SaveChangesAsync(Ct);
+            var customer = await db.Customers.SingleAsync(Ct);
+            customer.Home!.Street = null;
+            await db.SaveChangesAsync(Ct);
+            customer.Home.City = "Oslo";
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var read = new EncryptedCustomerContext(options);
+        var home = (await read.Customers.SingleAsync(Ct)).Home;
+        Assert.Equal(((string?)null, "Oslo"), (home?.Street, home?.City));
+    }
+
+    [Fact]
+    public async Task A_record_emptied_in_the_save_that_moves_its_owner_to_another_key_reads_as_absent()
+    {
+        // From a review: the move to the selector's new key came first and gave the empty record a key.
+        var provider = new InsecureInMemoryMasterKeyProvider("key-a").AddKey("key-b");
+        var options = Options(true, e => e.UseProvider(provider).UseMasterKeySelector(entity => entity is Customer { Name: "b" } ? "key-b" : "key-a"));
+        await using (var db = new EncryptedCustomerContext(options))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+            db.Add(new Customer { Id = 1, Name = "a", Home = new Address { Street = "Main St" } });
+            await db.SaveChangesAsync(Ct);
+            var customer = await db.Customers.SingleAsync(Ct);
+            customer.Name = "b";
+            customer.Home!.Street = null;
+            await db.SaveChangesAsync(Ct);
+        }
+
+        await using var read = new EncryptedCustomerContext(options);
+        Assert.Null((await read.Customers.SingleAsync(Ct)).Home);
+    }
+
     private CustomerContext Create(bool encrypted) => encrypted ? new EncryptedCustomerContext(Options(true)) : new CustomerContext(Options(false));
 
     private sealed class Customer
     {
         public int Id { get; set; }
+
+        public string? Name { get; set; }
 
         public Address? Home { get; set; }
     }
