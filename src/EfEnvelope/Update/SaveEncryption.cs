@@ -188,7 +188,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 // may lack values the row holds, and takes the path below (which loads and verifies the stored row).
                 // The update still compares the key column it read, so a concurrent save that gave the record a value
                 // is reported as a conflict instead of being left keyless.
-                work.Add(new RecordWork(entry, encrypted, AllChanged(encrypted)) { Absent = true, StoredKey = wrappedKey, ComparedKey = PendingOriginal(entry, encrypted), Snapshot = snapshot });
+                work.Add(new RecordWork(entry, encrypted, AllChanged(encrypted)) { Absent = true, StoredKey = wrappedKey, Snapshot = snapshot });
                 continue;
             }
 
@@ -211,7 +211,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
             }
             else if (changed is not null)
             {
-                work.Add(new RecordWork(entry, encrypted, changed) { StoredKey = snapshot.StoredKeyUnknown ? null : wrappedKey, ComparedKey = PendingOriginal(entry, encrypted), Snapshot = snapshot });
+                work.Add(new RecordWork(entry, encrypted, changed) { StoredKey = snapshot.StoredKeyUnknown ? null : wrappedKey, Snapshot = snapshot });
             }
         }
 
@@ -254,20 +254,6 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
 
         return true;
     }
-
-    /// <summary>
-    /// The key column the update compares for a record whose key column a save that did not accept its changes has
-    /// written (<c>SaveChanges(false)</c>): EF still holds the column as modified, over the key it was read with.
-    /// </summary>
-    /// <remarks>
-    /// EF's pattern for a retried unit of work saves without accepting inside a transaction, and saves again after a
-    /// rollback: the row then holds the key it was read with, which EF re-sends its pending changes over; the new seal
-    /// covers them (the entry holds every ciphertext that save wrote, still marked modified), under the same data key.
-    /// Had the save committed, the row holds the newer key and the update reports a conflict (re-read and merged for
-    /// an entity EfEnvelope can read by key; refused for an owned record). Null when nothing is pending.
-    /// </remarks>
-    private static byte[]? PendingOriginal(InternalEntityEntry entry, EncryptedEntity encrypted) =>
-        entry.IsModified(encrypted.KeyProperty) ? (byte[]?)entry.GetOriginalValue(encrypted.KeyProperty) : null;
 
     private static bool IsEncryptionColumn(EncryptedEntity encrypted, IProperty property) =>
         property == encrypted.KeyProperty
@@ -703,7 +689,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     // column it was sealed against, which the update compares (KeyConditionModificationCommand). Set
                     // last: on an attached entry, the assignments above can replace the original EF keeps for the key
                     // column with its new value (seen with EF Core 10: the update then compared the new key).
-                    entry.SetOriginalValue(encrypted.KeyProperty, item.StoredRow is null && item.ComparedKey is { } pending ? pending : item.StoredKey);
+                    entry.SetOriginalValue(encrypted.KeyProperty, item.StoredKey);
                     detector.RequireStoredKey(entry);
                     if (item.TokensHeld is { } held)
                     {
@@ -758,9 +744,6 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         public bool SetsEveryValue { get; init; }
 
         public byte[]? StoredKey { get; set; }
-
-        /// <summary>The key column the update requires, when not <see cref="StoredKey"/> (<see cref="PendingOriginal"/>); a stored row loaded for the record overrides it.</summary>
-        public byte[]? ComparedKey { get; init; }
 
         /// <summary>An attached record's stored columns, loaded to reuse its key (<see cref="EnvelopeRuntime.StoredProperties"/> order).</summary>
         public object?[]? StoredRow { get; set; }
