@@ -207,7 +207,7 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 // A row stored without a data key (its encrypted columns were added by a migration), or a version 1
                 // record read in this context (the instance holds all its values): the edit gives it a fresh data key
                 // and every encrypted value is written under it, in version 2 with a seal.
-                work.Add(new RecordWork(entry, encrypted, changed: null));
+                work.Add(new RecordWork(entry, encrypted, changed: null) { ReadWithoutKey = snapshot.StoredWithoutKey });
             }
             else if (changed is not null)
             {
@@ -683,6 +683,16 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                     }
                 }
 
+                if (item.ReadWithoutKey)
+                {
+                    // A value null when the row was read is not written again (EF writes only what changed), so the seal
+                    // is valid only while the row is still without a key: a concurrent save that gave the record a
+                    // value (and a key) would otherwise keep its ciphertext beside a seal saying NULL, lost for good.
+                    // The update requires the key column to be NULL still, and reports a conflict otherwise.
+                    entry.SetOriginalValue(encrypted.KeyProperty, null);
+                    detector.RequireStoredKey(entry);
+                }
+
                 if (!item.IsNew && item.StoredKey is not null)
                 {
                     // Sealed over ciphertext this save does not write: only valid while the row still holds the key
@@ -736,6 +746,9 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
         public bool[]? Changed { get; } = changed;
 
         public bool IsNew => Changed is null;
+
+        /// <summary>A record read without a data key, now sealed under a fresh one: its update requires the key column to be NULL still.</summary>
+        public bool ReadWithoutKey { get; init; }
 
         /// <summary>An optional record sharing its principal's row without any value, stored as NULLs without a key (<see cref="StoredAsAbsent"/>).</summary>
         public bool Absent { get; init; }

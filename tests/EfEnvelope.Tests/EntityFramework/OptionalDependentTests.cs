@@ -195,6 +195,39 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
     }
 
     [Fact]
+    public async Task Sealing_a_record_read_without_a_key_over_a_concurrent_save_is_a_conflict_and_loses_nothing()
+    {
+        // From a review: sealing a keyless record after a plain edit wrote the key column unconditionally, so another
+        // context's value saved meanwhile stayed beside a seal saying NULL: the row no longer read, the value was lost.
+        await using (var db = Create(encrypted: true))
+        {
+            await db.Database.EnsureCreatedAsync(Ct);
+        }
+
+        await using (var command = Connection.CreateCommand())
+        {
+            // A row as a migration that added the encrypted columns leaves it.
+            command.CommandText = "INSERT INTO \"Customers\" (\"Id\", \"Home_City\") VALUES (1, 'Oslo')";
+            await command.ExecuteNonQueryAsync(Ct);
+        }
+
+        await using var first = Create(encrypted: true);
+        var mine = await first.Customers.SingleAsync(Ct);
+        await using (var other = Create(encrypted: true))
+        {
+            (await other.Customers.SingleAsync(Ct)).Home!.Street = "Side St";
+            await other.SaveChangesAsync(Ct);
+        }
+
+        mine.Home!.City = "Bergen";
+        await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => first.SaveChangesAsync(Ct));
+
+        await using var read = Create(encrypted: true);
+        var home = (await read.Customers.SingleAsync(Ct)).Home;
+        Assert.Equal(("Side St", "Oslo"), (home?.Street, home?.City));
+    }
+
+    [Fact]
     public async Task A_record_emptied_in_the_save_that_moves_its_owner_to_another_key_reads_as_absent()
     {
         // From a review: the move to the selector's new key came first and gave the empty record a key.
