@@ -253,6 +253,8 @@ public static partial class Scenarios
             select new { o.Id, c.Ssn, o.CardNumber }).ToListAsync(ct)).MustMatch();
         yield return Query("include-cycle-select-values", Area, (db, ct) => db.Orders.Include(o => o.Customer).ThenInclude(c => c!.Orders).OrderBy(o => o.Id).Select(o => new { o.Id, o.CardNumber }).ToListAsync(ct)).MustMatch();
         yield return Query("select-first-of-collection-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => c.Orders.OrderBy(o => o.Id).Select(o => o.CardNumber).FirstOrDefault()).ToListAsync(ct)).MustMatch();
+        yield return Query("select-uncorrelated-first-encrypted", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Id, Card = db.Orders.OrderBy(o => o.Id).Select(o => o.CardNumber).FirstOrDefault() }).ToListAsync(ct));
+        yield return Query("select-uncorrelated-first-entity-member", Area, (db, ct) => db.Customers.OrderBy(c => c.Id).Select(c => new { c.Id, db.Orders.OrderBy(o => o.Id).First().CardNumber }).ToListAsync(ct));
         yield return Query("include-no-tracking", Area, (db, ct) => db.Customers.AsNoTracking().Include(c => c.Orders).OrderBy(c => c.Id).ToListAsync(ct));
         yield return Query("include-split-no-tracking-paged", Area, (db, ct) => db.Customers.AsNoTracking().Include(c => c.Orders).AsSplitQuery().OrderBy(c => c.Id).Skip(1).Take(2).ToListAsync(ct));
         yield return new("explicit-load-collection", Area, async r =>
