@@ -418,15 +418,15 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         // SQLite, which stores it in a signed column and reads it from the column's bits (-1 reads as 2^64 - 1).
         // A char is left as .NET converts it (the providers do not agree on what (char)n reads).
         private ExpressionType Checked(UnaryExpression conversion) =>
-            conversion is { NodeType: ExpressionType.Convert, Method: null } && IsNumber(conversion.Operand.Type) && ChecksOverflow(conversion.Type)
+            conversion is { NodeType: ExpressionType.Convert, Method: null } && IsNumber(conversion.Operand.Type) && IsInteger(conversion.Type)
                 && !(Number(conversion.Type) == typeof(ulong) && context.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite")
                 ? ExpressionType.ConvertChecked
                 : conversion.NodeType;
 
         private static bool IsNumber(Type type) =>
-            Number(type) is var number && ((number.IsPrimitive && number != typeof(bool) && number != typeof(char) && number != typeof(nint) && number != typeof(nuint)) || number == typeof(decimal));
+            IsInteger(type) || Number(type) is var number && (number == typeof(float) || number == typeof(double) || number == typeof(decimal));
 
-        private static bool ChecksOverflow(Type type) =>
+        private static bool IsInteger(Type type) =>
             Number(type) is var number && number.IsPrimitive && number != typeof(bool) && number != typeof(char) && number != typeof(float) && number != typeof(double)
             && number != typeof(nint) && number != typeof(nuint);
 

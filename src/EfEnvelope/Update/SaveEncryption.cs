@@ -198,12 +198,12 @@ internal sealed class SaveEncryption(EnvelopeRuntime runtime)
                 changed = new bool[encrypted.Properties.Length];
             }
 
-            if ((changed is not null && (snapshot.StoredWithoutKey || wrappedKey is [EnvelopeFormat.Version, ..]))
-                || (snapshot.StoredWithoutKey && !absent && state == EntityState.Modified && encrypted.SharesRowOptionally))
+            // An optional record stored as absent that a plain value makes present again: sealed now, with its encrypted
+            // nulls, as it would have been had it never been empty (left without a key, it would read unsealed, and
+            // RequireSealedRecords would refuse its row).
+            var madePresent = snapshot.StoredWithoutKey && !absent && state == EntityState.Modified && encrypted.SharesRowOptionally;
+            if ((changed is not null && (snapshot.StoredWithoutKey || wrappedKey is [EnvelopeFormat.Version, ..])) || madePresent)
             {
-                // (The second case: an optional record stored as absent, which a plain value makes present again. It is
-                // sealed now, with its encrypted nulls, as it would have been had it never been empty: left without a
-                // key, it would read unsealed, and RequireSealedRecords would refuse its row.)
                 // A row stored without a data key (its encrypted columns were added by a migration), or a version 1
                 // record read in this context (the instance holds all its values): the edit gives it a fresh data key
                 // and every encrypted value is written under it, in version 2 with a seal.

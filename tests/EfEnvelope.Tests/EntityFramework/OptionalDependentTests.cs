@@ -132,12 +132,7 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
         }
 
         await using var first = Create(encrypted: true);
-        var mine = await first.Customers.SingleAsync(Ct);
-        await using (var other = Create(encrypted: true))
-        {
-            (await other.Customers.SingleAsync(Ct)).Home!.Street = "Side St";
-            await other.SaveChangesAsync(Ct);
-        }
+        var mine = await ReadWhileAnotherContextSetsStreetAsync(first);
 
         mine.Home!.Street = null;
         await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => first.SaveChangesAsync(Ct));
@@ -212,12 +207,7 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
         }
 
         await using var first = Create(encrypted: true);
-        var mine = await first.Customers.SingleAsync(Ct);
-        await using (var other = Create(encrypted: true))
-        {
-            (await other.Customers.SingleAsync(Ct)).Home!.Street = "Side St";
-            await other.SaveChangesAsync(Ct);
-        }
+        var mine = await ReadWhileAnotherContextSetsStreetAsync(first);
 
         mine.Home!.City = "Bergen";
         await Assert.ThrowsAsync<DbUpdateConcurrencyException>(() => first.SaveChangesAsync(Ct));
@@ -246,6 +236,16 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
 
         await using var read = new EncryptedCustomerContext(options);
         Assert.Null((await read.Customers.SingleAsync(Ct)).Home);
+    }
+
+    // Reads the customer in the given context, then has another context give its Home.Street a value and save.
+    private async Task<Customer> ReadWhileAnotherContextSetsStreetAsync(CustomerContext context)
+    {
+        var customer = await context.Customers.SingleAsync(Ct);
+        await using var other = Create(encrypted: true);
+        (await other.Customers.SingleAsync(Ct)).Home!.Street = "Side St";
+        await other.SaveChangesAsync(Ct);
+        return customer;
     }
 
     private CustomerContext Create(bool encrypted) => encrypted ? new EncryptedCustomerContext(Options(true)) : new CustomerContext(Options(false));

@@ -218,11 +218,16 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         protected override void OnModelCreating(ModelBuilder modelBuilder)
         {
             base.OnModelCreating(modelBuilder);
-            modelBuilder.Entity<Dog>().Property(d => d.Vet).IsEncrypted();
-            modelBuilder.Entity<Dog>().Property(d => d.Age).IsEncrypted();
-            modelBuilder.Entity<Dog>().Property(d => d.Big).IsEncrypted();
-            modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic).Property(c => c.Phone).IsEncrypted();
+            EncryptDogs(modelBuilder);
         }
+    }
+
+    private static void EncryptDogs(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<Dog>().Property(d => d.Vet).IsEncrypted();
+        modelBuilder.Entity<Dog>().Property(d => d.Age).IsEncrypted();
+        modelBuilder.Entity<Dog>().Property(d => d.Big).IsEncrypted();
+        modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic).Property(c => c.Phone).IsEncrypted();
     }
 
     private class TptZooContext(DbContextOptions options) : ZooContext(options)
@@ -239,10 +244,7 @@ public sealed class DerivedCastProjectionTests : PlainAndEncryptedSqlite
         protected override void OnModelCreating(ModelBuilder modelBuilder)
         {
             base.OnModelCreating(modelBuilder);
-            modelBuilder.Entity<Dog>().Property(d => d.Vet).IsEncrypted();
-            modelBuilder.Entity<Dog>().Property(d => d.Age).IsEncrypted();
-            modelBuilder.Entity<Dog>().Property(d => d.Big).IsEncrypted();
-            modelBuilder.Entity<Dog>().OwnsOne(d => d.Clinic).Property(c => c.Phone).IsEncrypted();
+            EncryptDogs(modelBuilder);
         }
     }
 }
