@@ -362,6 +362,11 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     throw new InvalidOperationException(Explain(node.Expression.Type, property.Name, found.Property.Index is not null));
                 }
 
+                if (IsUncorrelatedRecordOnSqlite(node.Expression))
+                {
+                    throw UncorrelatedRecordOnSqlite($"{node.Expression.Type.Name}.{property.Name}", ((MethodCallExpression)node.Expression).Method.Name);
+                }
+
                 if (found.Entity.EntityType.IsOwned() && ReadThroughOwner(node) is { } throughOwner)
                 {
                     return throughOwner;
@@ -542,6 +547,14 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         private Expression VisitNestedProjection(MethodCallExpression node, MethodCallExpression nested)
         {
+            if (IsUncorrelatedRecordOnSqlite(node) && FindEncryptedMember(runtime, context.Model, nested.Arguments[1]) is { } member)
+            {
+                // db.Orders.OrderBy(o => o.Id).Select(o => o.CardNumber).FirstOrDefault() in a projection: the value needs
+                // its record's key column, so EF must read one record from a subquery that does not depend on the row,
+                // which SQLite cannot translate (EF's "requires the SQL APPLY operation"); plain EF reads one column.
+                throw UncorrelatedRecordOnSqlite(member, node.Method.Name);
+            }
+
             var outerOperator = _operator;
             _inProjection = false;
             _operator = nested.Method.Name;
@@ -551,6 +564,21 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             var selector = Visit(nested.Arguments[1]);
             return new MemberReplacer(nested, nested.Update(nested.Object, [source!, selector!])).Visit(node)!;
         }
+
+        // A single record read from a subquery that does not depend on the row (db.Orders.First()), on SQLite.
+        private bool IsUncorrelatedRecordOnSqlite(Expression instance) =>
+            instance is MethodCallExpression
+            {
+                Method.Name: nameof(Enumerable.First) or nameof(Enumerable.FirstOrDefault) or nameof(Enumerable.Single)
+                    or nameof(Enumerable.SingleOrDefault) or nameof(Enumerable.Last) or nameof(Enumerable.LastOrDefault),
+            } single
+            && (single.Method.DeclaringType == typeof(Queryable) || single.Method.DeclaringType == typeof(Enumerable))
+            && context.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite"
+            && !ParameterUse.ReadsOuterParameter(single);
+
+        private static InvalidOperationException UncorrelatedRecordOnSqlite(string member, string operation) =>
+            new($"The query's projection reads encrypted property '{member}' through a subquery that does not depend on the row ({operation}). " +
+                "EfEnvelope must read that record with its key column, which SQLite cannot do inside such a subquery (it needs APPLY). Run the subquery as a query of its own first, and use its value in this one.");
 
         private string Explain(Type type, string property, bool searchable)
         {
@@ -773,6 +801,32 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 typeof(EF).GetMethod(nameof(EF.Property))!.MakeGenericMethod(type),
                 Convert(instance, typeof(object)),
                 Expression.Constant(name));
+
+        /// <summary>Whether an expression uses a parameter it does not declare itself (a row of the query around it).</summary>
+        private sealed class ParameterUse : ExpressionVisitor
+        {
+            private readonly HashSet<ParameterExpression> _declared = [];
+            private bool _outer;
+
+            public static bool ReadsOuterParameter(Expression expression)
+            {
+                var use = new ParameterUse();
+                use.Visit(expression);
+                return use._outer;
+            }
+
+            protected override Expression VisitLambda<T>(Expression<T> node)
+            {
+                _declared.UnionWith(node.Parameters);
+                return base.VisitLambda(node);
+            }
+
+            protected override Expression VisitParameter(ParameterExpression node)
+            {
+                _outer |= !_declared.Contains(node);
+                return node;
+            }
+        }
 
         /// <summary>Whether an expression reads a row of the query (an entity, or a compiler-generated row of a join or projection) rather than only client values.</summary>
         /// <remarks>Parameters of a compiled query are client values: they are of the query's parameter types, not rows.</remarks>

@@ -17,9 +17,6 @@ public static class KnownDifferences
         "An edit of an attached (not queried) entity first reads its data key from the database: the save sends one command more than plain EF.";
 
 
-    private const string UncorrelatedSubqueryOnSqlite =
-        "A subquery in a projection that does not depend on the row and reads an encrypted member (db.Orders.OrderBy(o => o.Id).Select(o => o.CardNumber).FirstOrDefault()) must bring the record's key column with the value, so EfEnvelope has EF project the entity instead, and on SQLite EF cannot translate a single entity from such a subquery (its InvalidOperationException: \"requires the SQL APPLY operation\"), where plain EF reads one column. Run the subquery as a query of its own first and use its value.";
-
     private const string OwnedKeyUnknown =
         "After a failed insert, State = Unchanged declares an owner and its owned record stored while their key columns hold the failed attempt's keys; EfEnvelope cannot fetch an owned record's stored key by itself, so the edit of the owned record is refused (InvalidOperationException: load the owner in this context, or use Update()) instead of being sealed under a key the row does not have.";
 
@@ -62,9 +59,6 @@ public static class KnownDifferences
         ]),
         (OwnedKeyUnknown, [
             "failed-insert-then-unchanged-then-edit-owned",
-        ]),
-        (UncorrelatedSubqueryOnSqlite, [
-            "select-uncorrelated-first-encrypted@SQLite", "select-uncorrelated-first-entity-member@SQLite",
         ]),
         (ConcurrentEdit, [
             "two-contexts-edit-different-encrypted-properties", "concurrency-resolve-client-wins", "concurrency-resolve-client-wins-then-edit",
