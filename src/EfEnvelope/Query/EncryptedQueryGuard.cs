@@ -32,11 +32,16 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     ];
 
     // Operators between a nested collection read and its last Select that only pick or gather its elements.
+    private static readonly HashSet<string> SingleRecordOperators =
+    [
+        nameof(Enumerable.First), nameof(Enumerable.FirstOrDefault), nameof(Enumerable.Single), nameof(Enumerable.SingleOrDefault),
+        nameof(Enumerable.Last), nameof(Enumerable.LastOrDefault),
+    ];
+
     private static readonly HashSet<string> NestedResultOperators =
     [
         nameof(Enumerable.ToList), nameof(Enumerable.ToArray), nameof(Enumerable.ToHashSet), nameof(Enumerable.AsEnumerable),
-        nameof(Queryable.AsQueryable), nameof(Enumerable.Distinct), nameof(Enumerable.First), nameof(Enumerable.FirstOrDefault),
-        nameof(Enumerable.Single), nameof(Enumerable.SingleOrDefault), nameof(Enumerable.Last), nameof(Enumerable.LastOrDefault),
+        nameof(Queryable.AsQueryable), nameof(Enumerable.Distinct), .. SingleRecordOperators,
     ];
 
     private static readonly MethodInfo LoadedMethod = typeof(EncryptedQueryGuard).GetMethod(nameof(Loaded), BindingFlags.NonPublic | BindingFlags.Static)!;
@@ -424,7 +429,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         // A char is left as .NET converts it (the providers do not agree on what (char)n reads).
         private ExpressionType Checked(UnaryExpression conversion) =>
             conversion is { NodeType: ExpressionType.Convert, Method: null } && IsNumber(conversion.Operand.Type) && IsInteger(conversion.Type)
-                && !(Number(conversion.Type) == typeof(ulong) && context.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite")
+                && !(Number(conversion.Type) == typeof(ulong) && OnSqlite)
                 ? ExpressionType.ConvertChecked
                 : conversion.NodeType;
 
@@ -567,14 +572,12 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
         // A single record read from a subquery that does not depend on the row (db.Orders.First()), on SQLite.
         private bool IsUncorrelatedRecordOnSqlite(Expression instance) =>
-            instance is MethodCallExpression
-            {
-                Method.Name: nameof(Enumerable.First) or nameof(Enumerable.FirstOrDefault) or nameof(Enumerable.Single)
-                    or nameof(Enumerable.SingleOrDefault) or nameof(Enumerable.Last) or nameof(Enumerable.LastOrDefault),
-            } single
+            instance is MethodCallExpression single && SingleRecordOperators.Contains(single.Method.Name)
             && (single.Method.DeclaringType == typeof(Queryable) || single.Method.DeclaringType == typeof(Enumerable))
-            && context.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite"
+            && OnSqlite
             && !ParameterUse.ReadsOuterParameter(single);
+
+        private bool OnSqlite => context.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite";
 
         private static InvalidOperationException UncorrelatedRecordOnSqlite(string member, string operation) =>
             new($"The query's projection reads encrypted property '{member}' through a subquery that does not depend on the row ({operation}). " +
