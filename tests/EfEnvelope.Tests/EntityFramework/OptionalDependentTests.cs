@@ -16,15 +16,11 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
     [MemberData(nameof(Encryption))]
     public async Task An_owned_value_whose_members_are_all_null_reads_as_absent(bool encrypted)
     {
-        await using (var db = Create(encrypted))
-        {
-            await db.Database.EnsureCreatedAsync(Ct);
-            db.AddRange(
-                new Customer { Id = 1, Home = new Address() },
-                new Customer { Id = 2, Home = new Address { Street = "Main St" } },
-                new Customer { Id = 3 });
-            await db.SaveChangesAsync(Ct);
-        }
+        await SeedAsync(
+            encrypted,
+            new Customer { Id = 1, Home = new Address() },
+            new Customer { Id = 2, Home = new Address { Street = "Main St" } },
+            new Customer { Id = 3 });
 
         await using var read = Create(encrypted);
         var customers = await read.Customers.OrderBy(c => c.Id).ToListAsync(Ct);
@@ -78,12 +74,7 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
     [MemberData(nameof(Encryption))]
     public async Task A_table_split_dependent_without_values_reads_as_absent(bool encrypted)
     {
-        await using (var db = Create(encrypted))
-        {
-            await db.Database.EnsureCreatedAsync(Ct);
-            db.AddRange(new Order { Id = 1, Detail = new OrderDetail() }, new Order { Id = 2, Detail = new OrderDetail { Secret = "s" } });
-            await db.SaveChangesAsync(Ct);
-        }
+        await SeedAsync(encrypted, new Order { Id = 1, Detail = new OrderDetail() }, new Order { Id = 2, Detail = new OrderDetail { Secret = "s" } });
 
         await using var read = Create(encrypted);
         Assert.Equal(1, await read.Set<OrderDetail>().CountAsync(Ct));
@@ -98,12 +89,7 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
         // From a review: the attached instance lacks the stored City, so its values being null says nothing about the
         // row. Plain EF writes only Street; EfEnvelope cannot read an owned record's key by itself and refuses, as it
         // did before optional records could be stored without a key. Either way City stays.
-        await using (var db = Create(encrypted))
-        {
-            await db.Database.EnsureCreatedAsync(Ct);
-            db.Add(new Customer { Id = 1, Home = new Address { Street = "Main St", City = "Oslo" } });
-            await db.SaveChangesAsync(Ct);
-        }
+        await SeedAsync(encrypted, new Customer { Id = 1, Home = new Address { Street = "Main St", City = "Oslo" } });
 
         await using (var db = Create(encrypted))
         {
@@ -124,12 +110,7 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
     {
         // From a review: the emptying update compared no key column and left the other save's ciphertext keyless, which
         // made every query of the table fail. It compares the key it read, as any other edit of the record does.
-        await using (var db = Create(encrypted: true))
-        {
-            await db.Database.EnsureCreatedAsync(Ct);
-            db.Add(new Customer { Id = 1, Home = new Address { Street = "Main St" } });
-            await db.SaveChangesAsync(Ct);
-        }
+        await SeedAsync(encrypted: true, new Customer { Id = 1, Home = new Address { Street = "Main St" } });
 
         await using var first = Create(encrypted: true);
         var mine = await ReadWhileAnotherContextSetsStreetAsync(first);
@@ -236,6 +217,14 @@ public sealed class OptionalDependentTests : PlainAndEncryptedSqlite
 
         await using var read = new EncryptedCustomerContext(options);
         Assert.Null((await read.Customers.SingleAsync(Ct)).Home);
+    }
+
+    private async Task SeedAsync(bool encrypted, params object[] entities)
+    {
+        await using var db = Create(encrypted);
+        await db.Database.EnsureCreatedAsync(Ct);
+        db.AddRange(entities);
+        await db.SaveChangesAsync(Ct);
     }
 
     // Reads the customer in the given context, then has another context give its Home.Street a value and save.
