@@ -244,6 +244,7 @@ is_test_project() {
 
 test_timeout=${EFENVELOPE_TEST_TIMEOUT:-20m}
 hung=()              # projects that had to be killed and run again
+failures=()          # "Project: test name" of every failed test, repeated just above the summary line
 
 # Runs one project's tests; returns dotnet test's exit code, or 124 (137 if it had to be killed) when it
 # outlived $test_timeout. timeout(1) runs it in a process group of its own and kills that whole group,
@@ -321,6 +322,11 @@ run_project() {
     fi
     passed=$((passed + p))
     failed=$((failed + f))
+    # CI keeps only the end of a long log: name the failed tests again there, not only where they ran.
+    local test
+    while IFS= read -r test; do
+        failures+=("$name: $test")
+    done < <(grep -o '<test [^>]*result="Fail"[^>]*>' "$run_dir/results/$report" | sed -n 's/.* name="\([^"]*\)".*/\1/p')
     skipped=$((skipped + s))
     printf -- '--- %s: passed %d, failed %d, skipped %d (%ss)\n' "$name" "$p" "$f" "$s" "$(seconds_since "$started")"
     if [[ ${e:-0} -gt 0 ]]; then
@@ -406,6 +412,7 @@ main() {
 main
 cleanup
 status=0
+for test in "${failures[@]}"; do printf '!!! failed: %s\n' "$test" >&2; done
 [[ ${#hung[@]} -eq 0 ]] || printf '!!! killed after %s and run again: %s\n' "$test_timeout" "${hung[*]}" >&2
 if [[ $failed -gt 0 || $problems -gt 0 ]]; then status=1; fi
 summary_printed=true
