@@ -342,6 +342,11 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 }
             }
 
+            if (_inProjection && RoundsOnPostgres(node) && FindEncryptedMember(runtime, context.Model, node.Operand) is not null)
+            {
+                return Expression.MakeUnary(node.NodeType, RoundedAsPostgres(Visit(node.Operand)), node.Type);
+            }
+
             return base.VisitUnary(node);
         }
 
@@ -381,7 +386,10 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 _nullableResult = null;
                 var resultType = conversions?[^1].Type ?? node.Type;
                 Expression Converted(Expression value) =>
-                    conversions?.Aggregate(value, (converted, step) => Expression.MakeUnary(Checked(step), converted, step.Type, step.Method)) ?? value;
+                    conversions?.Aggregate(
+                        value,
+                        (converted, step) => Expression.MakeUnary(Checked(step), RoundsOnPostgres(step) ? RoundedAsPostgres(converted) : converted, step.Type, step.Method))
+                    ?? value;
                 var read = (MemberExpression)base.VisitMember(node);
                 if (read.Expression is { } instance and not ParameterExpression)
                 {
@@ -432,6 +440,28 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 && !(Number(conversion.Type) == typeof(ulong) && OnSqlite)
                 ? ExpressionType.ConvertChecked
                 : conversion.NodeType;
+
+        // PostgreSQL converts a real or a numeric to an integer by rounding, where .NET truncates: 2.5::float8::int is 2
+        // (half to even, as rint does) and 2.5::numeric::int is 3 (half away from zero). Plain EF converts the column in
+        // the database, EfEnvelope converts the decrypted value on the client, so it rounds it first as PostgreSQL would.
+        // SQLite and SQL Server truncate, as .NET does.
+        private bool RoundsOnPostgres(UnaryExpression conversion) =>
+            conversion is { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked, Method: null }
+            && IsInteger(conversion.Type) && Number(conversion.Operand.Type) is var number
+            && (number == typeof(float) || number == typeof(double) || number == typeof(decimal))
+            && OnPostgres;
+
+        private static Expression RoundedAsPostgres(Expression value)
+        {
+            var nullable = Nullable.GetUnderlyingType(value.Type) is not null;
+            var number = Number(value.Type) == typeof(decimal) ? typeof(decimal?) : typeof(double?);
+            var rounded = Expression.Call(typeof(Visitor).GetMethod(nameof(RoundLikePostgres), BindingFlags.NonPublic | BindingFlags.Static, [number])!, Expression.Convert(value, number));
+            return nullable ? rounded : Expression.Convert(rounded, Nullable.GetUnderlyingType(number)!);
+        }
+
+        private static double? RoundLikePostgres(double? value) => value is { } real ? Math.Round(real, MidpointRounding.ToEven) : null;
+
+        private static decimal? RoundLikePostgres(decimal? value) => value is { } numeric ? Math.Round(numeric, MidpointRounding.AwayFromZero) : null;
 
         private static bool IsNumber(Type type) =>
             IsInteger(type) || Number(type) is var number && (number == typeof(float) || number == typeof(double) || number == typeof(decimal));
@@ -578,6 +608,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             && !ParameterUse.ReadsOuterParameter(single);
 
         private bool OnSqlite => context.Database.ProviderName == "Microsoft.EntityFrameworkCore.Sqlite";
+
+        private bool OnPostgres => context.Database.ProviderName == "Npgsql.EntityFrameworkCore.PostgreSQL";
 
         private static InvalidOperationException UncorrelatedRecordOnSqlite(string member, string operation) =>
             new($"The query's projection reads encrypted property '{member}' through a subquery that does not depend on the row ({operation}). " +

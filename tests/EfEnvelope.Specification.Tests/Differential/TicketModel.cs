@@ -91,3 +91,33 @@ public class BasketContext(DbContextOptions<BasketContext> options) : Differenti
             });
         });
 }
+
+/// <summary>Real and numeric values that a projection converts to integers.</summary>
+public class Reading
+{
+    public int Id { get; set; }
+
+    public double Value { get; set; }
+
+    public float Approximate { get; set; }
+
+    public decimal Amount { get; set; }
+
+    public double? Optional { get; set; }
+}
+
+/// <summary>The model of <see cref="Reading"/>: every member but the key is encrypted in the encrypted run.</summary>
+public class ReadingContext(DbContextOptions<ReadingContext> options) : DifferentialContext(options)
+{
+    public DbSet<Reading> Readings => Set<Reading>();
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder) =>
+        modelBuilder.Entity<Reading>(reading =>
+        {
+            reading.Property(r => r.Id).ValueGeneratedNever();
+            Encrypt(reading.Property(r => r.Value));
+            Encrypt(reading.Property(r => r.Approximate));
+            Encrypt(reading.Property(r => r.Amount));
+            Encrypt(reading.Property(r => r.Optional));
+        });
+}
