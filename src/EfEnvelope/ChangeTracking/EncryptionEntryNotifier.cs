@@ -78,18 +78,20 @@ internal sealed class EncryptionEntryNotifier : InternalEntityEntryNotifier
         }
     }
 
-    // Whether EF marked the whole entry modified (State = Modified) rather than the properties a change made: EF marks
-    // every property it saves, changed or not, while a change (an edit DetectChanges finds, values Reload or SetValues
-    // bring in) marks only properties whose value differs from the original, at the moment the entry turns Modified.
-    // So a CLR-mapped property marked modified with its original value says State = Modified. EfEnvelope's own shadow
-    // columns do not count: an encrypted edit marks its ciphertext without changing it, and EF leaves the shadow columns
-    // of an attached instance unmarked. An entity whose only saved properties are encrypted cannot be told apart.
+    // Whether EF marked the whole entry modified (State = Modified, Update() of a tracked entity) rather than one
+    // property (IsModified = true, an edit DetectChanges finds, a value SetValues brings in). EF flags every saved
+    // property before it changes the state in the first case; in the second it flags the one property that turns the
+    // entry Modified, and the next ones only after the state changed. An entity with encrypted properties saves at least
+    // two columns (a ciphertext and the key column), so two flags here mean the first case. The flags are read beneath
+    // EF's "value unknown" mark, which hides them on the shadow columns of an attached instance (ModifiedFlags). Whether
+    // a flagged value equals its original says nothing: IsModified = true on an attached stub's plain property flags a
+    // value equal to its original, and that column alone is to be written.
     private static bool MarkedWhole(InternalEntityEntry entry)
     {
+        var flagged = 0;
         foreach (var property in entry.EntityType.GetProperties())
         {
-            if (!property.IsPrimaryKey() && !property.IsShadowProperty() && property.GetAfterSaveBehavior() == PropertySaveBehavior.Save
-                && entry.IsModified(property) && property.GetValueComparer().Equals(entry[property], entry.GetOriginalValue(property)))
+            if (!property.IsPrimaryKey() && ModifiedFlags.IsFlagged(entry, property.GetIndex()) && ++flagged == 2)
             {
                 return true;
             }

@@ -73,6 +73,45 @@ public static partial class Scenarios
             r.Tracker(db);
             await r.SaveAsync(db);
         });
+        // The usual "update one column" pattern, on a plain column: plain EF writes that column alone (found by a
+        // user-style hunt: every encrypted value was rewritten from the stub's defaults).
+        yield return new Scenario("attach-stub-mark-plain-property-modified", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            var stub = new Customer { Id = 1, Name = "renamed" };
+            db.Attach(stub);
+            db.Entry(stub).Property(x => x.Name).IsModified = true;
+            await r.SaveAsync(db);
+        }).MustMatch();
+        // Without automatic change detection, edits no DetectChanges found are not saved, whatever else is marked.
+        yield return new Scenario("edits-undetected-then-plain-property-marked", Area, async r =>
+        {
+            await Shop.CustomersAsync(r, 1);
+            await using var db = r.NewContext();
+            db.ChangeTracker.AutoDetectChangesEnabled = false;
+            var customer = await db.Customers.SingleAsync(r.Ct);
+            customer.Ssn = "999-99-9999";
+            customer.Version = 7;
+            db.Entry(customer).Property(x => x.Name).IsModified = true;
+            await r.SaveAsync(db);
+        }).MustMatch();
+        // State = Modified on an entity whose only saved properties besides its key are encrypted.
+        yield return new Scenario("attach-then-state-modified-every-member-encrypted", Area, async r =>
+        {
+            await r.CreateTablesAsync<ReadingContext>();
+            await using (var seed = r.NewContext<ReadingContext>())
+            {
+                seed.Readings.Add(new Reading { Id = 1, Value = 1.5, Approximate = 2.5f, Amount = 3.5m, Optional = 4.5 });
+                await seed.SaveChangesAsync(r.Ct);
+            }
+
+            await using var db = r.NewContext<ReadingContext>();
+            var reading = new Reading { Id = 1, Value = 10, Approximate = 20, Amount = 30, Optional = null };
+            db.Attach(reading);
+            db.Entry(reading).State = EntityState.Modified;
+            await r.SaveAsync(db);
+        }).MustMatch();
         yield return new("entry-property-by-name", Area, async r =>
         {
             await Shop.CustomersAsync(r, 1);
