@@ -50,6 +50,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
     {
         if (eventData.Context is { } context)
         {
+            queryExpression = ResultSelectorSplit.Split(queryExpression, e => new EncryptedMemberFinder(runtime, context.Model).Find(e));
             queryExpression = Compose(runtime, context.Model, queryExpression);
             (queryExpression, var projection) = ProjectionTracking.Apply(queryExpression, FindProjection(queryExpression), context, e => new EncryptedMemberFinder(runtime, context.Model).Find(e));
             return new Visitor(runtime, context, projection).Visit(queryExpression);
@@ -344,7 +345,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
 
             if (_inProjection && RoundsOnPostgres(node) && FindEncryptedMember(runtime, context.Model, node.Operand) is not null)
             {
-                return Expression.MakeUnary(node.NodeType, RoundedAsPostgres(Visit(node.Operand)), node.Type);
+                return Expression.MakeUnary(node.NodeType, RoundedAsPostgres(Visit(node.Operand)), node.Type, node.Method);
             }
 
             return base.VisitUnary(node);
@@ -446,7 +447,8 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
         // the database, EfEnvelope converts the decrypted value on the client, so it rounds it first as PostgreSQL would.
         // SQLite and SQL Server truncate, as .NET does.
         private bool RoundsOnPostgres(UnaryExpression conversion) =>
-            conversion is { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked, Method: null }
+            conversion is { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked }
+            && (conversion.Method is null || conversion.Method.DeclaringType == typeof(decimal))
             && IsInteger(conversion.Type) && Number(conversion.Operand.Type) is var number
             && (number == typeof(float) || number == typeof(double) || number == typeof(decimal))
             && OnPostgres;
