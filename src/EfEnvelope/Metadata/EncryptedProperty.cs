@@ -405,7 +405,8 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
     {
         var instance = Expression.Parameter(typeof(object), "entity");
         var value = Expression.Parameter(typeof(T), "value");
-        var assign = Expression.Assign(Expression.Field(Expression.Convert(instance, field.DeclaringType!), field), value);
+        // EF's Assign also writes a readonly field (a get-only auto-property's backing field), as EF's own setters do.
+        var assign = Microsoft.EntityFrameworkCore.Infrastructure.ExpressionExtensions.Assign(Expression.Field(Expression.Convert(instance, field.DeclaringType!), field), value);
         return Expression.Lambda<Action<object, T>>(assign, instance, value).Compile();
     }
 
@@ -424,7 +425,7 @@ internal sealed class EncryptedProperty<T> : EncryptedProperty
             // Get-only auto-property: write its compiler-generated backing field.
             var field = property.DeclaringType!.GetField($"<{property.Name}>k__BackingField", BindingFlags.Instance | BindingFlags.NonPublic)
                 ?? throw new InvalidOperationException($"Encrypted property '{property.DeclaringType.Name}.{property.Name}' has no setter and no backing field to write decrypted values to.");
-            assign = Expression.Assign(Expression.Field(target, field), value);
+            assign = Microsoft.EntityFrameworkCore.Infrastructure.ExpressionExtensions.Assign(Expression.Field(target, field), value);
         }
 
         return Expression.Lambda<Action<object, T>>(assign, instance, value).Compile();
