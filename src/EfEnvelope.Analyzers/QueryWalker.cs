@@ -118,9 +118,9 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
             }
 
             var name = QuerySymbols.EfName(call.TargetMethod);
-            if (name == "Select" && symbols.IsQueryable(call.TargetMethod))
+            if ((name == "Select" || IsPairingResultSelector(call, name, arguments)) && symbols.IsQueryable(call.TargetMethod))
             {
-                if (arguments.Count == 2 && QuerySymbols.LambdaBody(arguments[1]) is { } body)
+                if (arguments.Count >= 2 && QuerySymbols.LambdaBody(arguments[arguments.Count - 1]) is { } body)
                 {
                     foreach (var parameter in composed.SelectMany(lambda => lambda.Symbol.Parameters))
                     {
@@ -153,6 +153,12 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
 
         return null;
     }
+
+    // A join's or SelectMany's result selector, which the runtime moves into a Select of its own (ResultSelectorSplit):
+    // the overloads without a comparer, and SelectMany's whose collection selector takes no index.
+    private static bool IsPairingResultSelector(IInvocationOperation call, string name, List<IOperation> arguments) =>
+        (name is "Join" or "LeftJoin" or "RightJoin" && arguments.Count == 5)
+        || (name == "SelectMany" && arguments.Count == 3 && QuerySymbols.Lambda(arguments[1]) is { Symbol.Parameters.Length: 1 });
 
     // Whether the database's text form of a value of the type is what the projection gives, as the runtime's query guard
     // decides: strings, integers and enums (the guard gives an enum's ToString() as EF's translation names it, and
@@ -296,10 +302,25 @@ internal sealed class QueryWalker(QuerySymbols symbols, EncryptedMembers members
         var arguments = symbols.Arguments(node);
         if (ReferenceEquals(node, _projection))
         {
-            Visit(arguments[0]);
+            if (arguments.Count == 2)
+            {
+                Visit(arguments[0]);
+            }
+            else if (!TrySearch(node, arguments))
+            {
+                // A join or SelectMany: its sources and keys are checked as any operator's, its result selector below.
+                WithOperator(QuerySymbols.EfName(node.TargetMethod), OperatorKind.Query, () =>
+                {
+                    foreach (var argument in arguments.Take(arguments.Count - 1))
+                    {
+                        Visit(argument);
+                    }
+                });
+            }
+
             var outer = _inProjection;
             _inProjection = true;
-            Visit(arguments[1]);
+            Visit(arguments[arguments.Count - 1]);
             _inProjection = outer;
             return;
         }
