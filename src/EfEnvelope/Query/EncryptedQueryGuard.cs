@@ -284,7 +284,16 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             var outerProjection = _inProjection;
             if (!_inProjection)
             {
-                _operator = $"a comparison ({node.NodeType})";
+                _operator = node.NodeType switch
+                {
+                    ExpressionType.Add when node.Method?.DeclaringType == typeof(string) => "a concatenation",
+                    ExpressionType.Add or ExpressionType.AddChecked or ExpressionType.Subtract or ExpressionType.SubtractChecked
+                        or ExpressionType.Multiply or ExpressionType.MultiplyChecked or ExpressionType.Divide or ExpressionType.Modulo
+                        or ExpressionType.Power or ExpressionType.And or ExpressionType.Or or ExpressionType.ExclusiveOr
+                        or ExpressionType.LeftShift or ExpressionType.RightShift or ExpressionType.Coalesce => $"a computation ({node.NodeType})",
+                    ExpressionType.AndAlso or ExpressionType.OrElse => $"a condition ({node.NodeType})",
+                    _ => $"a comparison ({node.NodeType})",
+                };
             }
             else if (node.NodeType == ExpressionType.Add && node.Method?.DeclaringType == typeof(string)
                 && (FormattedEncrypted(node.Left) || FormattedEncrypted(node.Right)))
@@ -636,6 +645,12 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                     "The database formats values as text its own way (dates and times, fractional numbers, booleans and GUIDs do not read as .NET's ToString() gives them), and it holds ciphertext. Select the value and format it after loading (for example AsEnumerable() before the Select).",
                 "IsNullOrEmpty" or "IsNullOrWhiteSpace" =>
                     "The database holds random ciphertext: only whether a value is NULL is visible. Test with '== null', or test emptiness after loading.",
+                "a concatenation" =>
+                    "The database holds random ciphertext, which it cannot concatenate or format. Combine the values after loading (in the final Select, or after AsEnumerable()); to change stored values, load the entities, set the properties and call SaveChanges.",
+                _ when _operator.StartsWith("a computation", StringComparison.Ordinal) =>
+                    "The database holds random ciphertext, which it cannot compute with. Compute after loading (in the final Select, or after AsEnumerable()); to change stored values, load the entities, set the properties and call SaveChanges.",
+                _ when _operator.StartsWith("a condition", StringComparison.Ordinal) =>
+                    "The database holds random ciphertext, so it cannot test an encrypted bool. Filter after loading, or mark the property [Encrypted(Searchable = true)] and compare it (== true) through its blind index.",
                 "Select" or "SelectMany" =>
                     "A projection that reads an encrypted property must come last: the value exists only once EF has decrypted the entity. Compose Where, OrderBy and GroupBy on plain properties before the Select, or call AsEnumerable() before the operators that need the decrypted value.",
                 _ when searchable =>
