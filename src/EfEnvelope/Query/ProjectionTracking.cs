@@ -54,7 +54,7 @@ internal static class ProjectionTracking
             }
 
             throw new InvalidOperationException(
-                $"The tracking query projects encrypted property '{member}' beside an entity of type '{entity.DisplayName()}' (returned or passed to a method), which it tracks. " +
+                $"The tracking query projects encrypted property '{member}' beside an entity of type '{entity.DisplayName()}' (returned, passed to a method, or read through a member EF does not map), which it tracks. " +
                 "EfEnvelope reads an encrypted value from its entity, and in a tracking query that is the tracked instance, which may hold unsaved edits or older values than the row, " +
                 "where plain EF reads the column. Read the property from the projected entity instead, or add AsNoTracking() (and attach what you edit), or project values only.");
         }

@@ -21,6 +21,9 @@ public sealed class RefusalMessageTests : PlainAndEncryptedSqlite
 
         [Encrypted]
         public int Score { get; set; }
+
+        [System.ComponentModel.DataAnnotations.Schema.NotMapped]
+        public string Display => Name + "!";
     }
 
     private sealed class MemberContext(DbContextOptions options) : DbContext(options)
@@ -77,6 +80,15 @@ public sealed class RefusalMessageTests : PlainAndEncryptedSqlite
         Assert.Contains("'Member.Note' in a concatenation", error.Message, StringComparison.Ordinal);
         Assert.Contains("set the properties and call SaveChanges", error.Message, StringComparison.Ordinal);
         Assert.Equal("a", await db.Members.AsNoTracking().Select(m => m.Name).SingleAsync(Ct));
+    }
+
+    [Fact]
+    public async Task A_member_EF_does_not_map_beside_an_encrypted_value_in_a_tracking_query_is_named_as_such()
+    {
+        await using var db = await ContextAsync();
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => db.Members.Select(m => new { m.Note, m.Display }).ToListAsync(Ct));
+        Assert.Contains("projects encrypted property 'Member.Note' beside an entity", error.Message, StringComparison.Ordinal);
+        Assert.Contains("(returned, passed to a method, or read through a member EF does not map)", error.Message, StringComparison.Ordinal);
     }
 
     #pragma warning restore EFENV001, EFENV002, EFENV006
