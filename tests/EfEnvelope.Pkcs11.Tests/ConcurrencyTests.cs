@@ -18,7 +18,7 @@ public sealed class ConcurrencyTests
         options.MaxSessions = 4;
         using var provider = new Pkcs11MasterKeyProvider(options);
         // Holding each operation open a little makes callers pile up on the pool, so sharing would show.
-        var observer = new UseCounter(TimeSpan.FromMilliseconds(1));
+        using var observer = new UseCounter(TimeSpan.FromMilliseconds(1));
         provider.SessionObserver = observer;
 
         var results = await Task.WhenAll(Enumerable.Range(0, 16).Select(caller => Task.Run(async () =>
@@ -64,9 +64,10 @@ public sealed class ConcurrencyTests
         Assert.Equal(label, held.KeyId);
     }
 
-    private sealed class UseCounter(TimeSpan hold) : ISessionObserver
+    private sealed class UseCounter(TimeSpan hold) : ISessionObserver, IDisposable
     {
         private readonly ConcurrentDictionary<ulong, int> _inUse = new();
+        private readonly ManualResetEventSlim _secondInside = new();
         private int _atOnce;
         private int _mostAtOnce;
         private int _mostOnOneSession;
@@ -84,7 +85,16 @@ public sealed class ConcurrencyTests
         {
             Interlocked.Increment(ref _operations);
             Raise(ref _mostOnOneSession, _inUse.AddOrUpdate(sessionId, 1, (_, n) => n + 1));
-            Raise(ref _mostAtOnce, Interlocked.Increment(ref _atOnce));
+            var atOnce = Interlocked.Increment(ref _atOnce);
+            Raise(ref _mostAtOnce, atOnce);
+            if (atOnce >= 2)
+            {
+                _secondInside.Set();
+            }
+
+            // On a loaded machine the callers' tasks may start one after another; the first operations wait (a bounded
+            // time) for a second caller, so that the pool is seen serving two at once whatever the scheduling.
+            _secondInside.Wait(TimeSpan.FromSeconds(10));
             Thread.Sleep(hold);
         }
 
@@ -93,6 +103,8 @@ public sealed class ConcurrencyTests
             Interlocked.Decrement(ref _atOnce);
             _inUse.AddOrUpdate(sessionId, 0, (_, n) => n - 1);
         }
+
+        public void Dispose() => _secondInside.Dispose();
 
         private static void Raise(ref int most, int value)
         {
