@@ -352,9 +352,9 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 }
             }
 
-            if (_inProjection && RoundsOnPostgres(node) && FindEncryptedMember(runtime, context.Model, node.Operand) is not null)
+            if (_inProjection && RoundsOnPostgres(node) && TranslatedByPostgres(node.Operand) && FindEncryptedMember(runtime, context.Model, node.Operand) is not null)
             {
-                return Expression.MakeUnary(node.NodeType, RoundedAsPostgres(Visit(node.Operand)), node.Type, node.Method);
+                return Expression.MakeUnary(node.NodeType, RoundedAsPostgres(Visit(node.Operand), node.Type), node.Type, node.Method);
             }
 
             return base.VisitUnary(node);
@@ -398,7 +398,7 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
                 Expression Converted(Expression value) =>
                     conversions?.Aggregate(
                         value,
-                        (converted, step) => Expression.MakeUnary(Checked(step), RoundsOnPostgres(step) ? RoundedAsPostgres(converted) : converted, step.Type, step.Method))
+                        (converted, step) => Expression.MakeUnary(Checked(step), RoundsOnPostgres(step) ? RoundedAsPostgres(converted, step.Type) : converted, step.Type, step.Method))
                     ?? value;
                 var read = (MemberExpression)base.VisitMember(node);
                 if (read.Expression is { } instance and not ParameterExpression)
@@ -462,10 +462,28 @@ internal sealed class EncryptedQueryGuard(EnvelopeRuntime runtime) : IQueryExpre
             && (number == typeof(float) || number == typeof(double) || number == typeof(decimal))
             && OnPostgres;
 
-        private static Expression RoundedAsPostgres(Expression value)
+        // Plain EF converts in SQL only what Npgsql translates: members, constants, arithmetic and conditionals over them,
+        // and a few Math functions. Anything else (a method of the application, Math.Round(x, 1)) it evaluates on the
+        // client, where .NET truncates: the decrypted value is then left to do the same.
+        private static bool TranslatedByPostgres(Expression operand) => operand switch
+        {
+            MemberExpression or ConstantExpression or ParameterExpression => true,
+            UnaryExpression { NodeType: ExpressionType.Convert or ExpressionType.ConvertChecked or ExpressionType.Negate or ExpressionType.NegateChecked, Method: null } unary =>
+                TranslatedByPostgres(unary.Operand),
+            BinaryExpression { NodeType: ExpressionType.Add or ExpressionType.Subtract or ExpressionType.Multiply or ExpressionType.Divide or ExpressionType.Coalesce } binary =>
+                TranslatedByPostgres(binary.Left) && TranslatedByPostgres(binary.Right),
+            ConditionalExpression conditional => TranslatedByPostgres(conditional.IfTrue) && TranslatedByPostgres(conditional.IfFalse),
+            MethodCallExpression { Method.Name: nameof(Math.Abs) or nameof(Math.Max) or nameof(Math.Min) } call when call.Method.DeclaringType == typeof(Math) =>
+                call.Arguments.All(TranslatedByPostgres),
+            _ => false,
+        };
+
+        // Npgsql maps ulong to numeric(20,0), so a conversion to ulong rounds half away from zero, as a numeric does;
+        // a float (PostgreSQL's real) is rounded through double, which holds it exactly.
+        private static Expression RoundedAsPostgres(Expression value, Type target)
         {
             var nullable = Nullable.GetUnderlyingType(value.Type) is not null;
-            var number = Number(value.Type) == typeof(decimal) ? typeof(decimal?) : typeof(double?);
+            var number = Number(value.Type) == typeof(decimal) || Number(target) == typeof(ulong) ? typeof(decimal?) : typeof(double?);
             var rounded = Expression.Call(typeof(Visitor).GetMethod(nameof(RoundLikePostgres), BindingFlags.NonPublic | BindingFlags.Static, [number])!, Expression.Convert(value, number));
             return nullable ? rounded : Expression.Convert(rounded, Nullable.GetUnderlyingType(number)!);
         }
